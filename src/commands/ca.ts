@@ -1,0 +1,76 @@
+import { Command, Option } from 'commander';
+import { createHash } from 'node:crypto';
+import { initCa, issueKeyAndCertificate, openCa } from '../pki/ca.js';
+import { ISSUABLE_ROLES, ROLES, type Role } from '../pki/roles.js';
+import { writeIdentity } from '../pki/key-files.js';
+import { readSecret } from '../cli/secrets.js';
+import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
+import { out } from '../cli/output.js';
+import type { KeySpec } from '../crypto/keys.js';
+
+export const CA_PASSPHRASE = { env: 'QTM_CA_PASSPHRASE', prompt: 'CA passphrase' } as const;
+export const KEY_PASSPHRASE = { env: 'QTM_KEY_PASSPHRASE', prompt: 'key passphrase' } as const;
+
+export function caCommand(): Command {
+  const ca = new Command('ca').description('certificate authority: create a root CA and issue role certificates');
+
+  ca.command('init')
+    .description('create a root CA whose key is encrypted at rest (passphrase from QTM_CA_PASSPHRASE or a prompt)')
+    .requiredOption('--out <dir>', 'directory for ca.pem, ca-key.pem, ca.json')
+    .addOption(new Option('--profile <profile>', 'default profile of the keys it issues').argParser(parseProfile).default('v2'))
+    .option('--subject <dn>', 'CA distinguished name', 'CN=qtm Root CA')
+    .option('--days <n>', 'validity in days', parsePositiveInt, 3650)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples(
+      'QTM_CA_PASSPHRASE=... qtm ca init --out ./ca',
+      'qtm ca init --out ./ca-legacy --profile v1 --subject "CN=Legacy CA,O=Shop"'))
+    .action(async (o: { out: string; profile: 'v1' | 'v2'; subject: string; days: number; json?: boolean }) => {
+      const passphrase = await readSecret({ ...CA_PASSPHRASE, confirm: true, minLength: 8 });
+      const created = initCa(o.out, { profile: o.profile, subject: o.subject, passphrase, days: o.days });
+      const result = {
+        dir: o.out,
+        subject: o.subject,
+        profile: o.profile,
+        certificate: `${o.out}/ca.pem`,
+        sha256: createHash('sha256').update(created.certificate.raw).digest('hex'),
+        validTo: created.certificate.validTo,
+      };
+      if (o.json) return out.json(result);
+      out.line(`created CA "${o.subject}" (profile ${o.profile}) in ${o.out}`);
+      out.line(`  trust anchor: ${result.certificate}  sha256 ${result.sha256}`);
+    });
+
+  ca.command('issue')
+    .description('issue a key and certificate for a role (key encrypted with QTM_KEY_PASSPHRASE or a prompt)')
+    .requiredOption('--ca <dir>', 'CA directory')
+    .addOption(new Option('--role <role>', 'what the certificate is for').choices([...ISSUABLE_ROLES]).makeOptionMandatory())
+    .requiredOption('--subject <dn>', 'distinguished name, e.g. "CN=Shop receipts,O=Shop"')
+    .requiredOption('--out <prefix>', 'writes PREFIX.pem and PREFIX-key.pem')
+    .addOption(new Option('--key <type>', 'key type (default: the role\'s key in the CA profile)').choices(['rsa1024', 'rsa2048', 'rsa3072', 'p256']))
+    .option('--days <n>', 'validity in days', parsePositiveInt, 730)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `\nRoles:\n${ISSUABLE_ROLES.map((r) => `  ${r.padEnd(8)} ${ROLES[r].description}`).join('\n')}\n` + examples(
+      'qtm ca issue --ca ./ca --role signer --subject "CN=Shop receipts,O=Shop" --out ./keys/receipts',
+      'qtm ca issue --ca ./ca --role server --subject "CN=localhost" --out ./keys/tls',
+      'qtm ca issue --ca ./ca --role signer --key p256 --subject "CN=Shop receipts EC" --out ./keys/receipts-ec'))
+    .action(async (o: { ca: string; role: Role; subject: string; out: string; key?: KeySpec; days: number; json?: boolean }) => {
+      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
+      const keyPassphrase = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
+      const issued = issueKeyAndCertificate(ca, { role: o.role, subject: o.subject, days: o.days, ...(o.key ? { keySpec: o.key } : {}) });
+      const paths = writeIdentity(o.out, [issued.certificate], issued.privateKey, keyPassphrase);
+      const result = {
+        role: o.role,
+        subject: o.subject,
+        key: issued.keySpec,
+        serial: issued.certificate.serialNumber,
+        validTo: issued.certificate.validTo,
+        certificate: paths.cert,
+        privateKey: paths.key,
+      };
+      if (o.json) return out.json(result);
+      out.line(`issued ${o.role} certificate "${o.subject}" (${issued.keySpec}, serial ${result.serial})`);
+      out.line(`  certificate: ${paths.cert}`);
+      out.line(`  private key: ${paths.key} (encrypted)`);
+    });
+  return ca;
+}

@@ -1,0 +1,87 @@
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { examples, parseTime } from '../cli/options.js';
+import { out, Progress } from '../cli/output.js';
+import { InputError } from '../errors.js';
+import { collectBundleFiles } from '../verify/collect.js';
+import { loadTrustAnchors } from '../verify/trust.js';
+import { exitCodeFor, summarise, verifyFile, type FileResult } from '../verify/verify-files.js';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function short(hex: string | undefined): string {
+  return hex ? `${hex.slice(0, 16)}…` : '?';
+}
+
+function printReport(r: FileResult, many: boolean): void {
+  const c = out.colour;
+  if (r.status === 'unusable') {
+    out.line(`${c.yellow('UNUSABLE')} ${r.file}: ${r.error}`);
+    return;
+  }
+  const head = r.status === 'valid' ? c.green('VALID') : c.red('INVALID');
+  const legacy = r.legacy ? c.yellow(' [legacy v1 profile]') : '';
+  out.line(`${head} ${r.file}: transaction ${r.transactionId} at ${r.time} on server ${short(r.serverId)}${legacy}`);
+  if (r.status === 'invalid') {
+    for (const f of r.failures) out.line(`  ${c.red('✘')} ${f.name}: ${f.detail}`);
+    return;
+  }
+  if (many) return;
+  out.line(`  server   ${r.server?.subject} signed fields 1-5 (the receipt)`);
+  out.line(`  party A  ${r.partyA?.subject} signed fields 1-7`);
+  out.line(`  party B  ${r.partyB?.subject} signed fields 1-7`);
+  out.line(`  content  ${r.profile === 'v1' ? 'sha1' : 'sha256'} ${r.contentId}`);
+  out.line(`  checked  ${r.checks.length} checks; certificates valid at ${r.evaluatedAt}`);
+  for (const w of r.checks.filter((x) => x.warning)) out.line(`  ${c.yellow('!')} ${w.detail}`);
+}
+
+export function verifyCommand(): Command {
+  return new Command('verify')
+    .description('verify proof bundles offline against trust anchors (no network)')
+    .argument('<bundle...>', 'bundle files, directories of *.json bundles, or quoted globs')
+    .requiredOption('--trust <ca.pem>', 'trusted root CA certificate(s); repeatable', collect, [])
+    .option('--content <file>', 'the content, for bundles that do not carry it')
+    .option('--at <time>', 'check certificate validity at this time instead of the transaction time', parseTime)
+    .option('--json', 'print results as JSON')
+    .addHelpText('after', `
+Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle).
+` + examples(
+      'qtm verify receipt.json --trust ca.pem',
+      'qtm verify archive/ --trust ca.pem --json > report.json',
+      'qtm verify order.json --content order.txt --trust ca.pem',
+      "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem"))
+    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; json?: boolean }) => {
+      const trustAnchors = loadTrustAnchors(o.trust);
+      let content: Buffer | undefined;
+      if (o.content) {
+        try {
+          content = readFileSync(o.content);
+        } catch {
+          throw new InputError(`cannot read content file ${o.content}`);
+        }
+      }
+      const files = collectBundleFiles(bundles);
+      const progress = new Progress(files.length, 'verifying');
+      const results: FileResult[] = [];
+      const many = files.length > 1;
+      for (const file of files) {
+        const r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}) });
+        results.push(r);
+        progress.tick(results.length);
+        if (!o.json) {
+          if (many) progress.done();
+          printReport(r, many);
+        }
+      }
+      progress.done();
+      const summary = summarise(results);
+      if (o.json) {
+        out.json({ summary, results });
+      } else if (many || summary.total > 1) {
+        out.line(`${summary.total} bundles: ${summary.valid} valid, ${summary.invalid} invalid, ${summary.unusable} unusable${summary.legacy ? `, ${summary.legacy} legacy v1` : ''}`);
+      }
+      process.exitCode = exitCodeFor(summary);
+    });
+}

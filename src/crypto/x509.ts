@@ -1,0 +1,166 @@
+/**
+ * Building X.509 certificates. node has no API for that, so node-forge lays out the
+ * TBSCertificate (names, validity, extensions) with its ASN.1 encoder; the subject's
+ * SubjectPublicKeyInfo is taken verbatim from node (so any key type works, not only forge's
+ * RSA), and node:crypto signs. Parsing and chain checks use node's X509Certificate.
+ */
+import { createHash, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import forge from 'node-forge';
+import { spkiDer } from './keys.js';
+import { OID, oidDerContent } from './oids.js';
+import { InputError } from '../errors.js';
+
+const { asn1 } = forge;
+
+export interface CertificateRequest {
+  /** "CN=Alice,O=Shop,C=NL" */
+  readonly subject: string;
+  readonly publicKey: KeyObject;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** Positive serial as hex; random 16 bytes when absent. */
+  readonly serialHex?: string;
+  readonly isCa: boolean;
+  /** forge keyUsage flags, e.g. { digitalSignature: true, nonRepudiation: true } */
+  readonly keyUsage: Record<string, boolean>;
+  readonly extKeyUsage?: readonly string[];
+  /** Extra extensions in forge's form (e.g. the RFC 3820 proxyCertInfo of a warrant). */
+  readonly extraExtensions?: readonly object[];
+}
+
+export interface Issuer {
+  /** Absent for a self-signed root. */
+  readonly certificate?: X509Certificate;
+  readonly privateKey: KeyObject;
+}
+
+const DN_SHORT_NAMES = new Set(['CN', 'O', 'OU', 'C', 'L', 'ST', 'serialNumber', 'E']);
+
+/** Parses "CN=Alice, O=Shop\, Inc., C=NL" into forge attributes; commas escape with a backslash. */
+export function parseDistinguishedName(dn: string): { shortName?: string; name?: string; value: string }[] {
+  const parts: string[] = [];
+  let current = '';
+  for (let i = 0; i < dn.length; i++) {
+    const ch = dn[i]!;
+    if (ch === '\\' && i + 1 < dn.length) {
+      current += dn[++i];
+    } else if (ch === ',') {
+      parts.push(current);
+      current = '';
+    } else {
+      current += ch;
+    }
+  }
+  parts.push(current);
+  return parts.map((part) => {
+    const eq = part.indexOf('=');
+    const key = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (eq <= 0 || !value) throw new InputError(`subject "${dn}" is not a distinguished name`, 'write it as "CN=Name,O=Org,C=NL"');
+    if (!DN_SHORT_NAMES.has(key)) {
+      throw new InputError(`subject attribute "${key}" is not supported`, `use ${[...DN_SHORT_NAMES].join(', ')}`);
+    }
+    if (key === 'serialNumber') return { name: 'serialNumber', value };
+    if (key === 'E') return { name: 'emailAddress', value };
+    if (key === 'C' && !/^[A-Z]{2}$/.test(value)) throw new InputError(`country "${value}" must be two capital letters`);
+    return { shortName: key, value };
+  });
+}
+
+export function randomSerialHex(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive and non-zero, 16 bytes, as RFC 5280 asks
+  return bytes.toString('hex');
+}
+
+function binary(buf: Uint8Array): string {
+  return Buffer.from(buf).toString('binary');
+}
+
+function signatureAlgorithm(key: KeyObject): { oid: string; asn1: forge.asn1.Asn1 } {
+  const isRsa = key.asymmetricKeyType === 'rsa';
+  const oid = isRsa ? OID.sha256WithRSAEncryption : OID.ecdsaWithSHA256;
+  if (!isRsa && key.asymmetricKeyType !== 'ec') throw new TypeError(`cannot sign certificates with ${key.asymmetricKeyType} keys`);
+  const seq = [asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(oid).getBytes())];
+  // RFC 4055: RSA algorithm identifiers carry NULL parameters; RFC 5758: ECDSA ones carry none.
+  if (isRsa) seq.push(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, ''));
+  return { oid, asn1: asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, seq) };
+}
+
+/** RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING contents. */
+function keyIdentifier(key: KeyObject): string {
+  // forge would otherwise parse the BIT STRING's contents as nested ASN.1 (its default).
+  const fromDer = asn1.fromDer as unknown as (der: string, options: { decodeBitStrings: boolean }) => forge.asn1.Asn1;
+  const spki = fromDer(binary(spkiDer(key)), { decodeBitStrings: false });
+  const bitString = (spki.value as forge.asn1.Asn1[])[1]!.value as string;
+  return createHash('sha1').update(Buffer.from(bitString.slice(1), 'binary')).digest('binary');
+}
+
+export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.serialNumber = req.serialHex ?? randomSerialHex();
+  cert.validity.notBefore = req.notBefore;
+  cert.validity.notAfter = req.notAfter;
+  cert.setSubject(parseDistinguishedName(req.subject));
+  cert.setIssuer(parseDistinguishedName(req.subject)); // replaced below by the issuer's exact name
+  // A placeholder so forge can lay out the TBS; the real SPKI is spliced in below.
+  const one = new forge.jsbn.BigInteger('1');
+  cert.publicKey = forge.pki.setRsaPublicKey(one, one);
+
+  const issuerKeyId = issuer.certificate ? keyIdentifier(issuer.certificate.publicKey) : keyIdentifier(req.publicKey);
+  const extensions: object[] = [
+    { name: 'basicConstraints', cA: req.isCa, critical: true },
+    { name: 'keyUsage', critical: true, ...req.keyUsage },
+    {
+      name: 'subjectKeyIdentifier',
+      value: asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, keyIdentifier(req.publicKey)),
+    },
+    { name: 'authorityKeyIdentifier', keyIdentifier: issuerKeyId },
+  ];
+  if (req.extKeyUsage?.length) {
+    extensions.push({
+      name: 'extKeyUsage',
+      value: asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true,
+        req.extKeyUsage.map((oid) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, oidDerContent(oid).toString('binary')))),
+    });
+  }
+  extensions.push(...(req.extraExtensions ?? []));
+  cert.setExtensions(extensions as never);
+
+  const algorithm = signatureAlgorithm(issuer.privateKey);
+  cert.siginfo.algorithmOid = algorithm.oid;
+  // getTBSCertificate is public in forge but missing from its type definitions.
+  const tbs = (forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate(cert);
+  const fields = tbs.value as forge.asn1.Asn1[];
+  fields[2] = algorithm.asn1;
+  if (issuer.certificate) {
+    // Copy the issuer's subject name byte for byte: chain building matches names exactly.
+    const issuerTbs = (asn1.fromDer(binary(issuer.certificate.raw)).value as forge.asn1.Asn1[])[0]!;
+    fields[3] = (issuerTbs.value as forge.asn1.Asn1[])[5]!;
+  }
+  fields[6] = asn1.fromDer(binary(spkiDer(req.publicKey)));
+
+  const tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), 'binary');
+  const signature = sign('sha256', tbsDer, issuer.privateKey);
+  const certAsn1 = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    tbs,
+    signatureAlgorithm(issuer.privateKey).asn1,
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, '\x00' + binary(signature)),
+  ]);
+  return new X509Certificate(Buffer.from(asn1.toDer(certAsn1).getBytes(), 'binary'));
+}
+
+export function certificateFromPem(pem: string, what: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch {
+    throw new InputError(`${what} is not a PEM or DER X.509 certificate`);
+  }
+}
+
+/** Splits a PEM bundle into certificates, in file order. */
+export function certificatesFromPemBundle(pem: string, what: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new InputError(`${what} holds no PEM certificate`);
+  return blocks.map((b) => certificateFromPem(b, what));
+}

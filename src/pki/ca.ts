@@ -1,0 +1,126 @@
+/**
+ * The qtm certificate authority on disk:
+ *   DIR/ca.pem        root certificate (give this to verifiers as --trust)
+ *   DIR/ca-key.pem    root private key, PKCS#8 encrypted with the CA passphrase
+ *   DIR/ca.json       { profile, subject, created }
+ * Issuing is shared by `qtm ca issue` and card issuing (which passes the card's public key, so
+ * the card's private key never leaves the card).
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { decryptPrivateKey, encryptPrivateKey, generateKeyPair } from '../crypto/keys.js';
+import { buildCertificate, certificateFromPem } from '../crypto/x509.js';
+import { InputError, RefusedError } from '../errors.js';
+import { type ProfileName, PROFILES } from '../protocol/profile.js';
+import { ROLES, type Role } from './roles.js';
+import { writeFileAtomic } from '../util/fs.js';
+
+export interface CaInfo {
+  readonly profile: ProfileName;
+  readonly subject: string;
+  readonly created: string;
+}
+
+export interface OpenCa {
+  readonly dir: string;
+  readonly info: CaInfo;
+  readonly certificate: X509Certificate;
+  readonly privateKey: KeyObject;
+}
+
+const DAY_MS = 86_400_000;
+/** Certificates start a minute in the past so a slightly slow clock elsewhere still accepts them. */
+const BACKDATE_MS = 60_000;
+
+export function caPaths(dir: string) {
+  return { cert: join(dir, 'ca.pem'), key: join(dir, 'ca-key.pem'), info: join(dir, 'ca.json') };
+}
+
+export function initCa(
+  dir: string,
+  opts: { profile: ProfileName; subject: string; passphrase: string; days?: number; now?: Date },
+): OpenCa {
+  const paths = caPaths(dir);
+  if (existsSync(paths.key)) {
+    throw new RefusedError(`a CA already exists in ${dir}`, 'choose another --out directory; an existing CA is never overwritten');
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const now = opts.now ?? new Date();
+  const { privateKey, publicKey } = generateKeyPair('rsa3072');
+  const certificate = buildCertificate(
+    {
+      subject: opts.subject,
+      publicKey,
+      notBefore: new Date(now.getTime() - BACKDATE_MS),
+      notAfter: new Date(now.getTime() + (opts.days ?? 3650) * DAY_MS),
+      isCa: true,
+      keyUsage: { keyCertSign: true, cRLSign: true, digitalSignature: true },
+    },
+    { privateKey },
+  );
+  const info: CaInfo = { profile: opts.profile, subject: opts.subject, created: now.toISOString() };
+  writeFileAtomic(paths.key, encryptPrivateKey(privateKey, opts.passphrase), 0o600);
+  writeFileAtomic(paths.cert, certificate.toString());
+  writeFileAtomic(paths.info, JSON.stringify(info, null, 2) + '\n');
+  return { dir, info, certificate, privateKey };
+}
+
+export function openCa(dir: string, passphrase: string): OpenCa {
+  const paths = caPaths(dir);
+  if (!existsSync(paths.cert) || !existsSync(paths.key) || !existsSync(paths.info)) {
+    throw new InputError(`${dir} is not a qtm CA directory (ca.pem, ca-key.pem, ca.json)`, 'create one with `qtm ca init --out DIR`');
+  }
+  const info = JSON.parse(readFileSync(paths.info, 'utf8')) as CaInfo;
+  const certificate = certificateFromPem(readFileSync(paths.cert, 'utf8'), paths.cert);
+  let privateKey: KeyObject;
+  try {
+    privateKey = decryptPrivateKey(readFileSync(paths.key, 'utf8'), passphrase);
+  } catch {
+    throw new RefusedError(`wrong CA passphrase for ${dir}`, 'check QTM_CA_PASSPHRASE');
+  }
+  return { dir, info, certificate, privateKey };
+}
+
+export interface IssueRequest {
+  readonly role: Role;
+  readonly subject: string;
+  readonly publicKey: KeyObject;
+  readonly days?: number;
+  readonly serialHex?: string;
+  readonly now?: Date;
+}
+
+export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate {
+  const spec = ROLES[req.role];
+  const now = req.now ?? new Date();
+  const notAfter = new Date(Math.min(now.getTime() + (req.days ?? 730) * DAY_MS, Date.parse(ca.certificate.validTo)));
+  return buildCertificate(
+    {
+      subject: req.subject,
+      publicKey: req.publicKey,
+      notBefore: new Date(now.getTime() - BACKDATE_MS),
+      notAfter,
+      ...(req.serialHex ? { serialHex: req.serialHex } : {}),
+      isCa: false,
+      keyUsage: spec.keyUsage,
+      extKeyUsage: spec.extKeyUsage,
+    },
+    { certificate: ca.certificate, privateKey: ca.privateKey },
+  );
+}
+
+/** Generates a key for a role in the CA's profile and certifies it. */
+export function issueKeyAndCertificate(
+  ca: OpenCa,
+  req: Omit<IssueRequest, 'publicKey'> & { keySpec?: ReturnType<typeof defaultKeySpec> },
+) {
+  const keySpec = req.keySpec ?? defaultKeySpec(ca.info.profile, req.role);
+  const { privateKey, publicKey } = generateKeyPair(keySpec);
+  const certificate = issueCertificate(ca, { ...req, publicKey });
+  return { privateKey, certificate, keySpec };
+}
+
+export function defaultKeySpec(profile: ProfileName, role: Role) {
+  return ROLES[role].key[PROFILES[profile].name];
+}

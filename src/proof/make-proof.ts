@@ -1,0 +1,82 @@
+/**
+ * Assembling a signed QTM package and its proof bundle from three signers. A signer is anything
+ * that signs bytes: a key in memory, the server's receipt key, or a smart card (async).
+ */
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { contentId, fingerprint, signBytes } from '../crypto/keys.js';
+import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
+import { encodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
+import { type Profile } from '../protocol/profile.js';
+import { encodeHeader, encodePackage, encodeServerSigned, type PackageHeader, type QtmPackage } from '../protocol/qtm-package.js';
+
+export interface PackageSigner {
+  /** Own certificate first, then intermediates (never the root). */
+  readonly certificates: readonly X509Certificate[];
+  sign(data: Buffer): Buffer | Promise<Buffer>;
+}
+
+export function keySigner(profile: Profile, privateKey: KeyObject, certificates: readonly X509Certificate[]): PackageSigner {
+  return { certificates, sign: (data) => signBytes(profile, privateKey, data) };
+}
+
+export interface ProofInput {
+  readonly profile: Profile;
+  readonly transactionId: number;
+  /** Unix seconds. */
+  readonly time: number;
+  readonly content: Buffer;
+  readonly server: PackageSigner;
+  readonly partyA: PackageSigner;
+  readonly partyB: PackageSigner;
+  readonly priority?: number;
+}
+
+export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB'> & {
+  server: Pick<PackageSigner, 'certificates'>;
+  partyA: Pick<PackageSigner, 'certificates'>;
+  partyB: Pick<PackageSigner, 'certificates'>;
+}): PackageHeader {
+  const fp = (s: Pick<PackageSigner, 'certificates'>) => fingerprint(s.certificates[0]!.publicKey, input.profile);
+  return {
+    version: input.profile.version,
+    serverId: fp(input.server),
+    transactionId: input.transactionId,
+    time: input.time,
+    contentId: contentId(input.content, input.profile),
+    fingerprintA: fp(input.partyA),
+    fingerprintB: fp(input.partyB),
+  };
+}
+
+export function cardRecordFor(header: PackageHeader, priority = 0): Buffer {
+  return encodeCardRecord(header.version === 1
+    ? { version: 1, transactionId: header.transactionId, time: header.time, contentId: header.contentId }
+    : {
+        version: 2,
+        transactionId: header.transactionId,
+        time: header.time,
+        contentId: header.contentId,
+        serverIdPrefix: header.serverId.subarray(0, SERVER_ID_PREFIX_LENGTH),
+        priority,
+      });
+}
+
+export async function makeProof(input: ProofInput): Promise<{ pkg: QtmPackage; packageBytes: Buffer; bundle: ProofBundle; bundleJson: string }> {
+  const header = headerFor(input);
+  const headerBytes = encodeHeader(header);
+  const pkg: QtmPackage = {
+    ...header,
+    signatureA: await input.partyA.sign(headerBytes),
+    signatureB: await input.partyB.sign(headerBytes),
+    signatureServer: await input.server.sign(encodeServerSigned(header)),
+  };
+  const packageBytes = encodePackage(pkg);
+  const pems = (s: PackageSigner) => s.certificates.map((c) => c.toString());
+  const bundle: ProofBundle = {
+    package: packageBytes,
+    content: input.content,
+    certificates: { server: pems(input.server), partyA: pems(input.partyA), partyB: pems(input.partyB) },
+    cardRecord: cardRecordFor(header, input.priority),
+  };
+  return { pkg, packageBytes, bundle, bundleJson: encodeBundle(bundle) };
+}

@@ -1,0 +1,201 @@
+/**
+ * Offline verification of one proof bundle. Every check has a stable name so a failure says
+ * exactly what is wrong, and all checks run (a report lists every problem, not just the first).
+ */
+import { X509Certificate } from 'node:crypto';
+import { contentId, fingerprint, verifyBytes } from '../crypto/keys.js';
+import { OID } from '../crypto/oids.js';
+import type { ProofBundle } from '../bundle/proof-bundle.js';
+import { decodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
+import { checkPlainText } from '../protocol/plain-text.js';
+import { profileByVersion, type Profile } from '../protocol/profile.js';
+import { decodePackage, encodeHeader, encodeServerSigned, type QtmPackage } from '../protocol/qtm-package.js';
+import { validateChain } from './chain.js';
+import { QtmError } from '../errors.js';
+
+export type CheckName =
+  | 'package'
+  | 'profile'
+  | 'content-id'
+  | 'plain-text'
+  | 'server-id'
+  | 'fingerprint-a'
+  | 'fingerprint-b'
+  | 'signature-server'
+  | 'signature-a'
+  | 'signature-b'
+  | 'chain-server'
+  | 'chain-a'
+  | 'chain-b'
+  | 'role-server'
+  | 'role-a'
+  | 'role-b'
+  | 'card-record';
+
+export interface Check {
+  readonly name: CheckName;
+  readonly ok: boolean;
+  readonly detail: string;
+  /** A passing check that still deserves attention (the legacy v1 profile). */
+  readonly warning?: boolean;
+}
+
+export interface PartySummary {
+  readonly subject: string;
+  readonly fingerprint: string;
+}
+
+export interface VerificationReport {
+  readonly valid: boolean;
+  readonly checks: Check[];
+  readonly failures: Check[];
+  readonly profile?: string;
+  readonly legacy?: boolean;
+  readonly transactionId?: number;
+  readonly time?: string;
+  readonly serverId?: string;
+  readonly contentId?: string;
+  readonly server?: PartySummary;
+  readonly partyA?: PartySummary;
+  readonly partyB?: PartySummary;
+  readonly evaluatedAt?: string;
+}
+
+export interface VerifyOptions {
+  readonly trustAnchors: readonly X509Certificate[];
+  /** Detached content; required when the bundle carries none. */
+  readonly content?: Buffer;
+  /** Evaluate certificate validity at this time instead of the transaction time. */
+  readonly at?: Date;
+}
+
+function subjectLine(cert: X509Certificate): string {
+  return cert.subject.replace(/\n/g, ', ');
+}
+
+function parseCertificates(pems: readonly string[]): X509Certificate[] | string {
+  try {
+    return pems.map((p) => new X509Certificate(p));
+  } catch (err) {
+    return `unparseable certificate: ${(err as Error).message}`;
+  }
+}
+
+export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): VerificationReport {
+  const checks: Check[] = [];
+  const add = (name: CheckName, ok: boolean, detail: string, warning = false) => checks.push({ name, ok, detail, warning });
+  const finish = (extra: Partial<VerificationReport> = {}): VerificationReport => {
+    const failures = checks.filter((c) => !c.ok);
+    return { valid: failures.length === 0, checks, failures, ...extra };
+  };
+
+  let pkg: QtmPackage;
+  try {
+    pkg = decodePackage(bundle.package);
+  } catch (err) {
+    add('package', false, err instanceof QtmError ? err.message : String(err));
+    return finish();
+  }
+  const profile = profileByVersion(pkg.version) as Profile;
+  add('package', true, `${bundle.package.length}-byte QTM package, transaction ${pkg.transactionId}`);
+  add('profile', true, profile.legacy
+    ? `profile ${profile.name} is LEGACY (SHA-1, RSA-1024): acceptable only for old proofs, never for new signatures`
+    : `profile ${profile.name} (SHA-256)`, profile.legacy);
+
+  // Content and its ID.
+  const content = bundle.content ?? options.content;
+  if (!content) {
+    add('content-id', false, 'the bundle has no content and none was given: pass the content file with --content');
+  } else {
+    const id = contentId(content, profile);
+    add('content-id', id.equals(pkg.contentId), id.equals(pkg.contentId)
+      ? `content ${content.length} bytes, ${profile.hash} ${id.toString('hex')}`
+      : `content digest ${id.toString('hex')} does not match the package's content ID ${Buffer.from(pkg.contentId).toString('hex')}`);
+    try {
+      checkPlainText(content);
+      add('plain-text', true, 'content is plain UTF-8 text');
+    } catch (err) {
+      add('plain-text', false, (err as Error).message);
+    }
+  }
+
+  const header = encodeHeader(pkg);
+  const serverSigned = encodeServerSigned(pkg);
+  const at = options.at ?? new Date(pkg.time * 1000);
+  const summaries: { server?: PartySummary; partyA?: PartySummary; partyB?: PartySummary } = {};
+  const intermediatesOf = (certs: X509Certificate[]) => certs.slice(1);
+
+  const party = (
+    key: 'server' | 'partyA' | 'partyB',
+    pems: readonly string[],
+    expectedFingerprint: Uint8Array,
+    signed: Buffer,
+    signature: Uint8Array,
+    names: { fp: CheckName; sig: CheckName; chain: CheckName; role: CheckName },
+    label: string,
+    acceptableEkus: readonly string[],
+  ) => {
+    const certs = parseCertificates(pems);
+    if (typeof certs === 'string') {
+      add(names.chain, false, `${label}: ${certs}`);
+      return;
+    }
+    const leaf = certs[0]!;
+    const fp = fingerprint(leaf.publicKey, profile);
+    summaries[key] = { subject: subjectLine(leaf), fingerprint: fp.toString('hex') };
+    const fpOk = fp.equals(expectedFingerprint);
+    add(names.fp, fpOk, fpOk
+      ? `${label} key ${fp.toString('hex')} is the one in the package`
+      : `${label} certificate key ${fp.toString('hex')} is not the package's ${Buffer.from(expectedFingerprint).toString('hex')}`);
+    const sigOk = verifyBytes(profile, leaf.publicKey, signed, signature);
+    add(names.sig, sigOk, sigOk
+      ? `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} verifies (${profile.hash})`
+      : `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} does not verify with "${subjectLine(leaf)}"`);
+    const chain = validateChain(leaf, intermediatesOf(certs), options.trustAnchors, at);
+    add(names.chain, chain.ok, chain.ok
+      ? `${label} "${subjectLine(leaf)}" chains to "${subjectLine(chain.path[chain.path.length - 1]!)}", valid at ${at.toISOString()}`
+      : `${label}: ${chain.reason}`);
+    const ekus = leaf.keyUsage ?? [];
+    const roleOk = acceptableEkus.some((e) => ekus.includes(e));
+    add(names.role, roleOk, roleOk
+      ? `${label} certificate is authorised for this role`
+      : `${label} certificate "${subjectLine(leaf)}" lacks the required extended key usage (${acceptableEkus.join(' or ')})`);
+  };
+
+  party('server', bundle.certificates.server, pkg.serverId, serverSigned, pkg.signatureServer,
+    { fp: 'server-id', sig: 'signature-server', chain: 'chain-server', role: 'role-server' }, 'server', [OID.ekuReceiptSigning]);
+  party('partyA', bundle.certificates.partyA, pkg.fingerprintA, header, pkg.signatureA,
+    { fp: 'fingerprint-a', sig: 'signature-a', chain: 'chain-a', role: 'role-a' }, 'party A', [OID.ekuReceiptSigning, OID.ekuWarrantIssuing]);
+  party('partyB', bundle.certificates.partyB, pkg.fingerprintB, header, pkg.signatureB,
+    { fp: 'fingerprint-b', sig: 'signature-b', chain: 'chain-b', role: 'role-b' }, 'party B', [OID.ekuCardSigning]);
+
+  if (bundle.cardRecord) {
+    try {
+      const rec = decodeCardRecord(bundle.cardRecord);
+      const mismatches: string[] = [];
+      if (rec.version !== pkg.version) mismatches.push(`version ${rec.version} vs ${pkg.version}`);
+      if (rec.transactionId !== pkg.transactionId) mismatches.push(`transaction ${rec.transactionId} vs ${pkg.transactionId}`);
+      if (rec.time !== pkg.time) mismatches.push(`time ${rec.time} vs ${pkg.time}`);
+      if (!Buffer.from(rec.contentId).equals(pkg.contentId)) mismatches.push('content ID differs');
+      if (rec.serverIdPrefix && !Buffer.from(rec.serverIdPrefix).equals(pkg.serverId.subarray(0, SERVER_ID_PREFIX_LENGTH))) {
+        mismatches.push('server ID differs');
+      }
+      add('card-record', mismatches.length === 0, mismatches.length === 0
+        ? `card record (${bundle.cardRecord.length} bytes) matches the package`
+        : `card record does not match the package: ${mismatches.join('; ')}`);
+    } catch (err) {
+      add('card-record', false, (err as Error).message);
+    }
+  }
+
+  return finish({
+    profile: profile.name,
+    legacy: profile.legacy,
+    transactionId: pkg.transactionId,
+    time: new Date(pkg.time * 1000).toISOString(),
+    serverId: Buffer.from(pkg.serverId).toString('hex'),
+    contentId: Buffer.from(pkg.contentId).toString('hex'),
+    evaluatedAt: at.toISOString(),
+    ...summaries,
+  });
+}

@@ -1,0 +1,50 @@
+/**
+ * Verifying bundle files: read, decode, verify; one result per file. A file that cannot be
+ * read or decoded is "unusable" (exit 2) rather than "invalid" (exit 1).
+ */
+import { readFileSync } from 'node:fs';
+import { decodeBundle } from '../bundle/proof-bundle.js';
+import { QtmError } from '../errors.js';
+import { verifyBundle, type VerificationReport, type VerifyOptions } from './verify-bundle.js';
+
+export type FileResult =
+  | ({ file: string; status: 'valid' | 'invalid' } & VerificationReport)
+  | { file: string; status: 'unusable'; error: string };
+
+export function verifyFile(file: string, options: VerifyOptions): FileResult {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { file, status: 'unusable', error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+  }
+  try {
+    const report = verifyBundle(decodeBundle(text), options);
+    return { file, status: report.valid ? 'valid' : 'invalid', ...report };
+  } catch (err) {
+    if (err instanceof QtmError) return { file, status: 'unusable', error: err.message };
+    throw err;
+  }
+}
+
+export interface Summary {
+  total: number;
+  valid: number;
+  invalid: number;
+  unusable: number;
+  legacy: number;
+}
+
+export function summarise(results: readonly FileResult[]): Summary {
+  const s: Summary = { total: results.length, valid: 0, invalid: 0, unusable: 0, legacy: 0 };
+  for (const r of results) {
+    s[r.status]++;
+    if (r.status !== 'unusable' && r.legacy) s.legacy++;
+  }
+  return s;
+}
+
+/** Exit code for a run: 2 if anything was unusable, else 1 if anything was invalid, else 0. */
+export function exitCodeFor(s: Summary): 0 | 1 | 2 {
+  return s.unusable > 0 ? 2 : s.invalid > 0 ? 1 : 0;
+}
