@@ -4,6 +4,7 @@
  * time, not today: a proof stays valid after its certificates expire).
  */
 import type { X509Certificate } from 'node:crypto';
+import { issuedBy, parsedCertificate } from './cert-cache.js';
 
 export interface ChainResult {
   readonly ok: boolean;
@@ -14,21 +15,14 @@ export interface ChainResult {
 
 const MAX_DEPTH = 8;
 
-export function certTime(value: string): number {
-  return Date.parse(value);
-}
-
 export function validAt(cert: X509Certificate, at: Date): boolean {
+  const p = parsedCertificate(cert);
   const t = at.getTime();
-  return certTime(cert.validFrom) <= t && t <= certTime(cert.validTo);
+  return p.notBefore <= t && t <= p.notAfter;
 }
 
 function describe(cert: X509Certificate): string {
   return cert.subject.replace(/\n/g, ', ');
-}
-
-function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
-  return child.checkIssued(parent) && parent.ca && child.verify(parent.publicKey);
 }
 
 export function validateChain(
@@ -44,7 +38,7 @@ export function validateChain(
       return {
         ok: false,
         path,
-        reason: `certificate "${describe(current)}" not valid at ${at.toISOString()} (valid ${new Date(certTime(current.validFrom)).toISOString()} to ${new Date(certTime(current.validTo)).toISOString()})`,
+        reason: `certificate "${describe(current)}" not valid at ${at.toISOString()} (valid ${new Date(parsedCertificate(current).notBefore).toISOString()} to ${new Date(parsedCertificate(current).notAfter).toISOString()})`,
       };
     }
     const anchor = anchors.find((a) => a.raw.equals(current.raw) || issuedBy(current, a));

@@ -2,8 +2,9 @@
  * Offline verification of one proof bundle. Every check has a stable name so a failure says
  * exactly what is wrong, and all checks run (a report lists every problem, not just the first).
  */
-import { X509Certificate } from 'node:crypto';
-import { contentId, fingerprint, verifyBytes } from '../crypto/keys.js';
+import type { X509Certificate } from 'node:crypto';
+import { contentId, verifyBytes } from '../crypto/keys.js';
+import { parsedCertificate } from './cert-cache.js';
 import { OID } from '../crypto/oids.js';
 import type { ProofBundle } from '../bundle/proof-bundle.js';
 import { decodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
@@ -75,7 +76,7 @@ function subjectLine(cert: X509Certificate): string {
 
 function parseCertificates(pems: readonly string[]): X509Certificate[] | string {
   try {
-    return pems.map((p) => new X509Certificate(p));
+    return pems.map((p) => parsedCertificate(p).certificate);
   } catch (err) {
     return `unparseable certificate: ${(err as Error).message}`;
   }
@@ -141,13 +142,14 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
       return;
     }
     const leaf = certs[0]!;
-    const fp = fingerprint(leaf.publicKey, profile);
+    const parsedLeaf = parsedCertificate(leaf);
+    const fp = parsedLeaf.fingerprint(profile.hash);
     summaries[key] = { subject: subjectLine(leaf), fingerprint: fp.toString('hex') };
     const fpOk = fp.equals(expectedFingerprint);
     add(names.fp, fpOk, fpOk
       ? `${label} key ${fp.toString('hex')} is the one in the package`
       : `${label} certificate key ${fp.toString('hex')} is not the package's ${Buffer.from(expectedFingerprint).toString('hex')}`);
-    const sigOk = verifyBytes(profile, leaf.publicKey, signed, signature);
+    const sigOk = verifyBytes(profile, parsedLeaf.publicKey, signed, signature);
     add(names.sig, sigOk, sigOk
       ? `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} verifies (${profile.hash})`
       : `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} does not verify with "${subjectLine(leaf)}"`);

@@ -1,0 +1,13 @@
+/**
+ * `npm run bench`: figures and ratios on this machine. Not a test: it never fails on speed,
+ * it reports. Each section prints what it measured and against what bound.
+ */
+import { benchVerify } from './verify.js';
+
+const sections: [string, () => Promise<void>][] = [['offline verification', benchVerify]];
+const only = process.argv[2];
+for (const [name, run] of sections) {
+  if (only && !name.includes(only)) continue;
+  console.log(`\n== ${name}`);
+  await run();
+}
