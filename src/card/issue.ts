@@ -1,0 +1,61 @@
+/**
+ * Personalising one card (SPEC 5): layout, PIN and PUK, on-card key generation, a certificate
+ * from the CA for that key with the card serial as certificate serial and in the subject,
+ * diversified keys from the SAM, LOCK, and a self-test. The private key never leaves the card:
+ * the CA sees only the public key the card returns.
+ */
+import { randomBytes, verify, type X509Certificate } from 'node:crypto';
+import type { CardClient } from './client.js';
+import { AUTH_PREFIX } from './app-spec.js';
+import type { OpenCa } from '../pki/ca.js';
+import { issueCertificate } from '../pki/ca.js';
+import type { Sam } from '../sam/sam.js';
+import { PROFILES, type ProfileName } from '../protocol/profile.js';
+import { RefusedError } from '../errors.js';
+
+export interface IssueOptions {
+  readonly ca: OpenCa;
+  readonly sam: Sam;
+  /** Distinguished name of the holder; serialNumber=<card serial> is appended. */
+  readonly holder: string;
+  readonly pin: string;
+  readonly puk: string;
+  readonly slots: number;
+  readonly profile?: ProfileName;
+  readonly days?: number;
+}
+
+export interface IssuedCard {
+  readonly serial: string;
+  readonly profile: ProfileName;
+  readonly slots: number;
+  readonly certificate: X509Certificate;
+  readonly subject: string;
+}
+
+export async function issueCard(client: CardClient, opts: IssueOptions): Promise<IssuedCard> {
+  await client.select();
+  const status = await client.status();
+  if (status.lifecycle !== 'personalisation') {
+    throw new RefusedError(`card ${status.serial.toString('hex').toUpperCase()} is already issued and locked`, 'a locked card cannot be personalised again');
+  }
+  const serial = status.serial.toString('hex').toUpperCase();
+  const profile = opts.profile ?? opts.ca.info.profile;
+  await client.setLayout(PROFILES[profile].version, opts.slots);
+  await client.setPinAndPuk(opts.pin, opts.puk);
+  const publicKey = await client.generateKeyPair();
+  const subject = `${opts.holder},serialNumber=${serial}`;
+  const certificate = issueCertificate(opts.ca, { role: 'card', subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
+  await client.putCertificate(certificate);
+  await client.putCardKeys(opts.sam.cardKeys(status.serial));
+  await client.lock();
+
+  // Self-test: the locked card answers with the key its certificate names.
+  await client.verifyPin(opts.pin);
+  const challenge = randomBytes(32);
+  const sig = await client.internalAuthenticate(challenge);
+  if (!verify(PROFILES[profile].hash, Buffer.concat([AUTH_PREFIX, challenge]), certificate.publicKey, sig)) {
+    throw new RefusedError(`card ${serial} failed its self-test: its signature does not match its certificate`);
+  }
+  return { serial, profile, slots: opts.slots, certificate, subject };
+}

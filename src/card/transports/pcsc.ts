@@ -1,0 +1,146 @@
+/**
+ * PC/SC through the `pcsclite` binding and pcscd, as with any real reader. The binding is an
+ * optional dependency: on a machine without libpcsclite it is absent and every PC/SC command
+ * says what to install instead of crashing.
+ */
+import { createRequire } from 'node:module';
+import type { CardTransport } from '../transport.js';
+import { CardUnavailableError } from '../status-words.js';
+
+const INSTALL_HINT = 'install pcscd and libpcsclite-dev (Debian/Ubuntu: apt-get install pcscd libpcsclite-dev), start pcscd, then run npm ci again';
+
+/* Minimal typing of the parts of pcsclite used here. */
+interface PcscReader {
+  name: string;
+  state: number;
+  SCARD_SHARE_SHARED: number;
+  SCARD_LEAVE_CARD: number;
+  SCARD_STATE_PRESENT: number;
+  SCARD_PROTOCOL_T0: number;
+  SCARD_PROTOCOL_T1: number;
+  on(event: 'status', cb: (s: { state: number; atr?: Buffer }) => void): void;
+  on(event: 'error', cb: (err: Error) => void): void;
+  connect(opts: { share_mode: number; protocol?: number }, cb: (err: Error | null, protocol: number) => void): void;
+  disconnect(disposition: number, cb: (err: Error | null) => void): void;
+  transmit(data: Buffer, resLen: number, protocol: number, cb: (err: Error | null, data: Buffer) => void): void;
+  close(): void;
+}
+interface PcscContext {
+  on(event: 'reader', cb: (r: PcscReader) => void): void;
+  on(event: 'error', cb: (err: Error) => void): void;
+  close(): void;
+}
+
+function loadBinding(): () => PcscContext {
+  try {
+    return createRequire(import.meta.url)('pcsclite') as () => PcscContext;
+  } catch (err) {
+    throw new CardUnavailableError(`PC/SC is not available: the pcsclite binding did not load (${(err as Error).message.split('\n')[0]})`, INSTALL_HINT);
+  }
+}
+
+export interface ReaderInfo {
+  readonly name: string;
+  readonly cardPresent: boolean;
+  readonly atr?: string;
+}
+
+type ReaderMap = Map<string, { reader: PcscReader; status?: { state: number; atr?: Buffer } }>;
+
+/** Closing the context alone leaves each reader's monitor running and the process alive. */
+function closeAll(ctx: PcscContext, readers: ReaderMap): void {
+  for (const { reader } of readers.values()) reader.close();
+  ctx.close();
+}
+
+/** Opens a PC/SC context and gathers the readers pcscd reports within `settleMs`. */
+async function withContext<T>(settleMs: number, use: (ctx: PcscContext, readers: ReaderMap) => Promise<T>): Promise<T> {
+  const ctx = loadBinding()();
+  const readers: ReaderMap = new Map();
+  let contextError: Error | undefined;
+  ctx.on('error', (err) => {
+    contextError = err;
+  });
+  ctx.on('reader', (reader) => {
+    const entry: { reader: PcscReader; status?: { state: number; atr?: Buffer } } = { reader };
+    readers.set(reader.name, entry);
+    reader.on('error', () => {});
+    reader.on('status', (s) => {
+      entry.status = s;
+    });
+  });
+  const deadline = Date.now() + settleMs;
+  // Wait until every reader reported a status, or the settle time runs out.
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (readers.size > 0 && [...readers.values()].every((e) => e.status)) break;
+  }
+  try {
+    if (readers.size === 0 && contextError) {
+      throw new CardUnavailableError(`PC/SC: ${contextError.message}`, 'is pcscd running? (`pcscd` as root, or `systemctl start pcscd`)');
+    }
+    return await use(ctx, readers);
+  } catch (err) {
+    closeAll(ctx, readers);
+    throw err;
+  }
+}
+
+export async function listReaders(settleMs = 1500): Promise<ReaderInfo[]> {
+  return withContext(settleMs, async (ctx, readers) => {
+    const list = [...readers.values()].map(({ reader, status }) => {
+      const present = Boolean(status && status.state & reader.SCARD_STATE_PRESENT);
+      return { name: reader.name, cardPresent: present, ...(present && status?.atr?.length ? { atr: status.atr.toString('hex').toUpperCase() } : {}) };
+    });
+    closeAll(ctx, readers);
+    return list;
+  });
+}
+
+export class PcscTransport implements CardTransport {
+  private constructor(
+    private readonly ctx: PcscContext,
+    private readonly readers: ReaderMap,
+    private readonly reader: PcscReader,
+    private readonly protocol: number,
+  ) {}
+
+  get description(): string {
+    return `PC/SC reader "${this.reader.name}"`;
+  }
+
+  static async connect(readerName: string, waitMs = 3000): Promise<PcscTransport> {
+    return withContext(waitMs, async (ctx, readers) => {
+      const entry = readers.get(readerName);
+      if (!entry) {
+        const names = [...readers.keys()];
+        throw new CardUnavailableError(`no PC/SC reader named "${readerName}"`, names.length ? `readers: ${names.map((n) => `"${n}"`).join(', ')}` : 'no reader found: is pcscd running?');
+      }
+      const { reader } = entry;
+      const deadline = Date.now() + waitMs;
+      while (!(entry.status && entry.status.state & reader.SCARD_STATE_PRESENT)) {
+        if (Date.now() > deadline) {
+          throw new CardUnavailableError(`no card in reader "${readerName}"`, 'insert the card, or start `qtm card emulate --card FILE` for a virtual card');
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const protocol = await new Promise<number>((resolve, reject) => {
+        reader.connect({ share_mode: reader.SCARD_SHARE_SHARED, protocol: reader.SCARD_PROTOCOL_T1 | reader.SCARD_PROTOCOL_T0 }, (err, p) =>
+          err ? reject(new CardUnavailableError(`cannot connect to the card in "${readerName}": ${err.message}`)) : resolve(p));
+      });
+      return new PcscTransport(ctx, readers, reader, protocol);
+    });
+  }
+
+  transmit(apdu: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      this.reader.transmit(apdu, 258, this.protocol, (err, data) =>
+        err ? reject(new CardUnavailableError(`PC/SC transmit failed on "${this.reader.name}": ${err.message}`)) : resolve(Buffer.from(data)));
+    });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.reader.disconnect(this.reader.SCARD_LEAVE_CARD, () => resolve()));
+    closeAll(this.ctx, this.readers);
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The virtual card's EEPROM: one JSON document, written atomically (temp file, fsync, rename)
+ * so a crash in the middle of a write leaves the previous state, never a torn slot.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../../util/fs.js';
+import { InputError } from '../../errors.js';
+import type { Sealed, WrappedKey } from './vault.js';
+
+export const CARD_FILE_FORMAT = 'qtm-virtual-card';
+
+export interface CardImage {
+  format: typeof CARD_FILE_FORMAT;
+  version: 1;
+  serial: string; // 16 hex digits
+  profileVersion: 0 | 1 | 2;
+  lifecycle: 'personalisation' | 'operational';
+  slotCount: number;
+  /** Hex of each record, or null for a free slot; index 0 is slot 1. */
+  slots: (string | null)[];
+  publicKey?: string; // base64 DER SubjectPublicKeyInfo
+  certificate?: string; // base64 DER
+  pinTriesLeft?: number;
+  pukTriesLeft?: number;
+  wrappedByPin?: WrappedKey;
+  wrappedByPuk?: WrappedKey;
+  secrets?: Sealed;
+  cardKeysPresent?: boolean;
+}
+
+export interface CardStorage {
+  load(): CardImage;
+  save(image: CardImage): void;
+  readonly description: string;
+}
+
+export function blankImage(slotCount: number): CardImage {
+  const serial = randomBytes(8);
+  serial[0] = (serial[0]! & 0x7f) | 0x01; // positive as an X.509 serial, never all-zero
+  return {
+    format: CARD_FILE_FORMAT,
+    version: 1,
+    serial: serial.toString('hex').toUpperCase(),
+    profileVersion: 0,
+    lifecycle: 'personalisation',
+    slotCount,
+    slots: Array(slotCount).fill(null),
+  };
+}
+
+export class MemoryStorage implements CardStorage {
+  readonly description = 'in-memory virtual card';
+  private image: string;
+  constructor(image: CardImage) {
+    this.image = JSON.stringify(image);
+  }
+  load(): CardImage {
+    return JSON.parse(this.image) as CardImage;
+  }
+  save(image: CardImage): void {
+    this.image = JSON.stringify(image);
+  }
+}
+
+export class FileStorage implements CardStorage {
+  constructor(readonly path: string) {}
+
+  get description(): string {
+    return `virtual card ${this.path}`;
+  }
+
+  static create(path: string, slotCount: number): FileStorage {
+    if (existsSync(path)) throw new InputError(`${path} already exists`, 'choose another --card file; a card is never overwritten');
+    const s = new FileStorage(path);
+    writeFileAtomic(path, JSON.stringify(blankImage(slotCount), null, 1) + '\n', 0o600);
+    return s;
+  }
+
+  load(): CardImage {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch {
+      throw new InputError(`no virtual card at ${this.path}`, 'create one with `qtm card issue --card FILE` or check the path');
+    }
+    const image = JSON.parse(text) as CardImage;
+    if (image.format !== CARD_FILE_FORMAT || image.version !== 1) throw new InputError(`${this.path} is not a qtm virtual card`);
+    return image;
+  }
+
+  save(image: CardImage): void {
+    writeFileAtomic(this.path, JSON.stringify(image, null, 1) + '\n', 0o600);
+  }
+}

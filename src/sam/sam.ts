@@ -1,0 +1,83 @@
+/**
+ * The software SAM (SPEC 1): holds the AES-128 master key from which every card's K_enc and
+ * K_mac are diversified. The key is sealed at rest with AES-256-GCM under scrypt(passphrase);
+ * it is never printed, and no API returns it: callers get derived card keys only.
+ * File: { format, version, created, kcv, kdf: {salt, N, r, p}, nonce, data }.
+ */
+import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { deriveCardKeys, type CardKeys } from '../crypto/diversify.js';
+import { QTM_AID } from '../card/app-spec.js';
+import { InputError, RefusedError } from '../errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+
+const FORMAT = 'qtm-sam';
+const KDF = { N: 1 << 15, r: 8, p: 1 };
+
+interface SamFile {
+  format: typeof FORMAT;
+  version: 1;
+  created: string;
+  kcv: string;
+  kdf: { salt: string; N: number; r: number; p: number };
+  nonce: string;
+  data: string;
+}
+
+export interface Sam {
+  /** Key check value: first 3 bytes of AES(K, 0^16); identifies the key without revealing it. */
+  readonly kcv: string;
+  cardKeys(cardSerial: Uint8Array): CardKeys;
+}
+
+function keyCheckValue(key: Buffer): string {
+  const c = createCipheriv('aes-128-ecb', key, null).setAutoPadding(false);
+  return Buffer.concat([c.update(Buffer.alloc(16)), c.final()]).subarray(0, 3).toString('hex').toUpperCase();
+}
+
+function kek(passphrase: string, kdf: SamFile['kdf']): Buffer {
+  return scryptSync(passphrase, Buffer.from(kdf.salt, 'base64'), 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 256 << 20 });
+}
+
+function samOf(masterKey: Buffer): Sam {
+  const kcv = keyCheckValue(masterKey);
+  return { kcv, cardKeys: (serial) => deriveCardKeys(masterKey, serial, QTM_AID) };
+}
+
+export function initSam(path: string, passphrase: string, now = new Date()): Sam {
+  if (existsSync(path)) throw new RefusedError(`${path} already exists`, 'a SAM is never overwritten: choose another --out file');
+  const masterKey = randomBytes(16);
+  const kdf = { salt: randomBytes(16).toString('base64'), ...KDF };
+  const nonce = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', kek(passphrase, kdf), nonce).setAAD(Buffer.from(FORMAT));
+  const data = Buffer.concat([c.update(masterKey), c.final(), c.getAuthTag()]);
+  const file: SamFile = { format: FORMAT, version: 1, created: now.toISOString(), kcv: keyCheckValue(masterKey), kdf, nonce: nonce.toString('base64'), data: data.toString('base64') };
+  writeFileAtomic(path, JSON.stringify(file, null, 2) + '\n', 0o600);
+  return samOf(masterKey);
+}
+
+export function openSam(path: string, passphrase: string): Sam {
+  let file: SamFile;
+  try {
+    file = JSON.parse(readFileSync(path, 'utf8')) as SamFile;
+  } catch {
+    throw new InputError(`cannot read the SAM ${path}`, 'create one with `qtm sam init --out FILE`');
+  }
+  if (file.format !== FORMAT || file.version !== 1) throw new InputError(`${path} is not a qtm SAM keystore`);
+  const data = Buffer.from(file.data, 'base64');
+  let masterKey: Buffer;
+  try {
+    const d = createDecipheriv('aes-256-gcm', kek(passphrase, file.kdf), Buffer.from(file.nonce, 'base64')).setAAD(Buffer.from(FORMAT));
+    d.setAuthTag(data.subarray(data.length - 16));
+    masterKey = Buffer.concat([d.update(data.subarray(0, data.length - 16)), d.final()]);
+  } catch {
+    throw new RefusedError(`wrong SAM passphrase for ${path}`, 'check QTM_SAM_PASSPHRASE');
+  }
+  if (keyCheckValue(masterKey) !== file.kcv) throw new RefusedError(`the SAM ${path} is damaged: key check value mismatch`);
+  return samOf(masterKey);
+}
+
+export function samInfo(path: string): { kcv: string; created: string } {
+  const file = JSON.parse(readFileSync(path, 'utf8')) as SamFile;
+  return { kcv: file.kcv, created: file.created };
+}
