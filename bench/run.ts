@@ -3,8 +3,12 @@
  * it reports. Each section prints what it measured and against what bound.
  */
 import { benchVerify } from './verify.js';
+import { benchCard } from './card.js';
 
-const sections: [string, () => Promise<void>][] = [['offline verification', benchVerify]];
+const sections: [string, () => Promise<void>][] = [
+  ['offline verification', benchVerify],
+  ['smart card', benchCard],
+];
 const only = process.argv[2];
 for (const [name, run] of sections) {
   if (only && !name.includes(only)) continue;
