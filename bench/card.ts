@@ -60,7 +60,9 @@ export async function benchCard(): Promise<void> {
       await transport.close();
     }
   } finally {
-    emulator.kill();
+    const exited = new Promise((r) => emulator.once('exit', r));
+    emulator.kill('SIGTERM');
+    await exited;
   }
 
   const ca = memoryCa();

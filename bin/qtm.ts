@@ -10,6 +10,9 @@ import { verifyCommand } from '../src/commands/verify.js';
 import { cardCommand } from '../src/commands/card.js';
 import { receiptsCommand } from '../src/commands/receipts.js';
 import { samCommand } from '../src/commands/sam.js';
+import { serverCommand } from '../src/commands/server.js';
+import { signCommand } from '../src/commands/sign.js';
+import { demoCommand } from '../src/commands/demo.js';
 import { reportError } from '../src/cli/run.js';
 import { ExitCode } from '../src/errors.js';
 import { examples } from '../src/cli/options.js';
@@ -23,9 +26,9 @@ const program = new Command('qtm')
 Exit codes: 0 ok/valid, 1 invalid proof or refused operation, 2 unusable input or usage, 3 internal error.
 Environment: QTM_CA_PASSPHRASE, QTM_KEY_PASSPHRASE, QTM_SAM_PASSPHRASE, QTM_PIN, QTM_PUK, QTM_NEW_PIN,
   QTM_READER, QTM_CARD, NO_COLOR, QTM_DEBUG=1.
-` + examples('qtm package sizes --profile v1', 'qtm verify fixtures/bundles/sample-v2.json --trust fixtures/ca/ca.pem'));
+` + examples('qtm demo', 'qtm package sizes --profile v1', 'qtm verify fixtures/bundles/sample-v2.json --trust fixtures/ca/ca.pem'));
 
-for (const cmd of [caCommand(), samCommand(), cardCommand(), receiptsCommand(), verifyCommand(), packageCommand()]) program.addCommand(cmd);
+for (const cmd of [demoCommand(), caCommand(), samCommand(), cardCommand(), serverCommand(), signCommand(), receiptsCommand(), verifyCommand(), packageCommand()]) program.addCommand(cmd);
 
 // Every subcommand reports usage errors with exit code 2 instead of commander's default 1.
 function applyExitOverride(cmd: Command): void {

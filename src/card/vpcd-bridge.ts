@@ -70,6 +70,11 @@ export async function runVpcdBridge(card: VirtualCard, opts: { host: string; por
       await new Promise((r) => setTimeout(r, 1000));
       continue;
     }
+    if (opts.signal.aborted) {
+      // Aborted while connecting: a listener added now would never fire.
+      socket.destroy();
+      break;
+    }
     opts.onConnected?.();
     const onAbort = () => socket.destroy();
     opts.signal.addEventListener('abort', onAbort, { once: true });

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { createHash } from 'node:crypto';
-import { initCa, issueKeyAndCertificate, openCa } from '../pki/ca.js';
+import { defaultSubjectAltNames, initCa, issueKeyAndCertificate, openCa } from '../pki/ca.js';
 import { ISSUABLE_ROLES, ROLES, type Role } from '../pki/roles.js';
 import { writeIdentity } from '../pki/key-files.js';
 import { readSecret } from '../cli/secrets.js';
@@ -48,15 +48,17 @@ export function caCommand(): Command {
     .requiredOption('--out <prefix>', 'writes PREFIX.pem and PREFIX-key.pem')
     .addOption(new Option('--key <type>', 'key type (default: the role\'s key in the CA profile)').choices(['rsa1024', 'rsa2048', 'rsa3072', 'p256']))
     .option('--days <n>', 'validity in days', parsePositiveInt, 730)
+    .option('--san <entry>', 'subjectAltName, DNS:name or IP:address; repeatable (TLS roles default to DNS:<CN>)', (v: string, p: string[]) => [...p, v], [])
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `\nRoles:\n${ISSUABLE_ROLES.map((r) => `  ${r.padEnd(8)} ${ROLES[r].description}`).join('\n')}\n` + examples(
       'qtm ca issue --ca ./ca --role signer --subject "CN=Shop receipts,O=Shop" --out ./keys/receipts',
       'qtm ca issue --ca ./ca --role server --subject "CN=localhost" --out ./keys/tls',
       'qtm ca issue --ca ./ca --role signer --key p256 --subject "CN=Shop receipts EC" --out ./keys/receipts-ec'))
-    .action(async (o: { ca: string; role: Role; subject: string; out: string; key?: KeySpec; days: number; json?: boolean }) => {
+    .action(async (o: { ca: string; role: Role; subject: string; out: string; key?: KeySpec; days: number; san: string[]; json?: boolean }) => {
+      const subjectAltNames = defaultSubjectAltNames(o.role, o.subject, o.san);
       const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
       const keyPassphrase = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
-      const issued = issueKeyAndCertificate(ca, { role: o.role, subject: o.subject, days: o.days, ...(o.key ? { keySpec: o.key } : {}) });
+      const issued = issueKeyAndCertificate(ca, { role: o.role, subject: o.subject, days: o.days, ...(o.key ? { keySpec: o.key } : {}), ...(subjectAltNames ? { subjectAltNames } : {}) });
       const paths = writeIdentity(o.out, [issued.certificate], issued.privateKey, keyPassphrase);
       const result = {
         role: o.role,

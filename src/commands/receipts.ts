@@ -4,6 +4,7 @@ import { out } from '../cli/output.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { chooseSlot, readSlots, type SlotView } from '../card/receipts.js';
 import { InputError } from '../errors.js';
+import { fetchCommand } from './sign.js';
 
 const hex = (b?: Uint8Array) => (b ? Buffer.from(b).toString('hex') : undefined);
 
@@ -69,5 +70,6 @@ export function receiptsCommand(): Command {
       if (o.json) return out.json(j);
       for (const [k, v] of Object.entries(j)) out.line(`${k.padEnd(16)} ${v}`);
     });
+  receipts.addCommand(fetchCommand());
   return receipts;
 }

@@ -24,6 +24,8 @@ export interface CertificateRequest {
   /** forge keyUsage flags, e.g. { digitalSignature: true, nonRepudiation: true } */
   readonly keyUsage: Record<string, boolean>;
   readonly extKeyUsage?: readonly string[];
+  /** subjectAltName entries: DNS names and IP addresses (TLS clients match these, not the CN). */
+  readonly subjectAltNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
   /** Extra extensions in forge's form (e.g. the RFC 3820 proxyCertInfo of a warrant). */
   readonly extraExtensions?: readonly object[];
 }
@@ -122,6 +124,13 @@ export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509C
       name: 'extKeyUsage',
       value: asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true,
         req.extKeyUsage.map((oid) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, oidDerContent(oid).toString('binary')))),
+    });
+  }
+  const san = req.subjectAltNames;
+  if (san && (san.dns?.length || san.ip?.length)) {
+    extensions.push({
+      name: 'subjectAltName',
+      altNames: [...(san.dns ?? []).map((value) => ({ type: 2, value })), ...(san.ip ?? []).map((ip) => ({ type: 7, ip }))],
     });
   }
   extensions.push(...(req.extraExtensions ?? []));

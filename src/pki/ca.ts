@@ -89,6 +89,7 @@ export interface IssueRequest {
   readonly days?: number;
   readonly serialHex?: string;
   readonly now?: Date;
+  readonly subjectAltNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
 }
 
 export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate {
@@ -102,12 +103,27 @@ export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate
       notBefore: new Date(now.getTime() - BACKDATE_MS),
       notAfter,
       ...(req.serialHex ? { serialHex: req.serialHex } : {}),
+      ...(req.subjectAltNames ? { subjectAltNames: req.subjectAltNames } : {}),
       isCa: false,
       keyUsage: spec.keyUsage,
       extKeyUsage: spec.extKeyUsage,
     },
     { certificate: ca.certificate, privateKey: ca.privateKey },
   );
+}
+
+/** TLS roles get subjectAltNames: the given ones, or DNS:<CN> (plus the loopback IPs for localhost). */
+export function defaultSubjectAltNames(role: Role, subject: string, given: readonly string[] = []) {
+  if (given.length) {
+    const dns = given.filter((g) => g.startsWith('DNS:')).map((g) => g.slice(4));
+    const ip = given.filter((g) => g.startsWith('IP:')).map((g) => g.slice(3));
+    if (dns.length + ip.length !== given.length) throw new InputError('--san entries are DNS:name or IP:address');
+    return { dns, ip };
+  }
+  if (role !== 'server' && role !== 'ttp') return undefined;
+  const cn = /(?:^|,)\s*CN=([^,]+)/.exec(subject)?.[1]?.trim();
+  if (!cn || !/^[A-Za-z0-9.-]+$/.test(cn)) return undefined;
+  return cn === 'localhost' ? { dns: [cn], ip: ['127.0.0.1', '::1'] } : { dns: [cn] };
 }
 
 /** Generates a key for a role in the CA's profile and certifies it. */
@@ -117,7 +133,8 @@ export function issueKeyAndCertificate(
 ) {
   const keySpec = req.keySpec ?? defaultKeySpec(ca.info.profile, req.role);
   const { privateKey, publicKey } = generateKeyPair(keySpec);
-  const certificate = issueCertificate(ca, { ...req, publicKey });
+  const subjectAltNames = req.subjectAltNames ?? defaultSubjectAltNames(req.role, req.subject);
+  const certificate = issueCertificate(ca, { ...req, publicKey, ...(subjectAltNames ? { subjectAltNames } : {}) });
   return { privateKey, certificate, keySpec };
 }
 

@@ -1,0 +1,84 @@
+/**
+ * The client archive (claim 1: the client stores the record, the second message and the server
+ * authentication): one proof bundle file per transaction, written atomically and fsync'd, and a
+ * small lowdb index of them. Card records about to be overwritten on a full card are archived
+ * here first.
+ */
+import { mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { JSONFilePreset } from 'lowdb/node';
+import { writeFileAtomic } from '../util/fs.js';
+
+export interface ArchivedProof {
+  serverId: string;
+  transactionId: number;
+  cardSerial: string;
+  slot: number;
+  state: 'received' | 'delivered';
+  file: string;
+  savedAt: string;
+}
+
+export interface ArchivedRecord {
+  cardSerial: string;
+  slot: number;
+  record: string; // hex
+  replacedAt: string;
+}
+
+interface Index {
+  proofs: ArchivedProof[];
+  replaced: ArchivedRecord[];
+}
+
+export function defaultArchiveDir(): string {
+  if (process.env.QTM_ARCHIVE) return process.env.QTM_ARCHIVE;
+  const data = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(data, 'qtm', 'archive');
+}
+
+export class Archive {
+  private constructor(
+    readonly dir: string,
+    private readonly db: Awaited<ReturnType<typeof JSONFilePreset<Index>>>,
+  ) {}
+
+  static async open(dir = defaultArchiveDir()): Promise<Archive> {
+    mkdirSync(join(dir, 'bundles'), { recursive: true, mode: 0o700 });
+    const db = await JSONFilePreset<Index>(join(dir, 'index.json'), { proofs: [], replaced: [] });
+    return new Archive(dir, db);
+  }
+
+  async saveProof(entry: Omit<ArchivedProof, 'file' | 'savedAt'>, bundleJson: string): Promise<ArchivedProof> {
+    const file = join(this.dir, 'bundles', `${entry.serverId.slice(0, 16)}-${entry.transactionId}.json`);
+    writeFileAtomic(file, bundleJson, 0o600);
+    const proof: ArchivedProof = { ...entry, file, savedAt: new Date().toISOString() };
+    const i = this.db.data.proofs.findIndex((p) => p.serverId === entry.serverId && p.transactionId === entry.transactionId);
+    if (i >= 0) this.db.data.proofs[i] = proof;
+    else this.db.data.proofs.push(proof);
+    await this.db.write();
+    return proof;
+  }
+
+  async markDelivered(serverId: string, transactionId: number): Promise<void> {
+    const p = this.db.data.proofs.find((x) => x.serverId === serverId && x.transactionId === transactionId);
+    if (p) {
+      p.state = 'delivered';
+      await this.db.write();
+    }
+  }
+
+  async archiveReplaced(record: Omit<ArchivedRecord, 'replacedAt'>): Promise<void> {
+    this.db.data.replaced.push({ ...record, replacedAt: new Date().toISOString() });
+    await this.db.write();
+  }
+
+  get proofs(): readonly ArchivedProof[] {
+    return this.db.data.proofs;
+  }
+
+  get replaced(): readonly ArchivedRecord[] {
+    return this.db.data.replaced;
+  }
+}

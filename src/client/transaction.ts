@@ -1,0 +1,222 @@
+/**
+ * The client side of a transaction (claim 1 and figure 3): fetch the concept order, show it,
+ * accept, PIN, authenticate with the card, sign the pre-QTM package on the card, send the first
+ * message, check the second (server signature, content ID, chains), archive the proof, write
+ * the receipt to the card, read it back, and send the third message. Each step is named, timed
+ * and reported; an error says which step failed.
+ */
+import { X509Certificate } from 'node:crypto';
+import { CardClient } from '../card/client.js';
+import { chooseSlot, readSlots, type SlotView } from '../card/receipts.js';
+import { fingerprint } from '../crypto/keys.js';
+import { OID } from '../crypto/oids.js';
+import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
+import { cardRecordFor } from '../proof/make-proof.js';
+import * as M from '../protocol/messages.js';
+import { checkPlainText } from '../protocol/plain-text.js';
+import { profileByVersion } from '../protocol/profile.js';
+import { decodeHeader, decodePackage, encodeHeader } from '../protocol/qtm-package.js';
+import { authenticationData } from '../server/client-auth.js';
+import { validateChain } from '../verify/chain.js';
+import { verifyBundle } from '../verify/verify-bundle.js';
+import { QtmError, RefusedError } from '../errors.js';
+import type { QtmApi } from './api.js';
+import type { Archive } from './archive.js';
+
+export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
+
+export const STEP_LABEL: Record<Step, string> = {
+  order: 'fetch the concept order',
+  accept: 'show the order and ask to accept',
+  card: 'open the card and verify the PIN',
+  authenticate: 'authenticate with the card over TLS',
+  prepare: 'get the record to sign',
+  sign: 'sign the record on the card',
+  slot: 'choose the receipt slot',
+  confirm: 'send the first message',
+  verify: 'check the second message',
+  write: 'write the receipt to the card',
+  'read-back': 'read the receipt back',
+  acknowledge: 'send the third message',
+};
+
+/** Fails a step with its name in the message, keeping the original exit code. */
+export class StepError extends QtmError {
+  constructor(
+    readonly step: Step,
+    override readonly cause: QtmError,
+  ) {
+    super(`${STEP_LABEL[step]}: ${cause.message}`, cause.code, cause.exitCode, cause.hint);
+  }
+}
+
+export class DeclinedError extends RefusedError {
+  constructor() {
+    super('order declined: nothing was signed, nothing was sent to the server', undefined, 'E_DECLINED');
+  }
+}
+
+export interface TransactionHooks {
+  /** Shows the exact content bytes; resolves true to accept. */
+  accept(content: Buffer): Promise<boolean>;
+  pin(): Promise<string>;
+  onStep?(step: Step, phase: 'start' | 'done', ms?: number): void;
+}
+
+export interface TransactionInput {
+  readonly api: QtmApi;
+  readonly card: CardClient;
+  readonly trustAnchors: readonly X509Certificate[];
+  readonly archive: Archive;
+  readonly order: { readonly orderId: string } | { readonly items: M.OrderItem[] };
+  readonly priority?: number;
+  readonly hooks: TransactionHooks;
+}
+
+export interface TransactionResult {
+  readonly transactionId: number;
+  readonly serverId: string;
+  readonly slot: number;
+  readonly bundleFile: string;
+  readonly bundle: ProofBundle;
+  readonly replaced?: SlotView;
+  readonly apdus: number;
+  readonly timings: Partial<Record<Step, number>>;
+}
+
+async function step<T>(name: Step, hooks: TransactionHooks, timings: Partial<Record<Step, number>>, run: () => Promise<T>): Promise<T> {
+  hooks.onStep?.(name, 'start');
+  const t0 = performance.now();
+  try {
+    const r = await run();
+    timings[name] = performance.now() - t0;
+    hooks.onStep?.(name, 'done', timings[name]);
+    return r;
+  } catch (err) {
+    if (err instanceof StepError || err instanceof DeclinedError) throw err;
+    if (err instanceof QtmError) throw new StepError(name, err);
+    throw err;
+  }
+}
+
+/** Card: select, PIN, certificate; then card authentication bound to the TLS session. */
+export async function openAndAuthenticate(api: QtmApi, card: CardClient, pin: string, hooks: TransactionHooks, timings: Partial<Record<Step, number>>) {
+  const opened = await step('card', hooks, timings, async () => {
+    await card.select();
+    const status = await card.status();
+    if (status.lifecycle !== 'operational') throw new RefusedError('the card is not issued yet (run `qtm card issue`)');
+    await card.verifyPin(pin);
+    return { status, certificate: await card.readCertificate() };
+  });
+  await step('authenticate', hooks, timings, async () => {
+    const { nonce } = await api.call('POST', '/auth/challenge', {}, M.decodeAuthChallenge);
+    const signature = await card.internalAuthenticate(authenticationData(api.exporter(nonce), nonce));
+    await api.call('POST', '/auth/response', M.encodeAuthResponse({ certificates: [opened.certificate.toString()], nonce, signature }));
+  });
+  return opened;
+}
+
+/** Checks a second message against what was prepared and assembles the proof bundle. */
+export function checkSecondMessage(opts: {
+  prepared: M.PreparedTransaction;
+  second: M.SecondMessage;
+  cardCertificate: X509Certificate;
+  trustAnchors: readonly X509Certificate[];
+  priority: number;
+  ownSignature?: Buffer;
+}): { bundle: ProofBundle; record: Buffer } {
+  const { prepared, second } = opts;
+  const pkg = decodePackage(second.package);
+  if (!encodeHeader(pkg).equals(prepared.header)) throw new RefusedError('the signed package is not the record that was prepared');
+  if (opts.ownSignature && !Buffer.from(pkg.signatureB).equals(opts.ownSignature)) throw new RefusedError('the package does not carry this card\'s signature');
+  const record = cardRecordFor(pkg, opts.priority);
+  const bundle: ProofBundle = {
+    package: second.package,
+    content: prepared.content,
+    certificates: { server: prepared.serverCertificates, partyA: prepared.partyACertificates, partyB: [opts.cardCertificate.toString()] },
+    cardRecord: record,
+  };
+  const report = verifyBundle(bundle, { trustAnchors: opts.trustAnchors });
+  if (!report.valid) throw new RefusedError(`the server's reply does not verify: ${report.failures.map((f) => `${f.name}: ${f.detail}`).join('; ')}`);
+  return { bundle, record };
+}
+
+export async function runTransaction(input: TransactionInput): Promise<TransactionResult> {
+  const { api, card, hooks, archive } = input;
+  const timings: Partial<Record<Step, number>> = {};
+  const priority = input.priority ?? 0;
+
+  const concept = await step('order', hooks, timings, async () => {
+    const c = 'orderId' in input.order
+      ? await api.call('GET', `/orders/${encodeURIComponent(input.order.orderId)}`, undefined, M.decodeConceptOrder)
+      : await api.call('POST', '/orders', { items: input.order.items }, M.decodeConceptOrder);
+    checkPlainText(c.content); // claim 8: refuse before anything is shown or signed
+    return c;
+  });
+  const accepted = await step('accept', hooks, timings, () => hooks.accept(concept.content));
+  if (!accepted) throw new DeclinedError();
+  const pin = await hooks.pin();
+  const { status, certificate } = await openAndAuthenticate(api, card, pin, hooks, timings);
+  const profile = profileByVersion(status.profileVersion)!;
+
+  const prepared = await step('prepare', hooks, timings, async () => {
+    const p = await api.call('POST', '/transactions', { orderId: concept.orderId }, M.decodePrepared);
+    // What is signed is what was read: the record's content must be the bytes shown.
+    if (!p.content.equals(concept.content)) throw new RefusedError('the server offered content other than the order that was shown and accepted');
+    const header = decodeHeader(p.header);
+    if (header.version !== profile.version) throw new RefusedError(`the record is profile v${header.version}, the card v${profile.version}`);
+    if (!fingerprint(certificate.publicKey, profile).equals(header.fingerprintB)) throw new RefusedError('the record names another card as party B');
+    const server = new X509Certificate(p.serverCertificates[0]!);
+    if (!fingerprint(server.publicKey, profile).equals(header.serverId)) throw new RefusedError('the record\'s server ID is not the server certificate\'s key');
+    const chain = validateChain(server, p.serverCertificates.slice(1).map((x) => new X509Certificate(x)), input.trustAnchors, new Date());
+    if (!chain.ok) throw new RefusedError(`the server's receipt certificate is not trusted: ${chain.reason}`);
+    if (!(server.keyUsage ?? []).includes(OID.ekuReceiptSigning)) throw new RefusedError('the server certificate is not a receipt-signing certificate');
+    return p;
+  });
+
+  const signature = await step('sign', hooks, timings, () => card.signHeader(prepared.header));
+
+  const { slot, replaced, challenge } = await step('slot', hooks, timings, async () => {
+    const slots = await readSlots(card, status);
+    const choice = chooseSlot(slots);
+    if (!choice) throw new RefusedError('the card has no receipt slots');
+    if (choice.replaces?.raw) {
+      await archive.archiveReplaced({ cardSerial: status.serial.toString('hex').toUpperCase(), slot: choice.slot, record: choice.replaces.raw.toString('hex') });
+    }
+    return { slot: choice.slot, replaced: choice.replaces, challenge: await card.getChallenge() };
+  });
+
+  const second = await step('confirm', hooks, timings, () =>
+    api.call('POST', `/transactions/${prepared.transactionId}/confirm`, M.encodeFirstMessage({ signature, challenge, slot, priority }), M.decodeSecondMessage));
+
+  const { bundle, record, saved } = await step('verify', hooks, timings, async () => {
+    if (second.transactionId !== prepared.transactionId || second.slot !== slot) throw new RefusedError('the second message is for another transaction or slot');
+    const checked = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: input.trustAnchors, priority, ownSignature: signature });
+    const serverId = Buffer.from(decodeHeader(prepared.header).serverId).toString('hex');
+    const saved = await archive.saveProof({ serverId, transactionId: prepared.transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot, state: 'received' }, encodeBundle(checked.bundle));
+    return { ...checked, saved };
+  });
+
+  const proof = await step('write', hooks, timings, () => card.secureWrite(slot, second.envelope));
+  await step('read-back', hooks, timings, async () => {
+    const back = await card.readRecord(slot);
+    if (!back || !back.equals(record)) throw new RefusedError(`slot ${slot} does not hold the receipt that was written`);
+  });
+  await step('acknowledge', hooks, timings, async () => {
+    await api.call('POST', `/transactions/${prepared.transactionId}/ack`, M.encodeThirdMessage({ transactionId: prepared.transactionId, proof }));
+    await archive.markDelivered(saved.serverId, prepared.transactionId);
+  });
+
+  return {
+    transactionId: prepared.transactionId,
+    serverId: saved.serverId,
+    slot,
+    bundleFile: saved.file,
+    bundle,
+    ...(replaced ? { replaced } : {}),
+    apdus: card.apduCount,
+    timings,
+  };
+}
+
+

@@ -1,0 +1,51 @@
+import { Command } from 'commander';
+import { join } from 'node:path';
+import { examples } from '../cli/options.js';
+import { diag, out } from '../cli/output.js';
+import { askToAccept, renderContent } from '../client/dialog.js';
+import { progressPrinter } from './sign.js';
+import { readSecret } from '../cli/secrets.js';
+import { DEMO_PIN, runDemo } from '../demo/demo.js';
+import { InputError } from '../errors.js';
+
+const CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('one transaction end to end on this machine: CA, SAM, virtual card, server, signing, receipt, offline verification')
+    .option('--interactive', `show the order and ask to accept it and for the PIN (the demo card's PIN is ${DEMO_PIN})`)
+    .option('--pcsc', 'reach the card through pcscd and the vpcd driver, like a real reader')
+    .option('--keep <dir>', 'keep every file the demo makes (CA, keys, card, store, archive) in this directory')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --pcsc --keep ./demo-files'))
+    .action(async (o: { interactive?: boolean; pcsc?: boolean; keep?: string; json?: boolean }) => {
+      if (o.interactive && !(process.stdin.isTTY && process.stderr.isTTY)) throw new InputError('--interactive needs a terminal');
+      const tty = Boolean(process.stderr.isTTY) && !o.json;
+      if (tty) diag.line(diag.colour.bold('qtm demo: one transaction, end to end, on this machine only\n'));
+      let n = 0;
+      const result = await runDemo({
+        catalogue: CATALOGUE,
+        ...(o.keep ? { keepDir: o.keep } : {}),
+        ...(o.pcsc ? { pcsc: true } : {}),
+        onStage: (s) => {
+          if (!o.json) out.line(`${String(++n).padStart(2)}. ${s}`);
+        },
+        hooks: (pin) => ({
+          accept: async (content) => {
+            if (o.interactive) return askToAccept(content);
+            if (tty) diag.line(renderContent(content) + '\n(accepted automatically; run with --interactive to decide yourself)\n');
+            return true;
+          },
+          pin: async () => (o.interactive ? readSecret({ env: 'QTM_DEMO_PIN_UNUSED', prompt: `card PIN (demo: ${DEMO_PIN})` }) : pin),
+          onStep: progressPrinter(tty),
+        }),
+      });
+      if (o.json) {
+        out.json(result);
+      } else {
+        out.line(`\n${result.valid ? out.colour.green('Both sides now hold proof of the same record.') : out.colour.red('The proof did not verify.')} ${(result.ms / 1000).toFixed(1)} s in all.`);
+        if (result.dir) out.line(`Files kept in ${result.dir}; verify again with: qtm verify ${result.bundleFile} --trust ${join(result.dir, 'ca', 'ca.pem')}`);
+      }
+      process.exitCode = result.valid ? 0 : 1;
+    });
+}

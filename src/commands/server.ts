@@ -1,0 +1,121 @@
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
+import { diag, out } from '../cli/output.js';
+import { readSecret } from '../cli/secrets.js';
+import { readIdentity } from '../pki/key-files.js';
+import { openSam } from '../sam/sam.js';
+import { loadCatalogue } from '../server/catalogue.js';
+import { startServer } from '../server/run-server.js';
+import { auditStore } from '../server/audit.js';
+import { LogStore } from '../store/log-store.js';
+import { loadTrustAnchors } from '../verify/trust.js';
+import { certificatesFromPemBundle } from '../crypto/x509.js';
+import { PROFILES } from '../protocol/profile.js';
+import { InputError } from '../errors.js';
+import { KEY_PASSPHRASE } from './ca.js';
+import { SAM_PASSPHRASE } from './sam.js';
+
+interface StartOptions {
+  config?: string;
+  tls?: string;
+  signer?: string;
+  sam?: string;
+  trust?: string;
+  store?: string;
+  catalogue?: string;
+  host?: string;
+  port?: number;
+  profile?: 'v1' | 'v2';
+}
+
+const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
+
+function withConfig(o: StartOptions): Required<Omit<StartOptions, 'config'>> {
+  let file: Partial<StartOptions> = {};
+  if (o.config) {
+    try {
+      file = JSON.parse(readFileSync(o.config, 'utf8')) as Partial<StartOptions>;
+    } catch {
+      throw new InputError(`cannot read the config file ${o.config} (JSON with the option names as keys)`);
+    }
+  }
+  const pick = <K extends keyof StartOptions>(k: K) => (o[k] ?? file[k]) as StartOptions[K];
+  const merged = {
+    tls: pick('tls'), signer: pick('signer'), sam: pick('sam'), trust: pick('trust'), store: pick('store'),
+    catalogue: pick('catalogue') ?? DEFAULT_CATALOGUE, host: pick('host') ?? '127.0.0.1', port: pick('port') ?? 8443, profile: pick('profile') ?? 'v2',
+  };
+  for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
+    if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
+  }
+  return merged as Required<Omit<StartOptions, 'config'>>;
+}
+
+export function serverCommand(): Command {
+  const server = new Command('server').description('the merchant server: orders, QTM service, store');
+
+  server.command('start')
+    .description('serve HTTPS (TLS 1.3) orders and transactions until stopped')
+    .option('--config <file>', 'JSON file with any of the options below as keys')
+    .option('--tls <prefix>', 'TLS identity (PREFIX.pem, PREFIX-key.pem; role server)')
+    .option('--signer <prefix>', 'receipt-signing identity, separate from TLS (role signer)')
+    .option('--sam <file>', 'SAM keystore (passphrase QTM_SAM_PASSPHRASE)')
+    .option('--trust <ca.pem>', 'CA that issued the customers\' cards')
+    .option('--store <dir>', 'transaction store directory')
+    .option('--catalogue <file>', 'catalogue JSON (default: the shipped sample)')
+    .option('--host <address>', 'bind address (default 127.0.0.1)')
+    .option('--port <n>', 'TCP port (default 8443)', parsePositiveInt)
+    .addOption(new Option('--profile <profile>', 'v2 (default) or v1').argParser(parseProfile))
+    .addHelpText('after', `
+Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
+Logs one JSON line per request on stderr.
+` + examples(
+      'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
+      'qtm server start --config server.json --port 9443'))
+    .action(async (o: StartOptions) => {
+      const c = withConfig(o);
+      const keyPass = await readSecret(KEY_PASSPHRASE);
+      const running = await startServer({
+        tls: readIdentity(c.tls, keyPass),
+        signer: readIdentity(c.signer, keyPass),
+        sam: openSam(c.sam, await readSecret(SAM_PASSPHRASE)),
+        trustAnchors: loadTrustAnchors([c.trust]),
+        storeDir: c.store,
+        catalogue: loadCatalogue(c.catalogue),
+        profile: PROFILES[c.profile],
+        host: c.host,
+        port: c.port,
+      });
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId() }));
+      await new Promise<void>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+      });
+      await running.close();
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'stopped' }));
+    });
+
+  server.command('audit')
+    .description('re-verify every stored transaction; tampering in the store is reported')
+    .requiredOption('--store <dir>', 'transaction store directory')
+    .requiredOption('--signer-cert <file>', 'the receipt-signing certificate (PREFIX.pem)')
+    .requiredOption('--trust <ca.pem>', 'trusted CA')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', `
+Exit codes: 0 everything verifies, 1 some record is tampered with, 2 unusable input.
+` + examples('qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem'))
+    .action(async (o: { store: string; signerCert: string; trust: string; json?: boolean }) => {
+      const signer = certificatesFromPemBundle(readFileSync(o.signerCert, 'utf8'), o.signerCert).map((c) => c.toString());
+      const store = LogStore.open(o.store);
+      const report = auditStore(store, signer, loadTrustAnchors([o.trust]));
+      await store.close();
+      if (o.json) out.json(report);
+      else {
+        out.line(`${report.total} transactions: ${report.byState.delivered} delivered, ${report.byState.confirmed} signed but not acknowledged, ${report.byState.prepared} prepared only`);
+        out.line(report.tampered.length ? out.colour.red(`${report.tampered.length} TAMPERED:`) : out.colour.green('every stored record verifies'));
+        for (const t of report.tampered) out.line(`  transaction ${t.transactionId} (${t.state}): ${t.problems.join('; ')}`);
+      }
+      process.exitCode = report.tampered.length ? 1 : 0;
+    });
+  return server;
+}

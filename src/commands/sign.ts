@@ -1,0 +1,119 @@
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { examples, parsePositiveInt } from '../cli/options.js';
+import { diag, out } from '../cli/output.js';
+import { readSecret } from '../cli/secrets.js';
+import { withCard, type CardChoice } from '../card/open-card.js';
+import { QtmApi } from '../client/api.js';
+import { Archive } from '../client/archive.js';
+import { askToAccept, renderContent } from '../client/dialog.js';
+import { runTransaction, STEP_LABEL, type Step, type TransactionHooks } from '../client/transaction.js';
+import { fetchReceipts } from '../client/fetch-receipts.js';
+import { loadTrustAnchors } from '../verify/trust.js';
+import { InputError } from '../errors.js';
+import { PIN } from './card.js';
+import type { OrderItem } from '../protocol/messages.js';
+
+export interface ClientOptions extends CardChoice {
+  server?: string;
+  trust?: string;
+  archive?: string;
+  pinStdin?: boolean;
+  json?: boolean;
+}
+
+export function parseItems(v: string): OrderItem[] {
+  return v.split(',').map((part) => {
+    const m = /^\s*([A-Za-z0-9_-]{1,40})(?::(\d{1,3}))?\s*$/.exec(part);
+    if (!m) throw new InputError(`--items "${v}": write SKU:QUANTITY,SKU:QUANTITY (e.g. PAPER-A4:2,PEN-BLUE:1)`);
+    return { sku: m[1]!, quantity: Number(m[2] ?? 1) };
+  });
+}
+
+export function clientContext(o: ClientOptions) {
+  const server = o.server ?? process.env.QTM_SERVER;
+  const trust = o.trust ?? process.env.QTM_TRUST;
+  if (!server) throw new InputError('no server given', 'pass --server https://HOST:PORT or set QTM_SERVER');
+  if (!trust) throw new InputError('no trust anchor given', 'pass --trust CA.pem or set QTM_TRUST');
+  const trustAnchors = loadTrustAnchors([trust]);
+  return { api: new QtmApi(server, readFileSync(trust, 'utf8')), trustAnchors };
+}
+
+export function progressPrinter(enabled: boolean) {
+  return (step: Step, phase: 'start' | 'done', ms?: number) => {
+    if (!enabled || step === 'accept') return;
+    const c = diag.colour;
+    if (phase === 'start') process.stderr.write(`  … ${STEP_LABEL[step]}`);
+    else process.stderr.write(`\r  ${c.green('✔')} ${STEP_LABEL[step]} ${c.dim(`(${ms!.toFixed(0)} ms)`)}\n`);
+  };
+}
+
+const withClientOptions = (cmd: Command) => cmd
+  .option('--server <url>', 'qtm server, e.g. https://127.0.0.1:8443 (or QTM_SERVER)')
+  .option('--trust <ca.pem>', 'CA the server certificate must chain to (or QTM_TRUST)')
+  .option('--reader <name>', 'PC/SC reader name (or QTM_READER)')
+  .option('--card <file>', 'virtual card file (or QTM_CARD)')
+  .option('--archive <dir>', 'client archive of proofs (default: QTM_ARCHIVE or ~/.local/share/qtm/archive)')
+  .option('--pin-stdin', 'read the PIN from the first line of standard input')
+  .option('--json', 'print the result as JSON');
+
+export function signCommand(): Command {
+  return withClientOptions(new Command('sign'))
+    .description('sign an order with the card: see the exact text, accept, PIN, receipt on the card, proof archived')
+    .option('--order <id>', 'a concept order composed earlier')
+    .option('--items <list>', 'compose a new order: SKU:QTY,SKU:QTY')
+    .option('--priority <n>', 'receipt priority on the card, 0 (replaced first) to 255', parsePositiveInt)
+    .option('-y, --yes', 'accept the order without asking (for scripts; the text is still checked)')
+    .addHelpText('after', `
+The PIN comes from QTM_PIN, --pin-stdin, or a masked prompt. Without --yes the order is shown
+in a text-only dialog and nothing is signed unless you accept.
+Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or unreachable.
+` + examples(
+      'qtm sign --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:2,PEN-BLUE:1',
+      'qtm sign --server https://shop.example:8443 --trust ca.pem --reader "Virtual PCD 00 00" --order 20261124-1a2b3c4d',
+      'echo "$PIN" | qtm sign --yes --pin-stdin --json --card alice.card.json --items NOTEBOOK:3 --server ... --trust ...'))
+    .action(async (o: ClientOptions & { order?: string; items?: string; priority?: number; yes?: boolean }) => {
+      if (!o.order === !o.items) throw new InputError('give exactly one of --order ID or --items SKU:QTY,...');
+      const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
+      if (!o.yes && !interactive) throw new InputError('not on a terminal: nobody can read and accept the order', 'pass --yes for an unattended run');
+      const order = o.order ? { orderId: o.order } : { items: parseItems(o.items!) };
+      const { api, trustAnchors } = clientContext(o);
+      const archive = await Archive.open(o.archive);
+      const hooks: TransactionHooks = {
+        accept: async (content) => {
+          if (!o.yes) return askToAccept(content);
+          if (interactive && !o.json) process.stderr.write(renderContent(content) + '\n(accepted with --yes)\n');
+          return true;
+        },
+        pin: () => readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) }),
+        onStep: progressPrinter(Boolean(process.stderr.isTTY) && !o.json),
+      };
+      try {
+        const result = await withCard(o, (card) => runTransaction({ api, card, trustAnchors, archive, order, hooks, ...(o.priority !== undefined ? { priority: o.priority } : {}) }));
+        const summary = { transactionId: result.transactionId, serverId: result.serverId, slot: result.slot, proof: result.bundleFile, apdus: result.apdus, replaced: result.replaced?.record?.transactionId ?? null, ms: Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, Number(v.toFixed(1))])) };
+        if (o.json) return out.json(summary);
+        out.line(`signed: transaction ${result.transactionId} on server ${result.serverId.slice(0, 16)}…, receipt in card slot ${result.slot}, proof ${result.bundleFile}`);
+      } finally {
+        api.close();
+      }
+    });
+}
+
+export function fetchCommand(): Command {
+  return withClientOptions(new Command('fetch'))
+    .description('write to the card any receipt the server signed but never saw acknowledged (fresh card challenge)')
+    .addHelpText('after', examples('qtm receipts fetch --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json'))
+    .action(async (o: ClientOptions) => {
+      const { api, trustAnchors } = clientContext(o);
+      const archive = await Archive.open(o.archive);
+      const pin = await readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) });
+      try {
+        const done = await withCard(o, (card) => fetchReceipts({ api, card, trustAnchors, archive, pin }));
+        if (o.json) return out.json({ delivered: done });
+        if (!done.length) return out.line('no receipts waiting');
+        for (const d of done) out.line(`delivered transaction ${d.transactionId} to slot ${d.slot}${d.rewritten ? ' (was already on the card; proof renewed)' : ''}`);
+      } finally {
+        api.close();
+      }
+    });
+}

@@ -1,0 +1,148 @@
+/**
+ * The JSON messages between `qtm sign` and `qtm server` (SPEC 7). Binary fields are standard
+ * base64. Each message has one encoder (a typed object serialised with JSON.stringify) and one
+ * strict decoder here: unknown or missing fields, wrong types, bad base64 or wrong lengths are
+ * a DecodeError, which the server answers with 400 and the client reports as a protocol error.
+ */
+import { DecodeError } from '../errors.js';
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items';
+type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
+
+function decode<T>(format: string, input: unknown, spec: Spec): T {
+  const fail = (m: string): never => {
+    throw new DecodeError(format, m);
+  };
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('must be a JSON object');
+  const obj = input as Record<string, unknown>;
+  for (const k of Object.keys(obj)) if (!(k in spec)) fail(`unknown field "${k}"`);
+  const out: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(spec)) {
+    const v = obj[name];
+    if (v === undefined) {
+      if (!f.optional) fail(`missing field "${name}"`);
+      continue;
+    }
+    switch (f.kind) {
+      case 'string':
+        if (typeof v !== 'string' || v.length === 0 || v.length > (f.max ?? 200)) fail(`"${name}" must be a string of 1..${f.max ?? 200} characters`);
+        out[name] = v;
+        break;
+      case 'b64': {
+        if (typeof v !== 'string' || !BASE64.test(v)) fail(`"${name}" must be base64`);
+        const b = Buffer.from(v as string, 'base64');
+        if (f.length !== undefined && b.length !== f.length) fail(`"${name}" must be ${f.length} bytes, got ${b.length}`);
+        if (f.max !== undefined && b.length > f.max) fail(`"${name}" longer than ${f.max} bytes`);
+        out[name] = b;
+        break;
+      }
+      case 'int':
+        if (!Number.isInteger(v) || (v as number) < (f.min ?? 0) || (v as number) > (f.max ?? 0xffffffff)) fail(`"${name}" must be a whole number in ${f.min ?? 0}..${f.max ?? 0xffffffff}`);
+        out[name] = v;
+        break;
+      case 'pems':
+        if (!Array.isArray(v) || v.length === 0 || v.length > 8 || v.some((p) => typeof p !== 'string' || !p.startsWith('-----BEGIN CERTIFICATE-----'))) {
+          fail(`"${name}" must be a list of 1..8 PEM certificates`);
+        }
+        out[name] = v;
+        break;
+      case 'items':
+        if (!Array.isArray(v) || v.length === 0 || v.length > 50) fail(`"${name}" must be a list of 1..50 items`);
+        out[name] = (v as unknown[]).map((it, i) => decode<OrderItem>(`${format} ${name}[${i}]`, it, { sku: { kind: 'string', max: 40 }, quantity: { kind: 'int', min: 1, max: 999 } }));
+        break;
+    }
+  }
+  return out as T;
+}
+
+const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+
+export interface OrderItem {
+  readonly sku: string;
+  readonly quantity: number;
+}
+
+export interface OrderRequest {
+  readonly items: OrderItem[];
+}
+export const decodeOrderRequest = (j: unknown) => decode<OrderRequest>('order request', j, { items: { kind: 'items' } });
+
+export interface ConceptOrder {
+  readonly orderId: string;
+  readonly content: Buffer;
+}
+export const encodeConceptOrder = (m: ConceptOrder) => ({ orderId: m.orderId, content: b64(m.content) });
+export const decodeConceptOrder = (j: unknown) => decode<ConceptOrder>('concept order', j, { orderId: { kind: 'string', max: 64 }, content: { kind: 'b64', max: 65536 } });
+
+export interface AuthChallenge {
+  readonly nonce: Buffer;
+}
+export const encodeAuthChallenge = (m: AuthChallenge) => ({ nonce: b64(m.nonce) });
+export const decodeAuthChallenge = (j: unknown) => decode<AuthChallenge>('auth challenge', j, { nonce: { kind: 'b64', length: 16 } });
+
+export interface AuthResponse {
+  readonly certificates: string[];
+  readonly nonce: Buffer;
+  readonly signature: Buffer;
+}
+export const encodeAuthResponse = (m: AuthResponse) => ({ certificates: m.certificates, nonce: b64(m.nonce), signature: b64(m.signature) });
+export const decodeAuthResponse = (j: unknown) => decode<AuthResponse>('auth response', j, { certificates: { kind: 'pems' }, nonce: { kind: 'b64', length: 16 }, signature: { kind: 'b64', max: 1024 } });
+
+export interface PrepareRequest {
+  readonly orderId: string;
+}
+export const decodePrepareRequest = (j: unknown) => decode<PrepareRequest>('prepare request', j, { orderId: { kind: 'string', max: 64 } });
+
+/** The record to sign: the pre-QTM package, the content it names, and who the server is. */
+export interface PreparedTransaction {
+  readonly transactionId: number;
+  readonly header: Buffer;
+  readonly content: Buffer;
+  readonly serverCertificates: string[];
+  readonly partyACertificates: string[];
+}
+export const encodePrepared = (m: PreparedTransaction) => ({ transactionId: m.transactionId, header: b64(m.header), content: b64(m.content), serverCertificates: m.serverCertificates, partyACertificates: m.partyACertificates });
+export const decodePrepared = (j: unknown) => decode<PreparedTransaction>('prepared transaction', j, {
+  transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: 65536 }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
+});
+
+/** Claim 1's first message: the card's signature, plus the challenge R and slot (claims 3, 6). */
+export interface FirstMessage {
+  readonly signature: Buffer;
+  readonly challenge: Buffer;
+  readonly slot: number;
+  readonly priority: number;
+}
+export const encodeFirstMessage = (m: FirstMessage) => ({ signature: b64(m.signature), challenge: b64(m.challenge), slot: m.slot, priority: m.priority });
+export const decodeFirstMessage = (j: unknown) => decode<FirstMessage>('first message', j, {
+  signature: { kind: 'b64', max: 1024 }, challenge: { kind: 'b64', length: 16 }, slot: { kind: 'int', min: 1, max: 255 }, priority: { kind: 'int', min: 0, max: 255 },
+});
+
+/** Claim 1's second message: the signed package, and the secure-write envelope (claims 2, 3, 7). */
+export interface SecondMessage {
+  readonly transactionId: number;
+  readonly package: Buffer;
+  readonly envelope: Buffer;
+  readonly slot: number;
+}
+export const encodeSecondMessage = (m: SecondMessage) => ({ transactionId: m.transactionId, package: b64(m.package), envelope: b64(m.envelope), slot: m.slot });
+export const decodeSecondMessage = (j: unknown) => decode<SecondMessage>('second message', j, {
+  transactionId: { kind: 'int', min: 1 }, package: { kind: 'b64', max: 4096 }, envelope: { kind: 'b64', max: 256 }, slot: { kind: 'int', min: 1, max: 255 },
+});
+
+/** Claim 7's third message: the record number and the card's storage proof W. */
+export interface ThirdMessage {
+  readonly transactionId: number;
+  readonly proof: Buffer;
+}
+export const encodeThirdMessage = (m: ThirdMessage) => ({ transactionId: m.transactionId, proof: b64(m.proof) });
+export const decodeThirdMessage = (j: unknown) => decode<ThirdMessage>('third message', j, { transactionId: { kind: 'int', min: 1 }, proof: { kind: 'b64', length: 8 } });
+
+export interface RedeliverRequest {
+  readonly challenge: Buffer;
+  readonly slot: number;
+}
+export const encodeRedeliverRequest = (m: RedeliverRequest) => ({ challenge: b64(m.challenge), slot: m.slot });
+export const decodeRedeliverRequest = (j: unknown) => decode<RedeliverRequest>('redeliver request', j, { challenge: { kind: 'b64', length: 16 }, slot: { kind: 'int', min: 1, max: 255 } });

@@ -1,0 +1,68 @@
+/**
+ * Re-verifying everything a server stored (the patent: "each modification of information in
+ * this database ... will be noticed when the digital signatures are checked"). Every confirmed
+ * transaction is rebuilt into a proof bundle and verified like any auditor would; prepared ones
+ * are checked for a consistent header.
+ */
+import type { X509Certificate } from 'node:crypto';
+import { decodeHeader, encodeHeader, decodePackage } from '../protocol/qtm-package.js';
+import { contentId, fingerprint } from '../crypto/keys.js';
+import { profileByVersion } from '../protocol/profile.js';
+import { verifyBundle } from '../verify/verify-bundle.js';
+import { certificatesFromPemBundle } from '../crypto/x509.js';
+import type { TransactionRecord, TransactionState, TransactionStore } from '../store/types.js';
+
+export interface AuditFinding {
+  readonly transactionId: number;
+  readonly state: TransactionState;
+  readonly problems: string[];
+}
+
+export interface AuditReport {
+  readonly total: number;
+  readonly byState: Record<TransactionState, number>;
+  readonly tampered: AuditFinding[];
+}
+
+function auditOne(r: TransactionRecord, signerCertificates: string[], trustAnchors: readonly X509Certificate[]): string[] {
+  const problems: string[] = [];
+  let header;
+  try {
+    header = decodeHeader(Buffer.from(r.prepared.header, 'base64'));
+  } catch (err) {
+    return [`stored header does not decode: ${(err as Error).message}`];
+  }
+  const profile = profileByVersion(header.version)!;
+  const content = Buffer.from(r.prepared.content, 'base64');
+  if (header.transactionId !== r.transactionId) problems.push(`header names transaction ${header.transactionId}`);
+  if (!contentId(content, profile).equals(header.contentId)) problems.push('content does not match its content ID');
+  const client = certificatesFromPemBundle(r.prepared.clientCertificate, 'stored client certificate');
+  if (!fingerprint(client[0]!.publicKey, profile).equals(header.fingerprintB)) problems.push('client certificate is not party B of the header');
+  if (!r.confirmed) return problems;
+  try {
+    const pkg = decodePackage(Buffer.from(r.confirmed.package, 'base64'));
+    if (!encodeHeader(pkg).equals(encodeHeader(header))) problems.push('package header differs from the prepared record');
+    if (Buffer.from(pkg.signatureB).toString('base64') !== r.confirmed.firstMessage.signatureB) problems.push('package signature B differs from the first message');
+  } catch (err) {
+    return [...problems, `stored package does not decode: ${(err as Error).message}`];
+  }
+  const report = verifyBundle({
+    package: Buffer.from(r.confirmed.package, 'base64'),
+    content,
+    certificates: { server: signerCertificates, partyA: signerCertificates, partyB: client.map((c) => c.toString()) },
+    cardRecord: Buffer.from(r.confirmed.cardRecord, 'base64'),
+  }, { trustAnchors });
+  for (const f of report.failures) problems.push(`${f.name}: ${f.detail}`);
+  return problems;
+}
+
+export function auditStore(store: TransactionStore, signerCertificates: string[], trustAnchors: readonly X509Certificate[]): AuditReport {
+  const tampered: AuditFinding[] = [];
+  let total = 0;
+  for (const r of store.all()) {
+    total++;
+    const problems = auditOne(r, signerCertificates, trustAnchors);
+    if (problems.length) tampered.push({ transactionId: r.transactionId, state: r.state, problems });
+  }
+  return { total, byState: store.countByState(), tampered };
+}

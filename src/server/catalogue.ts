@@ -1,0 +1,58 @@
+/**
+ * The order application (patent figure 1, item 17): a small catalogue and concept orders
+ * composed as plain text that obeys SPEC 6. The server checks its own output too: it never
+ * offers anything for signing that a client would have to refuse.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { InputError, RefusedError } from '../errors.js';
+import { checkPlainText } from '../protocol/plain-text.js';
+import type { OrderItem } from '../protocol/messages.js';
+
+export interface Catalogue {
+  readonly shop: string;
+  readonly currency: string;
+  readonly items: readonly { sku: string; name: string; price: number }[];
+}
+
+export function loadCatalogue(path: string): Catalogue {
+  let c: Catalogue;
+  try {
+    c = JSON.parse(readFileSync(path, 'utf8')) as Catalogue;
+  } catch {
+    throw new InputError(`cannot read the catalogue ${path}`);
+  }
+  for (const text of [c.shop, c.currency, ...c.items.map((i) => i.name)]) checkPlainText(Buffer.from(text));
+  return c;
+}
+
+function money(cents: number): string {
+  return `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
+}
+
+export function composeOrder(catalogue: Catalogue, items: readonly OrderItem[], buyer: string, now: Date): { orderId: string; content: Buffer } {
+  const orderId = `${now.toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(4).toString('hex')}`;
+  const lines: string[] = [];
+  let total = 0;
+  for (const { sku, quantity } of items) {
+    const item = catalogue.items.find((i) => i.sku === sku);
+    if (!item) throw new RefusedError(`unknown article "${sku}"`, `the catalogue has ${catalogue.items.map((i) => i.sku).join(', ')}`, 'E_UNKNOWN_SKU');
+    total += item.price * quantity;
+    lines.push(`  ${String(quantity).padStart(3)} x ${item.name.padEnd(32)} ${catalogue.currency} ${money(item.price * quantity).padStart(9)}`);
+  }
+  const text = [
+    `Order ${orderId}`,
+    `Seller: ${catalogue.shop}`,
+    `Buyer:  ${buyer}`,
+    `Date:   ${now.toISOString().slice(0, 19)}Z`,
+    '',
+    ...lines,
+    `  ${''.padEnd(38)} Total ${catalogue.currency} ${money(total).padStart(9)}`,
+    '',
+    'I accept this order and its total amount.',
+    '',
+  ].join('\n');
+  const content = Buffer.from(text, 'utf8');
+  checkPlainText(content);
+  return { orderId, content };
+}

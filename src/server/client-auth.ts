@@ -1,0 +1,55 @@
+/**
+ * Client authentication by card (SPEC 7, claim 9): the card signs, with INTERNAL AUTHENTICATE,
+ * a value bound to this TLS session (an RFC 5705/8446 keying-material exporter value) and a
+ * server nonce. A signature made for one TLS session is useless in another, so a relayed or
+ * replayed authentication fails. The certificate must chain to the trusted CA, carry the card
+ * role, and hold the card serial both as its serial number and in its subject.
+ */
+import { verify, type X509Certificate } from 'node:crypto';
+import { AUTH_PREFIX } from '../card/app-spec.js';
+import { OID } from '../crypto/oids.js';
+import { RefusedError } from '../errors.js';
+import { parsedCertificate } from '../verify/cert-cache.js';
+import { validateChain } from '../verify/chain.js';
+import { PROFILES, type Profile } from '../protocol/profile.js';
+
+export const EXPORTER_LABEL = 'EXPORTER-qtm-card-authentication';
+export const EXPORTER_LENGTH = 32;
+
+export interface ClientIdentity {
+  readonly certificates: X509Certificate[];
+  readonly cardSerial: string;
+  readonly subject: string;
+  readonly profile: Profile;
+}
+
+/** The bytes the card signs (after its own "QTM-AUTH" prefix). */
+export function authenticationData(exporter: Buffer, nonce: Buffer): Buffer {
+  return Buffer.concat([exporter, nonce]);
+}
+
+export function verifyCardAuthentication(opts: {
+  certificates: readonly string[];
+  nonce: Buffer;
+  signature: Buffer;
+  exporter: Buffer;
+  trustAnchors: readonly X509Certificate[];
+  now: Date;
+}): ClientIdentity {
+  const certs = opts.certificates.map((p) => parsedCertificate(p).certificate);
+  const leaf = certs[0]!;
+  const chain = validateChain(leaf, certs.slice(1), opts.trustAnchors, opts.now);
+  if (!chain.ok) throw new RefusedError(`client certificate refused: ${chain.reason}`, undefined, 'E_CLIENT_CERT');
+  if (!(leaf.keyUsage ?? []).includes(OID.ekuCardSigning)) throw new RefusedError('client certificate is not a qtm card certificate', undefined, 'E_CLIENT_CERT');
+  const serial = /(?:^|\n)serialNumber=([0-9A-F]{16})(?:\n|$)/.exec(leaf.subject)?.[1];
+  if (!serial || serial !== leaf.serialNumber.toUpperCase()) {
+    throw new RefusedError('client certificate does not hold the card serial as its serial number and in its subject', undefined, 'E_CLIENT_CERT');
+  }
+  const bits = leaf.publicKey.asymmetricKeyDetails?.modulusLength;
+  const profile = bits === 1024 ? PROFILES.v1 : PROFILES.v2;
+  const signed = Buffer.concat([AUTH_PREFIX, authenticationData(opts.exporter, opts.nonce)]);
+  if (!verify(profile.hash, signed, parsedCertificate(leaf).publicKey, opts.signature)) {
+    throw new RefusedError('card authentication signature does not verify for this TLS session', undefined, 'E_CLIENT_AUTH');
+  }
+  return { certificates: certs, cardSerial: serial, subject: leaf.subject.replace(/\n/g, ', '), profile };
+}

@@ -1,0 +1,146 @@
+/**
+ * The merchant web server (patent figure 1, item 15) over HTTPS, TLS 1.3 only. The client's card
+ * authentication is bound to its TLS connection: the identity is kept per socket, so every
+ * later request on that connection acts for that card and no bearer token exists to steal.
+ * One structured JSON log line per request goes to the log stream (stderr by default).
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { DecodeError, QtmError } from '../errors.js';
+import * as M from '../protocol/messages.js';
+import { PlainTextError } from '../protocol/plain-text.js';
+import { authenticationData, EXPORTER_LABEL, EXPORTER_LENGTH, verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
+import { QtmService, ServiceError } from './qtm-service.js';
+
+export interface HttpServerOptions {
+  readonly service: QtmService;
+  readonly tls: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
+  readonly trustAnchors: readonly X509Certificate[];
+  readonly log?: (line: Record<string, unknown>) => void;
+  readonly maxBodyBytes?: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw new HttpError(413, 'E_TOO_LARGE', `request body over ${max} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+  } catch {
+    throw new HttpError(400, 'E_JSON', 'request body is not JSON');
+  }
+}
+
+export function createQtmServer(o: HttpServerOptions): Server {
+  const identities = new WeakMap<TLSSocket, ClientIdentity>();
+  const nonces = new WeakMap<TLSSocket, Buffer>();
+  const max = o.maxBodyBytes ?? 256 * 1024;
+  const log = o.log ?? ((line) => process.stderr.write(JSON.stringify(line) + '\n'));
+  const service = o.service;
+
+  const server = createServer({
+    key: o.tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    cert: o.tls.certificates.map((c) => c.toString()).join(''),
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+  });
+
+  const identity = (socket: TLSSocket): ClientIdentity => {
+    const id = identities.get(socket);
+    if (!id) throw new HttpError(401, 'E_NOT_AUTHENTICATED', 'authenticate with the card on this connection first (POST /auth/challenge, /auth/response)');
+    return id;
+  };
+
+  async function route(req: IncomingMessage, socket: TLSSocket): Promise<{ status?: number; body: unknown; tx?: number }> {
+    const url = new URL(req.url ?? '/', 'https://qtm');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    let m: RegExpExecArray | null;
+    if (method === 'GET' && path === '/health') return { body: { ok: true, serverId: service.serverId.toString('hex') } };
+    if (method === 'POST' && path === '/orders') {
+      const r = M.decodeOrderRequest(await readJson(req, max));
+      return { status: 201, body: M.encodeConceptOrder(service.composeOrder(r.items)) };
+    }
+    if (method === 'GET' && (m = /^\/orders\/([\w-]{1,64})$/.exec(path))) {
+      return { body: M.encodeConceptOrder({ orderId: m[1]!, content: service.getOrder(m[1]!) }) };
+    }
+    if (method === 'POST' && path === '/auth/challenge') {
+      const nonce = QtmService.newNonce();
+      nonces.set(socket, nonce);
+      return { body: M.encodeAuthChallenge({ nonce }) };
+    }
+    if (method === 'POST' && path === '/auth/response') {
+      const r = M.decodeAuthResponse(await readJson(req, max));
+      const nonce = nonces.get(socket);
+      nonces.delete(socket); // one nonce, one try
+      if (!nonce || !nonce.equals(r.nonce)) throw new HttpError(401, 'E_NONCE', 'unknown or used nonce: ask /auth/challenge on this connection');
+      const exporter = socket.exportKeyingMaterial(EXPORTER_LENGTH, EXPORTER_LABEL, nonce);
+      const id = verifyCardAuthentication({ certificates: r.certificates, nonce: r.nonce, signature: r.signature, exporter, trustAnchors: o.trustAnchors, now: new Date() });
+      identities.set(socket, id);
+      return { body: { cardSerial: id.cardSerial, subject: id.subject } };
+    }
+    if (method === 'GET' && path === '/transactions/pending') {
+      return { body: { transactions: service.pending(identity(socket)) } };
+    }
+    if (method === 'GET' && (m = /^\/transactions\/(\d{1,10})$/.exec(path))) {
+      return { body: M.encodePrepared(service.prepared(identity(socket), Number(m[1]))), tx: Number(m[1]) };
+    }
+    if (method === 'POST' && path === '/transactions') {
+      const r = M.decodePrepareRequest(await readJson(req, max));
+      const prepared = await service.prepare(identity(socket), r.orderId);
+      return { status: 201, body: M.encodePrepared(prepared), tx: prepared.transactionId };
+    }
+    if (method === 'POST' && (m = /^\/transactions\/(\d{1,10})\/(confirm|ack|redeliver)$/.exec(path))) {
+      const tx = Number(m[1]);
+      const id = identity(socket);
+      const body = await readJson(req, max);
+      if (m[2] === 'confirm') return { body: M.encodeSecondMessage(await service.confirm(id, tx, M.decodeFirstMessage(body))), tx };
+      if (m[2] === 'redeliver') {
+        const r = M.decodeRedeliverRequest(body);
+        return { body: M.encodeSecondMessage(await service.redeliver(id, tx, r.challenge, r.slot)), tx };
+      }
+      const third = M.decodeThirdMessage(body);
+      if (third.transactionId !== tx) throw new HttpError(400, 'E_TX_MISMATCH', 'the third message names another transaction');
+      return { body: await service.acknowledge(id, third), tx };
+    }
+    throw new HttpError(404, 'E_NOT_FOUND', `no route ${method} ${path}`);
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const started = performance.now();
+    const socket = req.socket as TLSSocket;
+    const send = (status: number, body: unknown, extra: Record<string, unknown> = {}) => {
+      const data = JSON.stringify(body);
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': 'no-store' });
+      res.end(data);
+      log({ time: new Date().toISOString(), method: req.method, path: req.url, status, ms: Number((performance.now() - started).toFixed(2)), client: identities.get(socket)?.cardSerial, ...extra });
+    };
+    route(req, socket).then(
+      (r) => send(r.status ?? 200, r.body, r.tx ? { tx: r.tx } : {}),
+      (err: unknown) => {
+        if (err instanceof HttpError || err instanceof ServiceError) return send(err.status, { error: { code: err.code, message: err.message } }, { error: err.code });
+        if (err instanceof PlainTextError) return send(422, { error: { code: err.code, message: err.message } }, { error: err.code });
+        if (err instanceof DecodeError) return send(400, { error: { code: err.code, message: err.message } }, { error: err.code });
+        if (err instanceof QtmError) return send(403, { error: { code: err.code, message: err.message } }, { error: err.code });
+        send(500, { error: { code: 'E_INTERNAL', message: 'internal server error' } }, { error: 'E_INTERNAL', detail: (err as Error).message });
+      },
+    );
+  });
+  return server;
+}

@@ -1,0 +1,210 @@
+/**
+ * The QTM service (patent figure 1, item 18; claims 1-7): everything the server does in a
+ * transaction, without HTTP. Every step is idempotent: repeating a request returns the stored
+ * answer, and a reply is given only once its entry is durable in the store.
+ */
+import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
+import { fingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
+import { sealRecord, checkStorageProof } from '../crypto/secure-write.js';
+import { cardRecordFor, headerFor } from '../proof/make-proof.js';
+import { checkPlainText } from '../protocol/plain-text.js';
+import { decodeHeader, encodeHeader, encodePackage, encodeServerSigned, type PackageHeader } from '../protocol/qtm-package.js';
+import type { Profile } from '../protocol/profile.js';
+import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, ThirdMessage } from '../protocol/messages.js';
+import type { TransactionRecord, TransactionStore } from '../store/types.js';
+import type { Sam } from '../sam/sam.js';
+import { composeOrder, type Catalogue } from './catalogue.js';
+import type { ClientIdentity } from './client-auth.js';
+import { QtmError, ExitCode } from '../errors.js';
+
+/** A refusal with the HTTP status it maps to. */
+export class ServiceError extends QtmError {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+  ) {
+    super(message, code, ExitCode.invalid);
+  }
+}
+
+export interface ServiceOptions {
+  readonly store: TransactionStore;
+  readonly profile: Profile;
+  /** The receipt-signing key and its certificate chain (claim 5: not the TLS key). */
+  readonly signer: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
+  readonly sam: Sam;
+  readonly catalogue: Catalogue;
+  readonly now?: () => Date;
+}
+
+interface ConceptOrder {
+  readonly content: Buffer;
+  readonly createdAt: number;
+  transactionId?: number;
+}
+
+const ORDER_LIFETIME_MS = 3_600_000;
+const MAX_CONCEPTS = 10_000;
+
+export class QtmService {
+  private readonly orders = new Map<string, ConceptOrder>();
+  private nextId: number;
+  private readonly now: () => Date;
+
+  constructor(private readonly o: ServiceOptions) {
+    this.nextId = o.store.lastTransactionId() + 1;
+    this.now = o.now ?? (() => new Date());
+  }
+
+  get serverId(): Buffer {
+    return fingerprint(this.o.signer.certificates[0]!.publicKey, this.o.profile);
+  }
+
+  get signerCertificates(): string[] {
+    return this.o.signer.certificates.map((c) => c.toString());
+  }
+
+  /** The order application: compose a concept order from catalogue items. */
+  composeOrder(items: readonly OrderItem[], buyer = '(authenticated at signing)'): { orderId: string; content: Buffer } {
+    this.expireOrders();
+    const order = composeOrder(this.o.catalogue, items, buyer, this.now());
+    this.orders.set(order.orderId, { content: order.content, createdAt: Date.now() });
+    return order;
+  }
+
+  getOrder(orderId: string): Buffer {
+    const order = this.orders.get(orderId);
+    if (!order) throw new ServiceError(404, 'E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
+    return order.content;
+  }
+
+  private expireOrders(): void {
+    const cutoff = Date.now() - ORDER_LIFETIME_MS;
+    for (const [id, o] of this.orders) if (o.createdAt < cutoff || this.orders.size > MAX_CONCEPTS) this.orders.delete(id);
+  }
+
+  private record(client: ClientIdentity, transactionId: number): TransactionRecord {
+    const rec = this.o.store.get(transactionId);
+    // Another card's transaction is reported as absent: its existence is not the caller's business.
+    if (!rec || rec.prepared.cardSerial !== client.cardSerial) throw new ServiceError(404, 'E_NO_TRANSACTION', `no transaction ${transactionId} for this card`);
+    return rec;
+  }
+
+  /** Builds the record to sign: the pre-QTM package for this card and the content. */
+  async prepare(client: ClientIdentity, orderId: string): Promise<PreparedTransaction> {
+    const order = this.orders.get(orderId);
+    if (!order) throw new ServiceError(404, 'E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
+    if (client.profile.name !== this.o.profile.name) {
+      throw new ServiceError(400, 'E_PROFILE', `the card uses profile ${client.profile.name}, this server ${this.o.profile.name}`);
+    }
+    if (order.transactionId !== undefined) {
+      const existing = this.o.store.get(order.transactionId);
+      if (existing && existing.prepared.cardSerial === client.cardSerial) return this.preparedMessage(existing);
+      throw new ServiceError(409, 'E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
+    }
+    checkPlainText(order.content);
+    const transactionId = this.nextId++;
+    order.transactionId = transactionId;
+    const time = Math.floor(this.now().getTime() / 1000);
+    const signer = { certificates: this.o.signer.certificates };
+    const header = headerFor({ profile: this.o.profile, transactionId, time, content: order.content, server: signer, partyA: signer, partyB: { certificates: client.certificates } });
+    await this.o.store.append({
+      type: 'prepared',
+      transactionId,
+      orderId,
+      time,
+      content: order.content.toString('base64'),
+      header: encodeHeader(header).toString('base64'),
+      clientCertificate: client.certificates.map((c) => c.toString()).join(''),
+      cardSerial: client.cardSerial,
+    });
+    return this.preparedMessage(this.o.store.get(transactionId)!);
+  }
+
+  /** The record of one of this card's transactions, for a client that lost it. */
+  prepared(client: ClientIdentity, transactionId: number): PreparedTransaction {
+    return this.preparedMessage(this.record(client, transactionId));
+  }
+
+  private preparedMessage(rec: TransactionRecord): PreparedTransaction {
+    return {
+      transactionId: rec.transactionId,
+      header: Buffer.from(rec.prepared.header, 'base64'),
+      content: Buffer.from(rec.prepared.content, 'base64'),
+      serverCertificates: this.signerCertificates,
+      partyACertificates: this.signerCertificates,
+    };
+  }
+
+  /**
+   * The first message: verify the card's signature against the client certificate, store
+   * record + first message + certificate, sign, and answer with the package and the
+   * secure-write envelope for the card's diversified keys.
+   */
+  async confirm(client: ClientIdentity, transactionId: number, first: FirstMessage): Promise<SecondMessage> {
+    const rec = this.record(client, transactionId);
+    const firstStored = { signatureB: first.signature.toString('base64'), challenge: first.challenge.toString('base64'), slot: first.slot, priority: first.priority };
+    if (rec.confirmed) {
+      const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
+      if (!same) throw new ServiceError(409, 'E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
+      return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.confirmed.envelope, 'base64'), slot: first.slot };
+    }
+    const headerBytes = Buffer.from(rec.prepared.header, 'base64');
+    const header: PackageHeader = decodeHeader(headerBytes);
+    if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
+      throw new ServiceError(403, 'E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
+    }
+    const signatureA = signBytes(this.o.profile, this.o.signer.privateKey, headerBytes);
+    const signatureServer = signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header));
+    const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
+    const record = cardRecordFor(header, first.priority);
+    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), first.challenge, first.slot, record);
+    await this.o.store.append({
+      type: 'confirmed',
+      transactionId,
+      firstMessage: firstStored,
+      package: pkg.toString('base64'),
+      cardRecord: record.toString('base64'),
+      envelope: envelope.toString('base64'),
+    });
+    return { transactionId, package: pkg, envelope, slot: first.slot };
+  }
+
+  /** A fresh envelope for a receipt that was never acknowledged (the card's R is new). */
+  async redeliver(client: ClientIdentity, transactionId: number, challenge: Buffer, slot: number): Promise<SecondMessage> {
+    const rec = this.record(client, transactionId);
+    if (!rec.confirmed) throw new ServiceError(409, 'E_NOT_CONFIRMED', `transaction ${transactionId} has no signed receipt yet`);
+    if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
+      return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.offer.envelope, 'base64'), slot };
+    }
+    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
+    await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
+    return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope, slot };
+  }
+
+  /** The third message: W proves that this card stored this record under the offered R. */
+  async acknowledge(client: ClientIdentity, third: ThirdMessage): Promise<{ transactionId: number; state: 'delivered' }> {
+    const rec = this.record(client, third.transactionId);
+    if (!rec.confirmed || !rec.offer) throw new ServiceError(409, 'E_NOT_CONFIRMED', `transaction ${third.transactionId} has no receipt to acknowledge`);
+    if (rec.delivered) {
+      if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
+    }
+    const keys = this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex'));
+    const ok = checkStorageProof(keys, Buffer.from(rec.offer.challenge, 'base64'), Buffer.from(rec.confirmed.cardRecord, 'base64'), third.proof);
+    if (!ok) throw new ServiceError(403, 'E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
+    if (!rec.delivered) await this.o.store.append({ type: 'delivered', transactionId: third.transactionId, proof: third.proof.toString('base64'), at: this.now().toISOString() });
+    return { transactionId: third.transactionId, state: 'delivered' };
+  }
+
+  /** Receipts signed for this card but not yet acknowledged (offered again on return). */
+  pending(client: ClientIdentity): number[] {
+    const ids: number[] = [];
+    for (const r of this.o.store.all()) if (r.prepared.cardSerial === client.cardSerial && r.state === 'confirmed') ids.push(r.transactionId);
+    return ids;
+  }
+
+  static newNonce(): Buffer {
+    return randomBytes(16);
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Starting a qtm server from its parts: TLS identity, receipt-signing identity (a separate key,
+ * claim 5), SAM, trust anchors for client certificates, store, catalogue.
+ */
+import type { AddressInfo } from 'node:net';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { createQtmServer } from './http-server.js';
+import { QtmService } from './qtm-service.js';
+import type { Catalogue } from './catalogue.js';
+import { LogStore } from '../store/log-store.js';
+import type { Sam } from '../sam/sam.js';
+import type { Profile } from '../protocol/profile.js';
+import { InputError } from '../errors.js';
+
+export interface ServerParts {
+  readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
+  readonly signer: { privateKey: KeyObject; certificates: X509Certificate[] };
+  readonly sam: Sam;
+  readonly trustAnchors: X509Certificate[];
+  readonly storeDir: string;
+  readonly catalogue: Catalogue;
+  readonly profile: Profile;
+  readonly host: string;
+  readonly port: number;
+  readonly log?: (line: Record<string, unknown>) => void;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly service: QtmService;
+  readonly store: LogStore;
+  close(): Promise<void>;
+}
+
+export async function startServer(p: ServerParts): Promise<RunningServer> {
+  if (p.tls.privateKey.equals(p.signer.privateKey)) {
+    throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
+  }
+  const store = LogStore.open(p.storeDir);
+  const service = new QtmService({ store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}) });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      store.close().catch(() => {});
+      reject(err.code === 'EADDRINUSE' ? new InputError(`port ${p.port} on ${p.host} is in use`, 'choose another --port') : err);
+    });
+    server.listen(p.port, p.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    url: `https://${host}:${addr.port}`,
+    service,
+    store,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * What the QTM service stores (claim 1: the record, the first message and the client
+ * authentication), behind an interface small enough for a PostgreSQL implementation.
+ * Binary values are base64 so entries stay plain JSON in any backend.
+ */
+export interface PreparedEntry {
+  readonly type: 'prepared';
+  readonly transactionId: number;
+  readonly orderId: string;
+  readonly time: number;
+  readonly content: string; // base64 of the exact content bytes
+  readonly header: string; // base64 pre-QTM package
+  readonly clientCertificate: string; // PEM
+  readonly cardSerial: string; // hex
+}
+
+export interface ConfirmedEntry {
+  readonly type: 'confirmed';
+  readonly transactionId: number;
+  /** The first message as received: the client's signature, challenge R and slot. */
+  readonly firstMessage: { readonly signatureB: string; readonly challenge: string; readonly slot: number; readonly priority: number };
+  readonly package: string; // base64 full QTM package
+  readonly cardRecord: string; // base64
+  readonly envelope: string; // base64 secure-write envelope
+}
+
+export interface RedeliveryEntry {
+  readonly type: 'redelivery';
+  readonly transactionId: number;
+  readonly challenge: string;
+  readonly slot: number;
+  readonly envelope: string;
+}
+
+export interface DeliveredEntry {
+  readonly type: 'delivered';
+  readonly transactionId: number;
+  readonly proof: string; // W, base64
+  readonly at: string;
+}
+
+export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry;
+
+export type TransactionState = 'prepared' | 'confirmed' | 'delivered';
+
+/** Everything known about one transaction, folded from its entries. */
+export interface TransactionRecord {
+  readonly transactionId: number;
+  readonly state: TransactionState;
+  readonly prepared: PreparedEntry;
+  readonly confirmed?: ConfirmedEntry;
+  /** The latest secure-write offer (the confirm's, or a later redelivery's). */
+  readonly offer?: { challenge: string; slot: number; envelope: string };
+  readonly delivered?: DeliveredEntry;
+}
+
+export interface TransactionStore {
+  /** Durable when the promise resolves (fsync'd): only then may a reply go out. */
+  append(entry: StoreEntry): Promise<void>;
+  get(transactionId: number): TransactionRecord | undefined;
+  /** The highest transaction ID ever stored, 0 when empty. */
+  lastTransactionId(): number;
+  all(): Iterable<TransactionRecord>;
+  countByState(): Record<TransactionState, number>;
+  close(): Promise<void>;
+}
+
+export function fold(record: TransactionRecord | undefined, e: StoreEntry): TransactionRecord | undefined {
+  switch (e.type) {
+    case 'prepared':
+      return { transactionId: e.transactionId, state: 'prepared', prepared: e };
+    case 'confirmed':
+      if (!record) return undefined;
+      return { ...record, state: record.state === 'delivered' ? 'delivered' : 'confirmed', confirmed: e, offer: { challenge: e.firstMessage.challenge, slot: e.firstMessage.slot, envelope: e.envelope } };
+    case 'redelivery':
+      if (!record) return undefined;
+      return { ...record, offer: { challenge: e.challenge, slot: e.slot, envelope: e.envelope } };
+    case 'delivered':
+      if (!record) return undefined;
+      return { ...record, state: 'delivered', delivered: e };
+  }
+}
