@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
+import { examples, parsePort, parseProfile } from '../cli/options.js';
 import { diag, out } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
@@ -65,7 +65,7 @@ export function serverCommand(): Command {
     .option('--store <dir>', 'transaction store directory')
     .option('--catalogue <file>', 'catalogue JSON (default: the shipped sample)')
     .option('--host <address>', 'bind address (default 127.0.0.1)')
-    .option('--port <n>', 'TCP port (default 8443)', parsePositiveInt)
+    .option('--port <n>', 'TCP port (default 8443; 0 picks a free one)', parsePort)
     .addOption(new Option('--profile <profile>', 'v2 (default) or v1').argParser(parseProfile))
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).

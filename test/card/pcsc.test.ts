@@ -76,3 +76,12 @@ test('a reader that does not exist is a clear error, exit 2', async (t) => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /no PC\/SC reader named "No Such Reader 00 00" \(readers: "Virtual PCD 00 00"/);
 });
+
+test('qtm demo --pcsc runs the whole transaction through pcscd', async (t) => {
+  if (!(await requirePcscd(t))) return;
+  const r = qtm(['demo', '--pcsc', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.valid, true);
+  assert.match(j.story.join(' '), /PC\/SC reader "Virtual PCD 00 00"/);
+});

@@ -1,0 +1,153 @@
+/**
+ * The transaction as a user runs it: `qtm server start` in its own process, `qtm sign` as a
+ * script (--yes) and as a person at a terminal (tmux), then `qtm verify` and `qtm server audit`.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { writeIdentity } from '../../src/pki/key-files.js';
+import { initSam } from '../../src/sam/sam.js';
+import { QTM_BIN, qtm, requireTool, ROOT } from '../helpers.js';
+
+const PASS = 'cli e2e passphrase';
+const env = { QTM_CA_PASSPHRASE: PASS, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS, QTM_PIN: '123456', QTM_PUK: '12345678' };
+let dir: string;
+let server: ChildProcess;
+let url: string;
+let serverLog = '';
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'qtm-cli-e2e-'));
+  const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=CLI E2E CA', passphrase: PASS });
+  const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });
+  const signer = issueKeyAndCertificate(ca, { role: 'signer', subject: 'CN=CLI Shop receipts' });
+  writeIdentity(join(dir, 'tls'), [tls.certificate], tls.privateKey, PASS);
+  writeIdentity(join(dir, 'receipts'), [signer.certificate], signer.privateKey, PASS);
+  initSam(join(dir, 'shop.sam'), PASS);
+  const issue = qtm(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', join(dir, 'shop.sam'), '--holder', 'CN=Alice CLI', '--card', join(dir, 'alice.card.json')], { env });
+  assert.equal(issue.status, 0, issue.stderr);
+  server = spawn(process.execPath, [QTM_BIN, 'server', 'start', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
+    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store'), '--port', '0'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  url = await new Promise<string>((resolve, reject) => {
+    server.stderr!.on('data', (d: Buffer) => {
+      serverLog += d;
+      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(serverLog);
+      if (m) resolve(`https://localhost:${m[1]}`);
+    });
+    server.once('exit', (code) => reject(new Error(`server exited ${code}: ${serverLog}`)));
+  });
+});
+
+after(async () => {
+  if (server.exitCode === null) {
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const client = () => ['--server', url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive')];
+
+test('qtm sign --yes --json: a scripted transaction, then verify, receipts list and audit', async () => {
+  const r = qtm(['sign', ...client(), '--items', 'PAPER-A4:2,PEN-BLUE:1', '--yes', '--json'], { env: { QTM_PIN: '123456' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '', 'nothing on stderr without a TTY');
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.slot, 1);
+  assert.ok(existsSync(result.proof));
+  assert.ok(result.apdus <= 16);
+  assert.equal(qtm(['verify', result.proof, '--trust', join(dir, 'ca', 'ca.pem')]).status, 0);
+  const list = JSON.parse(qtm(['receipts', 'list', '--card', join(dir, 'alice.card.json'), '--json']).stdout);
+  assert.equal(list.slots[0].transactionId, result.transactionId);
+  const audit = qtm(['server', 'audit', '--store', join(dir, 'store'), '--signer-cert', join(dir, 'receipts.pem'), '--trust', join(dir, 'ca', 'ca.pem'), '--json']);
+  assert.equal(audit.status, 0, audit.stdout + audit.stderr);
+  assert.ok(JSON.parse(audit.stdout).byState.delivered >= 1);
+  // spawnSync blocked this event loop: let the server's log lines arrive.
+  const deadline = Date.now() + 5000;
+  while (!/"path":"\/transactions\/\d+\/ack","status":200/.test(serverLog) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.match(serverLog, /"method":"POST","path":"\/transactions\/\d+\/confirm","status":200,"ms":[\d.]+,"client":"[0-9A-F]{16}","tx":\d+/);
+});
+
+test('qtm sign: PIN from stdin; refusals with clear one-line errors and exit codes', () => {
+  const r = qtm(['sign', ...client(), '--items', 'NOTEBOOK:1', '--yes', '--pin-stdin', '--json'], { input: '123456\n' });
+  assert.equal(r.status, 0, r.stderr);
+  const noYes = qtm(['sign', ...client(), '--items', 'NOTEBOOK:1'], { env: { QTM_PIN: '123456' } });
+  assert.equal(noYes.status, 2);
+  assert.match(noYes.stderr, /not on a terminal: nobody can read and accept the order \(pass --yes/);
+  const wrongPin = qtm(['sign', ...client(), '--items', 'NOTEBOOK:1', '--yes'], { env: { QTM_PIN: '999999' } });
+  assert.equal(wrongPin.status, 1);
+  assert.match(wrongPin.stderr, /^qtm: error: open the card and verify the PIN: wrong PIN: 2 tries left/);
+  assert.equal(qtm(['sign', ...client(), '--items', 'NOTEBOOK:1', '--yes'], { env: { QTM_PIN: '123456' } }).status, 0, 'the right PIN resets the counter');
+  const unknown = qtm(['sign', ...client(), '--items', 'CAVIAR:1', '--yes'], { env: { QTM_PIN: '123456' } });
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /fetch the concept order: server refused \(403 E_UNKNOWN_SKU\): unknown article "CAVIAR"/);
+  const badTrust = qtm(['sign', '--server', url, '--trust', join(ROOT, 'fixtures', 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--items', 'NOTEBOOK:1', '--yes'], { env: { QTM_PIN: '123456' } });
+  assert.equal(badTrust.status, 1);
+  assert.match(badTrust.stderr, /server authentication failed/);
+  const down = qtm(['sign', '--server', 'https://localhost:1', '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--items', 'NOTEBOOK:1', '--yes'], { env: { QTM_PIN: '123456' } });
+  assert.equal(down.status, 2);
+  assert.match(down.stderr, /cannot reach https:\/\/localhost:1: ECONNREFUSED \(check --server/);
+});
+
+function tmux(args: string[]): string {
+  return spawnSync('tmux', args, { encoding: 'utf8' }).stdout;
+}
+
+async function waitForScreen(session: string, pattern: RegExp, ms = 20_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  let screen = '';
+  while (Date.now() < deadline) {
+    screen = tmux(['capture-pane', '-p', '-t', session, '-S', '-60']);
+    if (pattern.test(screen)) return screen;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`screen never showed ${pattern}:\n${screen}`);
+}
+
+test('the text-only dialog at a terminal: the order is shown, accepted, PIN masked; declining signs nothing', async (t) => {
+  if (!requireTool(t, 'tmux', 'apt-get install tmux')) return;
+  for (const answer of ['y', 'n'] as const) {
+    const session = `qtm-dialog-${process.pid}-${answer}`;
+    const exitFile = join(dir, `exit-${answer}`);
+    const cmd = [process.execPath, QTM_BIN, 'sign', ...client(), '--items', 'STAPLER:1'].map((a) => `'${a}'`).join(' ');
+    tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '50', `env -u QTM_PIN NO_COLOR=1 ${cmd}; echo $? > '${exitFile}'; sleep 30`]);
+    try {
+      const shown = await waitForScreen(session, /Sign this order with your card\?/);
+      assert.match(shown, /Order to sign: \d+ bytes, SHA-256 [0-9a-f]{64}/);
+      assert.match(shown, /│ Order \d{8}-[0-9a-f]{8}/);
+      assert.match(shown, /│ +1 x Stapler, 24\/6/);
+      tmux(['send-keys', '-t', session, answer, 'Enter']);
+      if (answer === 'y') {
+        await waitForScreen(session, /card PIN/);
+        tmux(['send-keys', '-t', session, '123456', 'Enter']);
+        const done = await waitForScreen(session, /signed: transaction \d+/);
+        assert.doesNotMatch(done, /123456/, 'the PIN is never echoed');
+        assert.match(done, /✔ send the third message \(\d+ ms\)/);
+      } else {
+        await waitForScreen(session, /order declined: nothing was signed/);
+      }
+      const deadline = Date.now() + 5000;
+      while (!existsSync(exitFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(readFileSync(exitFile, 'utf8').trim(), answer === 'y' ? '0' : '1');
+    } finally {
+      tmux(['kill-session', '-t', session]);
+    }
+  }
+});
+
+test('qtm demo runs end to end and verifies; --json is machine-readable', () => {
+  const r = qtm(['demo', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.valid, true);
+  assert.equal(j.story.length, 9);
+  const human = qtm(['demo']);
+  assert.equal(human.status, 0);
+  assert.match(human.stdout, /Proof verified offline with only the CA certificate: VALID/);
+  assert.match(human.stdout, /Both sides now hold proof of the same record/);
+});
