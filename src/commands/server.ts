@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { examples, parsePort, parseProfile } from '../cli/options.js';
-import { diag, out } from '../cli/output.js';
+import { diag, out, Progress } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
 import { openSam } from '../sam/sam.js';
@@ -102,20 +102,28 @@ Logs one JSON line per request on stderr.
     .requiredOption('--trust <ca.pem>', 'trusted CA')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
+Reads the store without locking it, so it can run beside the server.
 Exit codes: 0 everything verifies, 1 some record is tampered with, 2 unusable input.
 ` + examples('qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem'))
     .action(async (o: { store: string; signerCert: string; trust: string; json?: boolean }) => {
       const signer = certificatesFromPemBundle(readFileSync(o.signerCert, 'utf8'), o.signerCert).map((c) => c.toString());
-      const store = LogStore.open(o.store);
-      const report = auditStore(store, signer, loadTrustAnchors([o.trust]));
+      // Read-only: safe beside a running server, and damaged lines are reported, not fatal.
+      const store = LogStore.open(o.store, { readOnly: true });
+      const trust = loadTrustAnchors([o.trust]);
+      const counts = store.countByState();
+      const progress = new Progress(counts.prepared + counts.confirmed + counts.delivered, 'auditing');
+      const report = auditStore(store, signer, trust, (done) => progress.tick(done));
+      progress.done();
       await store.close();
+      const bad = report.tampered.length + report.damagedLines.length;
       if (o.json) out.json(report);
       else {
         out.line(`${report.total} transactions: ${report.byState.delivered} delivered, ${report.byState.confirmed} signed but not acknowledged, ${report.byState.prepared} prepared only`);
-        out.line(report.tampered.length ? out.colour.red(`${report.tampered.length} TAMPERED:`) : out.colour.green('every stored record verifies'));
+        out.line(bad ? out.colour.red(`${bad} TAMPERED:`) : out.colour.green('every stored record verifies'));
+        for (const line of report.damagedLines) out.line(`  line ${line} of the log is not a readable entry`);
         for (const t of report.tampered) out.line(`  transaction ${t.transactionId} (${t.state}): ${t.problems.join('; ')}`);
       }
-      process.exitCode = report.tampered.length ? 1 : 0;
+      process.exitCode = bad ? 1 : 0;
     });
   return server;
 }

@@ -22,6 +22,8 @@ export interface AuditReport {
   readonly total: number;
   readonly byState: Record<TransactionState, number>;
   readonly tampered: AuditFinding[];
+  /** Log lines that are not entries at all (edited or damaged), by line number. */
+  readonly damagedLines: number[];
 }
 
 function auditOne(r: TransactionRecord, signerCertificates: string[], trustAnchors: readonly X509Certificate[]): string[] {
@@ -56,13 +58,27 @@ function auditOne(r: TransactionRecord, signerCertificates: string[], trustAncho
   return problems;
 }
 
-export function auditStore(store: TransactionStore, signerCertificates: string[], trustAnchors: readonly X509Certificate[]): AuditReport {
+export function auditStore(
+  store: TransactionStore,
+  signerCertificates: string[],
+  trustAnchors: readonly X509Certificate[],
+  onProgress?: (done: number, total: number) => void,
+): AuditReport {
   const tampered: AuditFinding[] = [];
+  const byState = store.countByState();
+  const expected = byState.prepared + byState.confirmed + byState.delivered;
   let total = 0;
   for (const r of store.all()) {
     total++;
-    const problems = auditOne(r, signerCertificates, trustAnchors);
+    let problems: string[];
+    try {
+      problems = auditOne(r, signerCertificates, trustAnchors);
+    } catch (err) {
+      // An edit can make a stored value unparseable (a PEM, a JSON field of the wrong type).
+      problems = [`stored record is unreadable: ${(err as Error).message}`];
+    }
     if (problems.length) tampered.push({ transactionId: r.transactionId, state: r.state, problems });
+    onProgress?.(total, expected);
   }
-  return { total, byState: store.countByState(), tampered };
+  return { total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])] };
 }

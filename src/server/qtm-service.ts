@@ -199,9 +199,7 @@ export class QtmService {
 
   /** Receipts signed for this card but not yet acknowledged (offered again on return). */
   pending(client: ClientIdentity): number[] {
-    const ids: number[] = [];
-    for (const r of this.o.store.all()) if (r.prepared.cardSerial === client.cardSerial && r.state === 'confirmed') ids.push(r.transactionId);
-    return ids;
+    return this.o.store.pendingFor(client.cardSerial);
   }
 
   static newNonce(): Buffer {

@@ -1,15 +1,23 @@
 /**
- * The embedded default store: an append-only log of JSON lines, fsync'd before any reply, with
- * the index in memory. Each transaction costs one append whatever the log's size (lowdb's model,
- * a whole-file rewrite per write, grows with the data and never fsyncs). Appends that arrive
- * while an fsync is running are written and fsync'd together (group commit), so concurrent
- * clients share the cost of durability.
+ * The embedded default store: an append-only log of JSON lines, fsync'd before any reply.
+ * Each transaction costs a few appends whatever the log's size (lowdb's model, a whole-file
+ * rewrite per write, grows with the data and never fsyncs). Appends that arrive while an fsync
+ * is running are written and fsync'd together (group commit), so concurrent clients share the
+ * cost of durability.
+ *
+ * Memory stays small as the log grows: only an index (state, card, and the byte offset of each
+ * entry) lives in memory; a record is read back from the file when asked for. Opening streams
+ * the file in chunks, so a log larger than a JavaScript string still opens.
  *
  * Crash safety: a line is complete only with its newline. On open, a torn last line (a write
  * cut by kill -9) is cut off: it was never acknowledged, because acknowledgement waits for the
  * fsync. A bad line anywhere else is damage, and opening refuses with its line number.
+ *
+ * One writer at a time: a writer holds LOCK (its PID); a second server on the same store is
+ * refused. Readers (`qtm server audit`) open read-only beside a running server: they never
+ * truncate and ignore a last line still being written.
  */
-import { closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, ftruncateSync, write } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, unlinkSync, write, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fsyncDirectory } from '../util/fs.js';
@@ -17,66 +25,160 @@ import { InputError } from '../errors.js';
 import { fold, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
+export const LOCK_FILE = 'LOCK';
 
-const writeAsync = promisify(write) as (fd: number, data: string) => Promise<unknown>;
+const writeAsync = promisify(write) as (fd: number, data: Buffer) => Promise<unknown>;
 const fsyncAsync = promisify(fsync);
+const CHUNK = 1 << 20;
+const NEWLINE = 0x0a;
+
+/** Where one entry's line lies in the log. */
+interface Span {
+  readonly offset: number;
+  readonly length: number;
+}
+
+interface IndexEntry {
+  state: TransactionState;
+  cardSerial: string;
+  /** Entries in log order; folding them gives the record. */
+  spans: Span[];
+}
+
+export interface OpenOptions {
+  /** For audits beside a running server: no lock, no truncation, no appends. */
+  readonly readOnly?: boolean;
+}
 
 export class LogStore implements TransactionStore {
-  private readonly records = new Map<number, TransactionRecord>();
+  private readonly index = new Map<number, IndexEntry>();
+  /** Confirmed but not delivered, by card serial: what a returning client is offered again. */
+  private readonly pendingByCard = new Map<string, Set<number>>();
+  /** Read-only opens report damaged lines here instead of refusing, so an audit can go on. */
+  readonly damagedLines: number[] = [];
   private maxId = 0;
-  private pending: { line: string; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private size = 0;
+  private pending: { entry: StoreEntry; line: Buffer; resolve: () => void; reject: (e: Error) => void }[] = [];
   private flushing: Promise<void> | undefined;
+  /** No more appends: closed, or a write failed and the tail is suspect. */
   private closed = false;
+  private fdOpen = true;
 
-  private constructor(private readonly fd: number) {}
+  private constructor(
+    private readonly fd: number,
+    private readonly path: string,
+    private readonly lockPath: string | undefined,
+  ) {}
 
-  static open(dir: string): LogStore {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  static open(dir: string, options: OpenOptions = {}): LogStore {
     const path = join(dir, LOG_FILE);
-    const created = !existsSync(path);
-    const fd = openSync(path, 'a+', 0o600);
-    if (created) fsyncDirectory(dir);
-    const store = new LogStore(fd);
-    const text = readFileSync(path, 'utf8');
-    let end = 0;
-    let lineNo = 0;
-    while (end < text.length) {
-      const nl = text.indexOf('\n', end);
-      lineNo++;
-      if (nl < 0) {
-        // Torn tail: cut it so the next append starts on a clean line.
-        ftruncateSync(fd, Buffer.byteLength(text.slice(0, end)));
-        fsyncSync(fd);
-        break;
-      }
-      const line = text.slice(end, nl);
-      end = nl + 1;
-      if (!line) continue;
-      let entry: StoreEntry;
-      try {
-        entry = JSON.parse(line) as StoreEntry;
-      } catch {
-        closeSync(fd);
-        throw new InputError(`store ${path} is damaged at line ${lineNo}`, 'restore it from backup; `qtm server audit` shows what is intact');
-      }
-      store.apply(entry);
+    if (options.readOnly) {
+      if (!existsSync(path)) throw new InputError(`no transaction store at ${dir} (${LOG_FILE} is missing)`, 'give the --store directory the server was started with');
+      const store = new LogStore(openSync(path, 'r'), path, undefined);
+      store.load(false);
+      return store;
     }
-    return store;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const lockPath = join(dir, LOCK_FILE);
+    takeLock(lockPath, dir);
+    try {
+      const created = !existsSync(path);
+      const fd = openSync(path, 'a+', 0o600);
+      if (created) fsyncDirectory(dir);
+      const store = new LogStore(fd, path, lockPath);
+      try {
+        store.load(true);
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+      return store;
+    } catch (err) {
+      unlinkSync(lockPath);
+      throw err;
+    }
   }
 
-  private apply(entry: StoreEntry): void {
-    const next = fold(this.records.get(entry.transactionId), entry);
-    if (next) this.records.set(entry.transactionId, next);
-    this.maxId = Math.max(this.maxId, entry.transactionId);
+  /** Streams the log once, building the index. */
+  private load(writer: boolean): void {
+    const fileSize = fstatSync(this.fd).size;
+    const buf = Buffer.alloc(CHUNK);
+    let carry = Buffer.alloc(0);
+    let carryOffset = 0; // file offset of carry[0]
+    let position = 0;
+    let lineNo = 0;
+    while (position < fileSize) {
+      const n = readSync(this.fd, buf, 0, Math.min(CHUNK, fileSize - position), position);
+      if (n === 0) break;
+      const data = carry.length ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
+      position += n;
+      let start = 0;
+      for (let nl = data.indexOf(NEWLINE, start); nl >= 0; nl = data.indexOf(NEWLINE, start)) {
+        lineNo++;
+        if (nl > start) this.indexLine(data.subarray(start, nl), { offset: carryOffset + start, length: nl - start }, lineNo, writer);
+        start = nl + 1;
+      }
+      carryOffset += start;
+      carry = Buffer.from(data.subarray(start));
+    }
+    this.size = carryOffset;
+    if (carry.length && writer) {
+      // Torn tail: cut it so the next append starts on a clean line.
+      ftruncateSync(this.fd, carryOffset);
+      fsyncSync(this.fd);
+    }
+  }
+
+  private indexLine(line: Buffer, span: Span, lineNo: number, writer: boolean): void {
+    let entry: StoreEntry;
+    try {
+      entry = JSON.parse(line.toString('utf8')) as StoreEntry;
+      if (typeof entry.transactionId !== 'number' || typeof entry.type !== 'string') throw new Error('not an entry');
+    } catch {
+      if (!writer) {
+        this.damagedLines.push(lineNo);
+        return;
+      }
+      throw new InputError(`store ${this.path} is damaged at line ${lineNo}`, 'restore it from backup; `qtm server audit` shows what is intact');
+    }
+    this.indexEntry(entry, span);
+  }
+
+  private indexEntry(entry: StoreEntry, span: Span): void {
+    const id = entry.transactionId;
+    this.maxId = Math.max(this.maxId, id);
+    let at = this.index.get(id);
+    if (entry.type === 'prepared') {
+      // A prepared entry starts the record afresh, as fold() does.
+      if (at) this.setState(id, at, 'prepared');
+      at = { state: 'prepared', cardSerial: entry.cardSerial, spans: [span] };
+      this.index.set(id, at);
+      return;
+    }
+    if (!at) return; // an entry for an unknown transaction folds to nothing
+    at.spans.push(span);
+    if (entry.type === 'confirmed' && at.state === 'prepared') this.setState(id, at, 'confirmed');
+    if (entry.type === 'delivered') this.setState(id, at, 'delivered');
+  }
+
+  private setState(id: number, at: IndexEntry, state: TransactionState): void {
+    const set = this.pendingByCard.get(at.cardSerial);
+    if (at.state === 'confirmed') {
+      set?.delete(id);
+      if (set?.size === 0) this.pendingByCard.delete(at.cardSerial);
+    }
+    at.state = state;
+    if (state === 'confirmed') {
+      if (set) set.add(id);
+      else this.pendingByCard.set(at.cardSerial, new Set([id]));
+    }
   }
 
   append(entry: StoreEntry): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
+    if (!this.lockPath) return Promise.reject(new Error('store is open read-only'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ line: JSON.stringify(entry) + '\n', resolve: () => {
-        this.apply(entry);
-        resolve();
-      }, reject });
+      this.pending.push({ entry, line: Buffer.from(JSON.stringify(entry) + '\n', 'utf8'), resolve, reject });
       this.flushing ??= this.flush();
     });
   }
@@ -88,37 +190,92 @@ export class LogStore implements TransactionStore {
       const batch = this.pending;
       this.pending = [];
       try {
-        await writeAsync(this.fd, batch.map((b) => b.line).join(''));
+        await writeAsync(this.fd, Buffer.concat(batch.map((b) => b.line)));
         await fsyncAsync(this.fd);
-        for (const b of batch) b.resolve();
       } catch (err) {
-        for (const b of batch) b.reject(err as Error);
+        // The file may now end in a partial batch; nothing in it was acknowledged, and the next
+        // open cuts or refuses it. Stop writing: a later append must not land after garbage.
+        this.closed = true;
+        for (const b of [...batch, ...this.pending]) b.reject(err as Error);
+        this.pending = [];
+        break;
+      }
+      for (const b of batch) {
+        this.indexEntry(b.entry, { offset: this.size, length: b.line.length - 1 });
+        this.size += b.line.length;
+        b.resolve();
       }
     }
     this.flushing = undefined;
   }
 
+  private readEntry(span: Span): StoreEntry {
+    const buf = Buffer.alloc(span.length);
+    readSync(this.fd, buf, 0, span.length, span.offset);
+    return JSON.parse(buf.toString('utf8')) as StoreEntry;
+  }
+
   get(transactionId: number): TransactionRecord | undefined {
-    return this.records.get(transactionId);
+    const at = this.index.get(transactionId);
+    if (!at) return undefined;
+    let record: TransactionRecord | undefined;
+    for (const span of at.spans) record = fold(record, this.readEntry(span));
+    return record;
   }
 
   lastTransactionId(): number {
     return this.maxId;
   }
 
-  all(): Iterable<TransactionRecord> {
-    return [...this.records.values()].sort((a, b) => a.transactionId - b.transactionId);
+  /** In transaction order, read one at a time, so an audit of a large store stays small. */
+  *all(): Iterable<TransactionRecord> {
+    const ids = [...this.index.keys()].sort((a, b) => a - b);
+    for (const id of ids) yield this.get(id)!;
+  }
+
+  pendingFor(cardSerial: string): number[] {
+    return [...(this.pendingByCard.get(cardSerial) ?? [])].sort((a, b) => a - b);
   }
 
   countByState(): Record<TransactionState, number> {
     const counts = { prepared: 0, confirmed: 0, delivered: 0 };
-    for (const r of this.records.values()) counts[r.state]++;
+    for (const r of this.index.values()) counts[r.state]++;
     return counts;
   }
 
   async close(): Promise<void> {
+    if (!this.fdOpen) return;
     await this.flushing;
     this.closed = true;
+    this.fdOpen = false;
     closeSync(this.fd);
+    if (this.lockPath) unlinkSync(this.lockPath);
+  }
+}
+
+/** Exclusive create of LOCK; a lock left by a process that no longer runs (kill -9) is taken over. */
+function takeLock(lockPath: string, dir: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number(readFileSync(lockPath, 'utf8').trim());
+    if (Number.isInteger(holder) && holder > 0 && isRunning(holder)) {
+      throw new InputError(`store ${dir} is in use by process ${holder}`, 'stop that server first, or use another --store; `qtm server audit` can read it while it runs');
+    }
+    unlinkSync(lockPath);
+  }
+  throw new InputError(`cannot take the lock on store ${dir}`, 'another process keeps creating it; check what else uses this store');
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

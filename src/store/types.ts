@@ -61,6 +61,10 @@ export interface TransactionStore {
   /** The highest transaction ID ever stored, 0 when empty. */
   lastTransactionId(): number;
   all(): Iterable<TransactionRecord>;
+  /** Confirmed and not yet delivered for this card (hex serial), in transaction order. */
+  pendingFor(cardSerial: string): number[];
+  /** Stored entries that could not be read at all, by position (read-only opens, for audits). */
+  readonly damagedLines?: readonly number[];
   countByState(): Record<TransactionState, number>;
   close(): Promise<void>;
 }

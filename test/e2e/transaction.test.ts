@@ -14,12 +14,13 @@ import { decodeBundle } from '../../src/bundle/proof-bundle.js';
 import { CardStatusError, SW, WrongPinError } from '../../src/card/status-words.js';
 import { AUTH_PREFIX } from '../../src/card/app-spec.js';
 import * as M from '../../src/protocol/messages.js';
-import { decodePackage, encodeHeader } from '../../src/protocol/qtm-package.js';
+import { decodePackage } from '../../src/protocol/qtm-package.js';
 import { PlainTextError } from '../../src/protocol/plain-text.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { authenticationData } from '../../src/server/client-auth.js';
 import { auditStore } from '../../src/server/audit.js';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { LogStore } from '../../src/store/log-store.js';
 import { autoHooks, makeWorld, newCard, PIN, transact, type World } from './env.js';
 
 let world: World;
@@ -309,26 +310,38 @@ test('20 concurrent clients with distinct cards: every receipt delivered, none l
   for (const [i, c] of cards.entries()) assert.ok(await c.client.readRecord(results[i]!.slot));
 });
 
-test('audit: every stored record verifies; a record edited in the store is detected', async () => {
-  const clean = auditStore(world.server.store, [world.signer.certificate.toString()], [world.ca.certificate]);
+test('audit: every stored record verifies; edited and damaged records are detected, read-only beside the server', async () => {
+  const signer = [world.signer.certificate.toString()];
+  const clean = auditStore(world.server.store, signer, [world.ca.certificate]);
   assert.deepEqual(clean.tampered, []);
+  assert.deepEqual(clean.damagedLines, []);
   assert.ok(clean.byState.delivered >= 20);
+
+  // A read-only audit beside the running server (which holds the lock) sees the same.
   const storeFile = join(world.dir, 'store', 'transactions.log');
-  const { LogStore } = await import('../../src/store/log-store.js');
+  const live = LogStore.open(join(world.dir, 'store'), { readOnly: true });
+  assert.equal(auditStore(live, signer, [world.ca.certificate]).total, clean.total);
+  await live.close();
+  assert.throws(() => LogStore.open(join(world.dir, 'store')), /is in use by process \d+/);
+
   const lines = readFileSync(storeFile, 'utf8').split('\n');
-  const i = lines.findIndex((l) => l.includes('"type":"prepared"'));
-  const entry = JSON.parse(lines[i]!);
-  entry.content = Buffer.from(Buffer.from(entry.content, 'base64').toString().replace('2 x', '3 x')).toString('base64');
-  lines[i] = JSON.stringify(entry);
-  const { writeFileSync } = await import('node:fs');
+  const prepared = lines.flatMap((l, i) => (l.includes('"type":"prepared"') ? [i] : []));
+  const edited = JSON.parse(lines[prepared[0]!]!);
+  edited.content = Buffer.from(Buffer.from(edited.content, 'base64').toString().replace('2 x', '3 x')).toString('base64');
+  lines[prepared[0]!] = JSON.stringify(edited);
+  const unreadable = JSON.parse(lines[prepared[1]!]!);
+  unreadable.clientCertificate = '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n';
+  lines[prepared[1]!] = JSON.stringify(unreadable);
+  lines[prepared[2]! + 1] = lines[prepared[2]! + 1]!.slice(0, 40); // a cut line inside the log
   const copyDir = join(world.dir, 'tampered-store');
-  (await import('node:fs')).mkdirSync(copyDir);
+  mkdirSync(copyDir);
   writeFileSync(join(copyDir, 'transactions.log'), lines.join('\n'));
-  const tamperedStore = LogStore.open(copyDir);
-  const report = auditStore(tamperedStore, [world.signer.certificate.toString()], [world.ca.certificate]);
+  assert.throws(() => LogStore.open(copyDir), /damaged at line \d+/, 'a writer refuses a damaged log');
+  const tamperedStore = LogStore.open(copyDir, { readOnly: true });
+  const report = auditStore(tamperedStore, signer, [world.ca.certificate]);
   await tamperedStore.close();
-  assert.equal(report.tampered.length, 1);
-  assert.equal(report.tampered[0]!.transactionId, entry.transactionId);
-  assert.match(report.tampered[0]!.problems.join(' '), /content does not match its content ID/);
-  void encodeHeader;
+  assert.deepEqual(report.damagedLines, [prepared[2]! + 2]);
+  const byId = new Map(report.tampered.map((f) => [f.transactionId, f.problems.join(' ')]));
+  assert.match(byId.get(edited.transactionId) ?? '', /content does not match its content ID/);
+  assert.match(byId.get(unreadable.transactionId) ?? '', /unreadable|does not decode|certificate/);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LogStore, LOG_FILE } from '../../src/store/log-store.js';
+import { LogStore, LOCK_FILE, LOG_FILE } from '../../src/store/log-store.js';
 import type { PreparedEntry } from '../../src/store/types.js';
 import { ROOT, tempDir } from '../helpers.js';
 
@@ -62,4 +62,57 @@ test('kill -9 at any moment never loses an acknowledged transaction', async (t) 
     await s.close();
   }
   assert.ok(acknowledged.size > 20, `only ${acknowledged.size} appends happened`);
+});
+
+const confirmed = (transactionId: number, size = 8) => ({
+  type: 'confirmed' as const, transactionId,
+  firstMessage: { signatureB: 'AA==', challenge: 'AA==', slot: 1, priority: 0 },
+  package: Buffer.alloc(size, transactionId).toString('base64'), cardRecord: 'AA==', envelope: 'AA==',
+});
+
+test('records are read back from the file exactly, also across read-chunk boundaries; pending receipts are indexed by card', async (t) => {
+  const dir = tempDir(t);
+  const s = LogStore.open(dir);
+  // 300 KB entries: several straddle the 1 MB chunks the index is built from.
+  for (let id = 1; id <= 12; id++) {
+    await s.append({ ...prepared(id), cardSerial: id % 2 ? 'AA' : 'BB' });
+    await s.append(confirmed(id, 300_000));
+  }
+  await s.append({ type: 'delivered', transactionId: 3, proof: 'AA==', at: 'now' });
+  assert.deepEqual(s.pendingFor('AA'), [1, 5, 7, 9, 11]);
+  assert.deepEqual(s.pendingFor('BB'), [2, 4, 6, 8, 10, 12]);
+  await s.close();
+  const r = LogStore.open(dir);
+  for (let id = 1; id <= 12; id++) {
+    const rec = r.get(id)!;
+    assert.equal(rec.confirmed!.package, Buffer.alloc(300_000, id).toString('base64'), `transaction ${id}`);
+    assert.equal(rec.prepared.orderId, `o${id}`);
+  }
+  assert.deepEqual(r.pendingFor('AA'), [1, 5, 7, 9, 11]);
+  assert.deepEqual(r.countByState(), { prepared: 0, confirmed: 11, delivered: 1 });
+  assert.deepEqual([...r.all()].map((x) => x.transactionId), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  await r.close();
+});
+
+test('one writer at a time; a lock left by a dead process is taken over; readers never truncate', async (t) => {
+  const dir = tempDir(t);
+  const s = LogStore.open(dir);
+  await s.append(prepared(1));
+  assert.throws(() => LogStore.open(dir), new RegExp(`in use by process ${process.pid}`));
+  // A reader beside the writer sees a line still being written as not there yet, and leaves it.
+  appendFileSync(join(dir, LOG_FILE), '{"type":"prepared","transactionId":2,"ord');
+  const reader = LogStore.open(dir, { readOnly: true });
+  assert.equal(reader.lastTransactionId(), 1);
+  await assert.rejects(reader.append(prepared(3)), /read-only/);
+  await reader.close();
+  assert.match(readFileSync(join(dir, LOG_FILE), 'utf8'), /"ord$/);
+  await s.close();
+
+  const dead = spawn(process.execPath, ['-e', '']);
+  await new Promise((r) => dead.once('exit', r));
+  writeFileSync(join(dir, LOCK_FILE), `${dead.pid}\n`);
+  const taken = LogStore.open(dir);
+  assert.equal(readFileSync(join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
+  await taken.close();
+  assert.throws(() => LogStore.open(join(dir, 'nowhere'), { readOnly: true }), /no transaction store/);
 });
