@@ -4,10 +4,14 @@
  */
 import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
+import { benchTransaction } from './transaction.js';
+import { benchStore } from './store.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
   ['smart card', benchCard],
+  ['transaction', benchTransaction],
+  ['store', benchStore],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {

@@ -145,6 +145,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const { api, card, hooks, archive } = input;
   const timings: Partial<Record<Step, number>> = {};
   const priority = input.priority ?? 0;
+  const apdusBefore = card.apduCount; // the client may be reused across transactions
 
   const concept = await step('order', hooks, timings, async () => {
     const c = 'orderId' in input.order
@@ -214,7 +215,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     bundleFile: saved.file,
     bundle,
     ...(replaced ? { replaced } : {}),
-    apdus: card.apduCount,
+    apdus: card.apduCount - apdusBefore,
     timings,
   };
 }

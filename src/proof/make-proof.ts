@@ -19,6 +19,18 @@ export function keySigner(profile: Profile, privateKey: KeyObject, certificates:
   return { certificates, sign: (data) => signBytes(profile, privateKey, data) };
 }
 
+// Exporting a certificate's key to DER for its fingerprint costs about a millisecond; the server
+// fingerprints its own certificate in every transaction, so remember it per certificate object.
+const fingerprints = new WeakMap<X509Certificate, Map<string, Buffer>>();
+
+function certificateFingerprint(certificate: X509Certificate, profile: Profile): Buffer {
+  let byHash = fingerprints.get(certificate);
+  if (!byHash) fingerprints.set(certificate, (byHash = new Map()));
+  let fp = byHash.get(profile.hash);
+  if (!fp) byHash.set(profile.hash, (fp = fingerprint(certificate.publicKey, profile)));
+  return fp;
+}
+
 export interface ProofInput {
   readonly profile: Profile;
   readonly transactionId: number;
@@ -36,7 +48,7 @@ export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB'
   partyA: Pick<PackageSigner, 'certificates'>;
   partyB: Pick<PackageSigner, 'certificates'>;
 }): PackageHeader {
-  const fp = (s: Pick<PackageSigner, 'certificates'>) => fingerprint(s.certificates[0]!.publicKey, input.profile);
+  const fp = (s: Pick<PackageSigner, 'certificates'>) => certificateFingerprint(s.certificates[0]!, input.profile);
   return {
     version: input.profile.version,
     serverId: fp(input.server),

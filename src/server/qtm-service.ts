@@ -51,18 +51,15 @@ export class QtmService {
   private readonly orders = new Map<string, ConceptOrder>();
   private nextId: number;
   private readonly now: () => Date;
+  /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
+  readonly serverId: Buffer;
+  readonly signerCertificates: readonly string[];
 
   constructor(private readonly o: ServiceOptions) {
     this.nextId = o.store.lastTransactionId() + 1;
     this.now = o.now ?? (() => new Date());
-  }
-
-  get serverId(): Buffer {
-    return fingerprint(this.o.signer.certificates[0]!.publicKey, this.o.profile);
-  }
-
-  get signerCertificates(): string[] {
-    return this.o.signer.certificates.map((c) => c.toString());
+    this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
+    this.signerCertificates = o.signer.certificates.map((c) => c.toString());
   }
 
   /** The order application: compose a concept order from catalogue items. */
@@ -132,8 +129,8 @@ export class QtmService {
       transactionId: rec.transactionId,
       header: Buffer.from(rec.prepared.header, 'base64'),
       content: Buffer.from(rec.prepared.content, 'base64'),
-      serverCertificates: this.signerCertificates,
-      partyACertificates: this.signerCertificates,
+      serverCertificates: [...this.signerCertificates],
+      partyACertificates: [...this.signerCertificates],
     };
   }
 
