@@ -2,12 +2,12 @@
  * An issued identity on disk: PREFIX.pem (certificate) and PREFIX-key.pem (PKCS#8 private key
  * encrypted with QTM_KEY_PASSPHRASE). Existing files are never overwritten.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { decryptPrivateKey, encryptPrivateKey } from '../crypto/keys.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 
 export function identityPaths(prefix: string) {
   return { cert: `${prefix}.pem`, key: `${prefix}-key.pem` };
@@ -18,8 +18,14 @@ export function writeIdentity(prefix: string, certificates: X509Certificate[], p
   for (const p of [paths.cert, paths.key]) {
     if (existsSync(p)) throw new RefusedError(`${p} already exists`, 'choose another --out prefix; qtm never overwrites keys');
   }
+  ensureParentDir(paths.key);
   writeFileAtomic(paths.key, encryptPrivateKey(privateKey, passphrase), 0o600);
-  writeFileAtomic(paths.cert, certificates.map((c) => c.toString()).join(''));
+  try {
+    writeFileAtomic(paths.cert, certificates.map((c) => c.toString()).join(''));
+  } catch (err) {
+    rmSync(paths.key, { force: true }); // no key without its certificate
+    throw err;
+  }
   return paths;
 }
 

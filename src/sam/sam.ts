@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { deriveCardKeys, type CardKeys } from '../crypto/diversify.js';
 import { QTM_AID } from '../card/app-spec.js';
 import { InputError, RefusedError } from '../errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 
 const FORMAT = 'qtm-sam';
 const KDF = { N: 1 << 15, r: 8, p: 1 };
@@ -52,6 +52,7 @@ export function initSam(path: string, passphrase: string, now = new Date()): Sam
   const c = createCipheriv('aes-256-gcm', kek(passphrase, kdf), nonce).setAAD(Buffer.from(FORMAT));
   const data = Buffer.concat([c.update(masterKey), c.final(), c.getAuthTag()]);
   const file: SamFile = { format: FORMAT, version: 1, created: now.toISOString(), kcv: keyCheckValue(masterKey), kdf, nonce: nonce.toString('base64'), data: data.toString('base64') };
+  ensureParentDir(path);
   writeFileAtomic(path, JSON.stringify(file, null, 2) + '\n', 0o600);
   return samOf(masterKey);
 }

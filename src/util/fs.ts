@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -28,4 +28,9 @@ export function fsyncDirectory(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** For files a user names on creation (`--out keys/receipts`): make the folder, private. */
+export function ensureParentDir(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
 }

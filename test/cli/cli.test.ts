@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync, copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeBundle, encodeBundle } from '../../src/bundle/proof-bundle.js';
 import { fixture, fixtureText, qtm, tempDir } from '../helpers.js';
@@ -127,6 +127,11 @@ test('ca init and issue: passphrases from the environment only, never overwrite,
   assert.equal(JSON.parse(init.stdout).profile, 'v2');
   const issue = qtm(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'signer', '--subject', 'CN=Receipts', '--out', join(dir, 'rec'), '--json'], { env });
   assert.equal(issue.status, 0, issue.stderr);
+  // --out into a folder that does not exist yet makes it, private to the user.
+  const nested = qtm(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'server', '--subject', 'CN=localhost', '--out', join(dir, 'keys', 'tls')], { env });
+  assert.equal(nested.status, 0, nested.stderr);
+  assert.equal(statSync(join(dir, 'keys')).mode & 0o777, 0o700);
+  assert.equal(statSync(join(dir, 'keys', 'tls-key.pem')).mode & 0o777, 0o600);
   const key = readFileSync(join(dir, 'rec-key.pem'), 'utf8');
   assert.match(key, /BEGIN ENCRYPTED PRIVATE KEY/);
   assert.doesNotMatch(issue.stdout + issue.stderr, /PRIVATE KEY|ca passphrase 1|key passphrase 1/);

@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,13 +12,13 @@ import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { initSam } from '../../src/sam/sam.js';
 import { QTM_BIN, qtm, requireTool, ROOT } from '../helpers.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 
 const PASS = 'cli e2e passphrase';
 const env = { QTM_CA_PASSPHRASE: PASS, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS, QTM_PIN: '123456', QTM_PUK: '12345678' };
 let dir: string;
-let server: ChildProcess;
+let server: ServerProcess;
 let url: string;
-let serverLog = '';
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'qtm-cli-e2e-'));
@@ -30,24 +30,13 @@ before(async () => {
   initSam(join(dir, 'shop.sam'), PASS);
   const issue = qtm(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', join(dir, 'shop.sam'), '--holder', 'CN=Alice CLI', '--card', join(dir, 'alice.card.json')], { env });
   assert.equal(issue.status, 0, issue.stderr);
-  server = spawn(process.execPath, [QTM_BIN, 'server', 'start', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
-    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store'), '--port', '0'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  url = await new Promise<string>((resolve, reject) => {
-    server.stderr!.on('data', (d: Buffer) => {
-      serverLog += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(serverLog);
-      if (m) resolve(`https://localhost:${m[1]}`);
-    });
-    server.once('exit', (code) => reject(new Error(`server exited ${code}: ${serverLog}`)));
-  });
+  server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
+    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store')], env);
+  url = server.url;
 });
 
 after(async () => {
-  if (server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await server.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -69,8 +58,8 @@ test('qtm sign --yes --json: a scripted transaction, then verify, receipts list 
   assert.ok(JSON.parse(audit.stdout).byState.delivered >= 1);
   // spawnSync blocked this event loop: let the server's log lines arrive.
   const deadline = Date.now() + 5000;
-  while (!/"path":"\/transactions\/\d+\/ack","status":200/.test(serverLog) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.match(serverLog, /"method":"POST","path":"\/transactions\/\d+\/confirm","status":200,"ms":[\d.]+,"client":"[0-9A-F]{16}","tx":\d+/);
+  while (!/"path":"\/transactions\/\d+\/ack","status":200/.test(server.log()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.match(server.log(), /"method":"POST","path":"\/transactions\/\d+\/confirm","status":200,"ms":[\d.]+,"client":"[0-9A-F]{16}","tx":\d+/);
 });
 
 test('qtm sign: PIN from stdin; refusals with clear one-line errors and exit codes', () => {

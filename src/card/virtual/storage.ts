@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic } from '../../util/fs.js';
+import { ensureParentDir, writeFileAtomic } from '../../util/fs.js';
 import { InputError } from '../../errors.js';
 import type { Sealed, WrappedKey } from './vault.js';
 
@@ -73,6 +73,7 @@ export class FileStorage implements CardStorage {
   static create(path: string, slotCount: number): FileStorage {
     if (existsSync(path)) throw new InputError(`${path} already exists`, 'choose another --card file; a card is never overwritten');
     const s = new FileStorage(path);
+    ensureParentDir(path);
     writeFileAtomic(path, JSON.stringify(blankImage(slotCount), null, 1) + '\n', 0o600);
     return s;
   }
