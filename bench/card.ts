@@ -45,14 +45,7 @@ export async function benchCard(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'qtm-bench-card-'));
   const emulator = spawn(process.execPath, [join(ROOT, 'dist/bin/qtm.js'), 'card', 'emulate', '--card', join(dir, 'bench.card.json'), '--create'], { stdio: 'ignore' });
   try {
-    let transport: PcscTransport | undefined;
-    for (let i = 0; i < 50 && !transport; i++) {
-      try {
-        transport = await PcscTransport.connect(READER, 500);
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    const transport = await PcscTransport.connectWhenReady(READER).catch(() => undefined);
     if (!transport) {
       console.log('APDU round trip through pcscd: skipped (no pcscd with vpcd; see README "Set-up")');
     } else {

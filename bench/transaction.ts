@@ -122,14 +122,7 @@ async function pcscLatency(b: Bench): Promise<void> {
   await issueCard(new CardClient(new InProcessTransport(FileStorage.create(cardFile, 16))), { ca: b.ca, sam: b.sam, holder: 'CN=Bench PC/SC', pin: PIN, puk: '12345678', slots: 16, profile: 'v2' });
   const emulator = spawn(process.execPath, [QTM, 'card', 'emulate', '--card', cardFile], { stdio: 'ignore' });
   try {
-    let transport: PcscTransport | undefined;
-    for (let i = 0; i < 50 && !transport; i++) {
-      try {
-        transport = await PcscTransport.connect(READER, 500);
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    const transport = await PcscTransport.connectWhenReady(READER).catch(() => undefined);
     if (!transport) {
       console.log('one transaction through pcscd: skipped (no pcscd with vpcd; see README "Set-up")');
       return;

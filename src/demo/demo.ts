@@ -100,7 +100,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         controller.abort();
         await bridge;
       });
-      transport = await connectWithRetry();
+      transport = await PcscTransport.connectWhenReady(DEMO_READER);
       const probe = new CardClient(transport);
       await probe.select();
       const seen = (await probe.status()).serial.toString('hex').toUpperCase();
@@ -141,19 +141,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     for (const c of cleanups.reverse()) await c();
     if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
   }
-}
-
-async function connectWithRetry(): Promise<PcscTransport> {
-  let last: unknown;
-  for (let i = 0; i < 40; i++) {
-    try {
-      return await PcscTransport.connect(DEMO_READER, 500);
-    } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw last;
 }
 
 export function bundleText(file: string): string {

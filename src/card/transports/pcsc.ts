@@ -132,6 +132,22 @@ export class PcscTransport implements CardTransport {
     });
   }
 
+  /**
+   * For a card that is only now being plugged in (an emulator starting up): retries until the
+   * reader has it or `totalMs` passes, then throws the last reason.
+   */
+  static async connectWhenReady(readerName: string, totalMs = 5000): Promise<PcscTransport> {
+    const deadline = Date.now() + totalMs;
+    for (;;) {
+      try {
+        return await PcscTransport.connect(readerName, 500);
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
   transmit(apdu: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       this.reader.transmit(apdu, 258, this.protocol, (err, data) =>
