@@ -134,6 +134,7 @@ export function checkSecondMessage(opts: {
     package: second.package,
     content: prepared.content,
     certificates: { server: prepared.serverCertificates, partyA: prepared.partyACertificates, partyB: [opts.cardCertificate.toString()] },
+    ...(prepared.warrants ? { warrants: prepared.warrants } : {}),
     cardRecord: record,
   };
   const report = verifyBundle(bundle, { trustAnchors: opts.trustAnchors });

@@ -14,6 +14,7 @@ import { loadTrustAnchors } from '../verify/trust.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { PROFILES } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
+import { WarrantRegistry } from '../warrant/registry.js';
 import { KEY_PASSPHRASE } from './ca.js';
 import { SAM_PASSPHRASE } from './sam.js';
 
@@ -28,11 +29,13 @@ interface StartOptions {
   host?: string;
   port?: number;
   profile?: 'v1' | 'v2';
+  warrants?: string;
+  onBehalfOf?: string;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
 
-function withConfig(o: StartOptions): Required<Omit<StartOptions, 'config'>> {
+function withConfig(o: StartOptions) {
   let file: Partial<StartOptions> = {};
   if (o.config) {
     try {
@@ -49,7 +52,9 @@ function withConfig(o: StartOptions): Required<Omit<StartOptions, 'config'>> {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
-  return merged as Required<Omit<StartOptions, 'config'>>;
+  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf') };
+  if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
+  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf'>;
 }
 
 export function serverCommand(): Command {
@@ -67,11 +72,15 @@ export function serverCommand(): Command {
     .option('--host <address>', 'bind address (default 127.0.0.1)')
     .option('--port <n>', 'TCP port (default 8443; 0 picks a free one)', parsePort)
     .addOption(new Option('--profile <profile>', 'v2 (default) or v1').argParser(parseProfile))
+    .option('--warrants <dir>', 'sign as party A by proxy, under the warrants in this folder (qtm warrant)')
+    .option('--on-behalf-of <x.pem>', 'with --warrants: the manager whose warrants the server signs under')
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
-Logs one JSON line per request on stderr.
+Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
+manager covers is refused (HTTP 403 naming both).
 ` + examples(
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
+      'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
       'qtm server start --config server.json --port 9443'))
     .action(async (o: StartOptions) => {
       const c = withConfig(o);
@@ -86,6 +95,9 @@ Logs one JSON line per request on stderr.
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
+        ...(c.warrants && c.onBehalfOf ? {
+          proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
+        } : {}),
       });
       diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId() }));
       await new Promise<void>((resolve) => {

@@ -1,9 +1,10 @@
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { examples, parseTime } from '../cli/options.js';
 import { out, Progress } from '../cli/output.js';
 import { InputError } from '../errors.js';
 import { collectBundleFiles } from '../verify/collect.js';
+import { Revocations } from '../warrant/revocations.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { exitCodeFor, summarise, verifyFile, type FileResult } from '../verify/verify-files.js';
 
@@ -30,7 +31,12 @@ function printReport(r: FileResult, many: boolean): void {
   }
   if (many) return;
   out.line(`  server   ${r.server?.subject} signed fields 1-5 (the receipt)`);
-  out.line(`  party A  ${r.partyA?.subject} signed fields 1-7`);
+  if (r.warrant) {
+    const proxy = r.checks.find((x) => x.name === 'warrant');
+    out.line(`  party A  ${proxy?.detail ?? `by proxy for ${r.warrant.onBehalfOf}`}; signed fields 1-7`);
+  } else {
+    out.line(`  party A  ${r.partyA?.subject} signed fields 1-7`);
+  }
   out.line(`  party B  ${r.partyB?.subject} signed fields 1-7`);
   out.line(`  content  ${r.profile === 'v1' ? 'sha1' : 'sha256'} ${r.contentId}`);
   out.line(`  checked  ${r.checks.length} checks; certificates valid at ${r.evaluatedAt}`);
@@ -44,6 +50,7 @@ export function verifyCommand(): Command {
     .requiredOption('--trust <ca.pem>', 'trusted root CA certificate(s); repeatable', collect, [])
     .option('--content <file>', 'the content, for bundles that do not carry it')
     .option('--at <time>', 'check certificate validity at this time instead of the transaction time', parseTime)
+    .option('--revocations <file>', 'revoked warrants (a server\'s warrants/revocations.json): proxy signatures made after a revocation fail')
     .option('--json', 'print results as JSON')
     .addHelpText('after', `
 Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle).
@@ -51,9 +58,12 @@ Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unread
       'qtm verify receipt.json --trust ca.pem',
       'qtm verify archive/ --trust ca.pem --json > report.json',
       'qtm verify order.json --content order.txt --trust ca.pem',
-      "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem"))
-    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; json?: boolean }) => {
+      "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem",
+      'qtm verify proxy-receipt.json --trust ca.pem --revocations warrants/revocations.json'))
+    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; json?: boolean }) => {
       const trustAnchors = loadTrustAnchors(o.trust);
+      if (o.revocations && !existsSync(o.revocations)) throw new InputError(`no revocation list at ${o.revocations}`);
+      const revocations = o.revocations ? Revocations.read(o.revocations) : undefined;
       let content: Buffer | undefined;
       if (o.content) {
         try {
@@ -67,7 +77,7 @@ Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unread
       const results: FileResult[] = [];
       const many = files.length > 1;
       for (const file of files) {
-        const r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}) });
+        const r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}) });
         results.push(r);
         progress.tick(results.length);
         if (!o.json) {

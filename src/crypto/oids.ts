@@ -15,6 +15,10 @@ export const OID = {
   ekuWarrantIssuing: `${QTM_ARC}.1.3`,
   /** Extended key usage: the trusted third party of the fair exchange (claims 12-14). */
   ekuTrustedThirdParty: `${QTM_ARC}.1.4`,
+  /** Policy language of a warrant's RFC 3820 ProxyPolicy: the qtm warrant policy (JSON). */
+  warrantPolicy: `${QTM_ARC}.2.1`,
+  /** RFC 3820 proxyCertInfo extension. */
+  proxyCertInfo: '1.3.6.1.5.5.7.1.14',
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
   sha256WithRSAEncryption: '1.2.840.113549.1.1.11',

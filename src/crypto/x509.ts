@@ -28,6 +28,11 @@ export interface CertificateRequest {
   readonly subjectAltNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
   /** Extra extensions in forge's form (e.g. the RFC 3820 proxyCertInfo of a warrant). */
   readonly extraExtensions?: readonly object[];
+  /**
+   * RFC 3820 3.4: a proxy certificate's subject is its issuer's subject with one CN appended.
+   * When set, `subject` is ignored and the issuer's name is copied byte for byte plus this CN.
+   */
+  readonly proxyCommonName?: string;
 }
 
 export interface Issuer {
@@ -146,6 +151,19 @@ export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509C
     // Copy the issuer's subject name byte for byte: chain building matches names exactly.
     const issuerTbs = (asn1.fromDer(binary(issuer.certificate.raw)).value as forge.asn1.Asn1[])[0]!;
     fields[3] = (issuerTbs.value as forge.asn1.Asn1[])[5]!;
+    if (req.proxyCommonName !== undefined) {
+      const name = asn1.fromDer(asn1.toDer(fields[3]!).getBytes());
+      const cn = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SET, true, [
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+          asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer('2.5.4.3').getBytes()),
+          asn1.create(asn1.Class.UNIVERSAL, asn1.Type.UTF8, false, forge.util.encodeUtf8(req.proxyCommonName)),
+        ]),
+      ]);
+      (name.value as forge.asn1.Asn1[]).push(cn);
+      fields[5] = name;
+    }
+  } else if (req.proxyCommonName !== undefined) {
+    throw new TypeError('a proxy certificate needs its issuer certificate');
   }
   fields[6] = asn1.fromDer(binary(spkiDer(req.publicKey)));
 
@@ -172,4 +190,28 @@ export function certificatesFromPemBundle(pem: string, what: string): X509Certif
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw new InputError(`${what} holds no PEM certificate`);
   return blocks.map((b) => certificateFromPem(b, what));
+}
+
+export interface RawExtension {
+  readonly critical: boolean;
+  /** DER of the extension's value (the contents of its extnValue OCTET STRING). */
+  readonly value: Buffer;
+}
+
+/** One extension of a certificate by OID, read with forge's ASN.1 decoder (node has no API). */
+export function readExtension(certificate: X509Certificate, oid: string): RawExtension | undefined {
+  const cert = asn1.fromDer(binary(certificate.raw));
+  const tbs = (cert.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[];
+  const wrapper = tbs.find((f) => f.tagClass === asn1.Class.CONTEXT_SPECIFIC && f.type === 3);
+  if (!wrapper) return undefined;
+  const list = (wrapper.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[];
+  const wanted = oidDerContent(oid).toString('binary');
+  for (const ext of list) {
+    const parts = ext.value as forge.asn1.Asn1[];
+    if (parts[0]!.value !== wanted) continue;
+    const critical = parts.length === 3 && parts[1]!.type === asn1.Type.BOOLEAN && parts[1]!.value === '\xff';
+    const octets = parts[parts.length - 1]!.value as string;
+    return { critical, value: Buffer.from(octets, 'binary') };
+  }
+  return undefined;
 }

@@ -101,11 +101,18 @@ export interface PreparedTransaction {
   readonly header: Buffer;
   readonly content: Buffer;
   readonly serverCertificates: string[];
+  /** Party A's chain: the server's receipt certificate, or manager X's when signing by proxy. */
   readonly partyACertificates: string[];
+  /** When A signs by proxy: the warrant X issued to the server's key S (claims 10-11). */
+  readonly warrants?: string[];
 }
-export const encodePrepared = (m: PreparedTransaction) => ({ transactionId: m.transactionId, header: b64(m.header), content: b64(m.content), serverCertificates: m.serverCertificates, partyACertificates: m.partyACertificates });
+export const encodePrepared = (m: PreparedTransaction) => ({
+  transactionId: m.transactionId, header: b64(m.header), content: b64(m.content), serverCertificates: m.serverCertificates, partyACertificates: m.partyACertificates,
+  ...(m.warrants ? { warrants: m.warrants } : {}),
+});
 export const decodePrepared = (j: unknown) => decode<PreparedTransaction>('prepared transaction', j, {
   transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: 65536 }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
+  warrants: { kind: 'pems', optional: true },
 });
 
 /** Claim 1's first message: the card's signature, plus the challenge R and slot (claims 3, 6). */

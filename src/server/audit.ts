@@ -51,7 +51,8 @@ function auditOne(r: TransactionRecord, signerCertificates: string[], trustAncho
   const report = verifyBundle({
     package: Buffer.from(r.confirmed.package, 'base64'),
     content,
-    certificates: { server: signerCertificates, partyA: signerCertificates, partyB: client.map((c) => c.toString()) },
+    certificates: { server: signerCertificates, partyA: r.prepared.warrant ? [...r.prepared.warrant.certificates.slice(1)] : signerCertificates, partyB: client.map((c) => c.toString()) },
+    ...(r.prepared.warrant ? { warrants: r.prepared.warrant.certificates.slice(0, 1) } : {}),
     cardRecord: Buffer.from(r.confirmed.cardRecord, 'base64'),
   }, { trustAnchors });
   for (const f of report.failures) problems.push(`${f.name}: ${f.detail}`);

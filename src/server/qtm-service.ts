@@ -16,6 +16,8 @@ import type { Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import type { ClientIdentity } from './client-auth.js';
 import { QtmError, ExitCode } from '../errors.js';
+import type { WarrantRegistry } from '../warrant/registry.js';
+import { warrantProblems } from '../warrant/warrant.js';
 
 /** A refusal with the HTTP status it maps to. */
 export class ServiceError extends QtmError {
@@ -36,6 +38,16 @@ export interface ServiceOptions {
   readonly sam: Sam;
   readonly catalogue: Catalogue;
   readonly now?: () => Date;
+  /** Sign as party A by proxy for manager X, under X's warrants (claims 10-11). */
+  readonly proxy?: ProxyOptions;
+}
+
+export interface ProxyOptions {
+  readonly registry: WarrantRegistry;
+  /** X's certificate first, then intermediates. */
+  readonly manager: readonly X509Certificate[];
+  /** To find the CA that issued a customer's card (warrants may name customers by CA). */
+  readonly trustAnchors: readonly X509Certificate[];
 }
 
 interface ConceptOrder {
@@ -101,11 +113,13 @@ export class QtmService {
       throw new ServiceError(409, 'E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     }
     checkPlainText(order.content);
+    const warrant = this.o.proxy ? this.findWarrant(client) : undefined;
     const transactionId = this.nextId++;
     order.transactionId = transactionId;
     const time = Math.floor(this.now().getTime() / 1000);
     const signer = { certificates: this.o.signer.certificates };
-    const header = headerFor({ profile: this.o.profile, transactionId, time, content: order.content, server: signer, partyA: signer, partyB: { certificates: client.certificates } });
+    const partyA = warrant ? { certificates: [warrant.warrant.certificate] } : signer;
+    const header = headerFor({ profile: this.o.profile, transactionId, time, content: order.content, server: signer, partyA, partyB: { certificates: client.certificates } });
     await this.o.store.append({
       type: 'prepared',
       transactionId,
@@ -115,8 +129,39 @@ export class QtmService {
       header: encodeHeader(header).toString('base64'),
       clientCertificate: client.certificates.map((c) => c.toString()).join(''),
       cardSerial: client.cardSerial,
+      ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
     });
     return this.preparedMessage(this.o.store.get(transactionId)!);
+  }
+
+  private customerIssuer(client: ClientIdentity): X509Certificate | undefined {
+    const customer = client.certificates[0]!;
+    return [...client.certificates.slice(1), ...(this.o.proxy?.trustAnchors ?? [])].find((c) => customer.checkIssued(c) && customer.verify(c.publicKey));
+  }
+
+  /** Patent block 303: the key S that X authorised for signing with this customer, or a refusal naming X and Y. */
+  private findWarrant(client: ClientIdentity) {
+    const proxy = this.o.proxy!;
+    const manager = proxy.manager[0]!;
+    const customer = client.certificates[0]!;
+    const found = proxy.registry.find(manager, customer, this.customerIssuer(client), this.now());
+    if ('found' in found) return found.found;
+    const x = manager.subject.replace(/\n/g, ', ');
+    const y = customer.subject.replace(/\n/g, ', ');
+    throw new ServiceError(403, 'E_NO_WARRANT', `no warrant from "${x}" lets this server sign with "${y}"${found.problems.length ? `: ${found.problems.join('; ')}` : ' (none is issued for this customer)'}`);
+  }
+
+  /** S for a prepared proxy transaction, checked again now: a revoked warrant is never used. */
+  private proxyKey(client: ClientIdentity, serial: string): KeyObject {
+    const proxy = this.o.proxy;
+    proxy?.registry.reloadIfChanged();
+    const stored = proxy?.registry.get(serial);
+    if (!proxy || !stored?.key) throw new ServiceError(409, 'E_NO_WARRANT', `warrant ${serial} of this transaction is no longer on this server`);
+    const problems = warrantProblems(stored.warrant, {
+      manager: stored.issuerChain[0]!, customer: client.certificates[0]!, customerIssuer: this.customerIssuer(client), at: this.now(), revocations: proxy.registry.revocations(),
+    });
+    if (problems.length) throw new ServiceError(403, 'E_NO_WARRANT', `cannot sign by proxy: ${problems.join('; ')}`);
+    return stored.key;
   }
 
   /** The record of one of this card's transactions, for a client that lost it. */
@@ -130,7 +175,9 @@ export class QtmService {
       header: Buffer.from(rec.prepared.header, 'base64'),
       content: Buffer.from(rec.prepared.content, 'base64'),
       serverCertificates: [...this.signerCertificates],
-      partyACertificates: [...this.signerCertificates],
+      ...(rec.prepared.warrant
+        ? { partyACertificates: rec.prepared.warrant.certificates.slice(1), warrants: rec.prepared.warrant.certificates.slice(0, 1) }
+        : { partyACertificates: [...this.signerCertificates] }),
     };
   }
 
@@ -152,7 +199,9 @@ export class QtmService {
     if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
       throw new ServiceError(403, 'E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
     }
-    const signatureA = signBytes(this.o.profile, this.o.signer.privateKey, headerBytes);
+    // No await between the warrant check and the signature: a revocation that has returned is seen.
+    const keyA = rec.prepared.warrant ? this.proxyKey(client, rec.prepared.warrant.serial) : this.o.signer.privateKey;
+    const signatureA = signBytes(this.o.profile, keyA, headerBytes);
     const signatureServer = signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header));
     const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
     const record = cardRecordFor(header, first.priority);

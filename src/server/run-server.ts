@@ -11,6 +11,7 @@ import { LogStore } from '../store/log-store.js';
 import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
+import type { WarrantRegistry } from '../warrant/registry.js';
 
 export interface ServerParts {
   readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
@@ -23,6 +24,8 @@ export interface ServerParts {
   readonly host: string;
   readonly port: number;
   readonly log?: (line: Record<string, unknown>) => void;
+  /** Sign as party A by proxy for a manager, under the warrants in a folder (claims 10-11). */
+  readonly proxy?: { readonly registry: WarrantRegistry; readonly manager: X509Certificate[] };
 }
 
 export interface RunningServer {
@@ -37,7 +40,10 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
   }
   const store = LogStore.open(p.storeDir);
-  const service = new QtmService({ store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue });
+  const service = new QtmService({
+    store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
+    ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
+  });
   const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {

@@ -12,6 +12,8 @@ export interface PreparedEntry {
   readonly header: string; // base64 pre-QTM package
   readonly clientCertificate: string; // PEM
   readonly cardSerial: string; // hex
+  /** When A signs by proxy: the warrant's serial and PEMs (warrant, then X's chain). */
+  readonly warrant?: { readonly serial: string; readonly certificates: readonly string[] };
 }
 
 export interface ConfirmedEntry {

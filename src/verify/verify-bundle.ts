@@ -11,8 +11,10 @@ import { decodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-reco
 import { checkPlainText } from '../protocol/plain-text.js';
 import { profileByVersion, type Profile } from '../protocol/profile.js';
 import { decodePackage, encodeHeader, encodeServerSigned, type QtmPackage } from '../protocol/qtm-package.js';
-import { validateChain } from './chain.js';
+import { validateChain, type ChainResult } from './chain.js';
 import { QtmError } from '../errors.js';
+import type { Revocations } from '../warrant/revocations.js';
+import { parseWarrant, warrantProblems, type Warrant } from '../warrant/warrant.js';
 
 export type CheckName =
   | 'package'
@@ -31,6 +33,7 @@ export type CheckName =
   | 'role-server'
   | 'role-a'
   | 'role-b'
+  | 'warrant'
   | 'card-record';
 
 export interface Check {
@@ -59,7 +62,17 @@ export interface VerificationReport {
   readonly server?: PartySummary;
   readonly partyA?: PartySummary;
   readonly partyB?: PartySummary;
+  /** When A signed by proxy: the warrant, and for whom. */
+  readonly warrant?: WarrantSummary;
   readonly evaluatedAt?: string;
+}
+
+export interface WarrantSummary {
+  readonly serial: string;
+  readonly onBehalfOf: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly covers: string;
 }
 
 export interface VerifyOptions {
@@ -68,6 +81,8 @@ export interface VerifyOptions {
   readonly content?: Buffer;
   /** Evaluate certificate validity at this time instead of the transaction time. */
   readonly at?: Date;
+  /** Revoked warrants: a proxy signature made at or after a revocation fails. */
+  readonly revocations?: Revocations;
 }
 
 function subjectLine(cert: X509Certificate): string {
@@ -135,14 +150,16 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     names: { fp: CheckName; sig: CheckName; chain: CheckName; role: CheckName },
     label: string,
     acceptableEkus: readonly string[],
-  ) => {
+    /** A warrant: its key signs in place of the leaf's (proxy signing, claims 10-11). */
+    signingCertificate?: X509Certificate,
+  ): ChainResult | undefined => {
     const certs = parseCertificates(pems);
     if (typeof certs === 'string') {
       add(names.chain, false, `${label}: ${certs}`);
-      return;
+      return undefined;
     }
     const leaf = certs[0]!;
-    const parsedLeaf = parsedCertificate(leaf);
+    const parsedLeaf = parsedCertificate(signingCertificate ?? leaf);
     const fp = parsedLeaf.fingerprint(profile.hash);
     summaries[key] = { subject: subjectLine(leaf), fingerprint: fp.toString('hex') };
     const fpOk = fp.equals(expectedFingerprint);
@@ -152,7 +169,7 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     const sigOk = verifyBytes(profile, parsedLeaf.publicKey, signed, signature);
     add(names.sig, sigOk, sigOk
       ? `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} verifies (${profile.hash})`
-      : `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} does not verify with "${subjectLine(leaf)}"`);
+      : `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} does not verify with "${subjectLine(signingCertificate ?? leaf)}"`);
     const chain = validateChain(leaf, intermediatesOf(certs), options.trustAnchors, at);
     add(names.chain, chain.ok, chain.ok
       ? `${label} "${subjectLine(leaf)}" chains to "${subjectLine(chain.path[chain.path.length - 1]!)}", valid at ${at.toISOString()}`
@@ -162,14 +179,49 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     add(names.role, roleOk, roleOk
       ? `${label} certificate is authorised for this role`
       : `${label} certificate "${subjectLine(leaf)}" lacks the required extended key usage (${acceptableEkus.join(' or ')})`);
+    return chain;
   };
+
+  // Proxy signing: A's signature is made with the warrant's key, on behalf of partyA[0].
+  let warrant: Warrant | undefined;
+  if (bundle.warrants?.length) {
+    try {
+      warrant = parseWarrant(parsedCertificate(bundle.warrants[0]!).certificate);
+    } catch (err) {
+      add('warrant', false, `the bundle's warrant is unusable: ${(err as Error).message}`);
+    }
+  }
 
   party('server', bundle.certificates.server, pkg.serverId, serverSigned, pkg.signatureServer,
     { fp: 'server-id', sig: 'signature-server', chain: 'chain-server', role: 'role-server' }, 'server', [OID.ekuReceiptSigning]);
   party('partyA', bundle.certificates.partyA, pkg.fingerprintA, header, pkg.signatureA,
-    { fp: 'fingerprint-a', sig: 'signature-a', chain: 'chain-a', role: 'role-a' }, 'party A', [OID.ekuReceiptSigning, OID.ekuWarrantIssuing]);
-  party('partyB', bundle.certificates.partyB, pkg.fingerprintB, header, pkg.signatureB,
+    { fp: 'fingerprint-a', sig: 'signature-a', chain: 'chain-a', role: 'role-a' }, warrant ? 'party A (by proxy)' : 'party A',
+    // Without a warrant A is the server itself; with one, A is a manager who issued it.
+    warrant ? [OID.ekuWarrantIssuing] : [OID.ekuReceiptSigning, OID.ekuWarrantIssuing], warrant?.certificate);
+  const chainB = party('partyB', bundle.certificates.partyB, pkg.fingerprintB, header, pkg.signatureB,
     { fp: 'fingerprint-b', sig: 'signature-b', chain: 'chain-b', role: 'role-b' }, 'party B', [OID.ekuCardSigning]);
+
+  let warrantSummary: WarrantSummary | undefined;
+  if (warrant) {
+    const manager = parseCertificates(bundle.certificates.partyA);
+    const customer = parseCertificates(bundle.certificates.partyB);
+    if (typeof manager !== 'string' && typeof customer !== 'string') {
+      // The warrant must hold at the transaction time, whatever --at says about certificates.
+      const problems = warrantProblems(warrant, {
+        manager: manager[0]!, customer: customer[0]!, customerIssuer: chainB?.ok ? chainB.path[1] : undefined,
+        at: new Date(pkg.time * 1000), ...(options.revocations ? { revocations: options.revocations } : {}),
+      });
+      warrantSummary = {
+        serial: warrant.serial, onBehalfOf: subjectLine(manager[0]!),
+        notBefore: warrant.notBefore.toISOString(), notAfter: warrant.notAfter.toISOString(), covers: subjectLine(customer[0]!),
+      };
+      const server = parseCertificates(bundle.certificates.server);
+      const serverName = typeof server === 'string' ? 'the server' : `"${subjectLine(server[0]!)}"`;
+      add('warrant', problems.length === 0, problems.length === 0
+        ? `signed by ${serverName} on behalf of "${warrantSummary.onBehalfOf}" under warrant ${warrant.serial} (valid from ${warrantSummary.notBefore} to ${warrantSummary.notAfter}, covers "${warrantSummary.covers}")${options.revocations ? ', not revoked' : ''}`
+        : problems.join('; '));
+    }
+  }
 
   if (bundle.cardRecord) {
     try {
@@ -199,5 +251,6 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     contentId: Buffer.from(pkg.contentId).toString('hex'),
     evaluatedAt: at.toISOString(),
     ...summaries,
+    ...(warrantSummary ? { warrant: warrantSummary } : {}),
   });
 }

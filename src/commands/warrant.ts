@@ -1,0 +1,131 @@
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { examples, parsePositiveInt, parseTime } from '../cli/options.js';
+import { out } from '../cli/output.js';
+import { readSecret } from '../cli/secrets.js';
+import { certificatesFromPemBundle, parseDistinguishedName } from '../crypto/x509.js';
+import { InputError } from '../errors.js';
+import { readIdentity } from '../pki/key-files.js';
+import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
+import type { CustomerRef } from '../warrant/policy.js';
+import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
+import { describeCustomers, issueWarrant, keyFingerprint } from '../warrant/warrant.js';
+import { KEY_PASSPHRASE } from './ca.js';
+
+const DAY_MS = 86_400_000;
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function customersFrom(o: { customer?: string[]; customerSubject?: string[]; customerCa?: string }): CustomerRef[] {
+  const refs: CustomerRef[] = (o.customer ?? []).map((file) => {
+    const cert = certificatesFromPemBundle(readFileSync(file, 'utf8'), file)[0]!;
+    return { fingerprint: keyFingerprint(cert.publicKey) };
+  });
+  if (o.customerSubject?.length) {
+    if (!o.customerCa) throw new InputError('--customer-subject needs --customer-ca (the CA that issues the customers\' cards)');
+    const ca = certificatesFromPemBundle(readFileSync(o.customerCa, 'utf8'), o.customerCa)[0]!;
+    for (const dn of o.customerSubject) {
+      const subject = parseDistinguishedName(dn).map((a) => `${a.shortName ?? a.name}=${a.value}`);
+      refs.push({ subject, issuer: keyFingerprint(ca.publicKey) });
+    }
+  }
+  if (refs.length === 0) throw new InputError('a warrant must name at least one customer', 'give --customer CARD.pem or --customer-subject DN with --customer-ca CA.pem');
+  return refs;
+}
+
+function state(w: ReturnType<WarrantRegistry['all']>[number], revokedAt: Date | undefined, at: Date): string {
+  if (revokedAt && revokedAt <= at) return `revoked ${revokedAt.toISOString()}`;
+  if (at < w.warrant.notBefore) return 'not yet valid';
+  if (at > w.warrant.notAfter) return 'expired';
+  return 'valid';
+}
+
+export function warrantCommand(): Command {
+  const warrant = new Command('warrant').description('warrants: a manager lets the server sign by proxy for named customers (claims 10-11)');
+
+  warrant.command('request')
+    .description('make a proxy signing key S in the server\'s warrants folder, and the request to give the manager')
+    .requiredOption('--dir <dir>', 'the server\'s warrants folder')
+    .requiredOption('--name <name>', 'a name for the key (files NAME-key.pem, NAME.request.pem)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+S's private key is written encrypted with QTM_KEY_PASSPHRASE (or a prompt) and never leaves the
+folder; the request is its public key.
+` + examples('qtm warrant request --dir ./warrants --name sales-2026'))
+    .action(async (o: { dir: string; name: string; json?: boolean }) => {
+      const r = createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }));
+      if (o.json) return out.json(r);
+      out.line(`request ${r.requestFile} (key ${r.fingerprint}); give it to the manager for \`qtm warrant issue\``);
+    });
+
+  warrant.command('issue')
+    .description('as manager X: sign a warrant (RFC 3820 proxy certificate) for the server\'s key S')
+    .requiredOption('--issuer <prefix>', 'X\'s identity: PREFIX.pem and PREFIX-key.pem (role manager)')
+    .requiredOption('--request <file>', 'the server\'s request (NAME.request.pem)')
+    .option('--customer <card.pem>', 'a customer\'s card certificate (repeatable)', collect)
+    .option('--customer-subject <dn>', 'customers by subject, any card of theirs from --customer-ca (repeatable)', collect)
+    .option('--customer-ca <ca.pem>', 'the CA that issues the customers\' cards, for --customer-subject')
+    .option('--days <n>', 'validity in days (default 30)', parsePositiveInt)
+    .option('--not-before <time>', 'start of validity (default now)', parseTime)
+    .requiredOption('--out <file>', 'the warrant to write, NAME.warrant.pem (put it in the server\'s warrants folder)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+X's key passphrase comes from QTM_KEY_PASSPHRASE (or a prompt). The server can sign for X only
+with the customers named here; every verifier checks that too.
+` + examples(
+      'qtm warrant issue --issuer keys/xavier --request warrants/sales.request.pem --customer alice-card.pem --out warrants/alice.warrant.pem',
+      'qtm warrant issue --issuer keys/xavier --request sales.request.pem --customer-subject "CN=Bob Buyer,O=Bob BV" --customer-ca ca/ca.pem --days 90 --out bob.warrant.pem'))
+    .action(async (o: { issuer: string; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; json?: boolean }) => {
+      if (!o.out.endsWith('.warrant.pem')) throw new InputError(`--out ${o.out} must end in .warrant.pem`, 'the server picks up warrants by that ending');
+      const customers = customersFrom(o);
+      const subjectKey = readRequest(o.request);
+      const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
+      const notBefore = o.notBefore ?? new Date(Date.now() - 60_000);
+      const w = issueWarrant({ issuer: { certificate: x.certificates[0]!, privateKey: x.privateKey }, subjectKey, customers, notBefore, notAfter: new Date(notBefore.getTime() + (o.days ?? 30) * DAY_MS) });
+      ensureParentDir(o.out);
+      writeFileAtomic(o.out, [w, ...x.certificates].map((c) => c.toString()).join(''));
+      const result = { file: o.out, serial: w.serialNumber.toUpperCase(), onBehalfOf: x.certificates[0]!.subject.replace(/\n/g, ', '), validFrom: new Date(w.validFrom).toISOString(), validTo: new Date(w.validTo).toISOString(), customers };
+      if (o.json) return out.json(result);
+      out.line(`warrant ${result.serial} for "${result.onBehalfOf}" written to ${o.out}, valid ${result.validFrom} to ${result.validTo}`);
+      out.line(`covers: ${describeCustomers({ version: 1, customers })}`);
+    });
+
+  warrant.command('list')
+    .description('the warrants in a server\'s folder, with what they cover and their state')
+    .requiredOption('--dir <dir>', 'the server\'s warrants folder')
+    .option('--at <time>', 'state at this time (default now)', parseTime)
+    .option('--json', 'print as JSON')
+    .addHelpText('after', examples('qtm warrant list --dir ./warrants', 'qtm warrant list --dir ./warrants --json | jq \'.[] | select(.state == "valid")\''))
+    .action((o: { dir: string; at?: Date; json?: boolean }) => {
+      const registry = WarrantRegistry.open(o.dir);
+      const revocations = registry.revocations();
+      const at = o.at ?? new Date();
+      const rows = registry.all().map((w) => {
+        const revokedAt = revocations.lookup(w.warrant.serial, keyFingerprint(w.issuerChain[0]!.publicKey));
+        return {
+          serial: w.warrant.serial, file: w.file, onBehalfOf: w.issuerChain[0]!.subject.replace(/\n/g, ', '),
+          validFrom: w.warrant.notBefore.toISOString(), validTo: w.warrant.notAfter.toISOString(),
+          state: state(w, revokedAt, at), customers: w.warrant.policy.customers,
+        };
+      });
+      if (o.json) return out.json(rows);
+      if (rows.length === 0) return out.line(`no warrants in ${o.dir}`);
+      for (const r of rows) out.line(`${r.serial}  ${r.state.padEnd(13)}  for "${r.onBehalfOf}"  ${r.validFrom} to ${r.validTo}  covers ${describeCustomers({ version: 1, customers: r.customers })}`);
+    });
+
+  warrant.command('revoke')
+    .description('revoke a warrant: the server stops signing under it at once')
+    .requiredOption('--dir <dir>', 'the server\'s warrants folder')
+    .argument('<serial>', 'the warrant\'s serial number (qtm warrant list)')
+    .option('--reason <text>', 'why, kept in the revocation list')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+The revocation is on disk (fsync'd) when this returns; a running server reads the list before
+every proxy signature. Give DIR/revocations.json to auditors: \`qtm verify --revocations\`.
+` + examples('qtm warrant revoke --dir ./warrants 5A3C... --reason "customer contract ended"'))
+    .action((serial: string, o: { dir: string; reason?: string; json?: boolean }) => {
+      const r = WarrantRegistry.open(o.dir).revoke(serial, new Date(), o.reason);
+      if (o.json) return out.json(r);
+      out.line(`warrant ${r.serial} revoked at ${r.revokedAt}`);
+    });
+  return warrant;
+}

@@ -1,0 +1,151 @@
+/**
+ * The server's warrants folder:
+ *   NAME-key.pem        a proxy signing key S (PKCS#8, encrypted with QTM_KEY_PASSPHRASE)
+ *   NAME.request.pem    its public key: the request a manager turns into a warrant
+ *   *.warrant.pem       a warrant followed by its issuer X's certificate (and intermediates)
+ *   revocations.json    warrants revoked, with the time (./revocations.ts)
+ * Warrants added while the server runs are picked up on the next transaction; revocations are
+ * read again before every proxy signature.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
+import { decryptPrivateKey, encryptPrivateKey, generateKeyPair, type KeySpec } from '../crypto/keys.js';
+import { certificatesFromPemBundle } from '../crypto/x509.js';
+import { InputError, RefusedError } from '../errors.js';
+import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
+import { Revocations } from './revocations.js';
+import { keyFingerprint, parseWarrant, warrantProblems, type Warrant } from './warrant.js';
+
+export const REVOCATIONS_FILE = 'revocations.json';
+const WARRANT_SUFFIX = '.warrant.pem';
+const KEY_SUFFIX = '-key.pem';
+
+export interface StoredWarrant {
+  readonly file: string;
+  readonly warrant: Warrant;
+  /** X's certificate first, then any intermediates. */
+  readonly issuerChain: readonly X509Certificate[];
+  /** S, when this server holds it. */
+  readonly key?: KeyObject;
+}
+
+export type WarrantLookup =
+  | { readonly found: StoredWarrant }
+  | { readonly problems: readonly string[] };
+
+/** `qtm warrant request`: a new S; its private half stays in the folder, encrypted. */
+export function createRequest(dir: string, name: string, passphrase: string, keySpec: KeySpec = 'rsa2048'): { requestFile: string; keyFile: string; fingerprint: string } {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new InputError(`"${name}" is not a usable name`, 'use letters, digits, dot, dash and underscore');
+  const keyFile = join(dir, `${name}${KEY_SUFFIX}`);
+  const requestFile = join(dir, `${name}.request.pem`);
+  if (existsSync(keyFile) || existsSync(requestFile)) throw new RefusedError(`${keyFile} already exists`, 'choose another --name; keys are never overwritten');
+  const { privateKey, publicKey } = generateKeyPair(keySpec);
+  ensureParentDir(keyFile);
+  writeFileAtomic(keyFile, encryptPrivateKey(privateKey, passphrase), 0o600);
+  writeFileAtomic(requestFile, publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  return { requestFile, keyFile, fingerprint: keyFingerprint(publicKey) };
+}
+
+export function readRequest(file: string): KeyObject {
+  try {
+    return createPublicKey(readFileSync(file, 'utf8'));
+  } catch {
+    throw new InputError(`${file} is not a warrant request (a PEM public key)`, 'make one with `qtm warrant request`');
+  }
+}
+
+export function readWarrantFile(file: string): Omit<StoredWarrant, 'key'> {
+  const certs = certificatesFromPemBundle(readFileSync(file, 'utf8'), file);
+  if (certs.length < 2) throw new InputError(`${file} must hold the warrant followed by its issuer's certificate`);
+  return { file, warrant: parseWarrant(certs[0]!), issuerChain: certs.slice(1) };
+}
+
+export class WarrantRegistry {
+  private warrants: StoredWarrant[] = [];
+  private keys = new Map<string, KeyObject>();
+  private loadedAt = -1;
+
+  private constructor(
+    readonly dir: string,
+    private readonly passphrase: string | undefined,
+  ) {}
+
+  /** Without a passphrase the keys are not opened (listing, revoking). */
+  static open(dir: string, passphrase?: string): WarrantRegistry {
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const r = new WarrantRegistry(dir, passphrase);
+    r.reloadIfChanged();
+    return r;
+  }
+
+  /** Re-reads the folder when a file was added or removed since the last look. */
+  reloadIfChanged(): void {
+    const mtime = statSync(this.dir).mtimeMs;
+    if (mtime === this.loadedAt) return;
+    const files = readdirSync(this.dir).sort();
+    if (this.passphrase !== undefined) {
+      const keys = new Map<string, KeyObject>();
+      for (const f of files.filter((n) => n.endsWith(KEY_SUFFIX))) {
+        let key: KeyObject;
+        try {
+          key = decryptPrivateKey(readFileSync(join(this.dir, f), 'utf8'), this.passphrase);
+        } catch {
+          throw new RefusedError(`cannot open the proxy key ${join(this.dir, f)}`, 'check QTM_KEY_PASSPHRASE');
+        }
+        keys.set(keyFingerprint(key), key);
+      }
+      this.keys = keys;
+    }
+    this.warrants = files.filter((n) => n.endsWith(WARRANT_SUFFIX)).map((f) => {
+      const w = readWarrantFile(join(this.dir, f));
+      const key = this.keys.get(keyFingerprint(w.warrant.certificate.publicKey));
+      return key ? { ...w, key } : w;
+    });
+    this.loadedAt = mtime;
+  }
+
+  all(): readonly StoredWarrant[] {
+    return this.warrants;
+  }
+
+  get(serial: string): StoredWarrant | undefined {
+    return this.warrants.find((w) => w.warrant.serial === serial.toUpperCase());
+  }
+
+  /** Read from disk every time: a revocation counts from the moment `qtm warrant revoke` returns. */
+  revocations(): Revocations {
+    return Revocations.read(join(this.dir, REVOCATIONS_FILE));
+  }
+
+  revoke(serial: string, at: Date, reason?: string): { serial: string; revokedAt: string } {
+    const w = this.get(serial);
+    if (!w) throw new InputError(`no warrant ${serial} in ${this.dir}`, 'see `qtm warrant list`');
+    const issuer = keyFingerprint(w.issuerChain[0]!.publicKey);
+    const current = this.revocations();
+    const already = current.lookup(w.warrant.serial, issuer);
+    if (already) return { serial: w.warrant.serial, revokedAt: already.toISOString() };
+    const entry = { serial: w.warrant.serial, issuer, revokedAt: at.toISOString(), ...(reason ? { reason } : {}) };
+    current.with(entry).write(join(this.dir, REVOCATIONS_FILE));
+    return entry;
+  }
+
+  /**
+   * A warrant from this manager that lets S sign with this customer now, with S's key here.
+   * Otherwise every reason each candidate failed (for a refusal that says why).
+   */
+  find(manager: X509Certificate, customer: X509Certificate, customerIssuer: X509Certificate | undefined, at: Date): WarrantLookup {
+    this.reloadIfChanged();
+    const revocations = this.revocations();
+    const problems: string[] = [];
+    for (const w of this.warrants) {
+      if (!w.issuerChain[0]!.raw.equals(manager.raw)) continue;
+      const p = warrantProblems(w.warrant, { manager, customer, customerIssuer, at, revocations });
+      if (!w.key) p.push(`warrant ${w.warrant.serial} is for a key this server does not hold`);
+      if (p.length === 0) return { found: w };
+      problems.push(...p);
+    }
+    return { problems };
+  }
+}

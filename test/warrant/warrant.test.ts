@@ -1,0 +1,145 @@
+/**
+ * Warrants in the verifier: a proxy signature traces back to manager X, and every way a warrant
+ * can be wrong (customer not covered, expired, not yet valid, revoked, forged, widened, bits
+ * flipped) fails the proof. openssl, which no one here wrote, accepts a good warrant chain.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPair } from '../../src/crypto/keys.js';
+import { issueCertificate, issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { keySigner, makeProof } from '../../src/proof/make-proof.js';
+import { memoryCa, memorySigner } from '../../src/proof/sample.js';
+import { PROFILES } from '../../src/protocol/profile.js';
+import { verifyBundle } from '../../src/verify/verify-bundle.js';
+import { issueWarrant, keyFingerprint, parseWarrant } from '../../src/warrant/warrant.js';
+import { Revocations } from '../../src/warrant/revocations.js';
+import type { CustomerRef } from '../../src/warrant/policy.js';
+import type { ProofBundle } from '../../src/bundle/proof-bundle.js';
+import { DecodeError } from '../../src/errors.js';
+import { requireTool, tempDir } from '../helpers.js';
+
+const profile = PROFILES.v2;
+const HOUR = 3_600_000;
+const now = new Date();
+const ca = memoryCa();
+const xavier = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Manager,O=Example Shop' });
+const server = memorySigner(ca, 'v2', 'signer', 'CN=Example Shop receipts', 'rsa2048');
+const yara = memorySigner(ca, 'v2', 'card', 'CN=Yara Buyer,serialNumber=1111111111111111', 'rsa2048');
+const zed = memorySigner(ca, 'v2', 'card', 'CN=Zed Other,serialNumber=2222222222222222', 'rsa2048');
+const s = generateKeyPair('rsa2048');
+const coversYara: CustomerRef[] = [{ fingerprint: keyFingerprint(yara.certificates[0]!.publicKey) }];
+
+function warrant(o: { customers?: CustomerRef[]; from?: Date; to?: Date; issuer?: { certificate: X509Certificate; privateKey: import('node:crypto').KeyObject } } = {}) {
+  return issueWarrant({ issuer: o.issuer ?? xavier, subjectKey: s.publicKey, customers: o.customers ?? coversYara, notBefore: o.from ?? new Date(now.getTime() - HOUR), notAfter: o.to ?? new Date(now.getTime() + HOUR) });
+}
+
+/** A package whose A signature the server made with S on X's behalf. */
+async function proxyProof(w: X509Certificate, customer = yara, time = now): Promise<ProofBundle> {
+  const { bundle } = await makeProof({ profile, transactionId: 7, time: Math.floor(time.getTime() / 1000), content: Buffer.from('2 x paper\n'), server, partyA: keySigner(profile, s.privateKey, [w]), partyB: customer });
+  return { ...bundle, certificates: { ...bundle.certificates, partyA: [xavier.certificate.toString()] }, warrants: [w.toString()] };
+}
+
+const failed = (b: ProofBundle, opts: { revocations?: Revocations } = {}) => verifyBundle(b, { trustAnchors: [ca.certificate], ...opts }).failures.map((f) => `${f.name}: ${f.detail}`).join('\n');
+
+test('a proxy signature verifies and says on whose behalf, under which warrant, covering whom', async () => {
+  const w = warrant();
+  const report = verifyBundle(await proxyProof(w), { trustAnchors: [ca.certificate] });
+  assert.deepEqual(report.failures, []);
+  const detail = report.checks.find((c) => c.name === 'warrant')!.detail;
+  assert.match(detail, new RegExp(`signed by "CN=Example Shop receipts" on behalf of "CN=Xavier Manager, O=Example Shop" under warrant ${w.serialNumber.toUpperCase()} \\(valid from .+ to .+, covers "CN=Yara Buyer, serialNumber=1111111111111111"\\)`));
+  assert.equal(report.warrant?.serial, w.serialNumber.toUpperCase());
+  assert.equal(parseWarrant(w).pathLength, 0);
+});
+
+test('a warrant for Y used for Z fails, even if the server signed anyway', async () => {
+  assert.match(failed(await proxyProof(warrant(), zed)), /warrant: warrant [0-9A-F]+ does not cover "CN=Zed Other/);
+});
+
+test('expired and not-yet-valid warrants fail at the transaction time', async () => {
+  assert.match(failed(await proxyProof(warrant({ from: new Date(now.getTime() - 3 * HOUR), to: new Date(now.getTime() - 2 * HOUR) }))), /expired at/);
+  assert.match(failed(await proxyProof(warrant({ from: new Date(now.getTime() + HOUR), to: new Date(now.getTime() + 2 * HOUR) }))), /not valid until/);
+});
+
+test('a revoked warrant fails for signatures made at or after the revocation, not before', async () => {
+  const w = warrant();
+  const serial = w.serialNumber.toUpperCase();
+  const issuer = keyFingerprint(xavier.certificate.publicKey);
+  const before = new Revocations([{ serial, issuer, revokedAt: new Date(now.getTime() - 60_000).toISOString() }]);
+  const after = new Revocations([{ serial, issuer, revokedAt: new Date(now.getTime() + 60_000).toISOString() }]);
+  const b = await proxyProof(w);
+  assert.match(failed(b, { revocations: before }), /was revoked at/);
+  assert.equal(failed(b, { revocations: after }), '');
+  // Another manager's revocation of the same serial does not count.
+  assert.equal(failed(b, { revocations: new Revocations([{ serial, issuer: 'ab'.repeat(32), revokedAt: new Date(0).toISOString() }]) }), '');
+});
+
+test('a forged warrant (same name as X, another key) and a widened one (policy edited) fail', async () => {
+  const impostor = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Manager,O=Example Shop' });
+  assert.match(failed(await proxyProof(warrant({ issuer: impostor }))), /is not signed by "CN=Xavier Manager, O=Example Shop"/);
+
+  const w = warrant();
+  const der = Buffer.from(w.raw);
+  const yaraFp = Buffer.from(keyFingerprint(yara.certificates[0]!.publicKey));
+  const at = der.indexOf(yaraFp);
+  assert.ok(at > 0, 'the policy is readable in the DER');
+  Buffer.from(keyFingerprint(zed.certificates[0]!.publicKey)).copy(der, at);
+  const widened = new X509Certificate(der);
+  assert.match(failed(await proxyProof(widened, zed)), /is not signed by/);
+});
+
+test('a warrant names customers by key, or by subject with the CA that issued their card', async () => {
+  const bySubject = warrant({ customers: [{ subject: ['CN=Yara Buyer'], issuer: keyFingerprint(ca.certificate.publicKey) }] });
+  assert.equal(failed(await proxyProof(bySubject)), '');
+  assert.match(failed(await proxyProof(bySubject, zed)), /does not cover/);
+  const otherCa = memoryCa();
+  const elsewhere = warrant({ customers: [{ subject: ['CN=Yara Buyer'], issuer: keyFingerprint(otherCa.certificate.publicKey) }] });
+  assert.match(failed(await proxyProof(elsewhere)), /does not cover/);
+});
+
+test('with a warrant, party A must be a manager: the server\'s own certificate cannot stand in', async () => {
+  const b = await proxyProof(warrant());
+  const asServer = { ...b, certificates: { ...b.certificates, partyA: b.certificates.server } };
+  assert.match(failed(asServer), /role-a: .*lacks the required extended key usage/);
+});
+
+test('flipping any bit of the warrant fails the proof', async () => {
+  const w = warrant();
+  const good = await proxyProof(w);
+  let tried = 0;
+  // Every bit would be ~9000 verifications; a stride of 5 bits reaches every byte of the DER.
+  for (let bit = 0; bit < w.raw.length * 8; bit += 5) {
+    const der = Buffer.from(w.raw);
+    der[bit >> 3]! ^= 1 << (bit & 7);
+    const pem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+    const report = verifyBundle({ ...good, warrants: [pem] }, { trustAnchors: [ca.certificate] });
+    assert.equal(report.valid, false, `bit ${bit} flipped still verifies`);
+    tried++;
+  }
+  assert.ok(tried > 1000);
+});
+
+test('an ordinary certificate is not a warrant; issuing needs a manager', () => {
+  assert.throws(() => parseWarrant(xavier.certificate), (e) => e instanceof DecodeError && /no RFC 3820 proxyCertInfo/.test(e.message));
+  const notManager = issueCertificate(ca, { role: 'signer', subject: 'CN=Not a manager', publicKey: generateKeyPair('rsa2048').publicKey });
+  assert.throws(() => issueWarrant({ issuer: { certificate: notManager, privateKey: s.privateKey }, subjectKey: s.publicKey, customers: coversYara, notBefore: now, notAfter: new Date(now.getTime() + HOUR) }), /not a manager/);
+});
+
+test('openssl accepts the warrant chain with -allow_proxy_certs, and refuses it without', (t) => {
+  if (!requireTool(t, 'openssl', 'apt-get install openssl')) return;
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'ca.pem'), ca.certificate.toString());
+  writeFileSync(join(dir, 'x.pem'), xavier.certificate.toString());
+  writeFileSync(join(dir, 'warrant.pem'), warrant().toString());
+  const ok = spawnSync('openssl', ['verify', '-allow_proxy_certs', '-CAfile', join(dir, 'ca.pem'), '-untrusted', join(dir, 'x.pem'), join(dir, 'warrant.pem')], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /warrant\.pem: OK/);
+  const refused = spawnSync('openssl', ['verify', '-CAfile', join(dir, 'ca.pem'), '-untrusted', join(dir, 'x.pem'), join(dir, 'warrant.pem')], { encoding: 'utf8' });
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stdout + refused.stderr, /proxy certificates not allowed/i);
+  const text = spawnSync('openssl', ['x509', '-in', join(dir, 'warrant.pem'), '-noout', '-text'], { encoding: 'utf8' }).stdout;
+  assert.match(text, /Proxy Certificate Information: critical[\s\S]*Path Length Constraint: 0[\s\S]*Policy Text: \{"version":1,"customers":\[\{"fingerprint":"[0-9a-f]{64}"\}\]\}/);
+});
