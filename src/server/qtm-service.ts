@@ -148,7 +148,7 @@ export class QtmService {
     if ('found' in found) return found.found;
     const x = manager.subject.replace(/\n/g, ', ');
     const y = customer.subject.replace(/\n/g, ', ');
-    throw new ServiceError(403, 'E_NO_WARRANT', `no warrant from "${x}" lets this server sign with "${y}"${found.problems.length ? `: ${found.problems.join('; ')}` : ' (none is issued for this customer)'}`);
+    throw new ServiceError(403, 'E_NO_WARRANT', `no warrant from "${x}" lets this server sign with "${y}"${found.problems.length ? `: ${found.problems.join('; ')}` : ' (none names this customer)'}`);
   }
 
   /** S for a prepared proxy transaction, checked again now: a revoked warrant is never used. */

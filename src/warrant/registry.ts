@@ -16,7 +16,7 @@ import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 import { Revocations } from './revocations.js';
-import { keyFingerprint, parseWarrant, warrantProblems, type Warrant } from './warrant.js';
+import { coversCustomer, keyFingerprint, parseWarrant, warrantProblems, type Warrant } from './warrant.js';
 
 export const REVOCATIONS_FILE = 'revocations.json';
 const WARRANT_SUFFIX = '.warrant.pem';
@@ -133,7 +133,8 @@ export class WarrantRegistry {
 
   /**
    * A warrant from this manager that lets S sign with this customer now, with S's key here.
-   * Otherwise every reason each candidate failed (for a refusal that says why).
+   * Otherwise why each warrant naming this customer cannot be used. Warrants for other
+   * customers are not described: who else X deals with is not this customer's business.
    */
   find(manager: X509Certificate, customer: X509Certificate, customerIssuer: X509Certificate | undefined, at: Date): WarrantLookup {
     this.reloadIfChanged();
@@ -141,6 +142,7 @@ export class WarrantRegistry {
     const problems: string[] = [];
     for (const w of this.warrants) {
       if (!w.issuerChain[0]!.raw.equals(manager.raw)) continue;
+      if (!coversCustomer(w.warrant.policy, customer, customerIssuer)) continue;
       const p = warrantProblems(w.warrant, { manager, customer, customerIssuer, at, revocations });
       if (!w.key) p.push(`warrant ${w.warrant.serial} is for a key this server does not hold`);
       if (p.length === 0) return { found: w };

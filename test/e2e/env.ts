@@ -15,7 +15,7 @@ import { QtmApi } from '../../src/client/api.js';
 import { Archive } from '../../src/client/archive.js';
 import { runTransaction, type TransactionHooks, type TransactionInput } from '../../src/client/transaction.js';
 import { loadCatalogue } from '../../src/server/catalogue.js';
-import { startServer, type RunningServer } from '../../src/server/run-server.js';
+import { startServer, type RunningServer, type ServerParts } from '../../src/server/run-server.js';
 import { PROFILES } from '../../src/protocol/profile.js';
 import { FIXTURES } from '../helpers.js';
 
@@ -35,14 +35,16 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function makeWorld(): Promise<World> {
+export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy'>> | ((w: { dir: string; ca: OpenCa }) => Partial<Pick<ServerParts, 'proxy'>>) = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'qtm-e2e-'));
   const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=E2E CA', passphrase: 'e2e passphrase' });
   const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });
   const signer = issueKeyAndCertificate(ca, { role: 'signer', subject: 'CN=E2E Shop receipts' });
   const sam = initSam(join(dir, 'shop.sam'), 'e2e passphrase');
   const logs: Record<string, unknown>[] = [];
+  const parts = typeof extra === 'function' ? extra({ dir, ca }) : extra;
   const start = (port = 0) => startServer({
+    ...parts,
     tls: { privateKey: tls.privateKey, certificates: [tls.certificate] },
     signer: { privateKey: signer.privateKey, certificates: [signer.certificate] },
     sam, trustAnchors: [ca.certificate], storeDir: join(dir, 'store'), catalogue: loadCatalogue(join(FIXTURES, 'catalogue.json')),

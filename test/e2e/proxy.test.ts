@@ -1,0 +1,134 @@
+/**
+ * Sign by proxy over real HTTPS (claims 10-11, patent figure 2): the server signs as manager X
+ * for customers X's warrants name, refuses everyone else naming X and Y, and never signs under
+ * a warrant after its revocation has returned.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { join } from 'node:path';
+import { issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { ServerError } from '../../src/client/api.js';
+import { StepError } from '../../src/client/transaction.js';
+import { verifyBundle } from '../../src/verify/verify-bundle.js';
+import { auditStore } from '../../src/server/audit.js';
+import { createRequest, readRequest, WarrantRegistry } from '../../src/warrant/registry.js';
+import { issueWarrant, keyFingerprint } from '../../src/warrant/warrant.js';
+import { Revocations } from '../../src/warrant/revocations.js';
+import { autoHooks, makeWorld, newCard, transact, type World } from './env.js';
+
+const PASS = 'warrant key passphrase';
+const HOUR = 3_600_000;
+let world: World;
+let xavier: ReturnType<typeof issueKeyAndCertificate>;
+let warrantsDir: string;
+let registry: WarrantRegistry;
+
+function writeWarrant(name: string, customers: Parameters<typeof issueWarrant>[0]['customers'], from = new Date(Date.now() - HOUR), to = new Date(Date.now() + HOUR)) {
+  const w = issueWarrant({ issuer: xavier, subjectKey: readRequest(join(warrantsDir, 'sales.request.pem')), customers, notBefore: from, notAfter: to });
+  writeFileSync(join(warrantsDir, `${name}.warrant.pem`), [w, xavier.certificate].map((c) => c.toString()).join(''));
+  return w.serialNumber.toUpperCase();
+}
+
+const refusal = (e: unknown) => (e instanceof StepError ? e.cause : e) as ServerError;
+
+before(async () => {
+  world = await makeWorld(({ dir, ca }) => {
+    xavier = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Sales,O=E2E Shop' });
+    warrantsDir = join(dir, 'warrants');
+    createRequest(warrantsDir, 'sales', PASS);
+    registry = WarrantRegistry.open(warrantsDir, PASS);
+    return { proxy: { registry, manager: [xavier.certificate] } };
+  });
+});
+after(() => world.close());
+
+test('claim 10: the server signs for X with a customer X\'s warrant covers; the proof says so', async () => {
+  const yara = await newCard(world);
+  const serial = writeWarrant('yara', [{ fingerprint: keyFingerprint(yara.issued.certificate.publicKey) }]);
+  const r = await transact(world, yara);
+  assert.deepEqual(r.bundle.warrants?.length, 1);
+  const report = verifyBundle(r.bundle, { trustAnchors: [world.ca.certificate] });
+  assert.deepEqual(report.failures, []);
+  assert.match(report.checks.find((c) => c.name === 'warrant')!.detail, new RegExp(`on behalf of "CN=Xavier Sales, O=E2E Shop" under warrant ${serial}`));
+  assert.equal(world.server.store.get(r.transactionId)!.prepared.warrant?.serial, serial);
+  const audit = auditStore(world.server.store, [world.signer.certificate.toString()], [world.ca.certificate]);
+  assert.deepEqual(audit.tampered, [], 'the audit rebuilds proxy proofs with their warrant');
+});
+
+test('a customer no warrant covers is refused with 403 naming X and Y; nothing is stored or written', async () => {
+  const zed = await newCard(world);
+  const before = world.server.store.lastTransactionId();
+  await assert.rejects(transact(world, zed), (e) => {
+    const err = refusal(e);
+    assert.ok(err instanceof ServerError);
+    assert.equal(err.status, 403);
+    assert.equal(err.serverCode, 'E_NO_WARRANT');
+    assert.match(err.message, /no warrant from "CN=Xavier Sales, O=E2E Shop" lets this server sign with "CN=Customer \d+, serialNumber=[0-9A-F]{16}" \(none names this customer\)$/);
+    return true;
+  });
+  assert.equal(world.server.store.lastTransactionId(), before);
+  assert.ok((await zed.client.readRecord(1)) === undefined);
+});
+
+test('expired and not-yet-valid warrants are refused by the server', async () => {
+  const card = await newCard(world);
+  const fp = keyFingerprint(card.issued.certificate.publicKey);
+  writeWarrant('old', [{ fingerprint: fp }], new Date(Date.now() - 3 * HOUR), new Date(Date.now() - 2 * HOUR));
+  writeWarrant('future', [{ fingerprint: fp }], new Date(Date.now() + HOUR), new Date(Date.now() + 2 * HOUR));
+  await assert.rejects(transact(world, card), (e) => {
+    const m = refusal(e).message;
+    assert.match(m, /expired at/);
+    assert.match(m, /is not valid until/);
+    assert.doesNotMatch(m, /does not cover/, 'warrants for other customers are not described');
+    return true;
+  });
+});
+
+test('a warrant revoked between prepare and confirm is never used; the verifier rejects later signatures', async () => {
+  const card = await newCard(world);
+  const serial = writeWarrant('revocable', [{ fingerprint: keyFingerprint(card.issued.certificate.publicKey) }]);
+  const first = await transact(world, card);
+  const id = world.server.store.lastTransactionId() + 1;
+  await assert.rejects(transact(world, card, {
+    hooks: autoHooks({ onStep: (step, phase) => {
+      // The revocation returns before the first message goes out (the card signs after prepare).
+      if (step === 'sign' && phase === 'start') WarrantRegistry.open(warrantsDir).revoke(serial, new Date(), 'test');
+    } }),
+  }), (e) => {
+    assert.match(refusal(e).message, new RegExp(`cannot sign by proxy: warrant ${serial} was revoked at`));
+    return true;
+  });
+  assert.equal(world.server.store.get(id)?.state, 'prepared', 'prepared, never confirmed');
+  // A proof made before the revocation stays valid with the revocation list; a new transaction is refused.
+  const revocations = Revocations.read(join(warrantsDir, 'revocations.json'));
+  assert.equal(verifyBundle(first.bundle, { trustAnchors: [world.ca.certificate], revocations }).valid, true);
+  await assert.rejects(transact(world, card), (e) => /was revoked at/.test(refusal(e).message));
+});
+
+test('forged and widened warrants in the folder are never used', async () => {
+  const card = await newCard(world);
+  const fp = keyFingerprint(card.issued.certificate.publicKey);
+  const impostor = issueKeyAndCertificate(world.ca, { role: 'manager', subject: 'CN=Xavier Sales,O=E2E Shop' });
+  const forged = issueWarrant({ issuer: impostor, subjectKey: readRequest(join(warrantsDir, 'sales.request.pem')), customers: [{ fingerprint: fp }], notBefore: new Date(Date.now() - HOUR), notAfter: new Date(Date.now() + HOUR) });
+  // Filed with the real X's certificate after it, as a forger would.
+  writeFileSync(join(warrantsDir, 'forged.warrant.pem'), [forged, xavier.certificate].map((c) => c.toString()).join(''));
+  await assert.rejects(transact(world, card), (e) => /is not signed by "CN=Xavier Sales, O=E2E Shop"/.test(refusal(e).message));
+  assert.ok(existsSync(join(warrantsDir, 'forged.warrant.pem')));
+
+  // Widened: a genuine warrant for another card, its policy edited to name this one.
+  const other = await newCard(world);
+  writeWarrant('other', [{ fingerprint: keyFingerprint(other.issued.certificate.publicKey) }]);
+  const pem = readFileSync(join(warrantsDir, 'other.warrant.pem'), 'utf8');
+  const der = Buffer.from(new X509Certificate(pem).raw);
+  const at = der.indexOf(Buffer.from(keyFingerprint(other.issued.certificate.publicKey)));
+  Buffer.from(fp).copy(der, at);
+  const widened = new X509Certificate(der);
+  writeFileSync(join(warrantsDir, 'other.warrant.pem'), [widened, xavier.certificate].map((c) => c.toString()).join(''));
+  await assert.rejects(transact(world, card), (e) => {
+    const m = refusal(e).message;
+    assert.equal(m.match(/is not signed by/g)?.length, 2, m); // the forged one and the widened one
+    return true;
+  });
+});
