@@ -18,7 +18,7 @@ import { runVpcdBridge, VPCD_DEFAULT_PORT } from '../card/vpcd-bridge.js';
 import { VirtualCard } from '../card/virtual/virtual-card.js';
 import { FileStorage } from '../card/virtual/storage.js';
 import { hexSw } from '../card/apdu.js';
-import { InputError } from '../errors.js';
+import { InputError, RefusedError } from '../errors.js';
 
 export const PIN = { env: 'QTM_PIN', prompt: 'card PIN' } as const;
 export const PUK = { env: 'QTM_PUK', prompt: 'card PUK' } as const;
@@ -170,8 +170,9 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
   cardOptions(card.command('info'))
     .description('show the card serial, life cycle, PIN tries left and slot usage (no PIN needed)')
     .option('--json', 'print as JSON')
-    .addHelpText('after', examples('qtm card info --card alice.card.json', 'qtm card info --reader "Virtual PCD 00 00" --json'))
-    .action(async (o: CardChoice & { json?: boolean }) => {
+    .option('--pem', 'print only the card\'s certificate (PEM), e.g. for a manager\'s `qtm warrant issue --customer`')
+    .addHelpText('after', examples('qtm card info --card alice.card.json', 'qtm card info --reader "Virtual PCD 00 00" --json', 'qtm card info --card alice.card.json --pem > alice-card.pem'))
+    .action(async (o: CardChoice & { json?: boolean; pem?: boolean }) => {
       const info = await withCard(o, async (client) => {
         await client.select();
         const s = await client.status();
@@ -188,8 +189,13 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
           pukTriesLeft: s.pukTriesLeft ?? null,
           holder: cert ? cert.subject.replace(/\n/g, ', ') : null,
           certificateValidTo: cert?.validTo ?? null,
+          certificate: cert?.toString() ?? null,
         };
       });
+      if (o.pem) {
+        if (!info.certificate) throw new RefusedError(`card ${info.serial} has no certificate yet`, 'issue it first with `qtm card issue`');
+        return out.line(info.certificate.trimEnd());
+      }
       if (o.json) return out.json(info);
       out.line(`card ${info.serial} (${info.lifecycle}${info.profile ? `, profile ${info.profile}` : ''})`);
       if (info.holder) out.line(`  holder       ${info.holder}, certificate valid to ${info.certificateValidTo}`);

@@ -15,10 +15,11 @@ export function demoCommand(): Command {
     .description('one transaction end to end on this machine: CA, SAM, virtual card, server, signing, receipt, offline verification')
     .option('--interactive', `show the order and ask to accept it and for the PIN (the demo card's PIN is ${DEMO_PIN})`)
     .option('--pcsc', 'reach the card through pcscd and the vpcd driver, like a real reader')
+    .option('--proxy', 'the server signs by proxy for a sales manager under a warrant; a customer the warrant does not name is refused')
     .option('--keep <dir>', 'keep every file the demo makes (CA, keys, card, store, archive) in this directory')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --pcsc --keep ./demo-files'))
-    .action(async (o: { interactive?: boolean; pcsc?: boolean; keep?: string; json?: boolean }) => {
+    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --pcsc --keep ./demo-files'))
+    .action(async (o: { interactive?: boolean; pcsc?: boolean; proxy?: boolean; keep?: string; json?: boolean }) => {
       if (o.interactive && !(process.stdin.isTTY && process.stderr.isTTY)) throw new InputError('--interactive needs a terminal');
       const tty = Boolean(process.stderr.isTTY) && !o.json;
       if (tty) diag.line(diag.colour.bold('qtm demo: one transaction, end to end, on this machine only\n'));
@@ -27,6 +28,7 @@ export function demoCommand(): Command {
         catalogue: CATALOGUE,
         ...(o.keep ? { keepDir: o.keep } : {}),
         ...(o.pcsc ? { pcsc: true } : {}),
+        ...(o.proxy ? { proxy: true } : {}),
         onStage: (s) => {
           if (!o.json) out.line(`${String(++n).padStart(2)}. ${s}`);
         },

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initCa, issueKeyAndCertificate } from '../pki/ca.js';
+import { initCa, issueKeyAndCertificate, type OpenCa } from '../pki/ca.js';
 import { writeIdentity } from '../pki/key-files.js';
 import { initSam } from '../sam/sam.js';
 import { CardClient } from '../card/client.js';
@@ -18,7 +18,7 @@ import type { CardTransport } from '../card/transport.js';
 import { FileStorage } from '../card/virtual/storage.js';
 import { VirtualCard } from '../card/virtual/virtual-card.js';
 import { runVpcdBridge, VPCD_DEFAULT_PORT } from '../card/vpcd-bridge.js';
-import { QtmApi } from '../client/api.js';
+import { QtmApi, ServerError } from '../client/api.js';
 import { Archive } from '../client/archive.js';
 import { runTransaction, type TransactionHooks } from '../client/transaction.js';
 import { loadCatalogue } from '../server/catalogue.js';
@@ -26,6 +26,10 @@ import { startServer } from '../server/run-server.js';
 import { PROFILES } from '../protocol/profile.js';
 import { verifyFile } from '../verify/verify-files.js';
 import { InputError } from '../errors.js';
+import type { X509Certificate } from 'node:crypto';
+import { StepError } from '../client/transaction.js';
+import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
+import { issueWarrant, keyFingerprint } from '../warrant/warrant.js';
 
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
@@ -35,6 +39,8 @@ export const DEMO_READER = 'Virtual PCD 00 00';
 export interface DemoOptions {
   readonly keepDir?: string;
   readonly pcsc?: boolean;
+  /** Sign by proxy for a manager under a warrant, and show a customer without one refused. */
+  readonly proxy?: boolean;
   readonly catalogue: string;
   readonly hooks: (pin: string) => TransactionHooks;
   readonly onStage?: (text: string) => void;
@@ -48,6 +54,8 @@ export interface DemoResult {
   readonly dir?: string;
   readonly apdus: number;
   readonly ms: number;
+  /** With proxy: the warrant used, and the refusal of the customer it does not cover. */
+  readonly proxy?: { readonly warrant: string; readonly refused: string };
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -77,7 +85,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const issued = await issueCard(issuer, { ca, sam, holder: 'CN=Alice Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
     tell(`Virtual card ${issued.serial} issued to "CN=Alice Demo": RSA-2048 key made on the card, certificate with the card serial, diversified keys, PIN set, locked.`);
 
+    const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell) : undefined;
+
     const server = await startServer({
+      ...(proxy ? { proxy: { registry: proxy.registry, manager: [proxy.manager] } } : {}),
       tls: { privateKey: tls.privateKey, certificates: [tls.certificate] },
       signer: { privateKey: signer.privateKey, certificates: [signer.certificate] },
       sam,
@@ -128,19 +139,58 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const used = slots.filter((s) => s.record).map((s) => `slot ${s.slot}: transaction ${s.record!.transactionId} at ${new Date(s.record!.time * 1000).toISOString()}`);
     tell(`Receipts on the card, read without PIN: ${used.join('; ')}.`);
 
+    let refused: string | undefined;
+    if (proxy) {
+      const zedFile = join(dir, 'zed.card.json');
+      const zedIssued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(zedFile, 8))), { ca, sam, holder: 'CN=Zed Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
+      const zed = new CardClient(new InProcessTransport(new FileStorage(zedFile)));
+      const zedApi = new QtmApi(server.url.replace('127.0.0.1', 'localhost'), ca.certificate.toString());
+      try {
+        await runTransaction({ api: zedApi, card: zed, trustAnchors: [ca.certificate], archive, order: { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, hooks: { accept: async () => true, pin: async () => DEMO_PIN } });
+        throw new Error('the demo server signed for a customer no warrant covers');
+      } catch (err) {
+        if (!(err instanceof StepError) || !(err.cause instanceof ServerError)) throw err;
+        refused = `HTTP ${err.cause.status} ${err.cause.serverCode}: ${err.cause.message.replace(/^server refused \([^)]*\): /, '')}`;
+      } finally {
+        zedApi.close();
+      }
+      const zedSlots = await readSlots(zed, await zed.status());
+      tell(`A second customer, card ${zedIssued.serial} ("CN=Zed Demo"), was REFUSED: no warrant of the manager names Zed, so the server cannot sign for him (${refused}). Zed's card holds ${zedSlots.filter((x) => x.record).length} receipts.`);
+    }
+
     const verified = verifyFile(result.bundleFile, { trustAnchors: [ca.certificate] });
     const valid = verified.status === 'valid';
+    const proxyLine = 'checks' in verified ? verified.checks.find((c) => c.name === 'warrant')?.detail : undefined;
     tell(valid
-      ? `Proof verified offline with only the CA certificate: VALID (${'checks' in verified ? verified.checks.length : 0} checks: three signatures, content ID, key fingerprints, chains at the transaction time, roles, card record).`
+      ? `Proof verified offline with only the CA certificate: VALID (${'checks' in verified ? verified.checks.length : 0} checks: three signatures, content ID, key fingerprints, chains at the transaction time, roles, card record${proxyLine ? ', warrant' : ''}).${proxyLine ? ` Party A: ${proxyLine}.` : ''}`
       : `Proof verification FAILED: ${'failures' in verified ? verified.failures.map((f) => f.name).join(', ') : verified.status}`);
     if (o.keepDir) {
       writeFileSync(join(dir, 'README.txt'), `qtm demo files. Passphrases: ${DEMO_PASSPHRASE}; card PIN ${DEMO_PIN}, PUK ${DEMO_PUK} (demo only).\n`);
     }
-    return { story, valid, transactionId: result.transactionId, bundleFile: result.bundleFile, ...(o.keepDir ? { dir } : {}), apdus: result.apdus, ms: performance.now() - started };
+    return {
+      story, valid, transactionId: result.transactionId, bundleFile: result.bundleFile, ...(o.keepDir ? { dir } : {}), apdus: result.apdus, ms: performance.now() - started,
+      ...(proxy && refused ? { proxy: { warrant: proxy.serial, refused } } : {}),
+    };
   } finally {
     for (const c of cleanups.reverse()) await c();
     if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Manager X, the server's proxy key S, and X's warrant letting S sign with Alice only. */
+function setUpProxy(dir: string, ca: OpenCa, alice: X509Certificate, tell: (s: string) => void) {
+  const manager = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Sales,O=Example Shop' });
+  writeIdentity(join(dir, 'xavier'), [manager.certificate], manager.privateKey, DEMO_PASSPHRASE);
+  const warrants = join(dir, 'warrants');
+  const request = createRequest(warrants, 'sales', DEMO_PASSPHRASE);
+  const w = issueWarrant({
+    issuer: manager, subjectKey: readRequest(request.requestFile), customers: [{ fingerprint: keyFingerprint(alice.publicKey) }],
+    notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 30 * 86_400_000),
+  });
+  writeFileSync(join(warrants, 'alice.warrant.pem'), [w, manager.certificate].map((c) => c.toString()).join(''));
+  const serial = w.serialNumber.toUpperCase();
+  tell(`Sales manager "CN=Xavier Sales" signed warrant ${serial}: an RFC 3820 proxy certificate letting the server's key S sign as Xavier, with Alice only, for 30 days (claims 10-11).`);
+  return { registry: WarrantRegistry.open(warrants, DEMO_PASSPHRASE), manager: manager.certificate, serial };
 }
 
 export function bundleText(file: string): string {

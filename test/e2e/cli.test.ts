@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
@@ -139,4 +139,75 @@ test('qtm demo runs end to end and verifies; --json is machine-readable', () => 
   assert.equal(human.status, 0);
   assert.match(human.stdout, /Proof verified offline with only the CA certificate: VALID/);
   assert.match(human.stdout, /Both sides now hold proof of the same record/);
+});
+
+test('qtm demo --proxy: a proxy-signed transaction under a warrant, and a customer without one refused', () => {
+  const dir2 = mkdtempSync(join(tmpdir(), 'qtm-demo-proxy-'));
+  try {
+    const r = qtm(['demo', '--proxy', '--json', '--keep', dir2]);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.valid, true);
+    assert.match(j.proxy.warrant, /^[0-9A-F]{32}$/);
+    assert.match(j.proxy.refused, /^HTTP 403 E_NO_WARRANT: no warrant from "CN=Xavier Sales, O=Example Shop" lets this server sign with "CN=Zed Demo/);
+    assert.match(j.story.join('\n'), new RegExp(`on behalf of "CN=Xavier Sales, O=Example Shop" under warrant ${j.proxy.warrant}`));
+    // The kept files let an auditor check the same proof with the CLI and openssl (README "Auditing").
+    const v = qtm(['verify', j.bundleFile, '--trust', join(dir2, 'ca', 'ca.pem'), '--revocations', join(dir2, 'warrants', 'revocations.json')]);
+    assert.equal(v.status, 2, 'no revocation list was ever written: a missing list is an error, not an empty one');
+    const list = JSON.parse(qtm(['warrant', 'list', '--dir', join(dir2, 'warrants'), '--json']).stdout);
+    assert.equal(list[0].serial, j.proxy.warrant);
+    assert.equal(list[0].state, 'valid');
+    const revoke = qtm(['warrant', 'revoke', '--dir', join(dir2, 'warrants'), j.proxy.warrant, '--reason', 'demo over']);
+    assert.equal(revoke.status, 0, revoke.stderr);
+    assert.match(qtm(['warrant', 'list', '--dir', join(dir2, 'warrants')]).stdout, /revoked \d{4}-/);
+    // Signed before the revocation: still valid with the list.
+    const after = qtm(['verify', j.bundleFile, '--trust', join(dir2, 'ca', 'ca.pem'), '--revocations', join(dir2, 'warrants', 'revocations.json')]);
+    assert.equal(after.status, 0, after.stdout + after.stderr);
+    assert.match(after.stdout, /party A {2}signed by .* on behalf of "CN=Xavier Sales, O=Example Shop" under warrant [0-9A-F]{32} .*not revoked; signed fields 1-7/);
+  } finally {
+    rmSync(dir2, { recursive: true, force: true });
+  }
+});
+
+test('qtm warrant request / issue / list / revoke, and qtm server start --warrants, as a user runs them', async () => {
+  const w = join(dir, 'warrants');
+  const ok = (args: string[], extra: Record<string, string> = {}) => {
+    const r = qtm(args, { env: { ...env, ...extra } });
+    assert.equal(r.status, 0, `qtm ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  ok(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'manager', '--subject', 'CN=Xavier CLI,O=CLI Shop', '--out', join(dir, 'keys', 'xavier')]);
+  const request = JSON.parse(ok(['warrant', 'request', '--dir', w, '--name', 'sales', '--json']));
+  assert.match(readFileSync(request.keyFile, 'utf8'), /BEGIN ENCRYPTED PRIVATE KEY/);
+  writeFileSync(join(dir, 'alice-card.pem'), ok(['card', 'info', '--card', join(dir, 'alice.card.json'), '--pem']));
+  const issued = JSON.parse(ok(['warrant', 'issue', '--issuer', join(dir, 'keys', 'xavier'), '--request', request.requestFile, '--customer', join(dir, 'alice-card.pem'), '--days', '7', '--out', join(w, 'alice.warrant.pem'), '--json']));
+  assert.match(issued.serial, /^[0-9A-F]{32}$/);
+
+  // Refusals: one clear line each, documented exit codes, nothing written.
+  const bad = (args: string[], code: number, why: RegExp) => {
+    const r = qtm(args, { env });
+    assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+    assert.equal(r.stderr.trim().split('\n').length <= 2, true, r.stderr);
+  };
+  bad(['warrant', 'issue', '--issuer', join(dir, 'keys', 'xavier'), '--request', request.requestFile, '--customer', join(dir, 'alice-card.pem'), '--out', join(w, 'x.pem')], 2, /must end in \.warrant\.pem/);
+  bad(['warrant', 'issue', '--issuer', join(dir, 'keys', 'xavier'), '--request', request.requestFile, '--out', join(w, 'none.warrant.pem')], 2, /must name at least one customer/);
+  bad(['warrant', 'issue', '--issuer', join(dir, 'receipts'), '--request', request.requestFile, '--customer', join(dir, 'alice-card.pem'), '--out', join(w, 'notx.warrant.pem')], 1, /not a manager/);
+  bad(['warrant', 'revoke', '--dir', w, 'ABCDEF'], 2, /no warrant ABCDEF/);
+  bad(['server', 'start', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store-x'), '--warrants', w], 2, /--warrants and --on-behalf-of go together/);
+  assert.ok(!existsSync(join(w, 'none.warrant.pem')) && !existsSync(join(w, 'notx.warrant.pem')));
+
+  const proxyServer = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
+    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store-proxy'), '--warrants', w, '--on-behalf-of', join(dir, 'keys', 'xavier.pem')], env);
+  try {
+    const signed = JSON.parse(ok(['sign', '--server', proxyServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'NOTEBOOK:1', '--yes', '--json']));
+    const report = ok(['verify', signed.proof, '--trust', join(dir, 'ca', 'ca.pem')]);
+    assert.match(report, new RegExp(`on behalf of "CN=Xavier CLI, O=CLI Shop" under warrant ${issued.serial}`));
+    ok(['warrant', 'revoke', '--dir', w, issued.serial]);
+    const refused = qtm(['sign', '--server', proxyServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'NOTEBOOK:1', '--yes'], { env });
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, new RegExp(`403 E_NO_WARRANT.*warrant ${issued.serial} was revoked at`));
+  } finally {
+    await proxyServer.stop();
+  }
 });
