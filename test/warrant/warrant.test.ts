@@ -18,9 +18,9 @@ import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { issueWarrant, keyFingerprint, parseWarrant } from '../../src/warrant/warrant.js';
 import { Revocations } from '../../src/warrant/revocations.js';
 import type { CustomerRef } from '../../src/warrant/policy.js';
-import type { ProofBundle } from '../../src/bundle/proof-bundle.js';
+import { encodeBundle, type ProofBundle } from '../../src/bundle/proof-bundle.js';
 import { DecodeError } from '../../src/errors.js';
-import { requireTool, tempDir } from '../helpers.js';
+import { requireTool, ROOT, tempDir } from '../helpers.js';
 
 const profile = PROFILES.v2;
 const HOUR = 3_600_000;
@@ -142,4 +142,21 @@ test('openssl accepts the warrant chain with -allow_proxy_certs, and refuses it 
   assert.match(refused.stdout + refused.stderr, /proxy certificates not allowed/i);
   const text = spawnSync('openssl', ['x509', '-in', join(dir, 'warrant.pem'), '-noout', '-text'], { encoding: 'utf8' }).stdout;
   assert.match(text, /Proxy Certificate Information: critical[\s\S]*Path Length Constraint: 0[\s\S]*Policy Text: \{"version":1,"customers":\[\{"fingerprint":"[0-9a-f]{64}"\}\]\}/);
+});
+
+test('the documented openssl-only script checks a proxy proof, and refuses one for a customer the warrant does not name', async (t) => {
+  if (!requireTool(t, 'openssl', 'apt-get install openssl') || !requireTool(t, 'jq', 'apt-get install jq')) return;
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'ca.pem'), ca.certificate.toString());
+  const w = warrant();
+  writeFileSync(join(dir, 'good.json'), encodeBundle(await proxyProof(w)));
+  writeFileSync(join(dir, 'zed.json'), encodeBundle(await proxyProof(w, zed)));
+  const script = join(ROOT, 'docs', 'verify-with-openssl.sh');
+  const good = spawnSync('sh', [script, join(dir, 'good.json'), join(dir, 'ca.pem')], { encoding: 'utf8' });
+  assert.equal(good.status, 0, good.stderr);
+  assert.match(good.stdout, new RegExp(`signed by proxy for subject=CN ?= ?Xavier Manager, O ?= ?Example Shop under warrant serial=${w.serialNumber.toUpperCase()}, which names party B: OK`));
+  assert.match(good.stdout, /ALL CHECKS PASSED/);
+  const bad = spawnSync('sh', [script, join(dir, 'zed.json'), join(dir, 'ca.pem')], { encoding: 'utf8' });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /the warrant does not name party B's key/);
 });
