@@ -5,7 +5,7 @@
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { CLA_CHAINING, decodeResponse, encodeCommand, MAX_SHORT_DATA, type CommandApdu } from './apdu.js';
 import {
-  CLA_ISO, CLA_PROPRIETARY, INS, PIN_REF, PSO_CDS, QTM_AID, READ_RECORD_ALL, READ_RECORD_ONE, TAG,
+  CLA_ISO, CLA_PROPRIETARY, INS, PIN_REF, PSO_CDS, PSO_CDS_WARRANT, QTM_AID, READ_RECORD_ALL, READ_RECORD_ONE, TAG,
   decodeStatus, encodePinBlock, isValidPin, isValidPuk, type CardStatus,
 } from './app-spec.js';
 import { CardStatusError, PinBlockedError, SW, WrongPinError } from './status-words.js';
@@ -58,14 +58,18 @@ export class CardClient {
     return decodeStatus(await this.call('GET DATA (status)', this.iso(INS.GET_DATA, TAG.STATUS >> 8, TAG.STATUS & 0xff, undefined, 256)));
   }
 
-  private async putData(name: string, tag: number, data: Buffer): Promise<void> {
-    // Command chaining: every block but the last carries CLA bit 0x10.
-    for (let offset = 0; offset < data.length || offset === 0; offset += MAX_SHORT_DATA) {
+  /** Command chaining: every block but the last carries CLA bit 0x10; the last one's answer counts. */
+  private async chained(name: string, ins: number, p1: number, p2: number, data: Uint8Array, le?: number): Promise<Buffer> {
+    for (let offset = 0; ; offset += MAX_SHORT_DATA) {
       const last = offset + MAX_SHORT_DATA >= data.length;
-      const cmd = this.iso(INS.PUT_DATA, tag >> 8, tag & 0xff, data.subarray(offset, offset + MAX_SHORT_DATA));
-      await this.call(name, last ? cmd : { ...cmd, cla: CLA_ISO | CLA_CHAINING });
-      if (last) break;
+      const cmd = this.iso(ins, p1, p2, data.subarray(offset, offset + MAX_SHORT_DATA), last ? le : undefined);
+      const r = await this.call(name, last ? cmd : { ...cmd, cla: CLA_ISO | CLA_CHAINING });
+      if (last) return r;
     }
+  }
+
+  private async putData(name: string, tag: number, data: Buffer): Promise<void> {
+    await this.chained(name, INS.PUT_DATA, tag >> 8, tag & 0xff, data);
   }
 
   async setLayout(profileVersion: 1 | 2, slotCount: number): Promise<void> {
@@ -131,6 +135,11 @@ export class CardClient {
   /** PSO COMPUTE DIGITAL SIGNATURE over a pre-QTM package (fields 1-7). */
   async signHeader(header: Uint8Array): Promise<Buffer> {
     return this.call('PSO COMPUTE DIGITAL SIGNATURE', this.iso(INS.PSO, PSO_CDS.p1, PSO_CDS.p2, header, 256));
+  }
+
+  /** PSO COMPUTE DIGITAL SIGNATURE over a warrant's TBSCertificate: manager cards only, PIN first. */
+  async signWarrant(tbs: Uint8Array): Promise<Buffer> {
+    return this.chained('PSO COMPUTE DIGITAL SIGNATURE (warrant)', INS.PSO, PSO_CDS_WARRANT.p1, PSO_CDS_WARRANT.p2, tbs, 256);
   }
 
   async getChallenge(): Promise<Buffer> {

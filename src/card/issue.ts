@@ -23,6 +23,8 @@ export interface IssueOptions {
   readonly slots: number;
   readonly profile?: ProfileName;
   readonly days?: number;
+  /** 'card' (default): a customer's card. 'manager': a card whose key issues warrants (claims 10-11). */
+  readonly role?: 'card' | 'manager';
 }
 
 export interface IssuedCard {
@@ -45,7 +47,7 @@ export async function issueCard(client: CardClient, opts: IssueOptions): Promise
   await client.setPinAndPuk(opts.pin, opts.puk);
   const publicKey = await client.generateKeyPair();
   const subject = `${opts.holder},serialNumber=${serial}`;
-  const certificate = issueCertificate(opts.ca, { role: 'card', subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
+  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
   await client.putCertificate(certificate);
   await client.putCardKeys(opts.sam.cardKeys(status.serial));
   await client.lock();

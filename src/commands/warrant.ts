@@ -1,16 +1,19 @@
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import type { X509Certificate } from 'node:crypto';
+import { withCard, type CardChoice } from '../card/open-card.js';
 import { examples, parsePositiveInt, parseTime } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { certificatesFromPemBundle, parseDistinguishedName } from '../crypto/x509.js';
-import { InputError } from '../errors.js';
+import { InputError, RefusedError } from '../errors.js';
 import { readIdentity } from '../pki/key-files.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
-import { describeCustomers, issueWarrant, keyFingerprint } from '../warrant/warrant.js';
+import { describeCustomers, issueWarrant, issueWarrantWithCard, keyFingerprint } from '../warrant/warrant.js';
 import { KEY_PASSPHRASE } from './ca.js';
+import { cardOptions, PIN } from './card.js';
 
 const DAY_MS = 86_400_000;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -57,9 +60,11 @@ folder; the request is its public key.
       out.line(`request ${r.requestFile} (key ${r.fingerprint}); give it to the manager for \`qtm warrant issue\``);
     });
 
-  warrant.command('issue')
+  cardOptions(warrant.command('issue'))
     .description('as manager X: sign a warrant (RFC 3820 proxy certificate) for the server\'s key S')
-    .requiredOption('--issuer <prefix>', 'X\'s identity: PREFIX.pem and PREFIX-key.pem (role manager)')
+    .option('--issuer <prefix>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem (role manager)')
+    .option('--issuer-card', 'X\'s key is on a manager\'s card (--card FILE or --reader NAME); PIN from QTM_PIN, --pin-stdin or a prompt')
+    .option('--pin-stdin', 'with --issuer-card: read the PIN from the first line of standard input')
     .requiredOption('--request <file>', 'the server\'s request (NAME.request.pem)')
     .option('--customer <card.pem>', 'a customer\'s card certificate (repeatable)', collect)
     .option('--customer-subject <dn>', 'customers by subject, any card of theirs from --customer-ca (repeatable)', collect)
@@ -69,21 +74,39 @@ folder; the request is its public key.
     .requiredOption('--out <file>', 'the warrant to write, NAME.warrant.pem (put it in the server\'s warrants folder)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
-X's key passphrase comes from QTM_KEY_PASSPHRASE (or a prompt). The server can sign for X only
-with the customers named here; every verifier checks that too.
+X's key passphrase comes from QTM_KEY_PASSPHRASE (or a prompt). With --issuer-card the card
+checks that what it signs is a warrant it issues, and signs nothing else this way. The server can
+sign for X only with the customers named here; every verifier checks that too.
 ` + examples(
       'qtm warrant issue --issuer keys/xavier --request warrants/sales.request.pem --customer alice-card.pem --out warrants/alice.warrant.pem',
+      'qtm warrant issue --issuer-card --reader "Virtual PCD 00 00" --request sales.request.pem --customer alice-card.pem --out alice.warrant.pem',
       'qtm warrant issue --issuer keys/xavier --request sales.request.pem --customer-subject "CN=Bob Buyer,O=Bob BV" --customer-ca ca/ca.pem --days 90 --out bob.warrant.pem'))
-    .action(async (o: { issuer: string; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; json?: boolean }) => {
+    .action(async (o: CardChoice & { issuer?: string; issuerCard?: boolean; pinStdin?: boolean; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; json?: boolean }) => {
+      if (Boolean(o.issuer) === Boolean(o.issuerCard)) throw new InputError('give X\'s key as --issuer PREFIX (files) or --issuer-card (a manager\'s card), one of the two');
       if (!o.out.endsWith('.warrant.pem')) throw new InputError(`--out ${o.out} must end in .warrant.pem`, 'the server picks up warrants by that ending');
+      if (existsSync(o.out)) throw new RefusedError(`${o.out} already exists`, 'choose another --out; warrants are never overwritten');
       const customers = customersFrom(o);
       const subjectKey = readRequest(o.request);
-      const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
       const notBefore = o.notBefore ?? new Date(Date.now() - 60_000);
-      const w = issueWarrant({ issuer: { certificate: x.certificates[0]!, privateKey: x.privateKey }, subjectKey, customers, notBefore, notAfter: new Date(notBefore.getTime() + (o.days ?? 30) * DAY_MS) });
+      const validity = { subjectKey, customers, notBefore, notAfter: new Date(notBefore.getTime() + (o.days ?? 30) * DAY_MS) };
+      let w: X509Certificate;
+      let chain: X509Certificate[];
+      if (o.issuer) {
+        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
+        w = issueWarrant({ ...validity, issuer: { certificate: x.certificates[0]!, privateKey: x.privateKey } });
+        chain = x.certificates;
+      } else {
+        const pin = await readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) });
+        [w, chain] = await withCard(o, async (card) => {
+          await card.select();
+          const certificate = await card.readCertificate();
+          await card.verifyPin(pin);
+          return [await issueWarrantWithCard({ ...validity, issuer: { certificate, sign: (tbs) => card.signWarrant(tbs) } }), [certificate]] as const;
+        });
+      }
       ensureParentDir(o.out);
-      writeFileAtomic(o.out, [w, ...x.certificates].map((c) => c.toString()).join(''));
-      const result = { file: o.out, serial: w.serialNumber.toUpperCase(), onBehalfOf: x.certificates[0]!.subject.replace(/\n/g, ', '), validFrom: new Date(w.validFrom).toISOString(), validTo: new Date(w.validTo).toISOString(), customers };
+      writeFileAtomic(o.out, [w, ...chain].map((c) => c.toString()).join(''));
+      const result = { file: o.out, serial: w.serialNumber.toUpperCase(), onBehalfOf: chain[0]!.subject.replace(/\n/g, ', '), validFrom: new Date(w.validFrom).toISOString(), validTo: new Date(w.validTo).toISOString(), customers };
       if (o.json) return out.json(result);
       out.line(`warrant ${result.serial} for "${result.onBehalfOf}" written to ${o.out}, valid ${result.validFrom} to ${result.validTo}`);
       out.line(`covers: ${describeCustomers({ version: 1, customers })}`);

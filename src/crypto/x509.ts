@@ -103,7 +103,11 @@ function keyIdentifier(key: KeyObject): string {
   return createHash('sha1').update(Buffer.from(bitString.slice(1), 'binary')).digest('binary');
 }
 
-export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509Certificate {
+/**
+ * The DER TBSCertificate for a request, and the algorithm the issuer's key signs it with.
+ * `issuerKey` may be the public half: a card signs without its private key leaving it.
+ */
+export function buildTbsCertificate(req: CertificateRequest, issuer: { certificate?: X509Certificate; issuerKey: KeyObject }): { tbs: Buffer; algorithm: { oid: string; asn1: forge.asn1.Asn1 } } {
   const cert = forge.pki.createCertificate();
   cert.serialNumber = req.serialHex ?? randomSerialHex();
   cert.validity.notBefore = req.notBefore;
@@ -141,7 +145,7 @@ export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509C
   extensions.push(...(req.extraExtensions ?? []));
   cert.setExtensions(extensions as never);
 
-  const algorithm = signatureAlgorithm(issuer.privateKey);
+  const algorithm = signatureAlgorithm(issuer.issuerKey);
   cert.siginfo.algorithmOid = algorithm.oid;
   // getTBSCertificate is public in forge but missing from its type definitions.
   const tbs = (forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate(cert);
@@ -167,14 +171,29 @@ export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509C
   }
   fields[6] = asn1.fromDer(binary(spkiDer(req.publicKey)));
 
-  const tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), 'binary');
-  const signature = sign('sha256', tbsDer, issuer.privateKey);
+  return { tbs: Buffer.from(asn1.toDer(tbs).getBytes(), 'binary'), algorithm };
+}
+
+function assembleCertificate(tbs: Buffer, algorithm: { asn1: forge.asn1.Asn1 }, signature: Buffer): X509Certificate {
   const certAsn1 = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-    tbs,
-    signatureAlgorithm(issuer.privateKey).asn1,
+    asn1.fromDer(binary(tbs)),
+    algorithm.asn1,
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, '\x00' + binary(signature)),
   ]);
   return new X509Certificate(Buffer.from(asn1.toDer(certAsn1).getBytes(), 'binary'));
+}
+
+export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509Certificate {
+  const { tbs, algorithm } = buildTbsCertificate(req, { ...(issuer.certificate ? { certificate: issuer.certificate } : {}), issuerKey: issuer.privateKey });
+  return assembleCertificate(tbs, algorithm, sign('sha256', tbs, issuer.privateKey));
+}
+
+/** For an issuer whose key signs elsewhere (a smart card): `sign` gets the DER TBSCertificate. */
+export async function buildCertificateWithSigner(req: CertificateRequest, issuer: { certificate: X509Certificate; sign(tbs: Buffer): Promise<Buffer> }): Promise<X509Certificate> {
+  const { tbs, algorithm } = buildTbsCertificate(req, { certificate: issuer.certificate, issuerKey: issuer.certificate.publicKey });
+  const certificate = assembleCertificate(tbs, algorithm, await issuer.sign(tbs));
+  if (!certificate.verify(issuer.certificate.publicKey)) throw new Error('the issuer\'s signature on the new certificate does not verify');
+  return certificate;
 }
 
 export function certificateFromPem(pem: string, what: string): X509Certificate {

@@ -13,7 +13,7 @@ import { createHash, type KeyObject, type X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { spkiDer } from '../crypto/keys.js';
 import { OID, oidDerContent } from '../crypto/oids.js';
-import { buildCertificate, randomSerialHex, readExtension } from '../crypto/x509.js';
+import { buildCertificate, buildCertificateWithSigner, randomSerialHex, readExtension, type CertificateRequest } from '../crypto/x509.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { decodePolicy, encodePolicy, type CustomerRef, type WarrantPolicy } from './policy.js';
 import type { Revocations } from './revocations.js';
@@ -56,23 +56,34 @@ export interface IssueWarrantInput {
   readonly notAfter: Date;
 }
 
-export function issueWarrant(input: IssueWarrantInput): X509Certificate {
-  if (!(input.issuer.certificate.keyUsage ?? []).includes(OID.ekuWarrantIssuing)) {
-    throw new RefusedError('the issuing certificate is not a manager\'s (no warrant-issuing extended key usage)', 'issue the manager a certificate with `qtm ca issue --role manager`');
+function warrantRequest(input: Omit<IssueWarrantInput, 'issuer'>, issuer: X509Certificate): CertificateRequest {
+  if (!(issuer.keyUsage ?? []).includes(OID.ekuWarrantIssuing)) {
+    throw new RefusedError('the issuing certificate is not a manager\'s (no warrant-issuing extended key usage)', 'issue the manager a certificate with `qtm ca issue --role manager` or a card with `qtm card issue --role manager`');
   }
   if (input.notAfter <= input.notBefore) throw new RefusedError('the warrant would end before it starts');
   const serialHex = randomSerialHex();
-  return buildCertificate({
+  return {
     subject: 'CN=unused', // replaced: RFC 3820 names a proxy after its issuer
     proxyCommonName: serialHex.toUpperCase(),
     publicKey: input.subjectKey,
     notBefore: input.notBefore,
-    notAfter: new Date(Math.min(input.notAfter.getTime(), Date.parse(input.issuer.certificate.validTo))),
+    notAfter: new Date(Math.min(input.notAfter.getTime(), Date.parse(issuer.validTo))),
     serialHex,
     isCa: false,
     keyUsage: { digitalSignature: true, nonRepudiation: true },
     extraExtensions: [proxyCertInfo(encodePolicy({ version: 1, customers: input.customers }))],
-  }, input.issuer);
+  };
+}
+
+export function issueWarrant(input: IssueWarrantInput): X509Certificate {
+  return buildCertificate(warrantRequest(input, input.issuer.certificate), input.issuer);
+}
+
+/** X's key on a manager's card: the card checks the TBSCertificate is a warrant it issues, and signs it. */
+export async function issueWarrantWithCard(
+  input: Omit<IssueWarrantInput, 'issuer'> & { readonly issuer: { readonly certificate: X509Certificate; sign(tbs: Buffer): Promise<Buffer> } },
+): Promise<X509Certificate> {
+  return buildCertificateWithSigner(warrantRequest(input, input.issuer.certificate), input.issuer);
 }
 
 /** Reads a warrant's policy; anything that is not a qtm warrant is a DecodeError. */

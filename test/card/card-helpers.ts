@@ -27,10 +27,10 @@ export function blankCard(slots = 4) {
   return { storage, transport, card: transport.card, client: new CardClient(transport) };
 }
 
-export async function issuedCard(opts: { slots?: number; profile?: ProfileName } = {}) {
+export async function issuedCard(opts: { slots?: number; profile?: ProfileName; role?: 'card' | 'manager'; holder?: string } = {}) {
   const { ca, sam } = authority();
   const blank = blankCard(opts.slots ?? 4);
-  const issued = await issueCard(blank.client, { ca, sam, holder: 'CN=Test Holder', pin: PIN, puk: PUK, slots: opts.slots ?? 4, profile: opts.profile ?? 'v2' });
+  const issued = await issueCard(blank.client, { ca, sam, holder: opts.holder ?? 'CN=Test Holder', pin: PIN, puk: PUK, slots: opts.slots ?? 4, profile: opts.profile ?? 'v2', role: opts.role ?? 'card' });
   const serial = Buffer.from(issued.serial, 'hex');
   return { ...blank, ca, sam, issued, serial, keys: sam.cardKeys(serial) };
 }

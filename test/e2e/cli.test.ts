@@ -211,3 +211,28 @@ test('qtm warrant request / issue / list / revoke, and qtm server start --warran
     await proxyServer.stop();
   }
 });
+
+test('qtm warrant issue --issuer-card: manager X keeps the key on a card', () => {
+  const w = join(dir, 'warrants-card');
+  const run = (args: string[], extra: Record<string, string> = {}) => qtm(args, { env: { ...env, ...extra } });
+  const issued = run(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', join(dir, 'shop.sam'), '--holder', 'CN=Xavier Card,O=CLI Shop', '--role', 'manager', '--card', join(dir, 'xavier.card.json')]);
+  assert.equal(issued.status, 0, issued.stderr);
+  const request = JSON.parse(run(['warrant', 'request', '--dir', w, '--name', 'sales', '--json']).stdout);
+  writeFileSync(join(dir, 'alice-card2.pem'), run(['card', 'info', '--card', join(dir, 'alice.card.json'), '--pem']).stdout);
+  const args = ['warrant', 'issue', '--issuer-card', '--card', join(dir, 'xavier.card.json'), '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'alice.warrant.pem'), '--json'];
+  const wrongPin = run(args, { QTM_PIN: '999999' });
+  assert.equal(wrongPin.status, 1);
+  assert.match(wrongPin.stderr, /wrong PIN/i);
+  assert.ok(!existsSync(join(w, 'alice.warrant.pem')), 'nothing written on a wrong PIN');
+  const ok = run(args);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(JSON.parse(ok.stdout).onBehalfOf, /^CN=Xavier Card, O=CLI Shop, serialNumber=[0-9A-F]{16}$/);
+  const list = JSON.parse(run(['warrant', 'list', '--dir', w, '--json']).stdout);
+  assert.equal(list[0].state, 'valid');
+  // A customer's card is not a manager's: refused before anything is signed.
+  const notManager = run(['warrant', 'issue', '--issuer-card', '--card', join(dir, 'alice.card.json'), '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'x.warrant.pem')]);
+  assert.equal(notManager.status, 1);
+  assert.match(notManager.stderr, /not a manager/);
+  const both = run(['warrant', 'issue', '--issuer-card', '--issuer', 'x', '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'y.warrant.pem')]);
+  assert.equal(both.status, 2);
+});

@@ -9,7 +9,7 @@ import { createPublicKey, createPrivateKey, createHash, generateKeyPairSync, ran
 import { decodeCommand, encodeResponse, CLA_CHAINING, type CommandApdu } from '../apdu.js';
 import { SW } from '../status-words.js';
 import {
-  ATR, AUTH_PREFIX, CLA_ISO, CLA_PROPRIETARY, INS, MAX_SLOTS, PIN_REF, PIN_TRIES, PSO_CDS, PUK_TRIES, QTM_AID,
+  ATR, AUTH_PREFIX, CLA_ISO, CLA_PROPRIETARY, INS, MAX_SLOTS, PIN_REF, PIN_TRIES, PSO_CDS, PSO_CDS_WARRANT, PUK_TRIES, QTM_AID,
   READ_RECORD_ALL, READ_RECORD_ONE, STATUS_LENGTH, TAG, decodePinBlock, encodeStatus, isValidPin, isValidPuk,
 } from '../app-spec.js';
 import { CHALLENGE_LENGTH, openRecord, storageProof } from '../../crypto/secure-write.js';
@@ -17,6 +17,8 @@ import { CARD_RECORD_LENGTH, decodeCardRecord } from '../../protocol/card-record
 import { decodeHeader } from '../../protocol/qtm-package.js';
 import { profileByVersion } from '../../protocol/profile.js';
 import type { CardImage, CardStorage } from './storage.js';
+import { OID } from '../../crypto/oids.js';
+import { warrantTbsProblem } from './warrant-tbs.js';
 import { newCardKey, openSecrets, sealSecrets, unwrapCardKey, wrapCardKey, type CardSecrets } from './vault.js';
 
 const APP_VERSION = 1;
@@ -87,9 +89,10 @@ export class VirtualCard {
     if (cmd.ins === INS.GET_RESPONSE && claBase === CLA_ISO) return this.getResponse(cmd);
     this.pendingResponse = undefined;
 
-    // Command chaining (ISO 7816-4 5.3.3): only PUT DATA takes more than 255 bytes.
+    // Command chaining (ISO 7816-4 5.3.3): only PUT DATA and signing a warrant take more than 255 bytes.
     if (cmd.cla & CLA_CHAINING) {
-      if (cmd.ins !== INS.PUT_DATA) return fail(SW.FUNCTION_NOT_SUPPORTED);
+      const warrant = cmd.ins === INS.PSO && cmd.p1 === PSO_CDS_WARRANT.p1 && cmd.p2 === PSO_CDS_WARRANT.p2;
+      if (cmd.ins !== INS.PUT_DATA && !warrant) return fail(SW.FUNCTION_NOT_SUPPORTED);
       if (this.chain && (this.chain.ins !== cmd.ins || this.chain.p1 !== cmd.p1 || this.chain.p2 !== cmd.p2)) {
         this.chain = undefined;
         return fail(SW.CONDITIONS_NOT_SATISFIED);
@@ -400,6 +403,7 @@ export class VirtualCard {
   }
 
   private computeSignature(image: CardImage, cmd: CommandApdu): Reply {
+    if (cmd.p1 === PSO_CDS_WARRANT.p1 && cmd.p2 === PSO_CDS_WARRANT.p2) return this.signWarrant(image, cmd);
     if (cmd.p1 !== PSO_CDS.p1 || cmd.p2 !== PSO_CDS.p2) return fail(SW.WRONG_P1P2);
     const ctx = this.signingContext(image);
     if ('sw' in ctx) return ctx;
@@ -414,6 +418,16 @@ export class VirtualCard {
     const ownFingerprint = createHash(profile.hash).update(Buffer.from(image.publicKey!, 'base64')).digest();
     if (header.version !== image.profileVersion || !ownFingerprint.equals(header.fingerprintB)) return fail(SW.WRONG_DATA);
     return ok(sign(ctx.hash, cmd.data, ctx.key));
+  }
+
+  /** Only a manager's card signs warrants, and only warrants it issues (./warrant-tbs.ts). */
+  private signWarrant(image: CardImage, cmd: CommandApdu): Reply {
+    const ctx = this.signingContext(image);
+    if ('sw' in ctx) return ctx;
+    const cert = image.certificate ? Buffer.from(image.certificate, 'base64') : undefined;
+    if (!cert || !(new X509Certificate(cert).keyUsage ?? []).includes(OID.ekuWarrantIssuing)) return fail(SW.CONDITIONS_NOT_SATISFIED);
+    if (warrantTbsProblem(Buffer.from(cmd.data), cert)) return fail(SW.WRONG_DATA);
+    return ok(sign('sha256', cmd.data, ctx.key));
   }
 
   private getChallenge(image: CardImage, cmd: CommandApdu): Reply {
