@@ -6,12 +6,14 @@ import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
 import { benchTransaction } from './transaction.js';
 import { benchStore } from './store.js';
+import { benchFair } from './fair.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
   ['smart card', benchCard],
   ['transaction', benchTransaction],
   ['store', benchStore],
+  ['fair exchange escrows', benchFair],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {
