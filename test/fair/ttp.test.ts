@@ -1,0 +1,146 @@
+/**
+ * The TTP (issue 6): each test ends by asserting who holds which signature. Fair means the
+ * client holds X exactly when the server holds Y.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { issueCertificate } from '../../src/pki/ca.js';
+import { signBytes } from '../../src/crypto/keys.js';
+import { headerFor } from '../../src/proof/make-proof.js';
+import { encodeHeader } from '../../src/protocol/qtm-package.js';
+import { PROFILES } from '../../src/protocol/profile.js';
+import { memoryCa } from '../../src/proof/sample.js';
+import { oaepEncrypt } from '../../src/fair/oaep.js';
+import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
+import { Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
+import { LowdbTtpStore } from '../../src/fair/ttp-store.js';
+import { tempDir } from '../helpers.js';
+
+const profile = PROFILES.v2;
+const ca = memoryCa();
+const serverKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const cardKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const ttpKeys = generateKeyPairSync('rsa', { modulusLength: 3072 });
+const serverCert = issueCertificate(ca, { role: 'signer', subject: 'CN=Fair Shop receipts', publicKey: serverKeys.publicKey });
+const cardCert = issueCertificate(ca, { role: 'card', subject: 'CN=Fair Customer,serialNumber=0A0B0C0D0E0F1011', publicKey: cardKeys.publicKey });
+let nextId = 1;
+
+/** A fresh transaction: its header, both signatures, both escrows, as honest parties make them. */
+function transaction(deadline = 1_900_000_000) {
+  const signer = { certificates: [serverCert] };
+  const header = encodeHeader(headerFor({ profile, transactionId: nextId++, time: Math.floor(Date.now() / 1000), content: Buffer.from('2 x paper\n'), server: signer, partyA: signer, partyB: { certificates: [cardCert] } }));
+  const exchange: Exchange = { header, deadline, serverCertificates: [serverCert], cardCertificates: [cardCert] };
+  const x = signBytes(profile, serverKeys.privateKey, header);
+  const y = signBytes(profile, cardKeys.privateKey, header);
+  return { exchange, x, y };
+}
+
+async function ttpAt(dir: string) {
+  return new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+}
+
+function escrows(ttp: Ttp, t: ReturnType<typeof transaction>, opts: { bogusX?: boolean; escrowYFor?: Buffer } = {}) {
+  const label = ttp.label(t.exchange);
+  return {
+    escrowX: oaepEncrypt(ttpKeys.publicKey, opts.bogusX ? randomBytes(256) : t.x, label),
+    escrowY: makeVerifiableEscrow({ cardKey: cardKeys.publicKey, ttpKey: ttpKeys.publicKey, label: opts.escrowYFor ?? label, message: t.exchange.header, signature: t.y }),
+  };
+}
+
+const gotX = (a: TtpAnswer, x: Buffer) => a.outcome === 'x' && a.x.equals(x);
+const gotY = (a: TtpAnswer, y: Buffer) => a.outcome === 'y' && a.y.equals(y);
+
+test('client resolves first: it gets X, the TTP keeps Y for the server; repeats get the same answers', async (t) => {
+  const ttp = await ttpAt(tempDir(t));
+  const tx = transaction();
+  const e = escrows(ttp, tx);
+  const first = await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX });
+  assert.ok(gotX(first, tx.x));
+  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x), 'repeated');
+  // The server, which never got Y, aborts on its timeout: the TTP hands it Y instead.
+  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'abort' }), tx.y), 'client holds X, server holds Y');
+  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY }), tx.y));
+});
+
+test('Y lost in transit: the server resolves with X and the TTP extracts Y from the verifiable escrow', async (t) => {
+  const ttp = await ttpAt(tempDir(t));
+  const tx = transaction();
+  const e = escrows(ttp, tx);
+  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY }), tx.y));
+  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x), 'and the client can still get X');
+});
+
+test('the server aborts first: everyone gets the abort token, nobody gets a signature', async (t) => {
+  const ttp = await ttpAt(tempDir(t));
+  const tx = transaction();
+  const e = escrows(ttp, tx);
+  const abort = await ttp.handle(tx.exchange, { kind: 'abort' });
+  assert.equal(abort.outcome, 'aborted');
+  assert.ok(abort.outcome === 'aborted' && verifyAbortToken(ttpKeys.publicKey, ttp.label(tx.exchange), abort.token));
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted');
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY })).outcome, 'aborted');
+});
+
+test('a bogus escrow of X from the server: the client\'s resolve aborts, and a later server resolve fails', async (t) => {
+  const ttp = await ttpAt(tempDir(t));
+  const tx = transaction();
+  const e = escrows(ttp, tx, { bogusX: true });
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted');
+  const later = await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY });
+  assert.equal(later.outcome, 'aborted', 'the server never gets Y');
+});
+
+test('a wrong escrow of Y (made under another label): the server\'s resolve is refused and nothing changes', async (t) => {
+  const ttp = await ttpAt(tempDir(t));
+  const tx = transaction();
+  const e = escrows(ttp, tx, { escrowYFor: Buffer.alloc(32, 9) });
+  const r = await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY });
+  assert.equal(r.outcome, 'refused');
+  assert.match(r.outcome === 'refused' ? r.reason : '', /cannot be extracted; the state is unchanged|cannot be extracted/);
+  // State unchanged: the server may still abort.
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'abort' })).outcome, 'aborted');
+});
+
+test('abort racing a client resolve, both orders: the outcome is always fair', async (t) => {
+  for (let round = 0; round < 6; round++) {
+    const ttp = await ttpAt(tempDir(t));
+    const tx = transaction();
+    const e = escrows(ttp, tx);
+    const requests = [() => ttp.handle(tx.exchange, { kind: 'abort' }), () => ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })];
+    if (round % 2) requests.reverse();
+    const answers = await Promise.all(requests.map((r) => r()));
+    const [server, client] = round % 2 ? [answers[1]!, answers[0]!] : [answers[0]!, answers[1]!];
+    const clientHasX = gotX(client, tx.x);
+    const serverHasY = gotY(server, tx.y);
+    assert.equal(clientHasX, serverHasY, `round ${round}: client ${client.outcome}, server ${server.outcome}`);
+    assert.equal(round % 2 ? 'resolved' : 'aborted', clientHasX ? 'resolved' : 'aborted', 'the first request wins');
+  }
+});
+
+test('refusals: wrong deposits, another first message or deadline for the same transaction, untrusted parties', async (t) => {
+  const ttp = await ttpAt(tempDir(t));
+  const tx = transaction();
+  const e = escrows(ttp, tx);
+  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: randomBytes(256), escrowX: e.escrowX })), /not the card's signature/);
+  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.y, escrowY: e.escrowY })), /not the server's signature/);
+  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x));
+  const changed = Buffer.from(tx.exchange.header);
+  changed[changed.length - 65]! ^= 1; // the last byte of the content ID (fields 6 and 7 are 32 bytes each)
+  const other = { ...tx.exchange, header: changed };
+  assert.match(JSON.stringify(await ttp.handle(other, { kind: 'abort' })), /another first message/);
+  assert.match(JSON.stringify(await ttp.handle({ ...tx.exchange, deadline: tx.exchange.deadline + 1 }, { kind: 'abort' })), /another deadline/);
+  const stranger = memoryCa();
+  const foreign = issueCertificate(stranger, { role: 'card', subject: 'CN=Elsewhere', publicKey: cardKeys.publicKey });
+  assert.match(JSON.stringify(await ttp.handle({ ...tx.exchange, cardCertificates: [foreign] }, { kind: 'abort' })), /card certificate is not trusted/);
+});
+
+test('a TTP restart between requests keeps every decision', async (t) => {
+  const dir = tempDir(t);
+  const tx = transaction();
+  const before = await ttpAt(dir);
+  const e = escrows(before, tx);
+  assert.equal((await before.handle(tx.exchange, { kind: 'abort' })).outcome, 'aborted');
+  const after = await ttpAt(dir);
+  assert.equal((await after.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted', 'the abort survived the restart');
+});
