@@ -4,15 +4,14 @@
  * later request on that connection acts for that card and no bearer token exists to steal.
  * One structured JSON log line per request goes to the log stream (stderr by default).
  */
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { DecodeError, QtmError } from '../errors.js';
 import * as M from '../protocol/messages.js';
-import { PlainTextError } from '../protocol/plain-text.js';
 import { authenticationData, EXPORTER_LABEL, EXPORTER_LENGTH, verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
-import { QtmService, ServiceError } from './qtm-service.js';
+import { QtmService } from './qtm-service.js';
+import { createJsonHttpsServer, HttpError, readJson, type Routed } from './json-https.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -22,31 +21,6 @@ export interface HttpServerOptions {
   readonly maxBodyBytes?: number;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw new HttpError(413, 'E_TOO_LARGE', `request body over ${max} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
-  } catch {
-    throw new HttpError(400, 'E_JSON', 'request body is not JSON');
-  }
-}
-
 export function createQtmServer(o: HttpServerOptions): Server {
   const identities = new WeakMap<TLSSocket, ClientIdentity>();
   const nonces = new WeakMap<TLSSocket, Buffer>();
@@ -54,20 +28,13 @@ export function createQtmServer(o: HttpServerOptions): Server {
   const log = o.log ?? ((line) => process.stderr.write(JSON.stringify(line) + '\n'));
   const service = o.service;
 
-  const server = createServer({
-    key: o.tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    cert: o.tls.certificates.map((c) => c.toString()).join(''),
-    minVersion: 'TLSv1.3',
-    maxVersion: 'TLSv1.3',
-  });
-
   const identity = (socket: TLSSocket): ClientIdentity => {
     const id = identities.get(socket);
     if (!id) throw new HttpError(401, 'E_NOT_AUTHENTICATED', 'authenticate with the card on this connection first (POST /auth/challenge, /auth/response)');
     return id;
   };
 
-  async function route(req: IncomingMessage, socket: TLSSocket): Promise<{ status?: number; body: unknown; tx?: number }> {
+  async function route(req: IncomingMessage, socket: TLSSocket): Promise<Routed & { tx?: number }> {
     const url = new URL(req.url ?? '/', 'https://qtm');
     const path = url.pathname;
     const method = req.method ?? 'GET';
@@ -122,25 +89,14 @@ export function createQtmServer(o: HttpServerOptions): Server {
     throw new HttpError(404, 'E_NOT_FOUND', `no route ${method} ${path}`);
   }
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const started = performance.now();
-    const socket = req.socket as TLSSocket;
-    const send = (status: number, body: unknown, extra: Record<string, unknown> = {}) => {
-      const data = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': 'no-store' });
-      res.end(data);
-      log({ time: new Date().toISOString(), method: req.method, path: req.url, status, ms: Number((performance.now() - started).toFixed(2)), client: identities.get(socket)?.cardSerial, ...extra });
-    };
-    route(req, socket).then(
-      (r) => send(r.status ?? 200, r.body, r.tx ? { tx: r.tx } : {}),
-      (err: unknown) => {
-        if (err instanceof HttpError || err instanceof ServiceError) return send(err.status, { error: { code: err.code, message: err.message } }, { error: err.code });
-        if (err instanceof PlainTextError) return send(422, { error: { code: err.code, message: err.message } }, { error: err.code });
-        if (err instanceof DecodeError) return send(400, { error: { code: err.code, message: err.message } }, { error: err.code });
-        if (err instanceof QtmError) return send(403, { error: { code: err.code, message: err.message } }, { error: err.code });
-        send(500, { error: { code: 'E_INTERNAL', message: 'internal server error' } }, { error: 'E_INTERNAL', detail: (err as Error).message });
-      },
-    );
+  return createJsonHttpsServer({
+    tls: o.tls,
+    log,
+    logContext: (socket) => ({ client: identities.get(socket)?.cardSerial }),
+    route: async (req, socket) => {
+      const r = await route(req, socket);
+      return r.tx ? { ...r, log: { tx: r.tx } } : r;
+    },
   });
-  return server;
 }
+
