@@ -16,6 +16,7 @@ import type { TtpRecord, TtpStore } from './ttp-store.js';
 import { extractSignature } from './verifiable-escrow.js';
 
 const ABORT_DOMAIN = Buffer.from('qtm fair exchange abort v1\0');
+const ABORT_REQUEST_DOMAIN = Buffer.from('qtm fair exchange abort request v1\0');
 
 /** What both parties and the TTP agree on: the transaction, its deadline and who signs. */
 export interface Exchange {
@@ -33,7 +34,8 @@ export type TtpAnswer =
   | { readonly outcome: 'refused'; readonly reason: string };
 
 export type TtpRequest =
-  | { readonly kind: 'abort' }
+  /** Only the originator may abort: `proof` is its signature (receipt key) over abortRequestStatement(label). */
+  | { readonly kind: 'abort'; readonly proof: Buffer }
   | { readonly kind: 'resolve-client'; readonly y: Buffer; readonly escrowX: Buffer }
   | { readonly kind: 'resolve-server'; readonly x: Buffer; readonly escrowY: Buffer };
 
@@ -54,6 +56,10 @@ interface Checked {
   readonly label: Buffer;
   readonly serverKey: KeyObject;
   readonly cardKey: KeyObject;
+}
+
+export function abortRequestStatement(label: Uint8Array): Buffer {
+  return Buffer.concat([ABORT_REQUEST_DOMAIN, label]);
 }
 
 export function abortStatement(label: Uint8Array): Buffer {
@@ -116,6 +122,9 @@ export class Ttp {
     const c = this.check(exchange);
     if (typeof c === 'string') return { outcome: 'refused', reason: c };
     const profile = profileByVersion(c.header.version)!;
+    if (request.kind === 'abort' && !verifyBytes(profile, c.serverKey, abortRequestStatement(c.label), request.proof)) {
+      return { outcome: 'refused', reason: 'only the originator (the server) may abort: the abort request is not signed by its key' };
+    }
     if (request.kind === 'resolve-client' && !verifyBytes(profile, c.cardKey, exchange.header, request.y)) {
       return { outcome: 'refused', reason: 'the deposited Y is not the card\'s signature on this transaction' };
     }

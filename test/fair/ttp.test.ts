@@ -13,7 +13,7 @@ import { PROFILES } from '../../src/protocol/profile.js';
 import { memoryCa } from '../../src/proof/sample.js';
 import { oaepEncrypt } from '../../src/fair/oaep.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
-import { Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
+import { abortRequestStatement, Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
 import { LowdbTtpStore } from '../../src/fair/ttp-store.js';
 import { tempDir } from '../helpers.js';
 
@@ -37,7 +37,9 @@ function transaction(deadline = 1_900_000_000) {
 }
 
 async function ttpAt(dir: string) {
-  return new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+  const ttp = new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+  labelOf = (exchange) => ttp.label(exchange);
+  return ttp;
 }
 
 function escrows(ttp: Ttp, t: ReturnType<typeof transaction>, opts: { bogusX?: boolean; escrowYFor?: Buffer } = {}) {
@@ -47,6 +49,12 @@ function escrows(ttp: Ttp, t: ReturnType<typeof transaction>, opts: { bogusX?: b
     escrowY: makeVerifiableEscrow({ cardKey: cardKeys.publicKey, ttpKey: ttpKeys.publicKey, label: opts.escrowYFor ?? label, message: t.exchange.header, signature: t.y }),
   };
 }
+
+/** The server's signed abort request. */
+function abort(exchange: Exchange) {
+  return { kind: 'abort' as const, proof: signBytes(profile, serverKeys.privateKey, abortRequestStatement(labelOf(exchange))) };
+}
+let labelOf: (exchange: Exchange) => Buffer;
 
 const gotX = (a: TtpAnswer, x: Buffer) => a.outcome === 'x' && a.x.equals(x);
 const gotY = (a: TtpAnswer, y: Buffer) => a.outcome === 'y' && a.y.equals(y);
@@ -59,7 +67,7 @@ test('client resolves first: it gets X, the TTP keeps Y for the server; repeats 
   assert.ok(gotX(first, tx.x));
   assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x), 'repeated');
   // The server, which never got Y, aborts on its timeout: the TTP hands it Y instead.
-  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'abort' }), tx.y), 'client holds X, server holds Y');
+  assert.ok(gotY(await ttp.handle(tx.exchange, abort(tx.exchange)), tx.y), 'client holds X, server holds Y');
   assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY }), tx.y));
 });
 
@@ -75,9 +83,9 @@ test('the server aborts first: everyone gets the abort token, nobody gets a sign
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
   const e = escrows(ttp, tx);
-  const abort = await ttp.handle(tx.exchange, { kind: 'abort' });
-  assert.equal(abort.outcome, 'aborted');
-  assert.ok(abort.outcome === 'aborted' && verifyAbortToken(ttpKeys.publicKey, ttp.label(tx.exchange), abort.token));
+  const aborted = await ttp.handle(tx.exchange, abort(tx.exchange));
+  assert.equal(aborted.outcome, 'aborted');
+  assert.ok(aborted.outcome === 'aborted' && verifyAbortToken(ttpKeys.publicKey, ttp.label(tx.exchange), aborted.token));
   assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted');
   assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY })).outcome, 'aborted');
 });
@@ -99,7 +107,7 @@ test('a wrong escrow of Y (made under another label): the server\'s resolve is r
   assert.equal(r.outcome, 'refused');
   assert.match(r.outcome === 'refused' ? r.reason : '', /cannot be extracted; the state is unchanged|cannot be extracted/);
   // State unchanged: the server may still abort.
-  assert.equal((await ttp.handle(tx.exchange, { kind: 'abort' })).outcome, 'aborted');
+  assert.equal((await ttp.handle(tx.exchange, abort(tx.exchange))).outcome, 'aborted');
 });
 
 test('abort racing a client resolve, both orders: the outcome is always fair', async (t) => {
@@ -107,7 +115,7 @@ test('abort racing a client resolve, both orders: the outcome is always fair', a
     const ttp = await ttpAt(tempDir(t));
     const tx = transaction();
     const e = escrows(ttp, tx);
-    const requests = [() => ttp.handle(tx.exchange, { kind: 'abort' }), () => ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })];
+    const requests = [() => ttp.handle(tx.exchange, abort(tx.exchange)), () => ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })];
     if (round % 2) requests.reverse();
     const answers = await Promise.all(requests.map((r) => r()));
     const [server, client] = round % 2 ? [answers[1]!, answers[0]!] : [answers[0]!, answers[1]!];
@@ -124,15 +132,17 @@ test('refusals: wrong deposits, another first message or deadline for the same t
   const e = escrows(ttp, tx);
   assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: randomBytes(256), escrowX: e.escrowX })), /not the card's signature/);
   assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.y, escrowY: e.escrowY })), /not the server's signature/);
+  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'abort', proof: signBytes(profile, cardKeys.privateKey, abortRequestStatement(ttp.label(tx.exchange))) })), /only the originator/);
   assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x));
   const changed = Buffer.from(tx.exchange.header);
   changed[changed.length - 65]! ^= 1; // the last byte of the content ID (fields 6 and 7 are 32 bytes each)
   const other = { ...tx.exchange, header: changed };
-  assert.match(JSON.stringify(await ttp.handle(other, { kind: 'abort' })), /another first message/);
-  assert.match(JSON.stringify(await ttp.handle({ ...tx.exchange, deadline: tx.exchange.deadline + 1 }, { kind: 'abort' })), /another deadline/);
+  assert.match(JSON.stringify(await ttp.handle(other, abort(other))), /another first message/);
+  const later = { ...tx.exchange, deadline: tx.exchange.deadline + 1 };
+  assert.match(JSON.stringify(await ttp.handle(later, abort(later))), /another deadline/);
   const stranger = memoryCa();
   const foreign = issueCertificate(stranger, { role: 'card', subject: 'CN=Elsewhere', publicKey: cardKeys.publicKey });
-  assert.match(JSON.stringify(await ttp.handle({ ...tx.exchange, cardCertificates: [foreign] }, { kind: 'abort' })), /card certificate is not trusted/);
+  assert.match(JSON.stringify(await ttp.handle({ ...tx.exchange, cardCertificates: [foreign] }, abort(tx.exchange))), /card certificate is not trusted/);
 });
 
 test('a TTP restart between requests keeps every decision', async (t) => {
@@ -140,7 +150,7 @@ test('a TTP restart between requests keeps every decision', async (t) => {
   const tx = transaction();
   const before = await ttpAt(dir);
   const e = escrows(before, tx);
-  assert.equal((await before.handle(tx.exchange, { kind: 'abort' })).outcome, 'aborted');
+  assert.equal((await before.handle(tx.exchange, abort(tx.exchange))).outcome, 'aborted');
   const after = await ttpAt(dir);
   assert.equal((await after.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted', 'the abort survived the restart');
 });
