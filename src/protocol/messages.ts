@@ -9,9 +9,10 @@ import { DecodeError } from '../errors.js';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items';
-type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
+export type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
 
-function decode<T>(format: string, input: unknown, spec: Spec): T {
+/** Strict decoding of a flat JSON object against a field spec; shared by every JSON message. */
+export function decode<T>(format: string, input: unknown, spec: Spec): T {
   const fail = (m: string): never => {
     throw new DecodeError(format, m);
   };

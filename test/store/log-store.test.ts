@@ -54,7 +54,9 @@ test('kill -9 at any moment never loses an acknowledged transaction', async (t) 
   for (let round = 0; round < 8; round++) {
     const child = spawn(process.execPath, ['--input-type=module', '-e', writer], { stdio: ['ignore', 'pipe', 'inherit'] });
     child.stdout!.on('data', (d: Buffer) => d.toString().split('\n').filter(Boolean).forEach((n) => acknowledged.add(Number(n))));
-    await new Promise((r) => setTimeout(r, 80 + Math.random() * 150));
+    // Kill at a random moment of the writing, not of node's start-up (slow on a busy machine).
+    await new Promise((r) => child.stdout!.once('data', r));
+    await new Promise((r) => setTimeout(r, Math.random() * 150));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     const s = LogStore.open(dir);

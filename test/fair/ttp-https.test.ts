@@ -1,0 +1,80 @@
+/** The TTP over HTTPS: the same decisions as in process, 168 KB escrows in a request, refusals as 403. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { signBytes } from '../../src/crypto/keys.js';
+import { headerFor } from '../../src/proof/make-proof.js';
+import { encodeHeader } from '../../src/protocol/qtm-package.js';
+import { PROFILES } from '../../src/protocol/profile.js';
+import { memoryCa } from '../../src/proof/sample.js';
+import { oaepEncrypt } from '../../src/fair/oaep.js';
+import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
+import { abortRequestStatement, verifyAbortToken, type Exchange } from '../../src/fair/ttp.js';
+import { startTtp, TtpClient, type RunningTtp } from '../../src/fair/ttp-server.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+const profile = PROFILES.v2;
+const ca = memoryCa();
+/** An identity as the servers take it: the key and its certificate chain. */
+const identity = (...args: Parameters<typeof issueKeyAndCertificate>) => {
+  const i = issueKeyAndCertificate(...args);
+  return { privateKey: i.privateKey, certificate: i.certificate, certificates: [i.certificate] };
+};
+const server = identity(ca, { role: 'signer', subject: 'CN=Shop receipts' });
+const card = identity(ca, { role: 'card', subject: 'CN=Customer,serialNumber=0102030405060708' });
+const ttpId = identity(ca, { role: 'ttp', subject: 'CN=Example TTP' });
+const ttpTls = identity(ca, { role: 'server', subject: 'CN=localhost' });
+let dir: string;
+let running: RunningTtp;
+let client: TtpClient;
+const logs: Record<string, unknown>[] = [];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'qtm-ttp-'));
+  running = await startTtp({ identity: ttpId, tls: ttpTls, trustAnchors: [ca.certificate], storeDir: join(dir, 'ttp'), host: '127.0.0.1', port: 0, log: (l) => logs.push(l) });
+  client = new TtpClient(running.url.replace('127.0.0.1', 'localhost'), ca.certificate.toString());
+});
+after(async () => {
+  client.close();
+  await running.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let id = 1;
+function exchange(): { exchange: Exchange; x: Buffer; y: Buffer } {
+  const header = encodeHeader(headerFor({ profile, transactionId: id++, time: 1_790_000_000, content: Buffer.from('order\n'), server, partyA: server, partyB: card }));
+  return {
+    exchange: { header, deadline: 1_900_000_000, serverCertificates: [server.certificate], cardCertificates: [card.certificate] },
+    x: signBytes(profile, server.privateKey, header),
+    y: signBytes(profile, card.privateKey, header),
+  };
+}
+
+test('over HTTPS: the server resolves with a 168 KB verifiable escrow and gets Y; the client then gets X', async () => {
+  const t = exchange();
+  const label = running.ttp.label(t.exchange);
+  const escrowY = makeVerifiableEscrow({ cardKey: card.certificate.publicKey, ttpKey: ttpId.certificate.publicKey, label, message: t.exchange.header, signature: t.y });
+  const answer = await client.request(t.exchange, { kind: 'resolve-server', x: t.x, escrowY });
+  assert.ok(answer.outcome === 'y' && answer.y.equals(t.y));
+  const forClient = await client.request(t.exchange, { kind: 'resolve-client', y: t.y, escrowX: oaepEncrypt(ttpId.certificate.publicKey, t.x, label) });
+  assert.ok(forClient.outcome === 'x' && forClient.x.equals(t.x));
+  assert.match(JSON.stringify(logs), /"path":"\/v1\/resolve\/server","status":200,"ms":[\d.]+,"outcome":"y"/);
+});
+
+test('over HTTPS: an abort gives a token anyone can check; a forged abort is refused with 403', async () => {
+  const t = exchange();
+  const label = running.ttp.label(t.exchange);
+  const forged = await client.request(t.exchange, { kind: 'abort', proof: signBytes(profile, card.privateKey, abortRequestStatement(label)) });
+  assert.equal(forged.outcome, 'refused');
+  assert.match(forged.outcome === 'refused' ? forged.reason : '', /only the originator/);
+  const a = await client.request(t.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(label)) });
+  assert.ok(a.outcome === 'aborted' && verifyAbortToken(ttpId.certificate.publicKey, label, a.token));
+});
+
+test('the TTP refuses to start with a key too small for the escrows, or its TLS key as escrow key', async () => {
+  const small = identity(ca, { role: 'ttp', subject: 'CN=Small TTP', keySpec: 'rsa2048' });
+  await assert.rejects(startTtp({ identity: small, tls: ttpTls, trustAnchors: [ca.certificate], storeDir: join(dir, 'x'), host: '127.0.0.1', port: 0 }), /RSA-3072 or larger/);
+  await assert.rejects(startTtp({ identity: ttpId, tls: ttpId, trustAnchors: [ca.certificate], storeDir: join(dir, 'y'), host: '127.0.0.1', port: 0 }), /must not be its escrow key/);
+});
