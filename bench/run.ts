@@ -6,7 +6,7 @@ import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
 import { benchTransaction } from './transaction.js';
 import { benchStore } from './store.js';
-import { benchFair } from './fair.js';
+import { benchFair, benchTtp } from './fair.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
@@ -14,6 +14,7 @@ const sections: [string, () => Promise<void>][] = [
   ['transaction', benchTransaction],
   ['store', benchStore],
   ['fair exchange escrows', benchFair],
+  ['fair exchange TTP', benchTtp],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {

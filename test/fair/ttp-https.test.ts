@@ -12,7 +12,10 @@ import { oaepEncrypt } from '../../src/fair/oaep.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { abortRequestStatement, verifyAbortToken, type Exchange } from '../../src/fair/ttp.js';
 import { startTtp, TtpClient, type RunningTtp } from '../../src/fair/ttp-server.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { writeIdentity } from '../../src/pki/key-files.js';
+import { QTM_BIN } from '../helpers.js';
 import { tmpdir } from 'node:os';
 
 const profile = PROFILES.v2;
@@ -77,4 +80,31 @@ test('the TTP refuses to start with a key too small for the escrows, or its TLS 
   const small = identity(ca, { role: 'ttp', subject: 'CN=Small TTP', keySpec: 'rsa2048' });
   await assert.rejects(startTtp({ identity: small, tls: ttpTls, trustAnchors: [ca.certificate], storeDir: join(dir, 'x'), host: '127.0.0.1', port: 0 }), /RSA-3072 or larger/);
   await assert.rejects(startTtp({ identity: ttpId, tls: ttpId, trustAnchors: [ca.certificate], storeDir: join(dir, 'y'), host: '127.0.0.1', port: 0 }), /must not be its escrow key/);
+});
+
+test('qtm ttp start serves until stopped and says where it listens', async () => {
+  const pass = 'ttp cli passphrase';
+  writeIdentity(join(dir, 'keys', 'ttp'), [ttpId.certificate], ttpId.privateKey, pass);
+  writeIdentity(join(dir, 'keys', 'ttp-tls'), [ttpTls.certificate], ttpTls.privateKey, pass);
+  writeFileSync(join(dir, 'ca.pem'), ca.certificate.toString());
+  const child = spawn(process.execPath, [QTM_BIN, 'ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca.pem'), '--store', join(dir, 'cli-store'), '--port', '0'],
+    { env: { ...process.env, QTM_KEY_PASSPHRASE: pass }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d;
+      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(err);
+      if (m) resolve(`https://localhost:${m[1]}`);
+    });
+    child.once('exit', (code) => reject(new Error(`ttp exited ${code}: ${err}`)));
+  });
+  const t = exchange();
+  const cli = new TtpClient(url, ca.certificate.toString());
+  const a = await cli.request(t.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(running.ttp.label(t.exchange))) });
+  cli.close();
+  assert.equal(a.outcome, 'aborted');
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.match(err, /"event":"stopped"/);
 });

@@ -1,0 +1,38 @@
+import { Command } from 'commander';
+import { examples, parsePort } from '../cli/options.js';
+import { diag } from '../cli/output.js';
+import { readSecret } from '../cli/secrets.js';
+import { readIdentity } from '../pki/key-files.js';
+import { loadTrustAnchors } from '../verify/trust.js';
+import { startTtp } from '../fair/ttp-server.js';
+import { KEY_PASSPHRASE } from './ca.js';
+
+export function ttpCommand(): Command {
+  const ttp = new Command('ttp').description('the trusted third party of the fair exchange (claims 12-14)');
+  ttp.command('start')
+    .description('serve abort and resolve requests over HTTPS (TLS 1.3) until stopped')
+    .requiredOption('--identity <prefix>', 'the escrow key: role ttp, RSA-3072 (PREFIX.pem, PREFIX-key.pem)')
+    .requiredOption('--tls <prefix>', 'the TLS identity, separate from the escrow key (role server)')
+    .requiredOption('--trust <ca.pem>', 'CA that servers\' and cards\' certificates must chain to')
+    .requiredOption('--store <dir>', 'where the TTP keeps one record per transaction')
+    .option('--host <address>', 'bind address (default 127.0.0.1)', '127.0.0.1')
+    .option('--port <n>', 'TCP port (default 8444; 0 picks a free one)', parsePort, 8444)
+    .addHelpText('after', `
+Key passphrases come from QTM_KEY_PASSPHRASE (or a prompt). Logs one JSON line per request on
+stderr. Every decision is on disk before it is answered; see docs/FAIR-EXCHANGE.md.
+` + examples('qtm ttp start --identity keys/ttp --tls keys/ttp-tls --trust ca/ca.pem --store ./ttp-store'))
+    .action(async (o: { identity: string; tls: string; trust: string; store: string; host: string; port: number }) => {
+      const pass = await readSecret(KEY_PASSPHRASE);
+      const running = await startTtp({
+        identity: readIdentity(o.identity, pass), tls: readIdentity(o.tls, pass), trustAnchors: loadTrustAnchors([o.trust]),
+        storeDir: o.store, host: o.host, port: o.port,
+      });
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, fingerprint: running.ttp.fingerprint.toString('hex') }));
+      await new Promise<void>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+      });
+      await running.close();
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'stopped' }));
+    });
+  return ttp;
+}
