@@ -22,8 +22,10 @@ import { verifyBundle } from '../verify/verify-bundle.js';
 import { QtmError, RefusedError } from '../errors.js';
 import type { QtmApi } from './api.js';
 import type { Archive } from './archive.js';
+import { checkFairOffer, exchangeSignatures, type TtpLike } from './fair-exchange.js';
+import { TtpClient } from '../fair/ttp-server.js';
 
-export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
+export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'exchange' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
 
 export const STEP_LABEL: Record<Step, string> = {
   order: 'fetch the concept order',
@@ -32,6 +34,7 @@ export const STEP_LABEL: Record<Step, string> = {
   authenticate: 'authenticate with the card over TLS',
   prepare: 'get the record to sign',
   sign: 'sign the record on the card',
+  exchange: 'exchange signatures fairly (escrows; the TTP if needed)',
   slot: 'choose the receipt slot',
   confirm: 'send the first message',
   verify: 'check the second message',
@@ -71,6 +74,10 @@ export interface TransactionInput {
   readonly order: { readonly orderId: string } | { readonly items: M.OrderItem[] };
   readonly priority?: number;
   readonly hooks: TransactionHooks;
+  /** Fair exchange of signatures through the server's TTP (claims 12-14). */
+  readonly fair?: boolean;
+  /** How to reach the TTP (default: HTTPS, trusting input.trustAnchors). */
+  readonly ttp?: (url: string) => TtpLike;
 }
 
 export interface TransactionResult {
@@ -80,6 +87,8 @@ export interface TransactionResult {
   readonly bundleFile: string;
   readonly bundle: ProofBundle;
   readonly replaced?: SlotView;
+  /** Fair exchange: where X came from (the server, or the TTP when the server failed to send it). */
+  readonly fair?: { readonly xFrom: 'server' | 'ttp' };
   readonly apdus: number;
   readonly timings: Partial<Record<Step, number>>;
 }
@@ -162,7 +171,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const profile = profileByVersion(status.profileVersion)!;
 
   const prepared = await step('prepare', hooks, timings, async () => {
-    const p = await api.call('POST', '/transactions', { orderId: concept.orderId }, M.decodePrepared);
+    const p = await api.call('POST', '/transactions', { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
     // What is signed is what was read: the record's content must be the bytes shown.
     if (!p.content.equals(concept.content)) throw new RefusedError('the server offered content other than the order that was shown and accepted');
     const header = decodeHeader(p.header);
@@ -173,10 +182,23 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const chain = validateChain(server, p.serverCertificates.slice(1).map((x) => new X509Certificate(x)), input.trustAnchors, new Date());
     if (!chain.ok) throw new RefusedError(`the server's receipt certificate is not trusted: ${chain.reason}`);
     if (!(server.keyUsage ?? []).includes(OID.ekuReceiptSigning)) throw new RefusedError('the server certificate is not a receipt-signing certificate');
-    return p;
+    return { ...p, ...(input.fair ? { offer: checkFairOffer(p, input.trustAnchors) } : {}) };
   });
 
   const signature = await step('sign', hooks, timings, () => card.signHeader(prepared.header));
+
+  let fairVia: 'server' | 'ttp' | undefined;
+  if (prepared.offer) {
+    const offer = prepared.offer;
+    await step('exchange', hooks, timings, async () => {
+      const ttp = (input.ttp ?? ((url) => new TtpClient(url, input.trustAnchors.map((c) => c.toString()).join(''))))(offer.ttpUrl);
+      try {
+        fairVia = (await exchangeSignatures({ api, prepared, offer, cardCertificate: certificate, y: signature, ttp })).via;
+      } finally {
+        ttp.close();
+      }
+    });
+  }
 
   const { slot, replaced, challenge } = await step('slot', hooks, timings, async () => {
     const slots = await readSlots(card, status);
@@ -216,6 +238,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     bundleFile: saved.file,
     bundle,
     ...(replaced ? { replaced } : {}),
+    ...(fairVia ? { fair: { xFrom: fairVia } } : {}),
     apdus: card.apduCount - apdusBefore,
     timings,
   };

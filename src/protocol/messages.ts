@@ -8,7 +8,7 @@ import { DecodeError } from '../errors.js';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items';
+type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items' | 'bool';
 export type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
 
 /** Strict decoding of a flat JSON object against a field spec; shared by every JSON message. */
@@ -47,6 +47,10 @@ export function decode<T>(format: string, input: unknown, spec: Spec): T {
         if (!Array.isArray(v) || v.length === 0 || v.length > 8 || v.some((p) => typeof p !== 'string' || !p.startsWith('-----BEGIN CERTIFICATE-----'))) {
           fail(`"${name}" must be a list of 1..8 PEM certificates`);
         }
+        out[name] = v;
+        break;
+      case 'bool':
+        if (typeof v !== 'boolean') fail(`"${name}" must be true or false`);
         out[name] = v;
         break;
       case 'items':
@@ -93,8 +97,10 @@ export const decodeAuthResponse = (j: unknown) => decode<AuthResponse>('auth res
 
 export interface PrepareRequest {
   readonly orderId: string;
+  /** Ask for the fair exchange of signatures through the server's TTP (claims 12-14). */
+  readonly fair?: boolean;
 }
-export const decodePrepareRequest = (j: unknown) => decode<PrepareRequest>('prepare request', j, { orderId: { kind: 'string', max: 64 } });
+export const decodePrepareRequest = (j: unknown) => decode<PrepareRequest>('prepare request', j, { orderId: { kind: 'string', max: 64 }, fair: { kind: 'bool', optional: true } });
 
 /** The record to sign: the pre-QTM package, the content it names, and who the server is. */
 export interface PreparedTransaction {
@@ -106,15 +112,34 @@ export interface PreparedTransaction {
   readonly partyACertificates: string[];
   /** When A signs by proxy: the warrant X issued to the server's key S (claims 10-11). */
   readonly warrants?: string[];
+  /** Fair exchange (claims 12-14, block 303): the TTP, the deadline, and the escrow of X. */
+  readonly ttpUrl?: string;
+  readonly ttpCertificates?: string[];
+  readonly deadline?: number;
+  readonly escrowX?: Buffer;
 }
 export const encodePrepared = (m: PreparedTransaction) => ({
   transactionId: m.transactionId, header: b64(m.header), content: b64(m.content), serverCertificates: m.serverCertificates, partyACertificates: m.partyACertificates,
   ...(m.warrants ? { warrants: m.warrants } : {}),
+  ...(m.escrowX ? { ttpUrl: m.ttpUrl, ttpCertificates: m.ttpCertificates, deadline: m.deadline, escrowX: b64(m.escrowX) } : {}),
 });
 export const decodePrepared = (j: unknown) => decode<PreparedTransaction>('prepared transaction', j, {
   transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: 65536 }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
   warrants: { kind: 'pems', optional: true },
+  ttpUrl: { kind: 'string', max: 200, optional: true }, ttpCertificates: { kind: 'pems', optional: true }, deadline: { kind: 'int', optional: true }, escrowX: { kind: 'b64', max: 1024, optional: true },
 });
+
+/** Block 305: the client's verifiable escrow of Y; block 308: the server's answer, X. */
+export interface EscrowMessage {
+  readonly escrowY: Buffer;
+}
+export const encodeEscrowMessage = (m: EscrowMessage) => ({ escrowY: b64(m.escrowY) });
+export const decodeEscrowMessage = (j: unknown) => decode<EscrowMessage>('escrow message', j, { escrowY: { kind: 'b64', max: 600_000 } });
+export interface EscrowReply {
+  readonly x: Buffer;
+}
+export const encodeEscrowReply = (m: EscrowReply) => ({ x: b64(m.x) });
+export const decodeEscrowReply = (j: unknown) => decode<EscrowReply>('escrow reply', j, { x: { kind: 'b64', max: 1024 } });
 
 /** Claim 1's first message: the card's signature, plus the challenge R and slot (claims 3, 6). */
 export interface FirstMessage {

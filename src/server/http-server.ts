@@ -21,6 +21,9 @@ export interface HttpServerOptions {
   readonly maxBodyBytes?: number;
 }
 
+/** A verifiable escrow is ~168 KB, ~224 KB in base64: the one request larger than the default limit. */
+const ESCROW_BODY_BYTES = 700 * 1024;
+
 export function createQtmServer(o: HttpServerOptions): Server {
   const identities = new WeakMap<TLSSocket, ClientIdentity>();
   const nonces = new WeakMap<TLSSocket, Buffer>();
@@ -70,8 +73,13 @@ export function createQtmServer(o: HttpServerOptions): Server {
     }
     if (method === 'POST' && path === '/transactions') {
       const r = M.decodePrepareRequest(await readJson(req, max));
-      const prepared = await service.prepare(identity(socket), r.orderId);
+      const prepared = await service.prepare(identity(socket), r.orderId, r.fair ?? false);
       return { status: 201, body: M.encodePrepared(prepared), tx: prepared.transactionId };
+    }
+    if (method === 'POST' && (m = /^\/transactions\/(\d{1,10})\/escrow$/.exec(path))) {
+      const tx = Number(m[1]);
+      const escrow = M.decodeEscrowMessage(await readJson(req, ESCROW_BODY_BYTES));
+      return { body: M.encodeEscrowReply({ x: await service.escrow(identity(socket), tx, escrow.escrowY) }), tx };
     }
     if (method === 'POST' && (m = /^\/transactions\/(\d{1,10})\/(confirm|ack|redeliver)$/.exec(path))) {
       const tx = Number(m[1]);

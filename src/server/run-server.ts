@@ -5,7 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createQtmServer } from './http-server.js';
-import { QtmService } from './qtm-service.js';
+import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
 import type { Sam } from '../sam/sam.js';
@@ -26,6 +26,8 @@ export interface ServerParts {
   readonly log?: (line: Record<string, unknown>) => void;
   /** Sign as party A by proxy for a manager, under the warrants in a folder (claims 10-11). */
   readonly proxy?: { readonly registry: WarrantRegistry; readonly manager: X509Certificate[] };
+  /** Offer the fair exchange through a TTP (claims 12-14). */
+  readonly fair?: FairOptions;
 }
 
 export interface RunningServer {
@@ -43,7 +45,19 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   const service = new QtmService({
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
+    ...(p.fair ? { fair: p.fair } : {}),
   });
+  // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
+  // came, aborted if not (patent blocks 307, 316).
+  const sweeper = p.fair ? setInterval(() => {
+    for (const id of service.overdueFair()) {
+      service.resolveAtTtp(id).then(
+        (outcome) => p.log?.({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, outcome }),
+        (err: Error) => p.log?.({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, error: err.message }),
+      );
+    }
+  }, 1000) : undefined;
+  sweeper?.unref();
   const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
@@ -59,6 +73,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     service,
     store,
     async close() {
+      if (sweeper) clearInterval(sweeper);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await store.close();

@@ -157,7 +157,7 @@ export class LogStore implements TransactionStore {
     }
     if (!at) return; // an entry for an unknown transaction folds to nothing
     at.spans.push(span);
-    if (entry.type === 'confirmed' && at.state === 'prepared') this.setState(id, at, 'confirmed');
+    if ((entry.type === 'confirmed' || entry.type === 'resolved') && at.state === 'prepared') this.setState(id, at, 'confirmed');
     if (entry.type === 'delivered') this.setState(id, at, 'delivered');
   }
 

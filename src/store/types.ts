@@ -14,6 +14,32 @@ export interface PreparedEntry {
   readonly cardSerial: string; // hex
   /** When A signs by proxy: the warrant's serial and PEMs (warrant, then X's chain). */
   readonly warrant?: { readonly serial: string; readonly certificates: readonly string[] };
+  /** Fair exchange: the deadline, X (signature A, released at block 308) and its escrow. */
+  readonly fair?: { readonly deadline: number; readonly x: string; readonly escrowX: string };
+}
+
+/** Fair exchange, block 306: the client's verifiable escrow of Y, checked. */
+export interface EscrowedEntry {
+  readonly type: 'escrowed';
+  readonly transactionId: number;
+  readonly escrowY: string; // base64
+}
+
+/** Fair exchange aborted at the TTP (a bad escrow of Y, or the deadline): never signed. */
+export interface FairAbortedEntry {
+  readonly type: 'fair-aborted';
+  readonly transactionId: number;
+  readonly reason: string;
+  readonly token?: string; // base64 TTP abort token
+}
+
+/** Fair exchange resolved at the TTP: Y came from the TTP, not from a first message. */
+export interface ResolvedEntry {
+  readonly type: 'resolved';
+  readonly transactionId: number;
+  readonly signatureB: string;
+  readonly package: string;
+  readonly cardRecord: string;
 }
 
 export interface ConfirmedEntry {
@@ -41,7 +67,7 @@ export interface DeliveredEntry {
   readonly at: string;
 }
 
-export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry;
+export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry | EscrowedEntry | FairAbortedEntry | ResolvedEntry;
 
 export type TransactionState = 'prepared' | 'confirmed' | 'delivered';
 
@@ -54,6 +80,8 @@ export interface TransactionRecord {
   /** The latest secure-write offer (the confirm's, or a later redelivery's). */
   readonly offer?: { challenge: string; slot: number; envelope: string };
   readonly delivered?: DeliveredEntry;
+  readonly escrowY?: string;
+  readonly fairAborted?: FairAbortedEntry;
 }
 
 export interface TransactionStore {
@@ -84,5 +112,16 @@ export function fold(record: TransactionRecord | undefined, e: StoreEntry): Tran
     case 'delivered':
       if (!record) return undefined;
       return { ...record, state: 'delivered', delivered: e };
+    case 'escrowed':
+      return record && { ...record, escrowY: e.escrowY };
+    case 'fair-aborted':
+      return record && { ...record, fairAborted: e };
+    case 'resolved':
+      // Signed with the Y the TTP gave; the receipt reaches the card later (qtm receipts fetch).
+      return record && {
+        ...record,
+        state: record.state === 'delivered' ? 'delivered' : 'confirmed',
+        confirmed: { type: 'confirmed', transactionId: e.transactionId, firstMessage: { signatureB: e.signatureB, challenge: '', slot: 0, priority: 0 }, package: e.package, cardRecord: e.cardRecord, envelope: '' },
+      };
   }
 }
