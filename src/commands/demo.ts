@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { join } from 'node:path';
 import { examples } from '../cli/options.js';
 import { diag, out } from '../cli/output.js';
@@ -16,10 +16,13 @@ export function demoCommand(): Command {
     .option('--interactive', `show the order and ask to accept it and for the PIN (the demo card's PIN is ${DEMO_PIN})`)
     .option('--pcsc', 'reach the card through pcscd and the vpcd driver, like a real reader')
     .option('--proxy', 'the server signs by proxy for a sales manager under a warrant; a customer the warrant does not name is refused')
+    .option('--fair', 'exchange signatures fairly through a trusted third party (claims 12-14)')
+    .addOption(new Option('--cheat <party>', 'with --fair: let the server or the client cheat, and watch the TTP restore fairness').choices(['server', 'client']))
     .option('--keep <dir>', 'keep every file the demo makes (CA, keys, card, store, archive) in this directory')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --pcsc --keep ./demo-files'))
-    .action(async (o: { interactive?: boolean; pcsc?: boolean; proxy?: boolean; keep?: string; json?: boolean }) => {
+    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --pcsc --keep ./demo-files'))
+    .action(async (o: { interactive?: boolean; pcsc?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; keep?: string; json?: boolean }) => {
+      if (o.cheat && !o.fair) throw new InputError('--cheat goes with --fair', 'run qtm demo --fair --cheat server');
       if (o.interactive && !(process.stdin.isTTY && process.stderr.isTTY)) throw new InputError('--interactive needs a terminal');
       const tty = Boolean(process.stderr.isTTY) && !o.json;
       if (tty) diag.line(diag.colour.bold('qtm demo: one transaction, end to end, on this machine only\n'));
@@ -29,6 +32,8 @@ export function demoCommand(): Command {
         ...(o.keep ? { keepDir: o.keep } : {}),
         ...(o.pcsc ? { pcsc: true } : {}),
         ...(o.proxy ? { proxy: true } : {}),
+        ...(o.fair ? { fair: true } : {}),
+        ...(o.cheat ? { cheat: o.cheat } : {}),
         onStage: (s) => {
           if (!o.json) out.line(`${String(++n).padStart(2)}. ${s}`);
         },
@@ -45,8 +50,12 @@ export function demoCommand(): Command {
       if (o.json) {
         out.json(result);
       } else {
-        out.line(`\n${result.valid ? out.colour.green('Both sides now hold proof of the same record.') : out.colour.red('The proof did not verify.')} ${(result.ms / 1000).toFixed(1)} s in all.`);
-        if (result.dir) out.line(`Files kept in ${result.dir}; verify again with: qtm verify ${result.bundleFile} --trust ${join(result.dir, 'ca', 'ca.pem')}`);
+        const f = result.fairness;
+        const verdict = f?.cheat
+          ? (f.fair ? out.colour.green(`Fairness held: client holds X ${f.clientHasX ? 'yes' : 'no'}, server holds Y ${f.serverHasY ? 'yes' : 'no'}.`) : out.colour.red('FAIRNESS BROKEN.'))
+          : (result.valid ? out.colour.green('Both sides now hold proof of the same record.') : out.colour.red('The proof did not verify.'));
+        out.line(`\n${verdict} ${(result.ms / 1000).toFixed(1)} s in all.`);
+        if (result.dir && result.bundleFile) out.line(`Files kept in ${result.dir}; verify again with: qtm verify ${result.bundleFile} --trust ${join(result.dir, 'ca', 'ca.pem')}`);
       }
       process.exitCode = result.valid ? 0 : 1;
     });

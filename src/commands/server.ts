@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { examples, parsePort, parseProfile } from '../cli/options.js';
+import { examples, parsePort, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
@@ -15,6 +15,8 @@ import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { PROFILES } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
 import { WarrantRegistry } from '../warrant/registry.js';
+import { TtpClient } from '../fair/ttp-server.js';
+import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE } from './ca.js';
 import { SAM_PASSPHRASE } from './sam.js';
 
@@ -31,6 +33,9 @@ interface StartOptions {
   profile?: 'v1' | 'v2';
   warrants?: string;
   onBehalfOf?: string;
+  ttp?: string;
+  ttpCert?: string;
+  fairDeadline?: number;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -52,9 +57,17 @@ function withConfig(o: StartOptions) {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
-  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf') };
+  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline') };
+  if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
-  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf'>;
+  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>;
+}
+
+/** The server's side of the fair exchange: the TTP it offers, reached over HTTPS. */
+function fairOptions(url: string, certFile: string, trustFile: string, deadlineSeconds: number): FairOptions {
+  const certificates = certificatesFromPemBundle(readFileSync(certFile, 'utf8'), certFile);
+  const client = new TtpClient(url, readFileSync(trustFile, 'utf8'));
+  return { ttp: { url, certificates, request: (e, r) => client.request(e, r) }, deadlineSeconds };
 }
 
 export function serverCommand(): Command {
@@ -74,6 +87,9 @@ export function serverCommand(): Command {
     .addOption(new Option('--profile <profile>', 'v2 (default) or v1').argParser(parseProfile))
     .option('--warrants <dir>', 'sign as party A by proxy, under the warrants in this folder (qtm warrant)')
     .option('--on-behalf-of <x.pem>', 'with --warrants: the manager whose warrants the server signs under')
+    .option('--ttp <url>', 'offer the fair exchange (qtm sign --fair) through this TTP (qtm ttp start)')
+    .option('--ttp-cert <ttp.pem>', 'with --ttp: the TTP\'s escrow certificate (role ttp)')
+    .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
@@ -95,6 +111,7 @@ manager covers is refused (HTTP 403 naming both).
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
+        ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(c.warrants && c.onBehalfOf ? {
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
         } : {}),

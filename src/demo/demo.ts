@@ -30,6 +30,7 @@ import type { X509Certificate } from 'node:crypto';
 import { StepError } from '../client/transaction.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { issueWarrant, keyFingerprint } from '../warrant/warrant.js';
+import { runCheat, startDemoTtp, type Cheat } from './fair-demo.js';
 
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
@@ -41,6 +42,9 @@ export interface DemoOptions {
   readonly pcsc?: boolean;
   /** Sign by proxy for a manager under a warrant, and show a customer without one refused. */
   readonly proxy?: boolean;
+  /** Fair exchange through a TTP; with cheat, one party cheats and the TTP restores fairness. */
+  readonly fair?: boolean;
+  readonly cheat?: Cheat;
   readonly catalogue: string;
   readonly hooks: (pin: string) => TransactionHooks;
   readonly onStage?: (text: string) => void;
@@ -50,12 +54,15 @@ export interface DemoResult {
   readonly story: string[];
   readonly valid: boolean;
   readonly transactionId: number;
-  readonly bundleFile: string;
+  /** Absent when no proof was made (a cheat the TTP aborted). */
+  readonly bundleFile?: string;
   readonly dir?: string;
   readonly apdus: number;
   readonly ms: number;
   /** With proxy: the warrant used, and the refusal of the customer it does not cover. */
   readonly proxy?: { readonly warrant: string; readonly refused: string };
+  /** With fair: who ended up with which signature. */
+  readonly fairness?: { readonly cheat: Cheat | null; readonly clientHasX: boolean; readonly serverHasY: boolean; readonly fair: boolean };
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -87,8 +94,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
     const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell) : undefined;
 
+    const ttp = o.fair || o.cheat ? await startDemoTtp(dir, ca) : undefined;
+    if (ttp) {
+      cleanups.push(() => ttp.close());
+      tell(`Trusted third party listening on ${ttp.running.url.replace('127.0.0.1', 'localhost')}: an RSA-3072 escrow key, consulted only if the exchange goes wrong (claims 12-14).`);
+    }
+
     const server = await startServer({
       ...(proxy ? { proxy: { registry: proxy.registry, manager: [proxy.manager] } } : {}),
+      ...(ttp ? { fair: ttp.fair } : {}),
       tls: { privateKey: tls.privateKey, certificates: [tls.certificate] },
       signer: { privateKey: signer.privateKey, certificates: [signer.certificate] },
       sam,
@@ -128,12 +142,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const api = new QtmApi(server.url.replace('127.0.0.1', 'localhost'), ca.certificate.toString());
     cleanups.push(() => api.close());
     const archive = await Archive.open(join(dir, 'archive'));
-    const result = await runTransaction({ api, card, trustAnchors: [ca.certificate], archive, order: { items: [{ sku: 'PAPER-A4', quantity: 2 }, { sku: 'PEN-BLUE', quantity: 1 }] }, hooks: o.hooks(DEMO_PIN) });
+    const order = { items: [{ sku: 'PAPER-A4', quantity: 2 }, { sku: 'PEN-BLUE', quantity: 1 }] };
+    if (o.cheat) {
+      const c = await runCheat(o.cheat, { service: server.service, store: server.store, transaction: { api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
+      c.story.forEach(tell);
+      const fair = c.clientHasX === c.serverHasY;
+      return { story, valid: fair, transactionId: c.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, fairness: { cheat: o.cheat, clientHasX: c.clientHasX, serverHasY: c.serverHasY, fair } };
+    }
+    const result = await runTransaction({ api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN), ...(o.fair ? { fair: true } : {}) });
     const content = result.bundle.content!;
     const total = /Total (.+)$/m.exec(content.toString('utf8'))?.[1]?.replace(/\s+/g, ' ').trim();
     tell(`Order composed by the shop as plain text (${content.length} bytes, ${total}); the text was checked for hidden characters and shown before signing (claim 8).`);
     tell(`The card authenticated over TLS (INTERNAL AUTHENTICATE on a TLS exporter value), then signed the record; the server verified it, stored record, signature and certificate, and counter-signed: transaction ${result.transactionId}.`);
     tell(`Receipt written to card slot ${result.slot} with the card's one-time challenge (only the SAM's keys can write it); the card proved storage and the server marked it delivered (claims 2, 3, 6, 7). ${result.apdus} APDUs in all.`);
+    if (result.fair) tell(`Fair exchange: the server sent an ordinary escrow of its signature X for the TTP; the client sent a verifiable escrow of the card's Y (128 cut-and-choose pairs), the server checked it and released X, and only then did Y leave the client. X came from the ${result.fair.xFrom === 'server' ? 'server; the TTP was never needed' : 'TTP'}.`);
 
     const slots = await readSlots(card, await card.status());
     const used = slots.filter((s) => s.record).map((s) => `slot ${s.slot}: transaction ${s.record!.transactionId} at ${new Date(s.record!.time * 1000).toISOString()}`);
@@ -170,6 +192,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     return {
       story, valid, transactionId: result.transactionId, bundleFile: result.bundleFile, ...(o.keepDir ? { dir } : {}), apdus: result.apdus, ms: performance.now() - started,
       ...(proxy && refused ? { proxy: { warrant: proxy.serial, refused } } : {}),
+      ...(result.fair ? { fairness: { cheat: null, clientHasX: true, serverHasY: true, fair: true } } : {}),
     };
   } finally {
     for (const c of cleanups.reverse()) await c();

@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -235,4 +235,53 @@ test('qtm warrant issue --issuer-card: manager X keeps the key on a card', () =>
   assert.match(notManager.stderr, /not a manager/);
   const both = run(['warrant', 'issue', '--issuer-card', '--issuer', 'x', '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'y.warrant.pem')]);
   assert.equal(both.status, 2);
+});
+
+test('qtm demo --fair, and --cheat server|client: the TTP restores fairness', () => {
+  for (const cheat of ['server', 'client']) {
+    const r = qtm(['demo', '--fair', '--cheat', cheat, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.deepEqual(j.fairness, { cheat, clientHasX: cheat === 'client', serverHasY: cheat === 'client', fair: true });
+  }
+  const honest = JSON.parse(qtm(['demo', '--fair', '--json']).stdout);
+  assert.equal(honest.valid, true);
+  assert.match(honest.story.join('\n'), /X came from the server; the TTP was never needed/);
+  assert.equal(qtm(['demo', '--cheat', 'server']).status, 2);
+});
+
+test('qtm ttp start + qtm server start --ttp + qtm sign --fair, as a user runs them', async () => {
+  const run = (args: string[]) => {
+    const r = qtm(args, { env });
+    assert.equal(r.status, 0, `qtm ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  run(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'ttp', '--subject', 'CN=CLI TTP', '--out', join(dir, 'keys', 'ttp')]);
+  run(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'server', '--subject', 'CN=localhost', '--out', join(dir, 'keys', 'ttp-tls')]);
+  const ttpProcess = spawn(process.execPath, [QTM_BIN, 'ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store'), '--port', '0'],
+    { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let ttpLog = '';
+  const ttpUrl = await new Promise<string>((resolve, reject) => {
+    ttpProcess.stderr!.on('data', (d: Buffer) => {
+      ttpLog += d;
+      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(ttpLog);
+      if (m) resolve(`https://localhost:${m[1]}`);
+    });
+    ttpProcess.once('exit', (code) => reject(new Error(`ttp exited ${code}: ${ttpLog}`)));
+  });
+  const fairServer = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'),
+    '--store', join(dir, 'store-fair'), '--ttp', ttpUrl, '--ttp-cert', join(dir, 'keys', 'ttp.pem')], env);
+  try {
+    const signed = JSON.parse(run(['sign', '--fair', '--server', fairServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'PEN-BLUE:2', '--yes', '--json']));
+    assert.deepEqual(signed.fair, { xFrom: 'server' });
+    assert.equal(qtm(['verify', signed.proof, '--trust', join(dir, 'ca', 'ca.pem')]).status, 0);
+    const noTtp = qtm(['sign', '--fair', '--server', server.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'PEN-BLUE:1', '--yes'], { env });
+    assert.equal(noTtp.status, 1);
+    assert.match(noTtp.stderr, /offers no fair exchange/);
+  } finally {
+    await fairServer.stop();
+    const exited = new Promise((r) => ttpProcess.once('exit', r));
+    ttpProcess.kill('SIGTERM');
+    await exited;
+  }
 });
