@@ -79,8 +79,6 @@ const MAX_CONCEPTS = 10_000;
 
 export class QtmService {
   private readonly orders = new Map<string, ConceptOrder>();
-  /** Fair exchanges not yet settled, with their deadline (Unix seconds), for the sweeper. */
-  private readonly openFair = new Map<number, number>();
   private readonly settling = new Set<number>();
   private nextId: number;
   private readonly now: () => Date;
@@ -155,7 +153,6 @@ export class QtmService {
       ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
       ...(fair ? { fair: this.makeEscrowOfX(encodeHeader(header), time + this.o.fair!.deadlineSeconds) } : {}),
     });
-    if (fair) this.openFair.set(transactionId, time + this.o.fair!.deadlineSeconds);
     return this.preparedMessage(this.o.store.get(transactionId)!);
   }
 
@@ -269,7 +266,6 @@ export class QtmService {
     const answer = await this.o.fair!.ttp.request(exchange, { kind: 'abort', proof });
     if (answer.outcome === 'aborted') {
       await this.o.store.append({ type: 'fair-aborted', transactionId: rec.transactionId, reason, token: answer.token.toString('base64') });
-      this.openFair.delete(rec.transactionId);
     }
   }
 
@@ -300,7 +296,6 @@ export class QtmService {
     const header = decodeHeader(Buffer.from(rec.prepared.header, 'base64'));
     const pkg = encodePackage({ ...header, signatureA: Buffer.from(rec.prepared.fair.x, 'base64'), signatureB: y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header)) });
     await this.o.store.append({ type: 'resolved', transactionId, signatureB: y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(header).toString('base64') });
-    this.openFair.delete(transactionId);
     return 'resolved';
   }
 
@@ -309,14 +304,13 @@ export class QtmService {
     if (answer.outcome === 'y') return answer.y;
     if (answer.outcome === 'aborted') {
       await this.o.store.append({ type: 'fair-aborted', transactionId: rec.transactionId, reason: 'the TTP had aborted the exchange', token: answer.token.toString('base64') });
-      this.openFair.delete(rec.transactionId);
     }
     return undefined;
   }
 
   /** Fair transactions past their deadline and not settled, for the server's sweeper. */
   overdueFair(now = this.now()): number[] {
-    return [...this.openFair].filter(([, deadline]) => deadline * 1000 <= now.getTime()).map(([id]) => id);
+    return [...this.o.store.openFairExchanges()].filter(([, deadline]) => deadline * 1000 <= now.getTime()).map(([id]) => id);
   }
 
   /**
@@ -361,7 +355,6 @@ export class QtmService {
       cardRecord: record.toString('base64'),
       envelope: envelope.toString('base64'),
     });
-    this.openFair.delete(transactionId);
     return { transactionId, package: pkg, envelope, slot: first.slot };
   }
 

@@ -54,6 +54,8 @@ export class LogStore implements TransactionStore {
   private readonly index = new Map<number, IndexEntry>();
   /** Confirmed but not delivered, by card serial: what a returning client is offered again. */
   private readonly pendingByCard = new Map<string, Set<number>>();
+  /** Fair exchanges not settled yet: transaction ID to deadline. Survives restarts with the log. */
+  private readonly openFair = new Map<number, number>();
   /** Read-only opens report damaged lines here instead of refusing, so an audit can go on. */
   readonly damagedLines: number[] = [];
   private maxId = 0;
@@ -153,10 +155,13 @@ export class LogStore implements TransactionStore {
       if (at) this.setState(id, at, 'prepared');
       at = { state: 'prepared', cardSerial: entry.cardSerial, spans: [span] };
       this.index.set(id, at);
+      if (entry.fair) this.openFair.set(id, entry.fair.deadline);
+      else this.openFair.delete(id);
       return;
     }
     if (!at) return; // an entry for an unknown transaction folds to nothing
     at.spans.push(span);
+    if (entry.type === 'confirmed' || entry.type === 'resolved' || entry.type === 'fair-aborted') this.openFair.delete(id);
     if ((entry.type === 'confirmed' || entry.type === 'resolved') && at.state === 'prepared') this.setState(id, at, 'confirmed');
     if (entry.type === 'delivered') this.setState(id, at, 'delivered');
   }
@@ -235,6 +240,10 @@ export class LogStore implements TransactionStore {
 
   pendingFor(cardSerial: string): number[] {
     return [...(this.pendingByCard.get(cardSerial) ?? [])].sort((a, b) => a - b);
+  }
+
+  openFairExchanges(): ReadonlyMap<number, number> {
+    return this.openFair;
   }
 
   countByState(): Record<TransactionState, number> {

@@ -93,6 +93,8 @@ export interface TransactionStore {
   all(): Iterable<TransactionRecord>;
   /** Confirmed and not yet delivered for this card (hex serial), in transaction order. */
   pendingFor(cardSerial: string): number[];
+  /** Fair exchanges neither signed, resolved nor aborted, with their deadlines (Unix seconds). */
+  openFairExchanges(): ReadonlyMap<number, number>;
   /** Stored entries that could not be read at all, by position (read-only opens, for audits). */
   readonly damagedLines?: readonly number[];
   countByState(): Record<TransactionState, number>;

@@ -118,3 +118,19 @@ test('one writer at a time; a lock left by a dead process is taken over; readers
   await taken.close();
   assert.throws(() => LogStore.open(join(dir, 'nowhere'), { readOnly: true }), /no transaction store/);
 });
+
+test('open fair exchanges are indexed and survive a restart, so the deadline sweeper finds them', async (t) => {
+  const dir = tempDir(t);
+  const s = LogStore.open(dir);
+  for (const id of [1, 2, 3]) await s.append({ ...prepared(id), fair: { deadline: 1000 + id, x: 'AA==', escrowX: 'AA==' } });
+  await s.append(prepared(4));
+  await s.append({ type: 'fair-aborted', transactionId: 1, reason: 'test' });
+  await s.append({ type: 'resolved', transactionId: 2, signatureB: 'AA==', package: 'AA==', cardRecord: 'AA==' });
+  assert.deepEqual([...s.openFairExchanges()], [[3, 1003]]);
+  await s.close();
+  const r = LogStore.open(dir);
+  assert.deepEqual([...r.openFairExchanges()], [[3, 1003]]);
+  assert.equal(r.get(2)!.state, 'confirmed', 'resolved at the TTP: signed, receipt not yet on the card');
+  assert.deepEqual(r.pendingFor('00'), [2]);
+  await r.close();
+});
