@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { initSam } from '../../src/sam/sam.js';
 import { QTM_BIN, qtm, requireTool, ROOT } from '../helpers.js';
-import { startServerProcess, type ServerProcess } from './server-process.js';
+import { startListeningProcess, startServerProcess, type ServerProcess } from './server-process.js';
 
 const PASS = 'cli e2e passphrase';
 const env = { QTM_CA_PASSPHRASE: PASS, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS, QTM_PIN: '123456', QTM_PUK: '12345678' };
@@ -258,17 +258,8 @@ test('qtm ttp start + qtm server start --ttp + qtm sign --fair, as a user runs t
   };
   run(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'ttp', '--subject', 'CN=CLI TTP', '--out', join(dir, 'keys', 'ttp')]);
   run(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'server', '--subject', 'CN=localhost', '--out', join(dir, 'keys', 'ttp-tls')]);
-  const ttpProcess = spawn(process.execPath, [QTM_BIN, 'ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store'), '--port', '0'],
-    { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let ttpLog = '';
-  const ttpUrl = await new Promise<string>((resolve, reject) => {
-    ttpProcess.stderr!.on('data', (d: Buffer) => {
-      ttpLog += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(ttpLog);
-      if (m) resolve(`https://localhost:${m[1]}`);
-    });
-    ttpProcess.once('exit', (code) => reject(new Error(`ttp exited ${code}: ${ttpLog}`)));
-  });
+  const ttpProcess = await startListeningProcess(['ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store'), '--port', '0'], env);
+  const ttpUrl = ttpProcess.url;
   const fairServer = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'),
     '--store', join(dir, 'store-fair'), '--ttp', ttpUrl, '--ttp-cert', join(dir, 'keys', 'ttp.pem')], env);
   try {
@@ -280,8 +271,6 @@ test('qtm ttp start + qtm server start --ttp + qtm sign --fair, as a user runs t
     assert.match(noTtp.stderr, /offers no fair exchange/);
   } finally {
     await fairServer.stop();
-    const exited = new Promise((r) => ttpProcess.once('exit', r));
-    ttpProcess.kill('SIGTERM');
-    await exited;
+    await ttpProcess.stop();
   }
 });

@@ -49,6 +49,15 @@ function cheat(name: 'releaseX' | 'makeEscrowOfX', impl: (...args: never[]) => u
 }
 const ttpRequests = () => ttpLog.filter((l) => typeof l.path === 'string' && (l.path as string).startsWith('/v1/')).length;
 
+/** A fair transaction prepared by a fresh card, through the API step by step. */
+async function prepareFair() {
+  const card = await newCard(world);
+  const api = new QtmApi(world.url, world.ca.certificate.toString());
+  await openAndAuthenticate(api, card.client, PIN, autoHooks(), {});
+  const order = await api.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
+  return { api, prepared: await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared) };
+}
+
 test('honest parties: X comes from the server, the TTP is never consulted, the proof verifies', async () => {
   const card = await newCard(world);
   const before = ttpRequests();
@@ -118,12 +127,8 @@ test('a client that takes X and withholds Y: the server resolves at the TTP, whi
 });
 
 test('a wrong escrow of Y: the server aborts at the TTP and refuses; the client cannot resolve afterwards', async () => {
-  const card = await newCard(world);
-  const api = new QtmApi(world.url, world.ca.certificate.toString());
+  const { api, prepared } = await prepareFair();
   try {
-    await openAndAuthenticate(api, card.client, PIN, autoHooks(), {});
-    const order = await api.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
-    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
     await assert.rejects(api.call('POST', `/transactions/${prepared.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: randomBytes(2000) }), M.decodeEscrowReply),
       (e) => e instanceof ServerError && e.serverCode === 'E_BAD_ESCROW' && /aborted at the TTP/.test(e.message));
     const rec = world.server.store.get(prepared.transactionId)!;
@@ -136,12 +141,8 @@ test('a wrong escrow of Y: the server aborts at the TTP and refuses; the client 
 });
 
 test('no escrow by the deadline: the server aborts at the TTP', async () => {
-  const card = await newCard(world);
-  const api = new QtmApi(world.url, world.ca.certificate.toString());
+  const { api, prepared } = await prepareFair();
   try {
-    await openAndAuthenticate(api, card.client, PIN, autoHooks(), {});
-    const order = await api.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
-    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
     assert.ok(world.server.service.overdueFair(new Date((prepared.deadline! + 1) * 1000)).includes(prepared.transactionId));
     assert.equal(await world.server.service.resolveAtTtp(prepared.transactionId), 'aborted');
     assert.ok(!world.server.service.overdueFair(new Date((prepared.deadline! + 1) * 1000)).includes(prepared.transactionId));

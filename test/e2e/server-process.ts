@@ -13,8 +13,13 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [QTM_BIN, 'server', 'start', '--port', '0', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+export function startServerProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
+  return startListeningProcess(['server', 'start', '--port', '0', ...args], env);
+}
+
+/** Any qtm service (`server start`, `ttp start`) started with --port 0. */
+export async function startListeningProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [QTM_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (d: Buffer) => {
@@ -22,7 +27,7 @@ export async function startServerProcess(args: string[], env: Record<string, str
       const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(log);
       if (m) resolve(`https://localhost:${m[1]}`);
     });
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
+    child.once('exit', (code) => reject(new Error(`qtm ${args.slice(0, 2).join(' ')} exited ${code}: ${log}`)));
   });
   return {
     child, url,

@@ -13,9 +13,8 @@ import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { abortRequestStatement, verifyAbortToken, type Exchange } from '../../src/fair/ttp.js';
 import { startTtp, TtpClient, type RunningTtp } from '../../src/fair/ttp-server.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { writeIdentity } from '../../src/pki/key-files.js';
-import { QTM_BIN } from '../helpers.js';
+import { startListeningProcess } from '../e2e/server-process.js';
 import { tmpdir } from 'node:os';
 
 const profile = PROFILES.v2;
@@ -87,24 +86,14 @@ test('qtm ttp start serves until stopped and says where it listens', async () =>
   writeIdentity(join(dir, 'keys', 'ttp'), [ttpId.certificate], ttpId.privateKey, pass);
   writeIdentity(join(dir, 'keys', 'ttp-tls'), [ttpTls.certificate], ttpTls.privateKey, pass);
   writeFileSync(join(dir, 'ca.pem'), ca.certificate.toString());
-  const child = spawn(process.execPath, [QTM_BIN, 'ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca.pem'), '--store', join(dir, 'cli-store'), '--port', '0'],
-    { env: { ...process.env, QTM_KEY_PASSPHRASE: pass }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(err);
-      if (m) resolve(`https://localhost:${m[1]}`);
-    });
-    child.once('exit', (code) => reject(new Error(`ttp exited ${code}: ${err}`)));
-  });
+  const child = await startListeningProcess(['ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca.pem'), '--store', join(dir, 'cli-store'), '--port', '0'], { QTM_KEY_PASSPHRASE: pass });
+  const url = child.url;
   const t = exchange();
   const cli = new TtpClient(url, ca.certificate.toString());
   const a = await cli.request(t.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(running.ttp.label(t.exchange))) });
   cli.close();
   assert.equal(a.outcome, 'aborted');
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  assert.equal(await exited, 0);
-  assert.match(err, /"event":"stopped"/);
+  await child.stop();
+  assert.equal(child.child.exitCode, 0);
+  assert.match(child.log(), /"event":"stopped"/);
 });
