@@ -12,6 +12,7 @@ import { issueCertificate } from '../pki/ca.js';
 import type { Sam } from '../sam/sam.js';
 import { PROFILES, type ProfileName } from '../protocol/profile.js';
 import { RefusedError } from '../errors.js';
+import { OID } from '../crypto/oids.js';
 
 export interface IssueOptions {
   readonly ca: OpenCa;
@@ -25,6 +26,11 @@ export interface IssueOptions {
   readonly days?: number;
   /** 'card' (default): a customer's card. 'manager': a card whose key issues warrants (claims 10-11). */
   readonly role?: 'card' | 'manager';
+  /**
+   * A customer's card that may also issue warrants: the patent's reverse case, where the server
+   * signs for the customer (a reverse auction) with the sellers the customer names.
+   */
+  readonly mayDelegate?: boolean;
 }
 
 export interface IssuedCard {
@@ -47,7 +53,7 @@ export async function issueCard(client: CardClient, opts: IssueOptions): Promise
   await client.setPinAndPuk(opts.pin, opts.puk);
   const publicKey = await client.generateKeyPair();
   const subject = `${opts.holder},serialNumber=${serial}`;
-  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
+  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', ...(opts.mayDelegate ? { extraExtKeyUsage: [OID.ekuWarrantIssuing] } : {}), subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
   await client.putCertificate(certificate);
   await client.putCardKeys(opts.sam.cardKeys(status.serial));
   await client.lock();

@@ -115,6 +115,7 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
     .option('--slots <n>', 'receipt slots', parseSlots, DEFAULT_SLOTS)
     .option('--days <n>', 'certificate validity in days', parsePositiveInt, 730)
     .addOption(new Option('--role <role>', 'card (a customer\'s, default) or manager (its key issues warrants: qtm warrant issue --issuer-card)').choices(['card', 'manager']).default('card'))
+    .option('--may-delegate', 'a customer card that may also issue warrants, so the server can sign for its holder (reverse auctions)')
     .option('--generate-pin', 'generate PIN and PUK and show them once on the terminal')
     .option('--batch <holders.csv>', 'issue one virtual card per CSV row (header: holder)')
     .option('--out-dir <dir>', 'with --batch: where the card files and report.csv/report.json go')
@@ -128,7 +129,7 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Alice Example" --reader "Virtual PCD 00 00"',
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Xavier Sales,O=Shop" --role manager --card xavier.card.json',
       'QTM_PIN=123456 QTM_PUK=12345678 qtm card issue --ca ./ca --sam shop.sam --batch holders.csv --out-dir cards/'))
-    .action(async (o: CardChoice & { ca: string; sam: string; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
+    .action(async (o: CardChoice & { ca: string; sam: string; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
       if (o.batch) {
         if (!o.outDir) throw new InputError('--batch needs --out-dir');
         if (o.reader || o.card || o.holder) throw new InputError('--batch issues new virtual cards from the CSV: drop --reader, --card and --holder');
@@ -139,7 +140,8 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
       const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
       const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE));
       const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin));
-      const common = { ca, sam, pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.profile ? { profile: o.profile } : {}) };
+      if (o.mayDelegate && o.role !== 'card') throw new InputError('--may-delegate is for customer cards (--role card); a manager card issues warrants already');
+      const common = { ca, sam, pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.mayDelegate ? { mayDelegate: true } : {}), ...(o.profile ? { profile: o.profile } : {}) };
 
       if (o.batch) {
         mkdirSync(o.outDir!, { recursive: true });

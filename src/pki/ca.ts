@@ -90,6 +90,8 @@ export interface IssueRequest {
   readonly serialHex?: string;
   readonly now?: Date;
   readonly subjectAltNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
+  /** Extended key usages beyond the role's (a customer card that may also issue warrants). */
+  readonly extraExtKeyUsage?: readonly string[];
 }
 
 export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate {
@@ -106,7 +108,7 @@ export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate
       ...(req.subjectAltNames ? { subjectAltNames: req.subjectAltNames } : {}),
       isCa: false,
       keyUsage: spec.keyUsage,
-      extKeyUsage: spec.extKeyUsage,
+      extKeyUsage: [...spec.extKeyUsage, ...(req.extraExtKeyUsage ?? [])],
     },
     { certificate: ca.certificate, privateKey: ca.privateKey },
   );

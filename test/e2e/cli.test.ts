@@ -233,6 +233,10 @@ test('qtm warrant issue --issuer-card: manager X keeps the key on a card', () =>
   const notManager = run(['warrant', 'issue', '--issuer-card', '--card', join(dir, 'alice.card.json'), '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'x.warrant.pem')]);
   assert.equal(notManager.status, 1);
   assert.match(notManager.stderr, /not a manager/);
+  const delegatingManager = run(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', join(dir, 'shop.sam'), '--holder', 'CN=Both', '--role', 'manager', '--may-delegate', '--card', join(dir, 'both.card.json')]);
+  assert.equal(delegatingManager.status, 2);
+  assert.match(delegatingManager.stderr, /--may-delegate is for customer cards/);
+  assert.ok(!existsSync(join(dir, 'both.card.json')), 'no card file left behind');
   const both = run(['warrant', 'issue', '--issuer-card', '--issuer', 'x', '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'y.warrant.pem')]);
   assert.equal(both.status, 2);
 });

@@ -35,14 +35,14 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair'>> | ((w: { dir: string; ca: OpenCa }) => Partial<Pick<ServerParts, 'proxy' | 'fair'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair'>>>) = {}): Promise<World> {
+export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair'>> | ((w: { dir: string; ca: OpenCa; sam: Sam }) => Partial<Pick<ServerParts, 'proxy' | 'fair'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair'>>>) = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'qtm-e2e-'));
   const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=E2E CA', passphrase: 'e2e passphrase' });
   const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });
   const signer = issueKeyAndCertificate(ca, { role: 'signer', subject: 'CN=E2E Shop receipts' });
   const sam = initSam(join(dir, 'shop.sam'), 'e2e passphrase');
   const logs: Record<string, unknown>[] = [];
-  const parts = typeof extra === 'function' ? await extra({ dir, ca }) : extra;
+  const parts = typeof extra === 'function' ? await extra({ dir, ca, sam }) : extra;
   const start = (port = 0) => startServer({
     ...parts,
     tls: { privateKey: tls.privateKey, certificates: [tls.certificate] },
