@@ -5,7 +5,7 @@
  * afterwards, in the first message, so the client never gives Y before it holds a valid X.
  */
 import { X509Certificate } from 'node:crypto';
-import { verifyBytes } from '../crypto/keys.js';
+import { keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { OID } from '../crypto/oids.js';
 import * as M from '../protocol/messages.js';
 import { profileByVersion } from '../protocol/profile.js';
@@ -13,7 +13,6 @@ import { decodeHeader } from '../protocol/qtm-package.js';
 import { transactionLabel } from '../fair/label.js';
 import { makeVerifiableEscrow } from '../fair/verifiable-escrow.js';
 import type { Exchange, TtpAnswer, TtpRequest } from '../fair/ttp.js';
-import { keyFingerprint } from '../warrant/warrant.js';
 import { validateChain } from '../verify/chain.js';
 import { QtmError, RefusedError } from '../errors.js';
 import { ServerError, type QtmApi } from './api.js';

@@ -11,7 +11,8 @@ import { readIdentity } from '../pki/key-files.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
-import { describeCustomers, issueWarrant, issueWarrantWithCard, keyFingerprint } from '../warrant/warrant.js';
+import { describeCustomers, issueWarrant, issueWarrantWithCard } from '../warrant/warrant.js';
+import { keyFingerprint } from '../crypto/keys.js';
 import { KEY_PASSPHRASE } from './ca.js';
 import { cardOptions, PIN } from './card.js';
 

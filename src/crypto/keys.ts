@@ -32,6 +32,14 @@ export function fingerprint(key: KeyObject, profile: Profile): Buffer {
   return createHash(profile.hash).update(spkiDer(key)).digest();
 }
 
+/**
+ * SHA-256 of a key's DER SubjectPublicKeyInfo, whatever the profile: how warrants name keys and
+ * how the fair exchange names its TTP.
+ */
+export function keyFingerprint(key: KeyObject): string {
+  return createHash('sha256').update(spkiDer(key)).digest('hex');
+}
+
 /** SPEC 2: a content ID is the digest of the exact content bytes. */
 export function contentId(content: Uint8Array, profile: Profile): Buffer {
   return createHash(profile.hash).update(content).digest();

@@ -29,7 +29,8 @@ import { InputError } from '../errors.js';
 import type { X509Certificate } from 'node:crypto';
 import { StepError } from '../client/transaction.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
-import { issueWarrant, keyFingerprint } from '../warrant/warrant.js';
+import { issueWarrant } from '../warrant/warrant.js';
+import { keyFingerprint } from '../crypto/keys.js';
 import { runCheat, startDemoTtp, type Cheat } from './fair-demo.js';
 
 export const DEMO_PIN = '123456';

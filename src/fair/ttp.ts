@@ -6,7 +6,7 @@
  * naming the same transaction with another pre-QTM package is refused.
  */
 import { createHash, sign, verify, type KeyObject, type X509Certificate } from 'node:crypto';
-import { fingerprint, spkiDer, verifyBytes } from '../crypto/keys.js';
+import { fingerprint, keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { decodeHeader, type PackageHeader } from '../protocol/qtm-package.js';
 import { profileByVersion } from '../protocol/profile.js';
 import { validateChain } from '../verify/chain.js';
@@ -80,7 +80,7 @@ export class Ttp {
   readonly fingerprint: Buffer;
 
   constructor(private readonly o: TtpOptions) {
-    this.fingerprint = createHash('sha256').update(spkiDer(o.publicKey)).digest();
+    this.fingerprint = Buffer.from(keyFingerprint(o.publicKey), 'hex');
   }
 
   /** The label both escrows must be made under, for this TTP. */

@@ -3,7 +3,8 @@
  * that signs bytes: a key in memory, the server's receipt key, or a smart card (async).
  */
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { contentId, fingerprint, signBytes } from '../crypto/keys.js';
+import { contentId, signBytes } from '../crypto/keys.js';
+import { parsedCertificate } from '../verify/cert-cache.js';
 import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
 import { encodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
 import { type Profile } from '../protocol/profile.js';
@@ -17,18 +18,6 @@ export interface PackageSigner {
 
 export function keySigner(profile: Profile, privateKey: KeyObject, certificates: readonly X509Certificate[]): PackageSigner {
   return { certificates, sign: (data) => signBytes(profile, privateKey, data) };
-}
-
-// Exporting a certificate's key to DER for its fingerprint costs about a millisecond; the server
-// fingerprints its own certificate in every transaction, so remember it per certificate object.
-const fingerprints = new WeakMap<X509Certificate, Map<string, Buffer>>();
-
-function certificateFingerprint(certificate: X509Certificate, profile: Profile): Buffer {
-  let byHash = fingerprints.get(certificate);
-  if (!byHash) fingerprints.set(certificate, (byHash = new Map()));
-  let fp = byHash.get(profile.hash);
-  if (!fp) byHash.set(profile.hash, (fp = fingerprint(certificate.publicKey, profile)));
-  return fp;
 }
 
 export interface ProofInput {
@@ -48,7 +37,9 @@ export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB'
   partyA: Pick<PackageSigner, 'certificates'>;
   partyB: Pick<PackageSigner, 'certificates'>;
 }): PackageHeader {
-  const fp = (s: Pick<PackageSigner, 'certificates'>) => certificateFingerprint(s.certificates[0]!, input.profile);
+  // Cached per certificate: exporting the key for a fingerprint costs about a millisecond, and the
+  // server fingerprints its own certificate in every transaction.
+  const fp = (s: Pick<PackageSigner, 'certificates'>) => parsedCertificate(s.certificates[0]!).fingerprint(input.profile.hash);
   return {
     version: input.profile.version,
     serverId: fp(input.server),

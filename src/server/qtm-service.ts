@@ -3,8 +3,8 @@
  * transaction, without HTTP. Every step is idempotent: repeating a request returns the stored
  * answer, and a reply is given only once its entry is durable in the store.
  */
-import { createHash, randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
-import { fingerprint, signBytes, spkiDer, verifyBytes } from '../crypto/keys.js';
+import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
+import { fingerprint, keyFingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
 import { sealRecord, checkStorageProof } from '../crypto/secure-write.js';
 import { cardRecordFor, headerFor } from '../proof/make-proof.js';
 import { checkPlainText } from '../protocol/plain-text.js';
@@ -85,12 +85,15 @@ export class QtmService {
   /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
   readonly serverId: Buffer;
   readonly signerCertificates: readonly string[];
+  /** The TTP key's fingerprint, part of every fair exchange's label. */
+  private readonly ttpFingerprint: Buffer | undefined;
 
   constructor(private readonly o: ServiceOptions) {
     this.nextId = o.store.lastTransactionId() + 1;
     this.now = o.now ?? (() => new Date());
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
+    this.ttpFingerprint = o.fair ? Buffer.from(keyFingerprint(o.fair.ttp.certificates[0]!.publicKey), 'hex') : undefined;
   }
 
   /** The order application: compose a concept order from catalogue items. */
@@ -219,8 +222,7 @@ export class QtmService {
   }
 
   private fairLabel(header: Buffer, deadline: number): Buffer {
-    const ttpFingerprint = createHash('sha256').update(spkiDer(this.o.fair!.ttp.certificates[0]!.publicKey)).digest();
-    return transactionLabel({ header, ttpFingerprint, deadline });
+    return transactionLabel({ header, ttpFingerprint: this.ttpFingerprint!, deadline });
   }
 
   /** Block 303: X, and an ordinary escrow of it for the TTP. Protected: the demo's cheat overrides it. */

@@ -11,12 +11,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node
 import { join } from 'node:path';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
-import { decryptPrivateKey, encryptPrivateKey, generateKeyPair, type KeySpec } from '../crypto/keys.js';
+import { decryptPrivateKey, encryptPrivateKey, generateKeyPair, keyFingerprint, type KeySpec } from '../crypto/keys.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 import { Revocations } from './revocations.js';
-import { coversCustomer, keyFingerprint, parseWarrant, warrantProblems, type Warrant } from './warrant.js';
+import { coversCustomer, parseWarrant, warrantProblems, type Warrant } from './warrant.js';
 
 export const REVOCATIONS_FILE = 'revocations.json';
 const WARRANT_SUFFIX = '.warrant.pem';

@@ -9,9 +9,9 @@
  *                                proxyPolicy SEQUENCE { policyLanguage OBJECT IDENTIFIER,
  *                                                       policy OCTET STRING OPTIONAL } }
  */
-import { createHash, type KeyObject, type X509Certificate } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
-import { spkiDer } from '../crypto/keys.js';
+import { keyFingerprint } from '../crypto/keys.js';
 import { OID, oidDerContent } from '../crypto/oids.js';
 import { buildCertificate, buildCertificateWithSigner, randomSerialHex, readExtension, type CertificateRequest } from '../crypto/x509.js';
 import { DecodeError, RefusedError } from '../errors.js';
@@ -28,11 +28,6 @@ export interface Warrant {
   readonly pathLength?: number;
   readonly notBefore: Date;
   readonly notAfter: Date;
-}
-
-/** SHA-256 of a key's DER SubjectPublicKeyInfo: how warrants name keys, whatever the profile. */
-export function keyFingerprint(key: KeyObject): string {
-  return createHash('sha256').update(spkiDer(key)).digest('hex');
 }
 
 function proxyCertInfo(policy: Buffer): object {

@@ -14,7 +14,8 @@ import { StepError } from '../../src/client/transaction.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { auditStore } from '../../src/server/audit.js';
 import { createRequest, readRequest, WarrantRegistry } from '../../src/warrant/registry.js';
-import { issueWarrant, keyFingerprint } from '../../src/warrant/warrant.js';
+import { issueWarrant } from '../../src/warrant/warrant.js';
+import { keyFingerprint } from '../../src/crypto/keys.js';
 import { Revocations } from '../../src/warrant/revocations.js';
 import { autoHooks, makeWorld, newCard, transact, type World } from './env.js';
 

@@ -18,7 +18,8 @@ import { ServerError } from '../../src/client/api.js';
 import { OID } from '../../src/crypto/oids.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { createRequest, readRequest, WarrantRegistry } from '../../src/warrant/registry.js';
-import { issueWarrantWithCard, keyFingerprint } from '../../src/warrant/warrant.js';
+import { issueWarrantWithCard } from '../../src/warrant/warrant.js';
+import { keyFingerprint } from '../../src/crypto/keys.js';
 import { makeWorld, newCard, PIN, PUK, transact, type World } from './env.js';
 
 const PASS = 'reverse auction passphrase';
