@@ -7,6 +7,14 @@ bundle=$1
 ca=$2
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
+fail() { echo "$*" >&2; exit 1; }
+
+# qtm's extended key usages (docs/FORMATS.md, "Roles"): openssl prints them as dotted OIDs.
+arc=2.25.285551962100591553650106340579240825396
+eku_receipt=$arc.1.1; eku_card=$arc.1.2; eku_warrant=$arc.1.3
+has_eku() {  # certificate, OID: exact match in the comma-separated list openssl prints
+  openssl x509 -in "$1" -noout -ext extendedKeyUsage 2>/dev/null | tail -n +2 | tr ',' '\n' | tr -d ' ' | grep -qx "$2"
+}
 
 # The bundle's binary fields are standard base64.
 jq -r .package "$bundle" | base64 -d > "$w/package.bin"
@@ -20,62 +28,104 @@ slice() { tail -c +"$(($1 + 1))" "$w/package.bin" | head -c "$2"; }   # offset, 
 version=$(u8 0)
 case $version in
   1) d=20; hash=sha1 ;;
-  2) d=32; hash=sha256 ;;
-  *) echo "unknown package version $version" >&2; exit 1 ;;
+  2|3) d=32; hash=sha256 ;;
+  *) fail "unknown package version $version" ;;
 esac
 txid=$(u32 $((1 + d)))
 time=$(u32 $((5 + d)))
 echo "package version $version, transaction $txid, time $time ($(date -u -d "@$time" +%Y-%m-%dT%H:%M:%SZ))"
 
-# Fields 1-7 are what parties A and B sign; fields 1-5 are what the server signs.
-head -c $((9 + 4 * d)) "$w/package.bin" > "$w/header.bin"
-head -c $((9 + 2 * d)) "$w/package.bin" > "$w/server-signed.bin"
+# Fields 1-7 are what parties A and B sign. The server signs fields 1-5 in versions 1 and 2, and
+# in version 3 fields 1-7 and the 32-byte warrant digest that follows them.
+hdr=$((9 + 4 * d))
+head -c $hdr "$w/package.bin" > "$w/header.bin"
+if [ "$version" = 3 ]; then
+  head -c $((hdr + 32)) "$w/package.bin" > "$w/server-signed.bin"
+  slice $hdr 32 > "$w/warrant-digest.bin"
+  off=$((hdr + 32))
+else
+  head -c $((9 + 2 * d)) "$w/package.bin" > "$w/server-signed.bin"
+  off=$hdr
+fi
 
 # Content ID: digest of the exact content bytes.
 openssl dgst -"$hash" -binary "$w/content.txt" > "$w/content-id.bin"
-slice $((9 + d)) "$d" | cmp -s - "$w/content-id.bin" || { echo "content ID mismatch" >&2; exit 1; }
+slice $((9 + d)) "$d" | cmp -s - "$w/content-id.bin" || fail "content ID mismatch"
 echo "content ID OK"
 
-# Signatures: v1 fixed 128 bytes each, v2 u16 length + bytes; order A, B, server.
-off=$((9 + 4 * d))
+# Signatures: v1 fixed 128 bytes each, versions 2-3 u16 length + bytes; order A, B, server.
 for who in a b server; do
   if [ "$version" = 1 ]; then len=128; else len=$(u16 $off); off=$((off + 2)); fi
   slice $off "$len" > "$w/sig-$who.bin"
   off=$((off + len))
 done
-[ "$off" -eq "$(wc -c < "$w/package.bin")" ] || { echo "trailing bytes in package" >&2; exit 1; }
+[ "$off" -eq "$(wc -c < "$w/package.bin")" ] || fail "trailing bytes in package"
 
-check_party() {  # name, certificate list key, fingerprint offset, signed file, signature file
+check_party() {  # name, certificate list key, fingerprint offset, signed file, signature file, required EKU
   jq -r ".certificates.$2[0]" "$bundle" > "$w/$1.pem"
-  openssl verify -attime "$time" -CAfile "$ca" "$w/$1.pem" > /dev/null || { echo "$1 certificate does not chain to $ca at the transaction time" >&2; exit 1; }
+  openssl verify -attime "$time" -CAfile "$ca" "$w/$1.pem" > /dev/null || fail "$1 certificate does not chain to $ca at the transaction time"
+  has_eku "$w/$1.pem" "$6" || fail "$1 certificate lacks the extended key usage $6 its role needs"
   openssl x509 -in "$w/$1.pem" -pubkey -noout > "$w/$1.pub"
   openssl pkey -pubin -in "$w/$1.pub" -outform DER | openssl dgst -"$hash" -binary > "$w/$1.fp"
-  slice "$3" "$d" | cmp -s - "$w/$1.fp" || { echo "$1 fingerprint mismatch" >&2; exit 1; }
-  openssl dgst -"$hash" -verify "$w/$1.pub" -signature "$5" "$4" > /dev/null || { echo "$1 signature does not verify" >&2; exit 1; }
-  echo "$1: $(openssl x509 -in "$w/$1.pem" -noout -subject) fingerprint, chain and signature OK"
+  slice "$3" "$d" | cmp -s - "$w/$1.fp" || fail "$1 fingerprint mismatch"
+  openssl dgst -"$hash" -verify "$w/$1.pub" -signature "$5" "$4" > /dev/null || fail "$1 signature does not verify"
+  echo "$1: $(openssl x509 -in "$w/$1.pem" -noout -subject) role, fingerprint, chain and signature OK"
 }
-check_party server server 1 "$w/server-signed.bin" "$w/sig-server.bin"
-check_party party-b partyB $((9 + 3 * d)) "$w/header.bin" "$w/sig-b.bin"
+check_party server server 1 "$w/server-signed.bin" "$w/sig-server.bin" "$eku_receipt"
+check_party party-b partyB $((9 + 3 * d)) "$w/header.bin" "$w/sig-b.bin" "$eku_card"
 
-if [ "$(jq -r '.warrants // [] | length' "$bundle")" = 0 ]; then
-  check_party party-a partyA $((9 + 2 * d)) "$w/header.bin" "$w/sig-a.bin"
+warrants=$(jq -r '.warrants // [] | length' "$bundle")
+attested=$(jq -r 'has("attestation")' "$bundle")
+[ "$warrants" -le 1 ] || fail "the bundle carries $warrants warrants; a proof is signed under at most one"
+if [ "$attested" = true ] && { [ "$version" != 2 ] || [ "$warrants" = 0 ]; }; then
+  fail "an attestation belongs only to a package version 2 proxy proof"
+fi
+
+if [ "$warrants" = 0 ]; then
+  # Without a warrant party A is the server itself: field 6 = field 2, a receipt-signing key,
+  # and in version 3 the server signed with an all-zero warrant digest.
+  slice $((9 + 2 * d)) "$d" > "$w/field6.bin"
+  slice 1 "$d" | cmp -s - "$w/field6.bin" || fail "without a warrant party A must be the server: field 6 is not field 2"
+  if [ "$version" = 3 ]; then
+    head -c 32 /dev/zero | cmp -s - "$w/warrant-digest.bin" || fail "the server signed under a warrant the bundle does not carry"
+  fi
+  check_party party-a partyA $((9 + 2 * d)) "$w/header.bin" "$w/sig-a.bin" "$eku_receipt"
 else
   # Proxy signing (claims 10-11): A signed with the key of a warrant, an RFC 3820 proxy
-  # certificate that party A (manager X) issued. openssl checks the chain at the transaction
-  # time; the warrant's policy must name party B (openssl leaves policies to the application).
+  # certificate that party A (manager X, or a delegating customer) issued. The warrant counts only
+  # if the server bound it: in version 3 its SHA-256 is the warrant digest the server signed; in
+  # version 2 the server's attestation from its store must verify; v1 has no proxy signing.
   jq -r '.warrants[0]' "$bundle" > "$w/warrant.pem"
+  openssl x509 -in "$w/warrant.pem" -outform DER -out "$w/warrant.der"
+  openssl dgst -sha256 -binary "$w/warrant.der" > "$w/warrant.sha256"
+  case $version in
+    1) fail "the patent's v1 package has no proxy signing" ;;
+    2)
+      [ "$attested" = true ] || fail "package version 2 does not bind the warrant to the server's signature: ask the server to attest it (qtm server attest)"
+      { printf 'qtm proxy attestation v2\000'; openssl dgst -sha256 -binary "$w/package.bin"; cat "$w/warrant.sha256"; } > "$w/attestation-statement.bin"
+      jq -r .attestation "$bundle" | base64 -d > "$w/attestation.bin"
+      openssl dgst -sha256 -verify "$w/server.pub" -signature "$w/attestation.bin" "$w/attestation-statement.bin" > /dev/null \
+        || fail "the server's attestation does not verify for this package and warrant"
+      echo "warrant: the server attests it signed this package under this warrant" ;;
+    3)
+      cmp -s "$w/warrant.sha256" "$w/warrant-digest.bin" || fail "the server did not sign under this warrant (warrant digest mismatch)"
+      echo "warrant: the server's signature names this warrant" ;;
+  esac
   jq -r '.certificates.partyA[0]' "$bundle" > "$w/party-a.pem"
+  has_eku "$w/party-a.pem" "$eku_warrant" || fail "party A (the warrant's issuer) may not issue warrants"
+  openssl x509 -in "$w/party-a.pem" -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1 > "$w/issuer.key"
+  b_key=$(openssl pkey -pubin -in "$w/party-b.pub" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+  [ "$(cat "$w/issuer.key")" != "$b_key" ] || fail "the warrant's issuer is party B itself"
   openssl verify -allow_proxy_certs -attime "$time" -CAfile "$ca" -untrusted "$w/party-a.pem" "$w/warrant.pem" > /dev/null \
-    || { echo "warrant does not chain through party A to $ca at the transaction time" >&2; exit 1; }
+    || fail "warrant does not chain through party A to $ca at the transaction time"
   openssl x509 -in "$w/warrant.pem" -pubkey -noout > "$w/warrant.pub"
   openssl pkey -pubin -in "$w/warrant.pub" -outform DER | openssl dgst -"$hash" -binary > "$w/warrant.fp"
-  slice $((9 + 2 * d)) "$d" | cmp -s - "$w/warrant.fp" || { echo "party A fingerprint is not the warrant's key" >&2; exit 1; }
-  openssl dgst -"$hash" -verify "$w/warrant.pub" -signature "$w/sig-a.bin" "$w/header.bin" > /dev/null || { echo "party A (proxy) signature does not verify" >&2; exit 1; }
+  slice $((9 + 2 * d)) "$d" | cmp -s - "$w/warrant.fp" || fail "party A fingerprint is not the warrant's key"
+  openssl dgst -"$hash" -verify "$w/warrant.pub" -signature "$w/sig-a.bin" "$w/header.bin" > /dev/null || fail "party A (proxy) signature does not verify"
   policy=$(openssl x509 -in "$w/warrant.pem" -noout -text | sed -n 's/^ *Policy Text: //p')
-  b_key=$(openssl pkey -pubin -in "$w/party-b.pub" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
   case $policy in
     *"\"fingerprint\":\"$b_key\""*) ;;
-    *) echo "the warrant does not name party B's key $b_key (policy: $policy); customers named by subject must be checked by hand" >&2; exit 1 ;;
+    *) fail "the warrant does not name party B's key $b_key (policy: $policy); customers named by subject must be checked by hand" ;;
   esac
   echo "party-a: signed by proxy for $(openssl x509 -in "$w/party-a.pem" -noout -subject) under warrant $(openssl x509 -in "$w/warrant.pem" -noout -serial), which names party B: OK"
   echo "         (revocation is not checked here: qtm verify --revocations does that)"

@@ -10,6 +10,7 @@ import { initCa, issueKeyAndCertificate } from '../src/pki/ca.js';
 import { writeIdentity } from '../src/pki/key-files.js';
 import { keySigner, makeProof } from '../src/proof/make-proof.js';
 import { PROFILES, type ProfileName } from '../src/protocol/profile.js';
+import { writeV3Fixtures } from './fixtures-v3.js';
 
 export const FIXTURE_PASSPHRASE = 'qtm-fixture-only';
 const root = 'fixtures';
@@ -44,7 +45,8 @@ for (const profileName of ['v1', 'v2'] as ProfileName[]) {
   };
   const server = make('signer', 'server', `CN=Example Shop receipts ${profileName},O=Example Shop B.V.`);
   const customer = make('card', 'customer', `CN=Alice Example,serialNumber=0102030405060708`);
-  const proof = await makeProof({ profile, transactionId: 42, time: transactionTime, content, server, partyA: server, partyB: customer, priority: 5 });
+  // The v1 and v2 vectors are the package versions 1 and 2 (fields 1-5 server coverage).
+  const proof = await makeProof({ profile, packageVersion: profile.version, transactionId: 42, time: transactionTime, content, server, partyA: server, partyB: customer, priority: 5 });
   writeFileSync(join(root, 'bundles', `sample-${profileName}.json`), proof.bundleJson);
   writeFileSync(join(root, 'vectors', `package-${profileName}.bin`), proof.packageBytes);
   writeFileSync(join(root, 'vectors', `card-record-${profileName}.bin`), proof.bundle.cardRecord!);
@@ -61,4 +63,5 @@ for (const profileName of ['v1', 'v2'] as ProfileName[]) {
   };
 }
 writeFileSync(join(root, 'vectors', 'vectors.json'), JSON.stringify(vectors, null, 2) + '\n');
+await writeV3Fixtures(root);
 console.log('fixtures written');

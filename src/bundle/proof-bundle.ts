@@ -10,7 +10,9 @@
  *   "content": { "mediaType": "text/plain; charset=utf-8", "base64": ... }  | omitted when detached,
  *   "certificates": { "server": [PEM...], "partyA": [PEM...], "partyB": [PEM...] },
  *   "cardRecord": base64 (optional: the record as read back from the card),
- *   "warrants": [PEM...] (optional: warrant chain for proxy signatures)
+ *   "warrants": [PEM] (optional: the one warrant party A signed under, proxy signing)
+ *   "attestation": base64 (optional: the server's signature over a package version 2 proxy
+ *                  proof's package and warrant, from its store: src/protocol/proxy-attestation.ts)
  * }
  * Each certificate list starts with the signer's own certificate, then any intermediates; the
  * root is never included (the auditor brings it as a trust anchor).
@@ -28,12 +30,13 @@ export interface ProofBundle {
   readonly certificates: { readonly server: string[]; readonly partyA: string[]; readonly partyB: string[] };
   readonly cardRecord?: Buffer;
   readonly warrants?: string[];
+  readonly attestation?: Buffer;
 }
 
 const FORMAT = 'proof bundle';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const PEM_CERT = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/;
-const KNOWN_KEYS = new Set(['mediaType', 'version', 'package', 'content', 'certificates', 'cardRecord', 'warrants']);
+const KNOWN_KEYS = new Set(['mediaType', 'version', 'package', 'content', 'certificates', 'cardRecord', 'warrants', 'attestation']);
 
 export function encodeBundle(b: ProofBundle): string {
   const json: Record<string, unknown> = {
@@ -45,6 +48,7 @@ export function encodeBundle(b: ProofBundle): string {
   json.certificates = { server: b.certificates.server, partyA: b.certificates.partyA, partyB: b.certificates.partyB };
   if (b.cardRecord) json.cardRecord = b.cardRecord.toString('base64');
   if (b.warrants?.length) json.warrants = b.warrants;
+  if (b.attestation) json.attestation = b.attestation.toString('base64');
   return JSON.stringify(json, null, 2) + '\n';
 }
 
@@ -101,6 +105,7 @@ export function decodeBundle(text: string): ProofBundle {
     },
     ...(json.cardRecord !== undefined ? { cardRecord: base64Field(json.cardRecord, 'cardRecord') } : {}),
     ...(json.warrants !== undefined ? { warrants: pemList(json.warrants, 'warrants', false) } : {}),
+    ...(json.attestation !== undefined ? { attestation: base64Field(json.attestation, 'attestation') } : {}),
   };
   return bundle;
 }

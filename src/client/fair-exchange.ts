@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { OID } from '../crypto/oids.js';
 import * as M from '../protocol/messages.js';
-import { profileByVersion } from '../protocol/profile.js';
+import { profileByPackageVersion } from '../protocol/profile.js';
 import { decodeHeader } from '../protocol/qtm-package.js';
 import { transactionLabel } from '../fair/label.js';
 import { makeVerifiableEscrow } from '../fair/verifiable-escrow.js';
@@ -67,7 +67,7 @@ export interface SignatureExchange {
 /** Blocks 305-310: X from the server for a verifiable escrow of Y, or from the TTP for Y itself. */
 export async function exchangeSignatures(e: SignatureExchange): Promise<{ x: Buffer; via: 'server' | 'ttp' }> {
   const header = e.prepared.header;
-  const profile = profileByVersion(decodeHeader(header).version)!;
+  const profile = profileByPackageVersion(decodeHeader(header).version)!;
   const serverKey = new X509Certificate(e.prepared.partyACertificates[0]!).publicKey;
   const escrowY = makeVerifiableEscrow({ cardKey: e.cardCertificate.publicKey, ttpKey: e.offer.ttpCertificates[0]!.publicKey, label: e.offer.label, message: header, signature: e.y });
   let x: Buffer | undefined;

@@ -175,7 +175,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     // What is signed is what was read: the record's content must be the bytes shown.
     if (!p.content.equals(concept.content)) throw new RefusedError('the server offered content other than the order that was shown and accepted');
     const header = decodeHeader(p.header);
-    if (header.version !== profile.version) throw new RefusedError(`the record is profile v${header.version}, the card v${profile.version}`);
+    if (header.version !== profile.packageVersion) throw new RefusedError(`the record is package version ${header.version}; a card of profile ${profile.name} signs only version ${profile.packageVersion}, whose server signature binds party A`);
     if (!fingerprint(certificate.publicKey, profile).equals(header.fingerprintB)) throw new RefusedError('the record names another card as party B');
     const server = new X509Certificate(p.serverCertificates[0]!);
     if (!fingerprint(server.publicKey, profile).equals(header.serverId)) throw new RefusedError('the record\'s server ID is not the server certificate\'s key');

@@ -40,14 +40,15 @@ export function packageCommand(): Command {
       const sigs = [sample.pkg.signatureA, sample.pkg.signatureB, sample.pkg.signatureServer].map((s) => s.length);
       const packageFormula = profile.fixedSignatureLength
         ? `1+${d}+4+4+${d}+${d}+${d}+3*${profile.fixedSignatureLength}`
-        : `1+${d}+4+4+${d}+${d}+${d}+${sigs.map((s) => `(2+${s})`).join('+')}`;
+        : `1+${d}+4+4+${d}+${d}+${d}+32+${sigs.map((s) => `(2+${s})`).join('+')}`;
       const recordFormula = o.profile === 'v1' ? `1+4+4+${d}` : `1+4+4+${d}+8+1`;
       const result = {
         profile: o.profile,
         packageBytes: sample.packageBytes.length,
         packageFormula,
         headerBytes: headerLength(profile),
-        serverSignedBytes: serverSignedLength(profile),
+        packageVersion: profile.packageVersion,
+        serverSignedBytes: serverSignedLength(profile.packageVersion),
         cardRecordBytes: sample.bundle.cardRecord!.length,
         cardRecordFormula: recordFormula,
       };
@@ -55,7 +56,7 @@ export function packageCommand(): Command {
       out.line(`profile ${o.profile}${profile.legacy ? ' (patent, legacy)' : ''}`);
       out.line(`  QTM package  ${result.packageBytes} bytes = ${packageFormula}`);
       out.line(`  card record  ${result.cardRecordBytes} bytes = ${recordFormula}`);
-      out.line(`  signed header (fields 1-7) ${result.headerBytes} bytes; server-signed part (fields 1-5) ${result.serverSignedBytes} bytes`);
+      out.line(`  signed header (fields 1-7) ${result.headerBytes} bytes; server-signed part (${profile.packageVersion === 1 ? 'fields 1-5' : 'fields 1-7 and the warrant digest'}) ${result.serverSignedBytes} bytes`);
     });
 
   pkg.command('decode')
@@ -75,6 +76,7 @@ export function packageCommand(): Command {
         contentId: hex(p.contentId),
         fingerprintA: hex(p.fingerprintA),
         fingerprintB: hex(p.fingerprintB),
+        ...(p.warrantDigest ? { warrantDigest: hex(p.warrantDigest) } : {}),
         signatureA: hex(p.signatureA),
         signatureB: hex(p.signatureB),
         signatureServer: hex(p.signatureServer),

@@ -30,7 +30,7 @@ function printReport(r: FileResult, many: boolean): void {
     return;
   }
   if (many) return;
-  out.line(`  server   ${r.server?.subject} signed fields 1-5 (the receipt)`);
+  out.line(`  server   ${r.server?.subject} signed ${r.packageVersion === 3 ? 'fields 1-7 and the warrant digest' : 'fields 1-5'} (the receipt)`);
   if (r.warrant) {
     const proxy = r.checks.find((x) => x.name === 'warrant');
     out.line(`  party A  ${proxy?.detail ?? `by proxy for ${r.warrant.onBehalfOf}`}; signed fields 1-7`);

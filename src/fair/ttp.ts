@@ -8,7 +8,7 @@
 import { createHash, sign, verify, type KeyObject, type X509Certificate } from 'node:crypto';
 import { fingerprint, keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { decodeHeader, type PackageHeader } from '../protocol/qtm-package.js';
-import { profileByVersion } from '../protocol/profile.js';
+import { profileByPackageVersion } from '../protocol/profile.js';
 import { validateChain } from '../verify/chain.js';
 import { transactionLabel } from './label.js';
 import { oaepDecrypt } from './oaep.js';
@@ -95,7 +95,7 @@ export class Ttp {
     } catch (err) {
       return `the pre-QTM package does not decode: ${(err as Error).message}`;
     }
-    const profile = profileByVersion(header.version)!;
+    const profile = profileByPackageVersion(header.version)!;
     if (profile.legacy) return 'the fair exchange needs profile v2';
     const server = exchange.serverCertificates[0];
     const card = exchange.cardCertificates[0];
@@ -121,7 +121,7 @@ export class Ttp {
   async handle(exchange: Exchange, request: TtpRequest): Promise<TtpAnswer> {
     const c = this.check(exchange);
     if (typeof c === 'string') return { outcome: 'refused', reason: c };
-    const profile = profileByVersion(c.header.version)!;
+    const profile = profileByPackageVersion(c.header.version)!;
     if (request.kind === 'abort' && !verifyBytes(profile, c.serverKey, abortRequestStatement(c.label), request.proof)) {
       return { outcome: 'refused', reason: 'only the originator (the server) may abort: the abort request is not signed by its key' };
     }
@@ -171,7 +171,7 @@ export class Ttp {
         return { outcome: 'aborted', token: this.token(c) };
       case 'resolve-client': {
         const x = oaepDecrypt(this.o.privateKey, request.escrowX, c.label);
-        const profile = profileByVersion(c.header.version)!;
+        const profile = profileByPackageVersion(c.header.version)!;
         if (!x || !verifyBytes(profile, c.serverKey, exchange.header, x)) {
           // A bogus escrow of X: the server cheated. Abort for both, for good.
           await save({ state: 'aborted' });

@@ -7,8 +7,9 @@ import { contentId, signBytes } from '../crypto/keys.js';
 import { parsedCertificate } from '../verify/cert-cache.js';
 import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
 import { encodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
-import { type Profile } from '../protocol/profile.js';
-import { encodeHeader, encodePackage, encodeServerSigned, type PackageHeader, type QtmPackage } from '../protocol/qtm-package.js';
+import { profileByPackageVersion, type PackageVersion, type Profile } from '../protocol/profile.js';
+import { encodeHeader, encodePackage, encodeServerSigned, warrantDigestOf, type PackageHeader, type QtmPackage, type WarrantBinding } from '../protocol/qtm-package.js';
+import { RefusedError } from '../errors.js';
 
 export interface PackageSigner {
   /** Own certificate first, then intermediates (never the root). */
@@ -30,9 +31,25 @@ export interface ProofInput {
   readonly partyA: PackageSigner;
   readonly partyB: PackageSigner;
   readonly priority?: number;
+  /**
+   * Proxy signing (claims 10-11): the warrant whose key party A signs with. Its digest goes into
+   * the server-signed part of a version 3 package; the patent's v1 format cannot carry it.
+   */
+  readonly warrant?: X509Certificate;
+  /**
+   * Another package version of the profile's suite than the one it writes (fixtures and tests of
+   * older proofs: version 2 is read, never written, by qtm's server).
+   */
+  readonly packageVersion?: PackageVersion;
 }
 
-export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB'> & {
+function packageVersionFor(profile: Profile, requested: PackageVersion | undefined): PackageVersion {
+  if (requested === undefined) return profile.packageVersion;
+  if (profileByPackageVersion(requested) !== profile) throw new RangeError(`package version ${requested} is not of profile ${profile.name}`);
+  return requested;
+}
+
+export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB' | 'warrant'> & {
   server: Pick<PackageSigner, 'certificates'>;
   partyA: Pick<PackageSigner, 'certificates'>;
   partyB: Pick<PackageSigner, 'certificates'>;
@@ -41,7 +58,7 @@ export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB'
   // server fingerprints its own certificate in every transaction.
   const fp = (s: Pick<PackageSigner, 'certificates'>) => parsedCertificate(s.certificates[0]!).fingerprint(input.profile.hash);
   return {
-    version: input.profile.version,
+    version: packageVersionFor(input.profile, input.packageVersion),
     serverId: fp(input.server),
     transactionId: input.transactionId,
     time: input.time,
@@ -49,6 +66,13 @@ export function headerFor(input: Omit<ProofInput, 'server' | 'partyA' | 'partyB'
     fingerprintA: fp(input.partyA),
     fingerprintB: fp(input.partyB),
   };
+}
+
+/** The warrant binding of a new package: the digest of the warrant A signs under (version 3). */
+export function warrantBindingFor(header: PackageHeader, warrant: X509Certificate | undefined): WarrantBinding {
+  if (header.version === 3) return { warrantDigest: warrantDigestOf(warrant?.raw) };
+  if (warrant) throw new RefusedError(`package version ${header.version} cannot bind a warrant: proxy signing needs profile v2 (package version 3)`);
+  return {};
 }
 
 export function cardRecordFor(header: PackageHeader, priority = 0): Buffer {
@@ -65,7 +89,8 @@ export function cardRecordFor(header: PackageHeader, priority = 0): Buffer {
 }
 
 export async function makeProof(input: ProofInput): Promise<{ pkg: QtmPackage; packageBytes: Buffer; bundle: ProofBundle; bundleJson: string }> {
-  const header = headerFor(input);
+  const fields = headerFor(input);
+  const header = { ...fields, ...warrantBindingFor(fields, input.warrant) };
   const headerBytes = encodeHeader(header);
   const pkg: QtmPackage = {
     ...header,
@@ -80,6 +105,7 @@ export async function makeProof(input: ProofInput): Promise<{ pkg: QtmPackage; p
     content: input.content,
     certificates: { server: pems(input.server), partyA: pems(input.partyA), partyB: pems(input.partyB) },
     cardRecord: cardRecordFor(header, input.priority),
+    ...(input.warrant ? { warrants: [input.warrant.toString()] } : {}),
   };
   return { pkg, packageBytes, bundle, bundleJson: encodeBundle(bundle) };
 }

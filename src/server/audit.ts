@@ -7,7 +7,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { decodeHeader, encodeHeader, decodePackage } from '../protocol/qtm-package.js';
 import { contentId, fingerprint } from '../crypto/keys.js';
-import { profileByVersion } from '../protocol/profile.js';
+import { profileByPackageVersion } from '../protocol/profile.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import type { TransactionRecord, TransactionState, TransactionStore } from '../store/types.js';
@@ -34,7 +34,7 @@ function auditOne(r: TransactionRecord, signerCertificates: string[], trustAncho
   } catch (err) {
     return [`stored header does not decode: ${(err as Error).message}`];
   }
-  const profile = profileByVersion(header.version)!;
+  const profile = profileByPackageVersion(header.version)!;
   const content = Buffer.from(r.prepared.content, 'base64');
   if (header.transactionId !== r.transactionId) problems.push(`header names transaction ${header.transactionId}`);
   if (!contentId(content, profile).equals(header.contentId)) problems.push('content does not match its content ID');
@@ -54,7 +54,7 @@ function auditOne(r: TransactionRecord, signerCertificates: string[], trustAncho
     certificates: { server: signerCertificates, partyA: r.prepared.warrant ? [...r.prepared.warrant.certificates.slice(1)] : signerCertificates, partyB: client.map((c) => c.toString()) },
     ...(r.prepared.warrant ? { warrants: r.prepared.warrant.certificates.slice(0, 1) } : {}),
     cardRecord: Buffer.from(r.confirmed.cardRecord, 'base64'),
-  }, { trustAnchors });
+  }, { trustAnchors, fromServerStore: true });
   for (const f of report.failures) problems.push(`${f.name}: ${f.detail}`);
   return problems;
 }

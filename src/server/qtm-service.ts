@@ -3,12 +3,12 @@
  * transaction, without HTTP. Every step is idempotent: repeating a request returns the stored
  * answer, and a reply is given only once its entry is durable in the store.
  */
-import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { fingerprint, keyFingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
 import { sealRecord, checkStorageProof } from '../crypto/secure-write.js';
-import { cardRecordFor, headerFor } from '../proof/make-proof.js';
+import { cardRecordFor, headerFor, warrantBindingFor } from '../proof/make-proof.js';
 import { checkPlainText } from '../protocol/plain-text.js';
-import { decodeHeader, encodeHeader, encodePackage, encodeServerSigned, type PackageHeader } from '../protocol/qtm-package.js';
+import { decodeHeader, encodeHeader, encodePackage, encodeServerSigned, type PackageHeader, type WarrantBinding } from '../protocol/qtm-package.js';
 import type { Profile } from '../protocol/profile.js';
 import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, ThirdMessage } from '../protocol/messages.js';
 import type { TransactionRecord, TransactionStore } from '../store/types.js';
@@ -295,7 +295,7 @@ export class QtmService {
     }
     const y = await this.yFromTtp(rec);
     if (!y) return this.o.store.get(transactionId)!.fairAborted ? 'aborted' : 'refused';
-    const header = decodeHeader(Buffer.from(rec.prepared.header, 'base64'));
+    const header = this.boundHeader(rec);
     const pkg = encodePackage({ ...header, signatureA: Buffer.from(rec.prepared.fair.x, 'base64'), signatureB: y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header)) });
     await this.o.store.append({ type: 'resolved', transactionId, signatureB: y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(header).toString('base64') });
     return 'resolved';
@@ -308,6 +308,13 @@ export class QtmService {
       await this.o.store.append({ type: 'fair-aborted', transactionId: rec.transactionId, reason: 'the TTP had aborted the exchange', token: answer.token.toString('base64') });
     }
     return undefined;
+  }
+
+  /** The stored record's fields 1-7 with the digest of the warrant it was prepared under (version 3). */
+  private boundHeader(rec: TransactionRecord): PackageHeader & WarrantBinding {
+    const header = decodeHeader(Buffer.from(rec.prepared.header, 'base64'));
+    const warrant = rec.prepared.warrant ? new X509Certificate(rec.prepared.warrant.certificates[0]!) : undefined;
+    return { ...header, ...warrantBindingFor(header, warrant) };
   }
 
   /** Fair transactions past their deadline and not settled, for the server's sweeper. */
@@ -330,7 +337,7 @@ export class QtmService {
       return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.confirmed.envelope, 'base64'), slot: first.slot };
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
-    const header: PackageHeader = decodeHeader(headerBytes);
+    const header = this.boundHeader(rec);
     if (rec.prepared.fair) {
       if (rec.fairAborted) throw new ServiceError(409, 'E_ABORTED', `transaction ${transactionId} was aborted at the TTP: ${rec.fairAborted.reason}`);
       if (rec.escrowY === undefined) throw new ServiceError(409, 'E_NO_ESCROW', `transaction ${transactionId} is a fair exchange: send the escrow of Y first`);

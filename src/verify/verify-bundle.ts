@@ -9,8 +9,9 @@ import { OID } from '../crypto/oids.js';
 import type { ProofBundle } from '../bundle/proof-bundle.js';
 import { decodeCardRecord, SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
 import { checkPlainText } from '../protocol/plain-text.js';
-import { profileByVersion, type Profile } from '../protocol/profile.js';
-import { decodePackage, encodeHeader, encodeServerSigned, type QtmPackage } from '../protocol/qtm-package.js';
+import { profileByPackageVersion, type Profile } from '../protocol/profile.js';
+import { decodePackage, encodeHeader, encodeServerSigned, NO_WARRANT, warrantDigestOf, type QtmPackage } from '../protocol/qtm-package.js';
+import { attestationStatement } from '../protocol/proxy-attestation.js';
 import { validateChain, type ChainResult } from './chain.js';
 import { QtmError } from '../errors.js';
 import type { Revocations } from '../warrant/revocations.js';
@@ -33,6 +34,8 @@ export type CheckName =
   | 'role-server'
   | 'role-a'
   | 'role-b'
+  | 'party-a-is-server'
+  | 'warrant-binding'
   | 'warrant'
   | 'card-record';
 
@@ -54,6 +57,8 @@ export interface VerificationReport {
   readonly checks: Check[];
   readonly failures: Check[];
   readonly profile?: string;
+  /** 1, 2 or 3: what the server's signature covers (docs/FORMATS.md). */
+  readonly packageVersion?: number;
   readonly legacy?: boolean;
   readonly transactionId?: number;
   readonly time?: string;
@@ -68,6 +73,8 @@ export interface VerificationReport {
 }
 
 export interface WarrantSummary {
+  /** manager: X lets the server sign for X with customer B; customer: customer C lets it sign for C with seller B. */
+  readonly direction: 'manager' | 'customer';
   readonly serial: string;
   readonly onBehalfOf: string;
   readonly notBefore: string;
@@ -83,6 +90,12 @@ export interface VerifyOptions {
   readonly at?: Date;
   /** Revoked warrants: a proxy signature made at or after a revocation fails. */
   readonly revocations?: Revocations;
+  /**
+   * The bundle was rebuilt from the server's own store (`qtm server audit`), which recorded the
+   * warrant at prepare time: that stands in for the attestation a package version 2 proxy proof
+   * needs. Never set for a bundle from anyone else.
+   */
+  readonly fromServerStore?: boolean;
 }
 
 function subjectLine(cert: X509Certificate): string {
@@ -112,11 +125,15 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     add('package', false, err instanceof QtmError ? err.message : String(err));
     return finish();
   }
-  const profile = profileByVersion(pkg.version) as Profile;
-  add('package', true, `${bundle.package.length}-byte QTM package, transaction ${pkg.transactionId}`);
-  add('profile', true, profile.legacy
-    ? `profile ${profile.name} is LEGACY (SHA-1, RSA-1024): acceptable only for old proofs, never for new signatures`
-    : `profile ${profile.name} (SHA-256)`, profile.legacy);
+  const profile = profileByPackageVersion(pkg.version) as Profile;
+  add('package', true, `${bundle.package.length}-byte QTM package version ${pkg.version}, transaction ${pkg.transactionId}`);
+  if (profile.legacy) {
+    add('profile', true, `profile ${profile.name} is LEGACY (SHA-1, RSA-1024): acceptable only for old proofs, never for new signatures`, true);
+  } else if (pkg.version === 2) {
+    add('profile', true, `profile ${profile.name} (SHA-256), package version 2: the server's signature covers fields 1-5 only, so party A is accepted only as the server itself, or under a warrant the server attests`, true);
+  } else {
+    add('profile', true, `profile ${profile.name} (SHA-256), package version ${pkg.version}: the server's signature covers fields 1-7 and the warrant digest`);
+  }
 
   // Content and its ID.
   const content = bundle.content ?? options.content;
@@ -167,9 +184,10 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
       ? `${label} key ${fp.toString('hex')} is the one in the package`
       : `${label} certificate key ${fp.toString('hex')} is not the package's ${Buffer.from(expectedFingerprint).toString('hex')}`);
     const sigOk = verifyBytes(profile, parsedLeaf.publicKey, signed, signature);
+    const coverage = names.sig !== 'signature-server' ? 'fields 1-7' : pkg.version === 3 ? 'fields 1-7 and the warrant digest' : 'fields 1-5';
     add(names.sig, sigOk, sigOk
-      ? `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} verifies (${profile.hash})`
-      : `${label} signature over fields ${names.sig === 'signature-server' ? '1-5' : '1-7'} does not verify with "${subjectLine(signingCertificate ?? leaf)}"`);
+      ? `${label} signature over ${coverage} verifies (${profile.hash})`
+      : `${label} signature over ${coverage} does not verify with "${subjectLine(signingCertificate ?? leaf)}"`);
     const chain = validateChain(leaf, intermediatesOf(certs), options.trustAnchors, at);
     add(names.chain, chain.ok, chain.ok
       ? `${label} "${subjectLine(leaf)}" chains to "${subjectLine(chain.path[chain.path.length - 1]!)}", valid at ${at.toISOString()}`
@@ -182,11 +200,42 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     return chain;
   };
 
-  // Proxy signing: A's signature is made with the warrant's key, on behalf of partyA[0].
+  /** Whether the server's own signature (version 3) or its attestation (version 2) names this warrant. */
+  const bindingCheck = (w: Warrant): void => {
+    if (pkg.version === 1) {
+      add('warrant-binding', false, 'the patent\'s v1 package has no proxy signing: a warrant on a v1 proof is not the server\'s');
+    } else if (pkg.version === 3) {
+      const digest = warrantDigestOf(w.certificate.raw);
+      const ok = digest.equals(pkg.warrantDigest!);
+      add('warrant-binding', ok, ok
+        ? `the server's signature names this warrant (SHA-256 ${digest.toString('hex')})`
+        : Buffer.from(pkg.warrantDigest!).equals(NO_WARRANT)
+          ? 'the server signed with no warrant, but the bundle carries one: party A and the warrant are not the server\'s'
+          : `the server signed under another warrant (digest ${Buffer.from(pkg.warrantDigest!).toString('hex')}, this one ${digest.toString('hex')})`);
+    } else if (options.fromServerStore) {
+      add('warrant-binding', true, 'package version 2 proxy proof read from the server\'s own store, which recorded the warrant');
+    } else if (!bundle.attestation) {
+      add('warrant-binding', false, 'package version 2 does not bind the warrant to the server\'s signature, so this proof cannot be told from a forgery: ask the server to attest it from its store (qtm server attest)');
+    } else {
+      const server = parseCertificates(bundle.certificates.server);
+      const ok = typeof server !== 'string' && verifyBytes(profile, parsedCertificate(server[0]!).publicKey, attestationStatement(bundle.package, w.certificate.raw), bundle.attestation);
+      add('warrant-binding', ok, ok
+        ? 'the server attests, from its store, that it signed this package under this warrant'
+        : 'the attestation does not verify with the server\'s receipt key for this package and warrant');
+    }
+  };
+
+  // Proxy signing: A's signature is made with the warrant's key, on behalf of partyA[0]. The
+  // warrant is believed only as far as the server's signature binds it (version 3) or the server
+  // attests it (version 2): its issuer may be anyone, and can name any key and any date.
   let warrant: Warrant | undefined;
-  if (bundle.warrants?.length) {
+  const warrants = bundle.warrants ?? [];
+  if (warrants.length > 1) {
+    add('warrant', false, `the bundle carries ${warrants.length} warrants; a proof is signed under at most one (nothing else would be checked)`);
+  }
+  if (warrants.length) {
     try {
-      warrant = parseWarrant(parsedCertificate(bundle.warrants[0]!).certificate);
+      warrant = parseWarrant(parsedCertificate(warrants[0]!).certificate);
     } catch (err) {
       add('warrant', false, `the bundle's warrant is unusable: ${(err as Error).message}`);
     }
@@ -196,10 +245,29 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     { fp: 'server-id', sig: 'signature-server', chain: 'chain-server', role: 'role-server' }, 'server', [OID.ekuReceiptSigning]);
   party('partyA', bundle.certificates.partyA, pkg.fingerprintA, header, pkg.signatureA,
     { fp: 'fingerprint-a', sig: 'signature-a', chain: 'chain-a', role: 'role-a' }, warrant ? 'party A (by proxy)' : 'party A',
-    // Without a warrant A is the server itself; with one, A is a manager who issued it.
-    warrant ? [OID.ekuWarrantIssuing] : [OID.ekuReceiptSigning, OID.ekuWarrantIssuing], warrant?.certificate);
+    // Without a warrant A is the server itself; with one, A is the manager (or delegating customer) who issued it.
+    warrant ? [OID.ekuWarrantIssuing] : [OID.ekuReceiptSigning], warrant?.certificate);
   const chainB = party('partyB', bundle.certificates.partyB, pkg.fingerprintB, header, pkg.signatureB,
     { fp: 'fingerprint-b', sig: 'signature-b', chain: 'chain-b', role: 'role-b' }, 'party B', [OID.ekuCardSigning]);
+
+  if (!warrants.length) {
+    // Fields 6 and 2 in the package itself: whatever certificates the bundle lists, A's key is the server's.
+    const same = Buffer.from(pkg.fingerprintA).equals(pkg.serverId);
+    add('party-a-is-server', same, same
+      ? 'without a warrant party A is the server itself: field 6 equals field 2'
+      : 'without a warrant party A must be the server itself, but field 6 (party A\'s key) is not field 2 (the server ID)');
+    if (pkg.version === 3) {
+      const none = Buffer.from(pkg.warrantDigest!).equals(NO_WARRANT);
+      add('warrant-binding', none, none
+        ? 'the server signed with no warrant (warrant digest zero)'
+        : `the server signed under a warrant (digest ${Buffer.from(pkg.warrantDigest!).toString('hex')}) that the bundle does not carry`);
+    }
+  } else if (warrant) {
+    bindingCheck(warrant);
+  }
+  if (bundle.attestation && !(pkg.version === 2 && warrants.length)) {
+    add('warrant-binding', false, 'the bundle carries an attestation, which only a package version 2 proxy proof has: it is not checked, so it is refused');
+  }
 
   let warrantSummary: WarrantSummary | undefined;
   if (warrant) {
@@ -211,14 +279,23 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
         manager: manager[0]!, customer: customer[0]!, customerIssuer: chainB?.ok ? chainB.path[1] : undefined,
         at: new Date(pkg.time * 1000), ...(options.revocations ? { revocations: options.revocations } : {}),
       });
+      // A delegating customer's card holds the card-signing and warrant-issuing usages at once:
+      // it must never be both the issuer of the warrant and party B.
+      if (parsedCertificate(manager[0]!).fingerprint('sha256').equals(parsedCertificate(customer[0]!).fingerprint('sha256'))) {
+        problems.push(`the warrant's issuer is party B itself ("${subjectLine(customer[0]!)}"): nobody can sign by proxy with themselves`);
+      }
+      const direction = (manager[0]!.keyUsage ?? []).includes(OID.ekuCardSigning) ? 'customer' : 'manager';
       warrantSummary = {
-        serial: warrant.serial, onBehalfOf: subjectLine(manager[0]!),
+        direction, serial: warrant.serial, onBehalfOf: subjectLine(manager[0]!),
         notBefore: warrant.notBefore.toISOString(), notAfter: warrant.notAfter.toISOString(), covers: subjectLine(customer[0]!),
       };
       const server = parseCertificates(bundle.certificates.server);
       const serverName = typeof server === 'string' ? 'the server' : `"${subjectLine(server[0]!)}"`;
+      const roles = direction === 'manager'
+        ? `for manager "${warrantSummary.onBehalfOf}", customer "${warrantSummary.covers}"`
+        : `for customer "${warrantSummary.onBehalfOf}", seller "${warrantSummary.covers}"`;
       add('warrant', problems.length === 0, problems.length === 0
-        ? `signed by ${serverName} on behalf of "${warrantSummary.onBehalfOf}" under warrant ${warrant.serial} (valid from ${warrantSummary.notBefore} to ${warrantSummary.notAfter}, covers "${warrantSummary.covers}")${options.revocations ? ', not revoked' : ''}`
+        ? `signed by ${serverName} on behalf of "${warrantSummary.onBehalfOf}" under warrant ${warrant.serial} (valid from ${warrantSummary.notBefore} to ${warrantSummary.notAfter}, covers "${warrantSummary.covers}"): ${roles}${options.revocations ? ', not revoked' : ''}`
         : problems.join('; '));
     }
   }
@@ -227,7 +304,7 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     try {
       const rec = decodeCardRecord(bundle.cardRecord);
       const mismatches: string[] = [];
-      if (rec.version !== pkg.version) mismatches.push(`version ${rec.version} vs ${pkg.version}`);
+      if (rec.version !== profile.version) mismatches.push(`card record version ${rec.version}, but a package version ${pkg.version} receipt has a profile ${profile.name} record (version ${profile.version})`);
       if (rec.transactionId !== pkg.transactionId) mismatches.push(`transaction ${rec.transactionId} vs ${pkg.transactionId}`);
       if (rec.time !== pkg.time) mismatches.push(`time ${rec.time} vs ${pkg.time}`);
       if (!Buffer.from(rec.contentId).equals(pkg.contentId)) mismatches.push('content ID differs');
@@ -244,6 +321,7 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
 
   return finish({
     profile: profile.name,
+    packageVersion: pkg.version,
     legacy: profile.legacy,
     transactionId: pkg.transactionId,
     time: new Date(pkg.time * 1000).toISOString(),

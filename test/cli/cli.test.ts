@@ -86,7 +86,7 @@ test('verify: a directory, a quoted glob, a summary line and JSON output', (t) =
   const json = JSON.parse(g.stdout);
   assert.deepEqual(json.summary, { total: 1, valid: 1, invalid: 0, unusable: 0, legacy: 1 });
   assert.equal(json.results[0].status, 'valid');
-  assert.equal(json.results[0].checks.length, 17);
+  assert.equal(json.results[0].checks.length, 18); // 17, and "party-a-is-server" since package version 3
 });
 
 test('verify --content for a detached bundle, --at for another evaluation time', (t) => {

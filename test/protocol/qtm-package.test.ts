@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { DecodeError } from '../../src/errors.js';
 import { PROFILES } from '../../src/protocol/profile.js';
@@ -11,8 +12,12 @@ import {
   encodePackage,
   encodeServerSigned,
   headerLength,
+  NO_WARRANT,
+  serverSignedLength,
+  warrantDigestOf,
   type QtmPackage,
 } from '../../src/protocol/qtm-package.js';
+import { X509Certificate } from 'node:crypto';
 import { keySigner, makeProof } from '../../src/proof/make-proof.js';
 import { fixture, fixtureIdentity } from '../helpers.js';
 
@@ -37,6 +42,8 @@ for (const profileName of ['v1', 'v2'] as const) {
     const customer = fixtureIdentity(`customer-${profileName}`);
     const proof = await makeProof({
       profile,
+      // The frozen v1/v2 vectors are package versions 1 and 2 (the server signs fields 1-5).
+      packageVersion: profile.version,
       transactionId: v.transactionId,
       time: v.time,
       priority: v.priority,
@@ -73,9 +80,63 @@ for (const profileName of ['v1', 'v2'] as const) {
   });
 }
 
+test('v3 package vector is rebuilt byte for byte: fields 1-7, a zero warrant digest, signatures', async () => {
+  const v = vectors.v3;
+  const profile = PROFILES.v2;
+  const server = fixtureIdentity('server-v2');
+  const customer = fixtureIdentity('customer-v2');
+  const proof = await makeProof({
+    profile, transactionId: v.transactionId, time: v.time, priority: v.priority, content: readFileSync(fixture(v.content)),
+    server: keySigner(profile, server.privateKey, server.certificates),
+    partyA: keySigner(profile, server.privateKey, server.certificates),
+    partyB: keySigner(profile, customer.privateKey, customer.certificates),
+  });
+  const bytes = readFileSync(fixture('vectors', 'package-v3.bin'));
+  assert.equal(proof.packageBytes.toString('hex'), v.packageHex);
+  assert.deepEqual(proof.packageBytes, bytes);
+  assert.equal(bytes[0], 3);
+  // Fields 1-7 are the v2 header but for the version byte; then 32 zero bytes; then three signatures.
+  const v2 = readFileSync(fixture('vectors', 'package-v2.bin'));
+  assert.deepEqual(bytes.subarray(1, 137), v2.subarray(1, 137));
+  assert.deepEqual(bytes.subarray(137, 169), Buffer.from(NO_WARRANT));
+  const p = decodePackage(bytes);
+  assert.deepEqual(Buffer.from(p.warrantDigest!), Buffer.alloc(32));
+  assert.deepEqual(encodeServerSigned(p), bytes.subarray(0, 169));
+  assert.equal(serverSignedLength(3), 169);
+  assert.deepEqual(encodeHeader(p), bytes.subarray(0, 137));
+  assert.deepEqual(encodePackage(p), bytes);
+  // The server's signature is over those 169 bytes, and no longer over fields 1-5.
+  const { verifyBytes } = await import('../../src/crypto/keys.js');
+  assert.ok(verifyBytes(profile, server.certificates[0]!.publicKey, bytes.subarray(0, 169), p.signatureServer));
+  assert.ok(!verifyBytes(profile, server.certificates[0]!.publicKey, bytes.subarray(0, 73), p.signatureServer));
+});
+
+test('v3 proxy vector: the warrant digest is the SHA-256 of the warrant certificate', () => {
+  const bytes = readFileSync(fixture('vectors', 'package-v3-proxy.bin'));
+  assert.equal(bytes.toString('hex'), vectors.v3proxy.packageHex);
+  const warrant = new X509Certificate(readFileSync(fixture('vectors', 'warrant-v2.pem')));
+  const p = decodePackage(bytes);
+  assert.equal(p.version, 3);
+  assert.deepEqual(Buffer.from(p.warrantDigest!), warrantDigestOf(warrant.raw));
+  assert.equal(warrantDigestOf(warrant.raw).toString("hex"), sha256Hex(warrant.raw));
+  assert.deepEqual(encodePackage(p), bytes);
+  for (let len = 0; len < bytes.length; len++) assert.throws(() => decodePackage(bytes.subarray(0, len)), DecodeError);
+});
+
+function sha256Hex(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+test('the encoder refuses a warrant digest where the version has none, and requires it in version 3', () => {
+  const v2 = decodePackage(readFileSync(fixture('vectors', 'package-v2.bin')));
+  assert.throws(() => encodePackage({ ...v2, warrantDigest: new Uint8Array(32) }), /version 2 package has no warrant digest/);
+  assert.throws(() => encodeServerSigned({ ...v2, version: 3 }), /needs a 32-byte warrant digest/);
+  assert.throws(() => encodePackage({ ...v2, version: 3, warrantDigest: new Uint8Array(31) }), /needs a 32-byte warrant digest/);
+});
+
 test('unknown versions are refused with a typed error', () => {
   const bytes = Buffer.from(readFileSync(fixture('vectors', 'package-v2.bin')));
-  for (const v of [0, 3, 255]) {
+  for (const v of [0, 4, 255]) {
     bytes[0] = v;
     assert.throws(() => decodePackage(bytes), (e: unknown) => e instanceof DecodeError && /unknown version/.test(e.message));
   }
@@ -95,12 +156,13 @@ test('encoder refuses digests and v1 signatures of the wrong size', () => {
   assert.throws(() => encodePackage({ ...p, signatureB: new Uint8Array(256) }), /must be 128 bytes/);
 });
 
-const packageArb = fc.constantFrom(1, 2).chain((version) => {
+const packageArb = fc.constantFrom(1, 2, 3).chain((version) => {
   const d = version === 1 ? 20 : 32;
   const digest = fc.uint8Array({ minLength: d, maxLength: d });
   const sig = version === 1 ? fc.uint8Array({ minLength: 128, maxLength: 128 }) : fc.uint8Array({ minLength: 1, maxLength: 600 });
   return fc.record({
-    version: fc.constant(version as 1 | 2),
+    version: fc.constant(version as 1 | 2 | 3),
+    ...(version === 3 ? { warrantDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }) } : {}),
     serverId: digest,
     transactionId: fc.nat({ max: 0xffffffff }),
     time: fc.nat({ max: 0xffffffff }),

@@ -11,6 +11,9 @@ const trustAnchors = loadTrustAnchors([fixture('ca', 'ca.pem')]);
 const bundles = {
   v1: decodeBundle(fixtureText('bundles', 'sample-v1.json')),
   v2: decodeBundle(fixtureText('bundles', 'sample-v2.json')),
+  v3: decodeBundle(fixtureText('bundles', 'sample-v3.json')),
+  'v3-proxy': decodeBundle(fixtureText('bundles', 'sample-v3-proxy.json')),
+  'v2-proxy-attested': decodeBundle(fixtureText('bundles', 'sample-v2-proxy-attested.json')),
 };
 
 function failed(bundle: ProofBundle, options: { at?: Date; content?: Buffer } = {}): CheckName[] {
@@ -21,14 +24,19 @@ test('the fixture bundles verify, v1 flagged as legacy', () => {
   const v2 = verifyBundle(bundles.v2, { trustAnchors });
   assert.equal(v2.valid, true, JSON.stringify(v2.failures));
   assert.equal(v2.legacy, false);
-  assert.equal(v2.checks.length, 17);
+  // 17 checks, and since package version 3 "party-a-is-server" (field 6 = field 2 without a warrant).
+  assert.equal(v2.checks.length, 18);
+  for (const name of ['v3', 'v3-proxy', 'v2-proxy-attested'] as const) {
+    const r = verifyBundle(bundles[name], { trustAnchors });
+    assert.equal(r.valid, true, `${name}: ${JSON.stringify(r.failures)}`);
+  }
   const v1 = verifyBundle(bundles.v1, { trustAnchors });
   assert.equal(v1.valid, true, JSON.stringify(v1.failures));
   assert.equal(v1.legacy, true);
   assert.ok(v1.checks.find((c) => c.name === 'profile')!.warning);
 });
 
-for (const profile of ['v1', 'v2'] as const) {
+for (const profile of ['v1', 'v2', 'v3', 'v3-proxy', 'v2-proxy-attested'] as const) {
   test(`${profile}: flipping any single bit of the package makes verification fail with a named check`, () => {
     const bundle = bundles[profile];
     const pkg = bundle.package;

@@ -39,7 +39,7 @@ function warrant(o: { customers?: CustomerRef[]; from?: Date; to?: Date; issuer?
 
 /** A package whose A signature the server made with S on X's behalf. */
 async function proxyProof(w: X509Certificate, customer = yara, time = now): Promise<ProofBundle> {
-  const { bundle } = await makeProof({ profile, transactionId: 7, time: Math.floor(time.getTime() / 1000), content: Buffer.from('2 x paper\n'), server, partyA: keySigner(profile, s.privateKey, [w]), partyB: customer });
+  const { bundle } = await makeProof({ profile, transactionId: 7, time: Math.floor(time.getTime() / 1000), content: Buffer.from('2 x paper\n'), server, partyA: keySigner(profile, s.privateKey, [w]), partyB: customer, warrant: w });
   return { ...bundle, certificates: { ...bundle.certificates, partyA: [xavier.certificate.toString()] }, warrants: [w.toString()] };
 }
 

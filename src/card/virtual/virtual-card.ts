@@ -15,7 +15,7 @@ import {
 import { CHALLENGE_LENGTH, openRecord, storageProof } from '../../crypto/secure-write.js';
 import { CARD_RECORD_LENGTH, decodeCardRecord } from '../../protocol/card-record.js';
 import { decodeHeader } from '../../protocol/qtm-package.js';
-import { profileByVersion } from '../../protocol/profile.js';
+import { profileByPackageVersion, profileByVersion } from '../../protocol/profile.js';
 import type { CardImage, CardStorage } from './storage.js';
 import { OID } from '../../crypto/oids.js';
 import { warrantTbsProblem } from './warrant-tbs.js';
@@ -407,7 +407,7 @@ export class VirtualCard {
     if (cmd.p1 !== PSO_CDS.p1 || cmd.p2 !== PSO_CDS.p2) return fail(SW.WRONG_P1P2);
     const ctx = this.signingContext(image);
     if ('sw' in ctx) return ctx;
-    // The card signs only a pre-QTM package of its own profile that names its own key as B.
+    // The card signs only a pre-QTM package of its own profile's suite that names its own key as B.
     let header;
     try {
       header = decodeHeader(cmd.data);
@@ -416,7 +416,7 @@ export class VirtualCard {
     }
     const profile = profileByVersion(image.profileVersion)!;
     const ownFingerprint = createHash(profile.hash).update(Buffer.from(image.publicKey!, 'base64')).digest();
-    if (header.version !== image.profileVersion || !ownFingerprint.equals(header.fingerprintB)) return fail(SW.WRONG_DATA);
+    if (profileByPackageVersion(header.version)?.version !== image.profileVersion || !ownFingerprint.equals(header.fingerprintB)) return fail(SW.WRONG_DATA);
     return ok(sign(ctx.hash, cmd.data, ctx.key));
   }
 
