@@ -6,6 +6,7 @@
 import { Agent, request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { QtmError, ExitCode } from '../errors.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../server/client-auth.js';
 
 export class ServerError extends QtmError {
@@ -60,9 +61,9 @@ export class QtmApi {
         res.on('end', () => {
           let json: unknown;
           try {
-            json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', 'the server answered something that is not JSON'));
+            json = parseStrictJson(Buffer.concat(chunks).toString('utf8'), 'server answer');
+          } catch (err) {
+            return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', `the server answered something that is not strict JSON: ${(err as Error).message}`));
           }
           const status = res.statusCode ?? 0;
           if (status >= 400) {

@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { DecodeError, QtmError } from '../errors.js';
 import { PlainTextError } from '../protocol/plain-text.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 
 export class HttpError extends Error {
   constructor(
@@ -27,10 +28,12 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
     if (size > max) throw new HttpError(413, 'E_TOO_LARGE', `request body over ${max} bytes`);
     chunks.push(chunk as Buffer);
   }
+  const text = Buffer.concat(chunks).toString('utf8') || 'null';
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
-  } catch {
-    throw new HttpError(400, 'E_JSON', 'request body is not JSON');
+    // Strict: duplicate keys and over-deep nesting are refused like any malformed body.
+    return parseStrictJson(text, 'request body');
+  } catch (err) {
+    throw new HttpError(400, 'E_JSON', err instanceof DecodeError ? err.message : 'request body is not JSON');
   }
 }
 
