@@ -25,6 +25,20 @@ export class ServerUnreachableError extends QtmError {
   }
 }
 
+/**
+ * Connection failures that say nothing about the server's certificate: the connection was
+ * refused, reset or dropped (a server at its connection cap or file-descriptor limit closes the
+ * socket during the TLS handshake, which node words as "socket disconnected before secure TLS
+ * connection was established"). These are "unreachable", never a trust failure.
+ */
+const TRANSPORT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'ERR_SOCKET_CLOSED']);
+
+/** A failure of the server's authentication: its certificate chain, name or TLS parameters. */
+export function isServerAuthenticationFailure(err: NodeJS.ErrnoException): boolean {
+  if (err.code && TRANSPORT_CODES.has(err.code)) return false;
+  return /certificate|self.signed|CERT|altnames|SSL|TLS/i.test(`${err.code} ${err.message}`);
+}
+
 export class QtmApi {
   private readonly agent: Agent;
   private socket: TLSSocket | undefined;
@@ -79,8 +93,7 @@ export class QtmApi {
       });
       req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
       req.on('error', (err: NodeJS.ErrnoException) => {
-        const tlsProblem = /certificate|self.signed|CERT|altnames|SSL|TLS/i.test(`${err.code} ${err.message}`);
-        reject(tlsProblem
+        reject(isServerAuthenticationFailure(err)
           ? new QtmError(`server authentication failed: ${err.message}`, 'E_SERVER_AUTH', ExitCode.invalid, 'the server certificate must chain to --trust and name the host')
           : new ServerUnreachableError(`cannot reach ${this.base.origin}: ${err.code ?? err.message}`));
       });
