@@ -107,3 +107,19 @@ test('attack: an undecodable package gives an INVALID report that says so, never
   assert.match(r.stdout, /^INVALID .*garbage-package\.json: no transaction can be named \(the package does not decode\)\n {2}✘ package: /m);
   assert.doesNotMatch(r.stdout, /undefined/);
 });
+
+test('attack: a revocation list with a repeated key or an unknown field is unusable input to qtm verify (exit 2)', (t) => {
+  const dir = tempDir(t);
+  const fp = 'ab'.repeat(32);
+  const cases: [string, string, RegExp][] = [
+    // qtm (last wins) would read the late time and keep a proxy signature valid; a first-wins reader revokes it.
+    ['dup.json', `{"version":1,"revoked":[{"serial":"AB12","issuer":"${fp}","revokedAt":"2020-01-01T00:00:00.000Z","revokedAt":"2099-01-01T00:00:00.000Z"}]}`, /duplicate key "revokedAt" in "revoked\[0\]"/],
+    ['proto.json', `{"version":1,"revoked":[],"__proto__":{"revoked":[]}}`, /unknown field "__proto__"/],
+    ['extra.json', `{"version":1,"revoked":[{"serial":"AB12","issuer":"${fp}","revokedAt":"2020-01-01T00:00:00.000Z","until":"2021-01-01T00:00:00.000Z"}]}`, /unknown field "revoked\[0\]\.until"/],
+  ];
+  for (const [name, text, pattern] of cases) {
+    const r = qtm(['verify', fixture('bundles', 'sample-v2.json'), '--trust', CA, '--revocations', write(dir, name, text)]);
+    assert.equal(r.status, 2, `${name}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^qtm: error: .*${name}: warrant revocation list: ${pattern.source}`), name);
+  }
+});
