@@ -18,7 +18,7 @@
 import { DecodeError } from '../errors.js';
 import { decodeCanonicalBase64, isPemCertificate } from '../protocol/base64.js';
 import { MAX_PEM_CHARS, MAX_PEMS } from '../protocol/messages.js';
-import { checkFields, parseStrictJson } from '../protocol/strict-json.js';
+import { checkFields, parseStrictJson, quoteName } from '../protocol/strict-json.js';
 
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.qtm.proof+json';
 export const BUNDLE_VERSION = 1;
@@ -90,7 +90,7 @@ export function decodeBundle(text: string): ProofBundle {
   if (!isObject(json)) fail('top level must be a JSON object');
   if (json.mediaType !== BUNDLE_MEDIA_TYPE) fail(`mediaType must be "${BUNDLE_MEDIA_TYPE}"`);
   if (json.version !== BUNDLE_VERSION) fail(`unsupported version ${JSON.stringify(json.version)} (this qtm reads ${BUNDLE_VERSION})`);
-  for (const key of Object.keys(json)) if (!KNOWN_KEYS.has(key)) fail(`unknown field "${key}"`);
+  for (const key of Object.keys(json)) if (!KNOWN_KEYS.has(key)) fail(`unknown field ${quoteName(key)}`);
 
   const pkg = base64Field(json.package, 'package', MAX_PACKAGE_BYTES);
   let content: Buffer | undefined;

@@ -109,12 +109,21 @@ export function parseStrictJson(text: string, format: string): unknown {
   }
   const problem = findJsonProblem(text);
   if (problem?.kind === 'duplicate') {
-    throw new DecodeError(format, `duplicate key "${problem.key}" in ${problem.path ? `"${problem.path}"` : 'the top-level object'} (each key may appear once)`);
+    throw new DecodeError(format, `duplicate key ${quoteName(problem.key)} in ${problem.path ? quoteName(problem.path) : 'the top-level object'} (each key may appear once)`);
   }
   if (problem?.kind === 'depth') {
-    throw new DecodeError(format, `nested deeper than ${MAX_JSON_DEPTH} levels at "${problem.path}"`);
+    throw new DecodeError(format, `nested deeper than ${MAX_JSON_DEPTH} levels at ${quoteName(problem.path)}`);
   }
   return value;
+}
+
+/**
+ * A name from the input, for an error message: quoted and escaped as JSON (so a key holding a
+ * line break or a quote stays one readable line), and cut after 80 characters (an attacker's
+ * 100 KB key is not echoed back).
+ */
+export function quoteName(name: string): string {
+  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
 }
 
 export function isJsonObject(v: unknown): v is Record<string, unknown> {
@@ -135,7 +144,7 @@ export function own(obj: Record<string, unknown>, key: string): unknown {
 export function checkFields(format: string, v: unknown, known: readonly string[], path: string): Record<string, unknown> {
   if (!isJsonObject(v)) throw new DecodeError(format, `${path ? `"${path}"` : 'the top level'} must be a JSON object`);
   for (const key of Object.keys(v)) {
-    if (!known.includes(key)) throw new DecodeError(format, `unknown field "${path ? `${path}.${key}` : key}"`);
+    if (!known.includes(key)) throw new DecodeError(format, `unknown field ${quoteName(path ? `${path}.${key}` : key)}`);
   }
   return v;
 }

@@ -72,7 +72,7 @@ test('property: a document with a repeated key is refused, naming the first repe
     const text = write(n, space, esc);
     JSON.parse(text); // valid JSON all the same: only the duplicate is wrong
     assert.deepEqual(findJsonProblem(text), { kind: 'duplicate', ...dup });
-    assert.throws(() => parseStrictJson(text, 'test'), (e: unknown) => e instanceof DecodeError && e.message.includes(`duplicate key "${dup!.key}"`));
+    assert.throws(() => parseStrictJson(text, 'test'), (e: unknown) => e instanceof DecodeError && e.message.includes(`duplicate key ${JSON.stringify(dup!.key)}`));
   }), { numRuns: 3000 });
 });
 
@@ -93,6 +93,12 @@ test('duplicates spelled differently are the same key; nesting past the cap is r
   assert.throws(() => parseStrictJson('['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1), 't'), /nested deeper than 32 levels/);
   const deep = '['.repeat(500_000) + ']'.repeat(500_000); // would overflow any parser recursing per level
   assert.throws(() => parseStrictJson(deep, 't'), /nested deeper/);
+});
+
+test('names from the input are quoted on one line and cut after 80 characters', () => {
+  const long = 'k'.repeat(100_000);
+  assert.throws(() => parseStrictJson(`{"${long}":1,"${long}":2}`, 't'), (e: unknown) => e instanceof DecodeError && e.message.length < 200 && e.message.includes(`"${'k'.repeat(80)}…"`));
+  assert.throws(() => checkFields('t', { 'a\nb': 1 }, [], ''), (e: unknown) => e instanceof DecodeError && e.message === 't: unknown field "a\\nb"');
 });
 
 test('checkFields counts own keys only: prototype names are unknown fields, named with their path', () => {
