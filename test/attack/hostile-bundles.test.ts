@@ -5,9 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fixture, fixtureText, qtm, tempDir } from '../helpers.js';
+import { fixture, fixtureText, qtm, QTM_BIN, ROOT, tempDir } from '../helpers.js';
 
 const CA = fixture('ca', 'ca.pem');
 const sample = fixtureText('bundles', 'sample-v2.json');
@@ -122,4 +123,19 @@ test('attack: a revocation list with a repeated key or an unknown field is unusa
     assert.equal(r.status, 2, `${name}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, new RegExp(`^qtm: error: .*${name}: warrant revocation list: ${pattern.source}`), name);
   }
+});
+
+test('a bug met on one file of a folder run is reported for that file (exit 3); the files after it are still verified', (t) => {
+  const dir = tempDir(t);
+  copyFileSync(fixture('bundles', 'sample-v2.json'), join(dir, 'a.json'));
+  copyFileSync(fixture('bundles', 'sample-v2.json'), join(dir, 'b.json'));
+  // Fault injection: the first certificate signature check throws a plain Error, as a bug would.
+  const inject = 'data:text/javascript,' + encodeURIComponent(
+    'import { X509Certificate } from "node:crypto"; const v = X509Certificate.prototype.verify;'
+    + 'X509Certificate.prototype.verify = function (k) { X509Certificate.prototype.verify = v; throw new Error("injected fault"); };');
+  const r = spawnSync(process.execPath, ['--import', inject, QTM_BIN, 'verify', dir, '--trust', CA, '--json'], { encoding: 'utf8', cwd: ROOT, env: { PATH: process.env.PATH ?? '' } });
+  assert.equal(r.status, 3, r.stderr);
+  const report = JSON.parse(r.stdout) as { summary: Record<string, number>; results: { status: string; error?: string }[] };
+  assert.deepEqual(report.results.map((x) => x.status), ['unusable', 'valid']);
+  assert.match(report.results[0]!.error!, /^internal error: injected fault \(run again with --debug and report the output\)$/);
 });
