@@ -77,7 +77,10 @@ export class QtmApi {
           try {
             json = parseStrictJson(Buffer.concat(chunks).toString('utf8'), 'server answer');
           } catch (err) {
-            return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', `the server answered something that is not strict JSON: ${(err as Error).message}`));
+            // A refusal whose body is not JSON is still a refusal; an answer that is not strict
+            // JSON (a repeated key: which value would be meant?) is malformed like any other.
+            if ((res.statusCode ?? 0) >= 400) return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', 'the server answered something that is not JSON'));
+            return reject(err);
           }
           const status = res.statusCode ?? 0;
           if (status >= 400) {

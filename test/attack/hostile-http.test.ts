@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
-import { Agent, request } from 'node:https';
+import { Agent, createServer as createHttpsServer, request } from 'node:https';
 import { connect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ let dir: string;
 let caPem: string;
 let server: ServerProcess;
 let ttp: ServerProcess;
+let tlsIdentity: ReturnType<typeof issueKeyAndCertificate>;
 
 /** Like startListeningProcess, but under `ulimit -n LIMIT` (the soft file-descriptor limit). */
 async function startUnderFdLimit(limit: number, args: string[]): Promise<ServerProcess> {
@@ -57,8 +58,9 @@ before(async () => {
   const identity = (name: string, role: 'server' | 'signer' | 'ttp', subject: string) => {
     const i = issueKeyAndCertificate(ca, { role, subject });
     writeIdentity(join(dir, name), [i.certificate], i.privateKey, PASS);
+    return i;
   };
-  identity('tls', 'server', 'CN=localhost');
+  tlsIdentity = identity('tls', 'server', 'CN=localhost');
   identity('receipts', 'signer', 'CN=Hostile Shop receipts');
   identity('ttp', 'ttp', 'CN=Hostile TTP');
   identity('ttp-tls', 'server', 'CN=localhost');
@@ -243,3 +245,32 @@ test(`attack: a server that ${how} every connection during the TLS handshake is 
   }
 });
 }
+
+test('attack: a server answer with a repeated key is refused by qtm sign before anything is shown or signed (exit 2)', async () => {
+  // The server's own TLS identity: what a compromised server (or its proxy) could send.
+  const shown = Buffer.from('PAPER-A4 x1 ... 1000.00 EUR\n').toString('base64');
+  const genuine = Buffer.from('PAPER-A4 x1 ... 4.20 EUR\n').toString('base64');
+  const hostile = createHttpsServer({ key: tlsIdentity.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: tlsIdentity.certificate.toString(), minVersion: 'TLSv1.3' }, (req, res) => {
+    req.resume();
+    res.writeHead(201, { 'content-type': 'application/json' });
+    res.end(`{"orderId":"o-1","content":"${shown}","content":"${genuine}"}`);
+  });
+  await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
+  try {
+    const port = (hostile.address() as AddressInfo).port;
+    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [QTM_BIN, 'sign', '--server', `https://localhost:${port}`, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'),
+        '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:1', '--yes', '--json'], { env: { PATH: process.env.PATH ?? '', HOME: dir, QTM_PIN: '123456' } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.once('exit', (status) => resolve({ status, stdout, stderr }));
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^qtm: error: fetch the concept order: server answer: duplicate key "content" in the top-level object/);
+    assert.equal(r.stdout, '');
+  } finally {
+    hostile.close();
+  }
+});
