@@ -85,7 +85,7 @@ function pemList(v: unknown, field: string, required: boolean): string[] {
 }
 
 export function decodeBundle(text: string): ProofBundle {
-  if (text.length > MAX_BUNDLE_BYTES) fail(`over ${MAX_BUNDLE_BYTES} bytes (no genuine bundle is): refused unread`);
+  if (text.length > MAX_BUNDLE_BYTES) fail(`over ${MAX_BUNDLE_BYTES} characters (no genuine bundle is): refused unread`);
   const json = parseStrictJson(text, FORMAT);
   if (!isObject(json)) fail('top level must be a JSON object');
   if (json.mediaType !== BUNDLE_MEDIA_TYPE) fail(`mediaType must be "${BUNDLE_MEDIA_TYPE}"`);
