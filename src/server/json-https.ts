@@ -103,12 +103,22 @@ interface Connection {
  */
 function guardConnections(server: Server, cap: number, idleMs: number, log: (line: Record<string, unknown>) => void): void {
   const open = new Map<Socket, Connection>();
+  // The TLS socket wraps the raw one; both show the client's address and port, which name one
+  // live TCP connection to this server. Requests arrive on the TLS socket.
+  const byPeer = new Map<string, Connection>();
+  const onTls = new WeakMap<TLSSocket, Connection>();
+  const peer = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
   let lastLog = 0;
   const close = (c: Connection) => (c.tls ?? c.raw).destroy();
   server.on('connection', (raw: Socket) => {
     const c: Connection = { raw, busy: 0, used: false, idleSince: Date.now() };
+    const key = peer(raw);
     open.set(raw, c);
-    raw.once('close', () => open.delete(raw));
+    byPeer.set(key, c);
+    raw.once('close', () => {
+      open.delete(raw);
+      if (byPeer.get(key) === c) byPeer.delete(key);
+    });
     if (open.size <= cap) return;
     let victim: Connection | undefined;
     for (const x of open.values()) {
@@ -122,14 +132,14 @@ function guardConnections(server: Server, cap: number, idleMs: number, log: (lin
       log({ time: new Date(now).toISOString(), event: 'connection-cap', open: open.size, cap, closed: victim ? (victim.used ? 'longest idle' : 'idle, never used') : 'the new one: every connection is busy' });
     }
   });
-  // The TLS socket wraps the raw one (node keeps it as _parent); requests arrive on the TLS socket.
-  const entry = (s: TLSSocket) => open.get((s as unknown as { _parent?: Socket })._parent ?? (s as unknown as Socket));
   server.on('secureConnection', (s: TLSSocket) => {
-    const c = entry(s);
-    if (c) c.tls = s;
+    const c = byPeer.get(peer(s));
+    if (!c) return;
+    c.tls = s;
+    onTls.set(s, c);
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const c = entry(req.socket as TLSSocket);
+    const c = onTls.get(req.socket as TLSSocket);
     if (!c) return;
     c.busy++;
     c.used = true;
