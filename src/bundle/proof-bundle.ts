@@ -18,6 +18,9 @@
  * root is never included (the auditor brings it as a trust anchor).
  */
 import { DecodeError } from '../errors.js';
+import { decodeCanonicalBase64, isPemCertificate } from '../protocol/base64.js';
+import { MAX_PEM_CHARS, MAX_PEMS } from '../protocol/messages.js';
+import { checkFields, parseStrictJson, quoteName } from '../protocol/strict-json.js';
 
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.qtm.proof+json';
 export const BUNDLE_VERSION = 1;
@@ -34,9 +37,19 @@ export interface ProofBundle {
 }
 
 const FORMAT = 'proof bundle';
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const PEM_CERT = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/;
+/**
+ * The largest bundle file read at all (docs/FORMATS.md, "Size caps"): the content is at most
+ * 64 KiB (88 KiB in base64), the package 4 KiB, the card record 64 bytes, and each of the four
+ * certificate lists at most 8 PEM certificates of at most 8 KiB: about 360 KiB with the JSON
+ * around them. A larger file is refused before it is parsed.
+ */
+export const MAX_BUNDLE_BYTES = 512 * 1024;
+const MAX_CONTENT_BYTES = 65536;
+const MAX_PACKAGE_BYTES = 4096;
+const MAX_CARD_RECORD_BYTES = 64;
 const KNOWN_KEYS = new Set(['mediaType', 'version', 'package', 'content', 'certificates', 'cardRecord', 'warrants', 'attestation']);
+/** An RSA-8192 signature is 1024 bytes; nothing real is longer. */
+const MAX_ATTESTATION_BYTES = 1024;
 
 export function encodeBundle(b: ProofBundle): string {
   const json: Record<string, unknown> = {
@@ -60,41 +73,42 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function base64Field(v: unknown, field: string): Buffer {
-  if (typeof v !== 'string' || !BASE64.test(v)) fail(`${field} must be a base64 string`);
-  return Buffer.from(v, 'base64');
+/** Base64 of at most `maxBytes`, checked linearly; the length cap before any decoding. */
+function base64Field(v: unknown, field: string, maxBytes: number): Buffer {
+  if (typeof v !== 'string') fail(`${field} must be a base64 string`);
+  if (v.length > 4 * Math.ceil(maxBytes / 3)) fail(`${field} is longer than ${maxBytes} bytes`);
+  return decodeCanonicalBase64(v) ?? fail(`${field} must be a base64 string`);
 }
 
 function pemList(v: unknown, field: string, required: boolean): string[] {
   if (!Array.isArray(v) || (required && v.length === 0)) fail(`${field} must be a non-empty list of PEM certificates`);
+  if (v.length > MAX_PEMS) fail(`${field} holds ${v.length} certificates, at most ${MAX_PEMS} are read`);
   return v.map((pem, i) => {
-    if (typeof pem !== 'string' || !PEM_CERT.test(pem)) fail(`${field}[${i}] is not a PEM certificate`);
+    if (typeof pem !== 'string' || pem.length > MAX_PEM_CHARS || !isPemCertificate(pem)) fail(`${field}[${i}] is not a PEM certificate of at most ${MAX_PEM_CHARS} characters`);
     return pem;
   });
 }
 
 export function decodeBundle(text: string): ProofBundle {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    fail('not JSON');
-  }
+  if (text.length > MAX_BUNDLE_BYTES) fail(`over ${MAX_BUNDLE_BYTES} characters (no genuine bundle is): refused unread`);
+  const json = parseStrictJson(text, FORMAT);
   if (!isObject(json)) fail('top level must be a JSON object');
   if (json.mediaType !== BUNDLE_MEDIA_TYPE) fail(`mediaType must be "${BUNDLE_MEDIA_TYPE}"`);
   if (json.version !== BUNDLE_VERSION) fail(`unsupported version ${JSON.stringify(json.version)} (this qtm reads ${BUNDLE_VERSION})`);
-  for (const key of Object.keys(json)) if (!KNOWN_KEYS.has(key)) fail(`unknown field "${key}"`);
+  for (const key of Object.keys(json)) if (!KNOWN_KEYS.has(key)) fail(`unknown field ${quoteName(key)}`);
 
-  const pkg = base64Field(json.package, 'package');
+  const pkg = base64Field(json.package, 'package', MAX_PACKAGE_BYTES);
   let content: Buffer | undefined;
   if (json.content !== undefined) {
     if (!isObject(json.content) || json.content.mediaType !== CONTENT_MEDIA_TYPE) {
       fail(`content.mediaType must be "${CONTENT_MEDIA_TYPE}"`);
     }
-    content = base64Field(json.content.base64, 'content.base64');
+    checkFields(FORMAT, json.content, ['mediaType', 'base64'], 'content');
+    content = base64Field(json.content.base64, 'content.base64', MAX_CONTENT_BYTES);
   }
   const certs = json.certificates;
   if (!isObject(certs)) fail('certificates must be an object with server, partyA and partyB');
+  checkFields(FORMAT, certs, ['server', 'partyA', 'partyB'], 'certificates');
   const bundle: ProofBundle = {
     package: pkg,
     ...(content ? { content } : {}),
@@ -103,9 +117,9 @@ export function decodeBundle(text: string): ProofBundle {
       partyA: pemList(certs.partyA, 'certificates.partyA', true),
       partyB: pemList(certs.partyB, 'certificates.partyB', true),
     },
-    ...(json.cardRecord !== undefined ? { cardRecord: base64Field(json.cardRecord, 'cardRecord') } : {}),
+    ...(json.cardRecord !== undefined ? { cardRecord: base64Field(json.cardRecord, 'cardRecord', MAX_CARD_RECORD_BYTES) } : {}),
     ...(json.warrants !== undefined ? { warrants: pemList(json.warrants, 'warrants', false) } : {}),
-    ...(json.attestation !== undefined ? { attestation: base64Field(json.attestation, 'attestation') } : {}),
+    ...(json.attestation !== undefined ? { attestation: base64Field(json.attestation, 'attestation', MAX_ATTESTATION_BYTES) } : {}),
   };
   return bundle;
 }

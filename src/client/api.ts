@@ -6,6 +6,7 @@
 import { Agent, request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { QtmError, ExitCode } from '../errors.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../server/client-auth.js';
 
 export class ServerError extends QtmError {
@@ -22,6 +23,20 @@ export class ServerUnreachableError extends QtmError {
   constructor(message: string) {
     super(message, 'E_UNREACHABLE', ExitCode.usage, 'check --server and that `qtm server start` is running');
   }
+}
+
+/**
+ * Connection failures that say nothing about the server's certificate: the connection was
+ * refused, reset or dropped (a server at its connection cap or file-descriptor limit closes the
+ * socket during the TLS handshake, which node words as "socket disconnected before secure TLS
+ * connection was established"). These are "unreachable", never a trust failure.
+ */
+const TRANSPORT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'ERR_SOCKET_CLOSED']);
+
+/** A failure of the server's authentication: its certificate chain, name or TLS parameters. */
+export function isServerAuthenticationFailure(err: NodeJS.ErrnoException): boolean {
+  if (err.code && TRANSPORT_CODES.has(err.code)) return false;
+  return /certificate|self.signed|CERT|altnames|SSL|TLS/i.test(`${err.code} ${err.message}`);
 }
 
 export class QtmApi {
@@ -60,9 +75,12 @@ export class QtmApi {
         res.on('end', () => {
           let json: unknown;
           try {
-            json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', 'the server answered something that is not JSON'));
+            json = parseStrictJson(Buffer.concat(chunks).toString('utf8'), 'server answer');
+          } catch (err) {
+            // A refusal whose body is not JSON is still a refusal; an answer that is not strict
+            // JSON (a repeated key: which value would be meant?) is malformed like any other.
+            if ((res.statusCode ?? 0) >= 400) return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', 'the server answered something that is not JSON'));
+            return reject(err);
           }
           const status = res.statusCode ?? 0;
           if (status >= 400) {
@@ -78,8 +96,7 @@ export class QtmApi {
       });
       req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
       req.on('error', (err: NodeJS.ErrnoException) => {
-        const tlsProblem = /certificate|self.signed|CERT|altnames|SSL|TLS/i.test(`${err.code} ${err.message}`);
-        reject(tlsProblem
+        reject(isServerAuthenticationFailure(err)
           ? new QtmError(`server authentication failed: ${err.message}`, 'E_SERVER_AUTH', ExitCode.invalid, 'the server certificate must chain to --trust and name the host')
           : new ServerUnreachableError(`cannot reach ${this.base.origin}: ${err.code ?? err.message}`));
       });

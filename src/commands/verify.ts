@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { examples, parseTime } from '../cli/options.js';
-import { out, Progress } from '../cli/output.js';
+import { diag, out, Progress } from '../cli/output.js';
+import { debugEnabled, INTERNAL_ERROR_EXIT } from '../cli/run.js';
+import { MAX_BUNDLE_BYTES } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
 import { collectBundleFiles } from '../verify/collect.js';
 import { Revocations } from '../warrant/revocations.js';
@@ -24,7 +26,11 @@ function printReport(r: FileResult, many: boolean): void {
   }
   const head = r.status === 'valid' ? c.green('VALID') : c.red('INVALID');
   const legacy = r.legacy ? c.yellow(' [legacy v1 profile]') : '';
-  out.line(`${head} ${r.file}: transaction ${r.transactionId} at ${r.time} on server ${short(r.serverId)}${legacy}`);
+  // Without a decodable package there is no transaction to name: say so rather than "undefined".
+  const what = r.transactionId !== undefined
+    ? `transaction ${r.transactionId} at ${r.time ?? '?'} on server ${short(r.serverId)}`
+    : 'no transaction can be named (the package does not decode)';
+  out.line(`${head} ${r.file}: ${what}${legacy}`);
   if (r.status === 'invalid') {
     for (const f of r.failures) out.line(`  ${c.red('✘')} ${f.name}: ${f.detail}`);
     return;
@@ -53,7 +59,10 @@ export function verifyCommand(): Command {
     .option('--revocations <file>', 'revoked warrants (a server\'s warrants/revocations.json): proxy signatures made after a revocation fail')
     .option('--json', 'print results as JSON')
     .addHelpText('after', `
-Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle).
+Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle),
+3 internal error on some file (every other file is still checked and reported).
+A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no genuine bundle is that large
+(content at most 64 KiB, at most 8 certificates of 8 KiB per list; docs/FORMATS.md "Size caps").
 ` + examples(
       'qtm verify receipt.json --trust ca.pem',
       'qtm verify archive/ --trust ca.pem --json > report.json',
@@ -76,8 +85,17 @@ Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unread
       const progress = new Progress(files.length, 'verifying');
       const results: FileResult[] = [];
       const many = files.length > 1;
+      let internal = 0;
       for (const file of files) {
-        const r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}) });
+        let r: FileResult;
+        try {
+          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}) });
+        } catch (err) {
+          // A bug met on one file must not hide the verdicts on the others: report it, go on, exit 3.
+          internal++;
+          if (debugEnabled()) diag.line((err as Error)?.stack ?? String(err));
+          r = { file, status: 'unusable', error: `internal error: ${(err as Error)?.message ?? String(err)} (run again with --debug and report the output)` };
+        }
         results.push(r);
         progress.tick(results.length);
         if (!o.json) {
@@ -92,6 +110,6 @@ Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unread
       } else if (many || summary.total > 1) {
         out.line(`${summary.total} bundles: ${summary.valid} valid, ${summary.invalid} invalid, ${summary.unusable} unusable${summary.legacy ? `, ${summary.legacy} legacy v1` : ''}`);
       }
-      process.exitCode = exitCodeFor(summary);
+      process.exitCode = internal > 0 ? INTERNAL_ERROR_EXIT : exitCodeFor(summary);
     });
 }

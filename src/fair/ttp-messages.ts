@@ -9,6 +9,7 @@
 import { X509Certificate } from 'node:crypto';
 import { decode, type Spec } from '../protocol/messages.js';
 import { DecodeError } from '../errors.js';
+import { isJsonObject, own } from '../protocol/strict-json.js';
 import type { Exchange, TtpAnswer, TtpRequest } from './ttp.js';
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
@@ -80,8 +81,9 @@ const ANSWERS: Record<string, Spec> = {
 };
 
 export function decodeTtpAnswer(json: unknown): Exclude<TtpAnswer, { outcome: 'refused' }> {
-  const outcome = (json as { outcome?: unknown } | null)?.outcome;
-  const spec = typeof outcome === 'string' ? ANSWERS[outcome] : undefined;
+  const outcome = isJsonObject(json) ? own(json, 'outcome') : undefined;
+  // Own properties only: "constructor" or "toString" is no outcome.
+  const spec = typeof outcome === 'string' && Object.hasOwn(ANSWERS, outcome) ? ANSWERS[outcome] : undefined;
   if (!spec) throw new DecodeError('TTP answer', 'outcome must be "x", "y" or "aborted"');
   const m = decode<Record<string, Buffer>>('TTP answer', json, spec);
   if (outcome === 'x') return { outcome, x: m.x! };

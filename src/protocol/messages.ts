@@ -5,23 +5,32 @@
  * a DecodeError, which the server answers with 400 and the client reports as a protocol error.
  */
 import { DecodeError } from '../errors.js';
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+import { decodeCanonicalBase64, isPemCertificate } from './base64.js';
+import { checkFields, own } from './strict-json.js';
 
 type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items' | 'bool';
 export type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
 
-/** Strict decoding of a flat JSON object against a field spec; shared by every JSON message. */
-export function decode<T>(format: string, input: unknown, spec: Spec): T {
+/** Longest PEM certificate accepted in a message or bundle (an RSA-4096 one is about 2 KB). */
+export const MAX_PEM_CHARS = 8192;
+/** Most certificates in one list: a leaf and its intermediates (chains are at most 8 deep). */
+export const MAX_PEMS = 8;
+
+/**
+ * Strict decoding of a JSON object against a field spec; shared by every JSON message. The spec
+ * is read through its own properties only and the object's keys are checked with
+ * `checkFields` (strict-json.ts), so "constructor" or "__proto__" is an unknown field like any
+ * other. `path` names the object inside its message ("items[0]"), for errors.
+ */
+export function decode<T>(format: string, input: unknown, spec: Spec, path = ''): T {
   const fail = (m: string): never => {
     throw new DecodeError(format, m);
   };
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('must be a JSON object');
-  const obj = input as Record<string, unknown>;
-  for (const k of Object.keys(obj)) if (!(k in spec)) fail(`unknown field "${k}"`);
+  const obj = checkFields(format, input, Object.keys(spec), path);
   const out: Record<string, unknown> = {};
-  for (const [name, f] of Object.entries(spec)) {
-    const v = obj[name];
+  for (const [key, f] of Object.entries(spec)) {
+    const name = path ? `${path}.${key}` : key;
+    const v = own(obj, key);
     if (v === undefined) {
       if (!f.optional) fail(`missing field "${name}"`);
       continue;
@@ -29,33 +38,38 @@ export function decode<T>(format: string, input: unknown, spec: Spec): T {
     switch (f.kind) {
       case 'string':
         if (typeof v !== 'string' || v.length === 0 || v.length > (f.max ?? 200)) fail(`"${name}" must be a string of 1..${f.max ?? 200} characters`);
-        out[name] = v;
+        out[key] = v;
         break;
       case 'b64': {
-        if (typeof v !== 'string' || !BASE64.test(v)) fail(`"${name}" must be base64`);
-        const b = Buffer.from(v as string, 'base64');
+        const maxBytes = f.length ?? f.max;
+        // The length cap comes before any decoding, so an oversized field costs nothing.
+        if (typeof v !== 'string' || (maxBytes !== undefined && v.length > 4 * Math.ceil(maxBytes / 3))) {
+          fail(`"${name}" must be base64 of ${f.length !== undefined ? `${f.length}` : `at most ${f.max}`} bytes`);
+        }
+        const b = decodeCanonicalBase64(v as string) ?? fail(`"${name}" must be base64`);
         if (f.length !== undefined && b.length !== f.length) fail(`"${name}" must be ${f.length} bytes, got ${b.length}`);
         if (f.max !== undefined && b.length > f.max) fail(`"${name}" longer than ${f.max} bytes`);
-        out[name] = b;
+        out[key] = b;
         break;
       }
       case 'int':
         if (!Number.isInteger(v) || (v as number) < (f.min ?? 0) || (v as number) > (f.max ?? 0xffffffff)) fail(`"${name}" must be a whole number in ${f.min ?? 0}..${f.max ?? 0xffffffff}`);
-        out[name] = v;
+        out[key] = v;
         break;
       case 'pems':
-        if (!Array.isArray(v) || v.length === 0 || v.length > 8 || v.some((p) => typeof p !== 'string' || !p.startsWith('-----BEGIN CERTIFICATE-----'))) {
-          fail(`"${name}" must be a list of 1..8 PEM certificates`);
+        if (!Array.isArray(v) || v.length === 0 || v.length > MAX_PEMS
+          || v.some((p) => typeof p !== 'string' || p.length > MAX_PEM_CHARS || !isPemCertificate(p))) {
+          fail(`"${name}" must be a list of 1..${MAX_PEMS} PEM certificates`);
         }
-        out[name] = v;
+        out[key] = v;
         break;
       case 'bool':
         if (typeof v !== 'boolean') fail(`"${name}" must be true or false`);
-        out[name] = v;
+        out[key] = v;
         break;
       case 'items':
         if (!Array.isArray(v) || v.length === 0 || v.length > 50) fail(`"${name}" must be a list of 1..50 items`);
-        out[name] = (v as unknown[]).map((it, i) => decode<OrderItem>(`${format} ${name}[${i}]`, it, { sku: { kind: 'string', max: 40 }, quantity: { kind: 'int', min: 1, max: 999 } }));
+        out[key] = (v as unknown[]).map((it, i) => decode<OrderItem>(format, it, { sku: { kind: 'string', max: 40 }, quantity: { kind: 'int', min: 1, max: 999 } }, `${name}[${i}]`));
         break;
     }
   }

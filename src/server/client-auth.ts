@@ -8,7 +8,7 @@
 import { verify, type X509Certificate } from 'node:crypto';
 import { AUTH_PREFIX } from '../card/app-spec.js';
 import { OID } from '../crypto/oids.js';
-import { RefusedError } from '../errors.js';
+import { DecodeError, RefusedError } from '../errors.js';
 import { parsedCertificate } from '../verify/cert-cache.js';
 import { validateChain } from '../verify/chain.js';
 import { PROFILES, type Profile } from '../protocol/profile.js';
@@ -36,7 +36,14 @@ export function verifyCardAuthentication(opts: {
   trustAnchors: readonly X509Certificate[];
   now: Date;
 }): ClientIdentity {
-  const certs = opts.certificates.map((p) => parsedCertificate(p).certificate);
+  const certs = opts.certificates.map((p, i) => {
+    try {
+      return parsedCertificate(p).certificate;
+    } catch {
+      // A malformed request (400), not a server failure.
+      throw new DecodeError('auth response', `certificates[${i}] is not an X.509 certificate (its PEM does not parse)`);
+    }
+  });
   const leaf = certs[0]!;
   const chain = validateChain(leaf, certs.slice(1), opts.trustAnchors, opts.now);
   if (!chain.ok) throw new RefusedError(`client certificate refused: ${chain.reason}`, undefined, 'E_CLIENT_CERT');

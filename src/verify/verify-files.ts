@@ -2,8 +2,8 @@
  * Verifying bundle files: read, decode, verify; one result per file. A file that cannot be
  * read or decoded is "unusable" (exit 2) rather than "invalid" (exit 1).
  */
-import { readFileSync } from 'node:fs';
-import { decodeBundle } from '../bundle/proof-bundle.js';
+import { readFileSync, statSync } from 'node:fs';
+import { decodeBundle, MAX_BUNDLE_BYTES } from '../bundle/proof-bundle.js';
 import { QtmError } from '../errors.js';
 import { verifyBundle, type VerificationReport, type VerifyOptions } from './verify-bundle.js';
 
@@ -14,6 +14,9 @@ export type FileResult =
 export function verifyFile(file: string, options: VerifyOptions): FileResult {
   let text: string;
   try {
+    // The cap comes before reading: a huge file costs one stat, not its parsing.
+    const size = statSync(file).size;
+    if (size > MAX_BUNDLE_BYTES) return { file, status: 'unusable', error: `proof bundle: ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
     text = readFileSync(file, 'utf8');
   } catch (err) {
     return { file, status: 'unusable', error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };

@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { DecodeError, InputError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { checkFields, isJsonObject, parseStrictJson } from '../protocol/strict-json.js';
 
 export interface Revocation {
   readonly serial: string;
@@ -42,17 +43,14 @@ export class Revocations {
   }
 
   static decode(text: string): Revocations {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      fail('not JSON');
-    }
-    const o = json as Record<string, unknown>;
-    if (typeof o !== 'object' || o === null || o.version !== 1 || !Array.isArray(o.revoked)) fail('expected {"version":1,"revoked":[...]}');
-    return new Revocations(o.revoked.map((e: unknown, i: number) => {
-      const r = e as Record<string, unknown>;
-      if (typeof r !== 'object' || r === null) fail(`revoked[${i}] must be an object`);
+    // Strict like every qtm input: a repeated key (a reader keeping the first would see another
+    // serial or time) and a field the format does not name are refused.
+    const json = parseStrictJson(text, FORMAT);
+    if (!isJsonObject(json) || json.version !== 1 || !Array.isArray(json.revoked)) fail('expected {"version":1,"revoked":[...]}');
+    const o = checkFields(FORMAT, json, ['version', 'revoked'], '');
+    return new Revocations((o.revoked as unknown[]).map((e: unknown, i: number) => {
+      if (!isJsonObject(e)) fail(`revoked[${i}] must be an object`);
+      const r = checkFields(FORMAT, e, ['serial', 'issuer', 'revokedAt', 'reason'], `revoked[${i}]`);
       if (typeof r.serial !== 'string' || !/^[0-9A-F]+$/.test(r.serial)) fail(`revoked[${i}].serial must be upper-case hex`);
       if (typeof r.issuer !== 'string' || !/^[0-9a-f]{64}$/.test(r.issuer)) fail(`revoked[${i}].issuer must be a SHA-256 key fingerprint`);
       if (typeof r.revokedAt !== 'string' || Number.isNaN(Date.parse(r.revokedAt))) fail(`revoked[${i}].revokedAt must be an ISO 8601 time`);
