@@ -9,6 +9,9 @@ import { openSam } from '../sam/sam.js';
 import { loadCatalogue } from '../server/catalogue.js';
 import { startServer } from '../server/run-server.js';
 import { auditStore } from '../server/audit.js';
+import { attestProxyBundle } from '../server/attest.js';
+import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { LogStore } from '../store/log-store.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
@@ -122,6 +125,35 @@ manager covers is refused (HTTP 403 naming both).
       });
       await running.close();
       diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'stopped' }));
+    });
+
+  server.command('attest')
+    .description('attest, from the store, a package version 2 proof signed by proxy (its signature does not bind the warrant)')
+    .argument('<bundle>', 'the proof bundle (.json) to attest')
+    .requiredOption('--store <dir>', 'the transaction store of the server that signed it')
+    .requiredOption('--signer <prefix>', 'the receipt-signing identity (key passphrase from QTM_KEY_PASSPHRASE)')
+    .option('--out <file>', 'write the attested bundle here (default: stdout)')
+    .addHelpText('after', `
+Refuses (exit 1) unless the store holds this exact package, signed under this exact warrant.
+Reads the store without locking it, so it can run beside the server.
+` + examples('qtm server attest old-proxy-receipt.json --store ./store --signer keys/receipts --out attested.json'))
+    .action(async (file: string, o: { store: string; signer: string; out?: string }) => {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        throw new InputError(`cannot read ${file}`);
+      }
+      const bundle = decodeBundle(text);
+      const signer = readIdentity(o.signer, await readSecret(KEY_PASSPHRASE));
+      const store = LogStore.open(o.store, { readOnly: true });
+      try {
+        const attested = encodeBundle(attestProxyBundle(store, bundle, signer));
+        if (o.out) writeFileAtomic(o.out, attested);
+        else out.line(attested.trimEnd());
+      } finally {
+        await store.close();
+      }
     });
 
   server.command('audit')
