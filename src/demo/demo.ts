@@ -31,7 +31,7 @@ import { StepError } from '../client/transaction.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { issueWarrant } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
-import { runCheat, startDemoTtp, type Cheat } from './fair-demo.js';
+import { runCheat, startDemoTtp, type Cheat, type CheatSwitch } from './fair-demo.js';
 
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
@@ -95,7 +95,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
     const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell) : undefined;
 
-    const ttp = o.fair || o.cheat ? await startDemoTtp(dir, ca) : undefined;
+    // Only the demo's --cheat passes a cheating-party switch to the server.
+    const cheatSwitch: CheatSwitch | undefined = o.cheat ? {} : undefined;
+    const ttp = o.fair || o.cheat ? await startDemoTtp(dir, ca, cheatSwitch) : undefined;
     if (ttp) {
       cleanups.push(() => ttp.close());
       tell(`Trusted third party listening on ${ttp.running.url.replace('127.0.0.1', 'localhost')}: an RSA-3072 escrow key, consulted only if the exchange goes wrong (claims 12-14).`);
@@ -145,7 +147,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const archive = await Archive.open(join(dir, 'archive'));
     const order = { items: [{ sku: 'PAPER-A4', quantity: 2 }, { sku: 'PEN-BLUE', quantity: 1 }] };
     if (o.cheat) {
-      const c = await runCheat(o.cheat, { service: server.service, store: server.store, transaction: { api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
+      const c = await runCheat(o.cheat, { service: server.service, store: server.store, cheatSwitch: cheatSwitch!, transaction: { api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
       c.story.forEach(tell);
       const fair = c.clientHasX === c.serverHasY;
       return { story, valid: fair, transactionId: c.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, fairness: { cheat: o.cheat, clientHasX: c.clientHasX, serverHasY: c.serverHasY, fair } };

@@ -6,14 +6,19 @@ import { randomBytes, type X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { issueKeyAndCertificate, type OpenCa } from '../pki/ca.js';
 import { startTtp, TtpClient, type RunningTtp } from '../fair/ttp-server.js';
-import type { FairOptions, QtmService } from '../server/qtm-service.js';
+import type { FairOptions, QtmService, ServerCheat } from '../server/qtm-service.js';
 import type { TransactionStore } from '../store/types.js';
 import { runTransaction, StepError, type TransactionInput } from '../client/transaction.js';
 import { FairAbortedError } from '../client/fair-exchange.js';
 
 export type Cheat = 'server' | 'client';
 
-export async function startDemoTtp(dir: string, ca: OpenCa): Promise<{ running: RunningTtp; fair: FairOptions; close(): Promise<void> }> {
+/** The demo's server takes its cheat from here (`cheat` in FairOptions): honest until runCheat sets it. */
+export interface CheatSwitch {
+  current?: ServerCheat;
+}
+
+export async function startDemoTtp(dir: string, ca: OpenCa, cheat?: CheatSwitch): Promise<{ running: RunningTtp; fair: FairOptions; close(): Promise<void> }> {
   const identity = (role: 'ttp' | 'server', subject: string) => {
     const i = issueKeyAndCertificate(ca, { role, subject });
     return { privateKey: i.privateKey, certificates: [i.certificate] };
@@ -24,7 +29,7 @@ export async function startDemoTtp(dir: string, ca: OpenCa): Promise<{ running: 
   const client = new TtpClient(url, ca.certificate.toString());
   return {
     running,
-    fair: { ttp: { url, certificates: escrowKey.certificates as X509Certificate[], request: (e, r) => client.request(e, r) }, deadlineSeconds: 300 },
+    fair: { ttp: { url, certificates: escrowKey.certificates as X509Certificate[], request: (e, r) => client.request(e, r) }, deadlineSeconds: 300, ...(cheat ? { cheat: () => cheat.current } : {}) },
     async close() {
       client.close();
       await running.close();
@@ -33,14 +38,10 @@ export async function startDemoTtp(dir: string, ca: OpenCa): Promise<{ running: 
 }
 
 /** The server cheats: an escrow of nothing, and garbage where X should be (blocks 303, 308). */
-function makeServerCheat(service: QtmService): void {
-  const s = service as unknown as Record<string, unknown>;
-  const honest = Object.getPrototypeOf(service).makeEscrowOfX as (header: Buffer, deadline: number) => { escrowX: string };
-  s.makeEscrowOfX = function (this: unknown, header: Buffer, deadline: number) {
-    return { ...honest.call(this, header, deadline), escrowX: randomBytes(384).toString('base64') };
-  };
-  s.releaseX = () => randomBytes(256);
-}
+export const BOGUS_SERVER: ServerCheat = {
+  escrowOfX: () => randomBytes(384),
+  releaseX: () => randomBytes(256),
+};
 
 export interface CheatOutcome {
   readonly story: string[];
@@ -49,11 +50,11 @@ export interface CheatOutcome {
   readonly transactionId: number;
 }
 
-export async function runCheat(cheat: Cheat, o: { service: QtmService; store: TransactionStore; transaction: Omit<TransactionInput, 'fair'> }): Promise<CheatOutcome> {
+export async function runCheat(cheat: Cheat, o: { service: QtmService; store: TransactionStore; cheatSwitch: CheatSwitch; transaction: Omit<TransactionInput, 'fair'> }): Promise<CheatOutcome> {
   const id = o.store.lastTransactionId() + 1;
   const story: string[] = [];
   if (cheat === 'server') {
-    makeServerCheat(o.service);
+    o.cheatSwitch.current = BOGUS_SERVER;
     story.push('The server CHEATS: its escrow of X is random bytes, and where X should come it sends garbage.');
     let clientHasX = false;
     try {
