@@ -12,7 +12,7 @@ import { profileByVersion } from '../protocol/profile.js';
 import { decodeHeader } from '../protocol/qtm-package.js';
 import { transactionLabel } from '../fair/label.js';
 import { makeVerifiableEscrow } from '../fair/verifiable-escrow.js';
-import type { Exchange, TtpAnswer, TtpRequest } from '../fair/ttp.js';
+import { verifyAbortToken, type Exchange, type TtpAnswer, type TtpRequest } from '../fair/ttp.js';
 import { validateChain } from '../verify/chain.js';
 import { QtmError, RefusedError } from '../errors.js';
 import { ServerError, type QtmApi } from './api.js';
@@ -87,7 +87,12 @@ export async function exchangeSignatures(e: SignatureExchange): Promise<{ x: Buf
     cardCertificates: [e.cardCertificate],
   };
   const answer = await e.ttp.request(exchange, { kind: 'resolve-client', y: e.y, escrowX: e.offer.escrowX });
+  // Every TTP answer is checked and applied: a valid X ends the exchange for the client; a valid
+  // abort token ends it without signatures (the client then never sends Y); anything else is no answer.
   if (answer.outcome === 'x' && verifyBytes(profile, serverKey, header, answer.x)) return { x: answer.x, via: 'ttp' };
-  if (answer.outcome === 'aborted') throw new FairAbortedError(answer.token, x ? 'the server sent a wrong X and its escrow of X was bogus' : 'X never came and the server\'s escrow of X was bogus or the server had aborted');
+  if (answer.outcome === 'aborted' && verifyAbortToken(e.offer.ttpCertificates[0]!.publicKey, e.offer.label, answer.token)) {
+    throw new FairAbortedError(answer.token, x ? 'the server sent a wrong X and its escrow of X was bogus' : 'X never came and the server\'s escrow of X was bogus or the server had aborted');
+  }
+  if (answer.outcome === 'aborted' || answer.outcome === 'x') throw new RefusedError(`the TTP's answer does not verify (${answer.outcome === 'x' ? 'X is not the server\'s signature' : 'the abort token is not the TTP\'s'}): the exchange is not settled; resolve again`);
   throw new RefusedError(`the TTP did not resolve the exchange: ${answer.outcome === 'refused' ? answer.reason : answer.outcome}`);
 }

@@ -1,6 +1,6 @@
 /**
- * `qtm demo --fair [--cheat server|client]`: a TTP on loopback, and the two ways a party can
- * cheat, each ending with who holds which signature.
+ * `qtm demo --fair [--cheat server|client] [--lose MESSAGE]`: a TTP on loopback, the ways a party
+ * can cheat, and the messages an honest exchange can lose, each ending with who holds which signature.
  */
 import { randomBytes, type X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
@@ -10,6 +10,12 @@ import type { FairOptions, QtmService, ServerCheat } from '../server/qtm-service
 import type { TransactionStore } from '../store/types.js';
 import { runTransaction, StepError, type TransactionInput } from '../client/transaction.js';
 import { FairAbortedError } from '../client/fair-exchange.js';
+import { fetchReceipts } from '../client/fetch-receipts.js';
+import { verifyBytes } from '../crypto/keys.js';
+import { certificatesFromPemBundle } from '../crypto/x509.js';
+import { profileByVersion } from '../protocol/profile.js';
+import { decodeHeader } from '../protocol/qtm-package.js';
+import { LossyApi, type LostMessage } from './lossy-api.js';
 
 export type Cheat = 'server' | 'client';
 
@@ -18,7 +24,7 @@ export interface CheatSwitch {
   current?: ServerCheat;
 }
 
-export async function startDemoTtp(dir: string, ca: OpenCa, cheat?: CheatSwitch): Promise<{ running: RunningTtp; fair: FairOptions; close(): Promise<void> }> {
+export async function startDemoTtp(dir: string, ca: OpenCa, cheat?: CheatSwitch, deadlineSeconds = 300): Promise<{ running: RunningTtp; fair: FairOptions; close(): Promise<void> }> {
   const identity = (role: 'ttp' | 'server', subject: string) => {
     const i = issueKeyAndCertificate(ca, { role, subject });
     return { privateKey: i.privateKey, certificates: [i.certificate] };
@@ -29,7 +35,7 @@ export async function startDemoTtp(dir: string, ca: OpenCa, cheat?: CheatSwitch)
   const client = new TtpClient(url, ca.certificate.toString());
   return {
     running,
-    fair: { ttp: { url, certificates: escrowKey.certificates as X509Certificate[], request: (e, r) => client.request(e, r) }, deadlineSeconds: 300, ...(cheat ? { cheat: () => cheat.current } : {}) },
+    fair: { ttp: { url, certificates: escrowKey.certificates as X509Certificate[], request: (e, r) => client.request(e, r) }, deadlineSeconds, ...(cheat ? { cheat: () => cheat.current } : {}) },
     async close() {
       client.close();
       await running.close();
@@ -84,4 +90,69 @@ export async function runCheat(cheat: Cheat, o: { service: QtmService; store: Tr
   const serverHasY = o.store.get(id)?.confirmed !== undefined;
   story.push(`the TTP ${outcome === 'resolved' ? 'extracted Y from the verifiable escrow (one of its 128 unopened halves), and the server signed the receipt with it' : `answered ${outcome}`}. Both sides hold both signatures: fair. The receipt reaches the card when the client returns (qtm receipts fetch).`);
   return { story, clientHasX: true, serverHasY, transactionId: id };
+}
+
+export interface LossOutcome {
+  readonly story: string[];
+  readonly holds: { readonly server: { readonly y: boolean }; readonly client: { readonly x: boolean } };
+  readonly fair: boolean;
+  readonly transactionId: number;
+}
+
+const LOSS_STORY: Record<LostMessage, string> = {
+  'first-message': 'The server\'s first message (the pre-QTM package and its escrow of X) is LOST on its way to the client: the card signs nothing.',
+  'escrow-y': 'The client\'s verifiable escrow of Y is LOST on its way to the server.',
+  x: 'The server checked the escrow of Y and released X, but X is LOST on its way to the client.',
+  y: 'The client holds X; the first message, carrying Y, is LOST on its way to the server.',
+};
+
+/** Whether the server holds a Y that verifies with the card's key for this transaction. */
+export function serverHoldsY(store: TransactionStore, transactionId: number): boolean {
+  const rec = store.get(transactionId);
+  if (!rec?.confirmed) return false;
+  const header = Buffer.from(rec.prepared.header, 'base64');
+  const card = certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate')[0]!;
+  const profile = profileByVersion(decodeHeader(header).version)!;
+  return verifyBytes(profile, card.publicKey, header, Buffer.from(rec.confirmed.firstMessage.signatureB, 'base64'));
+}
+
+/**
+ * `qtm demo --fair --lose MESSAGE`: both parties honest, one message of the exchange lost. The
+ * client does what the protocol says (resolve at the TTP when X does not come), the server's
+ * sweeper settles at the deadline, and the client comes back for its receipt.
+ */
+export async function runLoss(lose: LostMessage, o: { url: string; trustPem: string; store: TransactionStore; deadlineSeconds: number; transaction: Omit<TransactionInput, 'fair' | 'api' | 'ttp'> }): Promise<LossOutcome> {
+  const story = [LOSS_STORY[lose]];
+  const api = new LossyApi(o.url, o.trustPem, lose);
+  const holdings = api.holdings;
+  try {
+    const r = await runTransaction({ ...o.transaction, api, fair: true, ttp: (url) => holdings.watchTtp(new TtpClient(url, o.trustPem)) });
+    story.push(`The transaction completed anyway (X came from the ${r.fair?.xFrom === 'ttp' ? 'TTP' : 'server'}).`);
+  } catch (err) {
+    const cause = err instanceof StepError && err.cause instanceof Error ? err.cause : err as Error;
+    story.push(`The client stopped at "${err instanceof StepError ? err.step : '?'}": ${cause.message}. It holds X: ${holdings.x ? 'yes' : 'no'}${holdings.x && api.lost && lose !== 'y' ? ' (the TTP gave it, for the card\'s Y)' : ''}.`);
+  } finally {
+    api.close();
+  }
+  const id = holdings.transactionId!;
+  const until = Date.now() + (o.deadlineSeconds + 20) * 1000;
+  while (!o.store.get(id)?.confirmed && !o.store.get(id)?.fairAborted && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  const rec = o.store.get(id)!;
+  story.push(rec.fairAborted
+    ? `The server settled at the TTP: ABORTED (${rec.fairAborted.reason}); it holds the TTP's abort token.`
+    : rec.resolved ? 'At the deadline the server asked the TTP, which had the card\'s Y (deposited by the client, or extracted from its verifiable escrow): the server signed the receipt with it.'
+      : rec.confirmed ? 'The server holds Y from the first message and signed the receipt.' : 'The server could not settle the exchange yet.');
+  if (rec.confirmed && rec.state !== 'delivered') {
+    const back = new LossyApi(o.url, o.trustPem, undefined, holdings);
+    try {
+      const fetched = await fetchReceipts({ api: back, card: o.transaction.card, trustAnchors: o.transaction.trustAnchors, archive: o.transaction.archive, pin: await o.transaction.hooks.pin() });
+      story.push(`The client came back (qtm receipts fetch): the receipt${fetched.length === 1 ? '' : 's'} for transaction ${fetched.map((f) => f.transactionId).join(', ')} went to the card, with the package carrying X.`);
+    } finally {
+      back.close();
+    }
+  }
+  const holds = { server: { y: serverHoldsY(o.store, id) }, client: { x: holdings.x } };
+  const fair = holds.server.y === holds.client.x;
+  story.push(`Server holds Y: ${holds.server.y ? 'yes' : 'no'}; client holds X: ${holds.client.x ? 'yes' : 'no'}: ${fair ? 'fair' : 'UNFAIR'}.`);
+  return { story, holds, fair, transactionId: id };
 }

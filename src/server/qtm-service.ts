@@ -18,7 +18,7 @@ import type { ClientIdentity } from './client-auth.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
 import { warrantProblems } from '../warrant/warrant.js';
 import { ServiceError } from './service-error.js';
-import { FairService, type FairOptions } from './fair-service.js';
+import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 
 export { ServiceError } from './service-error.js';
 export type { FairOptions, ServerCheat } from './fair-service.js';
@@ -69,7 +69,7 @@ export class QtmService {
     this.now = o.now ?? (() => new Date());
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
-    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair }) : undefined;
+    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
   }
 
   /** The order application: compose a concept order from catalogue items. */
@@ -197,7 +197,7 @@ export class QtmService {
   }
 
   /** The deadline's settlement at the TTP (blocks 307, 316-317). */
-  async resolveAtTtp(transactionId: number): Promise<'resolved' | 'aborted' | 'refused' | 'busy'> {
+  async resolveAtTtp(transactionId: number): Promise<SettleOutcome> {
     return this.fair ? this.fair.resolveAtTtp(transactionId) : 'refused';
   }
 
@@ -214,6 +214,8 @@ export class QtmService {
   async confirm(client: ClientIdentity, transactionId: number, firstMessage: FirstMessage): Promise<SecondMessage> {
     let first = firstMessage;
     const rec = this.record(client, transactionId);
+    // A fair exchange the TTP settled with Y is answered from that state (fair-service.ts).
+    if (rec.prepared.fair && (await this.fairService(rec).beforeConfirm(rec)) === 'resolved') return this.redeliver(client, transactionId, first.challenge, first.slot);
     const firstStored = { signatureB: first.signature.toString('base64'), challenge: first.challenge.toString('base64'), slot: first.slot, priority: first.priority };
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
@@ -222,7 +224,6 @@ export class QtmService {
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
     const header: PackageHeader = decodeHeader(headerBytes);
-    if (rec.prepared.fair) this.fairService(rec).checkConfirmable(rec);
     if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
       // Block 317: in a fair exchange a bogus Y is no loss: the TTP extracts the real one.
       const fromTtp = rec.prepared.fair ? await this.fairService(rec).yFromTtp(rec) : undefined;

@@ -52,7 +52,13 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   const sweeper = p.fair ? setInterval(() => {
     for (const id of service.overdueFair()) {
       service.resolveAtTtp(id).then(
-        (outcome) => p.log?.({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, outcome }),
+        (outcome) => {
+          if (outcome === 'busy') return;
+          // An exchange the TTP does not settle is retried after 2, 4, 8 ... s (at most 10 min) and reported each time.
+          const retry = service.fair?.retries(id);
+          p.log?.({ time: new Date().toISOString(), event: retry ? 'fair-unsettled' : 'fair-deadline', tx: id, outcome,
+            ...(retry ? { attempts: retry.attempts, nextAttempt: retry.next.toISOString(), problem: retry.problem } : {}) });
+        },
         (err: Error) => p.log?.({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, error: err.message }),
       );
     }
