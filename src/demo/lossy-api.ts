@@ -19,14 +19,17 @@ import { decodeHeader, decodePackage } from '../protocol/qtm-package.js';
 
 export const LOST_MESSAGES = ['first-message', 'escrow-y', 'x', 'y'] as const;
 export type LostMessage = (typeof LOST_MESSAGES)[number];
+/** The four, and the second message of the secure write (the package and envelope), which the tests lose too. */
+export type LossPoint = LostMessage | 'second-message';
 
-const NAMES: Record<LostMessage, string> = { 'first-message': 'server\'s first message (the escrow of X)', 'escrow-y': 'escrow of Y', x: 'X', y: 'first message (carrying Y)' };
+const NAMES: Record<LossPoint, string> = { 'second-message': 'second message (the signed package)',  'first-message': 'server\'s first message (the escrow of X)', 'escrow-y': 'escrow of Y', x: 'X', y: 'first message (carrying Y)' };
 
-const FAIR_PATHS: { message: LostMessage; method: string; path: RegExp; direction: 'request' | 'reply' }[] = [
+const FAIR_PATHS: { message: LossPoint; method: string; path: RegExp; direction: 'request' | 'reply' }[] = [
   { message: 'first-message', method: 'POST', path: /^\/transactions$/, direction: 'reply' },
   { message: 'escrow-y', method: 'POST', path: /^\/transactions\/\d+\/escrow$/, direction: 'request' },
   { message: 'x', method: 'POST', path: /^\/transactions\/\d+\/escrow$/, direction: 'reply' },
   { message: 'y', method: 'POST', path: /^\/transactions\/\d+\/confirm$/, direction: 'request' },
+  { message: 'second-message', method: 'POST', path: /^\/transactions\/\d+\/confirm$/, direction: 'reply' },
 ];
 
 /** Every X that reached the client (from the server or the TTP), checked against the transaction. */
@@ -75,11 +78,11 @@ export class LossyApi extends QtmApi {
   /** Set once the chosen message was dropped. */
   lost = false;
 
-  constructor(url: string, trustPem: string, private readonly lose: LostMessage | undefined, readonly holdings = new ClientHoldings()) {
+  constructor(url: string, trustPem: string, private readonly lose: LossPoint | undefined, readonly holdings = new ClientHoldings()) {
     super(url, trustPem);
   }
 
-  private drops(method: string, path: string, direction: 'request' | 'reply'): LostMessage | undefined {
+  private drops(method: string, path: string, direction: 'request' | 'reply'): LossPoint | undefined {
     if (!this.lose || this.lost) return undefined;
     const p = FAIR_PATHS.find((f) => f.message === this.lose && f.method === method && f.direction === direction && f.path.test(path));
     return p?.message;

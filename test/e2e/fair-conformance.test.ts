@@ -1,0 +1,296 @@
+/**
+ * Conformance of the fair exchange to its model (issue 13), over real HTTPS against real
+ * `qtm server start --ttp` and `qtm ttp start` processes. Both parties are honest (the project's
+ * own client code); each case loses one message, sends a party to the TTP early, orders abort
+ * and resolve one way or the other, or restarts the TTP between requests. Each ends by asserting
+ * the fairness predicate on what each party holds once the server's sweeper settled the
+ * exchange: both signatures or neither. The model transition each case walks is named in
+ * docs/FAIR-EXCHANGE.md ("The model and the code").
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initCa, issueKeyAndCertificate, type OpenCa } from '../../src/pki/ca.js';
+import { writeIdentity } from '../../src/pki/key-files.js';
+import { initSam, type Sam } from '../../src/sam/sam.js';
+import { CardClient } from '../../src/card/client.js';
+import { issueCard } from '../../src/card/issue.js';
+import { InProcessTransport } from '../../src/card/transports/in-process.js';
+import { FileStorage } from '../../src/card/virtual/storage.js';
+import { Archive } from '../../src/client/archive.js';
+import { FairAbortedError } from '../../src/client/fair-exchange.js';
+import { fetchReceipts } from '../../src/client/fetch-receipts.js';
+import { openAndAuthenticate, runTransaction, StepError } from '../../src/client/transaction.js';
+import { ClientHoldings, LossyApi, type LossPoint } from '../../src/demo/lossy-api.js';
+import { serverHoldsY } from '../../src/demo/fair-demo.js';
+import { TtpClient } from '../../src/fair/ttp-server.js';
+import { transactionLabel } from '../../src/fair/label.js';
+import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
+import { keyFingerprint } from '../../src/crypto/keys.js';
+import * as M from '../../src/protocol/messages.js';
+import { LogStore } from '../../src/store/log-store.js';
+import type { TransactionRecord } from '../../src/store/types.js';
+import { startListeningProcess, startServerProcess, type ServerProcess } from './server-process.js';
+
+const PASS = 'fair conformance passphrase';
+const PIN = '123456';
+const env = { QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS };
+/** Long enough for a loaded machine to make an escrow, short enough to wait for. */
+const DEADLINE_SECONDS = 6;
+
+let dir: string;
+let ca: OpenCa;
+let sam: Sam;
+let ttp: ServerProcess;
+let ttpPort: number;
+let server: ServerProcess;
+const caPem = () => ca.certificate.toString();
+
+async function startTtpProcess(port: number): Promise<ServerProcess> {
+  const p = await startListeningProcess(['ttp', 'start', '--identity', join(dir, 'ttp'), '--tls', join(dir, 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store'), '--port', String(port)], env);
+  ttpPort = Number(new URL(p.url).port);
+  return p;
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'qtm-fair-conformance-'));
+  ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=Conformance CA', passphrase: PASS });
+  for (const [name, role, subject] of [['tls', 'server', 'CN=localhost'], ['receipts', 'signer', 'CN=Conformance Shop receipts'], ['ttp', 'ttp', 'CN=Conformance TTP'], ['ttp-tls', 'server', 'CN=localhost']] as const) {
+    const i = issueKeyAndCertificate(ca, { role, subject });
+    writeIdentity(join(dir, name), [i.certificate], i.privateKey, PASS);
+  }
+  sam = initSam(join(dir, 'shop.sam'), PASS);
+  ttp = await startTtpProcess(0);
+  server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'),
+    '--store', join(dir, 'store'), '--ttp', ttp.url, '--ttp-cert', join(dir, 'ttp.pem'), '--fair-deadline', String(DEADLINE_SECONDS)], env);
+});
+
+after(async () => {
+  await server?.stop();
+  await ttp?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let cards = 0;
+async function newCard() {
+  const n = ++cards;
+  const file = join(dir, `card-${n}.json`);
+  await issueCard(new CardClient(new InProcessTransport(FileStorage.create(file, 4))), { ca, sam, holder: `CN=Conformance customer ${n}`, pin: PIN, puk: '12345678', slots: 4, profile: 'v2' });
+  return { client: new CardClient(new InProcessTransport(new FileStorage(file))), archive: await Archive.open(join(dir, `archive-${n}`)) };
+}
+
+/** The server's record as its store holds it now (read-only beside the running server). */
+function serverRecord(id: number): TransactionRecord | undefined {
+  const store = LogStore.open(join(dir, 'store'), { readOnly: true });
+  try {
+    return store.get(id);
+  } finally {
+    void store.close();
+  }
+}
+
+function serverY(id: number): boolean {
+  const store = LogStore.open(join(dir, 'store'), { readOnly: true });
+  try {
+    return serverHoldsY(store, id);
+  } finally {
+    void store.close();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the server settled the exchange (signed, resolved or aborted). */
+async function settled(id: number, within = (DEADLINE_SECONDS + 25) * 1000): Promise<TransactionRecord> {
+  const until = Date.now() + within;
+  for (;;) {
+    const rec = serverRecord(id);
+    if (rec?.confirmed || rec?.fairAborted) return rec;
+    if (Date.now() > until) throw new Error(`transaction ${id} is not settled: ${JSON.stringify({ escrow: rec?.escrowY !== undefined, intent: rec?.fairAbortIntent?.reason })}`);
+    await sleep(250);
+  }
+}
+
+interface Run {
+  readonly card: Awaited<ReturnType<typeof newCard>>;
+  readonly holdings: ClientHoldings;
+  readonly id: number;
+  readonly error: unknown;
+}
+
+/** One honest transaction through the project's client, losing `lose`, with the TTP reached through `ttpWrap`. */
+async function honest(lose: LossPoint | undefined, o: { ttpWrap?: (t: TtpClient) => TtpClient; stopAfterExchange?: boolean } = {}): Promise<Run> {
+  const card = await newCard();
+  const api = new LossyApi(server.url, caPem(), lose);
+  let error: unknown;
+  try {
+    await runTransaction({
+      api, card: card.client, trustAnchors: [ca.certificate], archive: card.archive, order: { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, fair: true,
+      hooks: { accept: async () => true, pin: async () => PIN, onStep: (step, phase) => {
+        if (o.stopAfterExchange && step === 'exchange' && phase === 'done') throw new Error('the client stops after the exchange (it goes away)');
+      } },
+      ttp: (url) => {
+        const t = new TtpClient(url, caPem());
+        return api.holdings.watchTtp(o.ttpWrap ? o.ttpWrap(t) : t);
+      },
+    });
+  } catch (err) {
+    error = err;
+  } finally {
+    api.close();
+  }
+  return { card, holdings: api.holdings, id: api.holdings.transactionId!, error };
+}
+
+/** The client comes back for its receipt (qtm receipts fetch), its holdings counted. */
+async function comeBack(run: Run): Promise<number[]> {
+  const api = new LossyApi(server.url, caPem(), undefined, run.holdings);
+  try {
+    return (await fetchReceipts({ api, card: run.card.client, trustAnchors: [ca.certificate], archive: run.card.archive, pin: PIN })).map((f) => f.transactionId);
+  } finally {
+    api.close();
+  }
+}
+
+/** The fairness predicate for two honest parties: both signatures or neither. */
+function assertFair(run: Run, expected: { y: boolean; x: boolean }): void {
+  const holds = { y: serverY(run.id), x: run.holdings.x };
+  assert.deepEqual(holds, expected, `server holds Y ${holds.y}, client holds X ${holds.x}`);
+  assert.equal(holds.y, holds.x, 'fair: both or neither');
+}
+
+describe('fair exchange conformance over HTTPS (real server and TTP processes)', { concurrency: true }, () => {
+  test('nothing lost: X from the server, Y in the first message; the TTP is never asked', async () => {
+    const run = await honest(undefined);
+    assert.equal(run.error, undefined);
+    assert.equal(serverRecord(run.id)!.state, 'delivered');
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('first message (escrow of X) lost: the card signs nothing; at the deadline the server aborts', async () => {
+    const run = await honest('first-message');
+    assert.ok(run.error instanceof StepError && run.error.step === 'prepare');
+    const rec = await settled(run.id);
+    assert.ok(rec.fairAborted?.token, 'the server holds the abort token');
+    assertFair(run, { y: false, x: false });
+  });
+
+  test('escrow of Y lost: the client resolves at the TTP (X), then its first message gives the server Y', async () => {
+    const run = await honest('escrow-y');
+    assert.equal(run.error, undefined, String(run.error));
+    assert.equal(serverRecord(run.id)!.escrowY, undefined, 'the server never saw the escrow');
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('X lost: the client resolves at the TTP, gets X, and completes', async () => {
+    const run = await honest('x');
+    assert.equal(run.error, undefined, String(run.error));
+    assert.equal(serverRecord(run.id)!.state, 'delivered');
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('Y (the first message) lost: at the deadline the server resolves, the TTP extracts Y; the card gets the receipt later', async () => {
+    const run = await honest('y');
+    assert.ok(run.error instanceof StepError && run.error.step === 'confirm');
+    const rec = await settled(run.id);
+    assert.ok(rec.resolved, 'resolved at the TTP');
+    assert.deepEqual(await comeBack(run), [run.id]);
+    assert.equal(serverRecord(run.id)!.state, 'delivered');
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('the second message (package and envelope) lost: the server holds Y, the client X; the receipt comes later', async () => {
+    const run = await honest('second-message');
+    assert.ok(run.error instanceof StepError && run.error.step === 'confirm');
+    assert.deepEqual(await comeBack(run), [run.id]);
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('the client goes to the TTP early (resolves, never talks to the server again); the server\'s abort gets Y', async () => {
+    const run = await honest('escrow-y', { stopAfterExchange: true });
+    assert.match(String((run.error as StepError)?.cause ?? run.error), /stops after the exchange/);
+    assert.ok(run.holdings.x, 'the client has X from the TTP');
+    const rec = await settled(run.id);
+    assert.ok(rec.resolved, 'the TTP answered the abort with Y, and the server applied it');
+    assert.equal(rec.fairAborted, undefined, 'never a false abort');
+    assert.deepEqual(await comeBack(run), [run.id]);
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('abort before resolve: the server aborts at the deadline, the client then resolves and gets the abort token', async () => {
+    let id = 0;
+    const run = await honest('escrow-y', {
+      ttpWrap: (t) => Object.assign(Object.create(t) as TtpClient, {
+        request: async (...a: Parameters<TtpClient['request']>) => {
+          // The client is slow: it reaches the TTP only after the server's abort is in.
+          id = decodeTxId(a[0].header);
+          await settled(id);
+          return t.request(...a);
+        },
+      }),
+    });
+    assert.ok(run.error instanceof StepError && run.error.cause instanceof FairAbortedError, String(run.error));
+    assert.equal(run.holdings.tokens.length, 1, 'the client holds the abort token');
+    assert.ok(serverRecord(run.id)!.fairAborted);
+    assertFair(run, { y: false, x: false });
+  });
+
+  test('the client comes after the deadline: its escrow is refused (409 E_DEADLINE), it resolves; whoever is first at the TTP, the end is fair', async () => {
+    const card = await newCard();
+    const holdings = new ClientHoldings();
+    const api = new LossyApi(server.url, caPem(), undefined, holdings);
+    try {
+      const { certificate } = await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {});
+      const order = await api.call('POST', '/orders', { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, M.decodeConceptOrder);
+      const p = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
+      const y = await card.client.signHeader(p.header);
+      await sleep((p.deadline! + 1) * 1000 - Date.now());
+      await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {}); // the idle connection was closed
+      const ttpCert = new X509Certificate(p.ttpCertificates![0]!);
+      const label = transactionLabel({ header: p.header, ttpFingerprint: Buffer.from(keyFingerprint(ttpCert.publicKey), 'hex'), deadline: p.deadline! });
+      const escrowY = makeVerifiableEscrow({ cardKey: certificate.publicKey, ttpKey: ttpCert.publicKey, label, message: p.header, signature: y });
+      await assert.rejects(api.call('POST', `/transactions/${p.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY }), M.decodeEscrowReply),
+        (e: Error & { serverCode?: string }) => e.serverCode === 'E_DEADLINE' || e.serverCode === 'E_ABORTING' || e.serverCode === 'E_ABORTED');
+      const t = holdings.watchTtp(new TtpClient(p.ttpUrl!, caPem()));
+      try {
+        await t.request({ header: p.header, deadline: p.deadline!, serverCertificates: p.serverCertificates.map((c) => new X509Certificate(c)), cardCertificates: [certificate] }, { kind: 'resolve-client', y, escrowX: p.escrowX! });
+      } finally {
+        t.close();
+      }
+      const rec = await settled(p.transactionId);
+      // Either the client was first (X; the server's abort then gets Y) or the server (both get the token).
+      assert.equal(holdings.x, rec.resolved !== undefined);
+      assert.equal(holdings.tokens.length, rec.fairAborted ? 1 : 0);
+      assertFair({ card, holdings, id: p.transactionId, error: undefined }, holdings.x ? { y: true, x: true } : { y: false, x: false });
+    } finally {
+      api.close();
+    }
+  });
+});
+
+describe('fair exchange conformance: the TTP restarted, and down at the deadline', () => {
+  test('the client resolves, the TTP restarts and is down at the deadline; the server backs off, reports, and settles with Y once it is back', async () => {
+    const run = await honest('escrow-y', { stopAfterExchange: true });
+    assert.ok(run.holdings.x);
+    const port = ttpPort;
+    await ttp.stop();
+    ttp = await startTtpProcess(port);
+    await ttp.stop(); // down again until after the deadline: the server's abort goes unanswered
+    const until = Date.now() + (DEADLINE_SECONDS + 20) * 1000;
+    while (!server.log().includes(`"event":"fair-unsettled","tx":${run.id},`) && Date.now() < until) await sleep(250);
+    assert.match(server.log(), new RegExp(`"event":"fair-unsettled","tx":${run.id},"outcome":"unreachable","attempts":1`), 'reported, with the attempt count');
+    const intent = serverRecord(run.id)!;
+    assert.ok(intent.fairAbortIntent && !intent.fairAborted && !intent.confirmed, 'the intent to abort is durable, nothing is settled');
+    ttp = await startTtpProcess(port);
+    const rec = await settled(run.id);
+    assert.ok(rec.resolved, 'the TTP kept its decision across the restart and answered the abort with Y');
+    assertFair(run, { y: true, x: true });
+  });
+});
+
+function decodeTxId(header: Buffer): number {
+  return Number(header.readUInt32BE(1 + 32));
+}
