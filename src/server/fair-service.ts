@@ -15,7 +15,7 @@ import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { transactionLabel } from '../fair/label.js';
 import { oaepEncrypt } from '../fair/oaep.js';
 import { escrowProblems } from '../fair/verifiable-escrow.js';
-import { abortRequestStatement, verifyAbortToken, type Exchange, type TtpAnswer, type TtpRequest } from '../fair/ttp.js';
+import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, verifyAbortToken, type Exchange, type TtpAnswer, type TtpRequest } from '../fair/ttp.js';
 import { ServiceError } from './service-error.js';
 
 /**
@@ -57,6 +57,7 @@ export interface FairOffer {
   readonly ttpCertificates: string[];
   readonly deadline: number;
   readonly escrowX: Buffer;
+  readonly escrowXSignature?: Buffer;
 }
 
 /** What one settlement attempt ended with ('unreachable': no answer came; tried again later). */
@@ -88,6 +89,7 @@ export class FairService {
     return {
       ttpUrl: this.o.fair.ttp.url, ttpCertificates: this.o.fair.ttp.certificates.map((c) => c.toString()),
       deadline: rec.prepared.fair.deadline, escrowX: Buffer.from(rec.prepared.fair.escrowX, 'base64'),
+      ...(rec.prepared.fair.escrowXSignature ? { escrowXSignature: Buffer.from(rec.prepared.fair.escrowXSignature, 'base64') } : {}),
     };
   }
 
@@ -104,13 +106,27 @@ export class FairService {
     return transactionLabel({ header, ttpFingerprint: this.ttpFingerprint, deadline });
   }
 
-  /** Block 303: X, and an ordinary escrow of it for the TTP. */
-  makeEscrowOfX(header: Buffer, deadline: number): { deadline: number; x: string; escrowX: string } {
+  /**
+   * Block 303: X, an ordinary escrow of it for the TTP, and the server's promise: its receipt
+   * key's signature over the label and SHA-256 of that escrow (issue 17), which the client checks
+   * before the card signs and deposits with the TTP. It proves the server made this escrow for
+   * this exchange: a card holder cannot deposit one of her own, and a bogus one is the server's.
+   */
+  makeEscrowOfX(header: Buffer, deadline: number): { deadline: number; x: string; escrowX: string; escrowXSignature: string } {
     const x = signBytes(this.o.profile, this.o.signer.privateKey, header);
-    let escrowX = oaepEncrypt(this.o.fair.ttp.certificates[0]!.publicKey, x, this.fairLabel(header, deadline));
+    const label = this.fairLabel(header, deadline);
+    let escrowX = oaepEncrypt(this.o.fair.ttp.certificates[0]!.publicKey, x, label);
     const cheat = this.o.fair.cheat?.();
     if (cheat?.escrowOfX) escrowX = cheat.escrowOfX(escrowX);
-    return { deadline, x: x.toString('base64'), escrowX: escrowX.toString('base64') };
+    const escrowXSignature = signBytes(this.o.profile, this.o.signer.privateKey, escrowOfXStatement(label, escrowX));
+    return { deadline, x: x.toString('base64'), escrowX: escrowX.toString('base64'), escrowXSignature: escrowXSignature.toString('base64') };
+  }
+
+  /** The server's resolve request: its receipt key over the label and SHA-256 of the escrow of Y (X alone is no authentication: the client holds it). */
+  private resolveRequest(rec: TransactionRecord): TtpRequest {
+    const escrowY = Buffer.from(rec.escrowY!, 'base64');
+    const label = this.fairLabel(Buffer.from(rec.prepared.header, 'base64'), rec.prepared.fair!.deadline);
+    return { kind: 'resolve-server', x: Buffer.from(rec.prepared.fair!.x, 'base64'), escrowY, proof: signBytes(this.o.profile, this.o.signer.privateKey, resolveRequestStatement(label, escrowY)) };
   }
 
   /** Block 308: what the server releases once the escrow of Y checks. */
@@ -240,7 +256,7 @@ export class FairService {
     if (rec.fairAborted) return 'aborted';
     const after = rec.escrowY === undefined
       ? await this.abortAtTtp(rec, 'no escrow of Y by the deadline')
-      : await this.apply(transactionId, await this.ask(rec, { kind: 'resolve-server', x: Buffer.from(rec.prepared.fair.x, 'base64'), escrowY: Buffer.from(rec.escrowY, 'base64') }), 'the TTP had aborted the exchange');
+      : await this.apply(transactionId, await this.ask(rec, this.resolveRequest(rec)), 'the TTP had aborted the exchange');
     if (after.confirmed) return 'resolved';
     if (after.fairAborted) return 'aborted';
     return this.lastProblem.get(transactionId)?.outcome ?? 'refused';
@@ -252,7 +268,7 @@ export class FairService {
    */
   async yFromTtp(rec: TransactionRecord): Promise<Buffer | undefined> {
     if (rec.escrowY === undefined) return undefined;
-    const answer = await this.ask(rec, { kind: 'resolve-server', x: Buffer.from(rec.prepared.fair!.x, 'base64'), escrowY: Buffer.from(rec.escrowY, 'base64') });
+    const answer = await this.ask(rec, this.resolveRequest(rec));
     const card = certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate')[0]!;
     if (answer.outcome === 'y' && verifyBytes(this.o.profile, card.publicKey, Buffer.from(rec.prepared.header, 'base64'), answer.y)) return answer.y;
     if (answer.outcome === 'aborted') await this.apply(rec.transactionId, answer, 'the TTP had aborted the exchange');

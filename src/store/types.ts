@@ -14,8 +14,8 @@ export interface PreparedEntry {
   readonly cardSerial: string; // hex
   /** When A signs by proxy: the warrant's serial and PEMs (warrant, then X's chain). */
   readonly warrant?: { readonly serial: string; readonly certificates: readonly string[] };
-  /** Fair exchange: the deadline, X (signature A, released at block 308) and its escrow. */
-  readonly fair?: { readonly deadline: number; readonly x: string; readonly escrowX: string };
+  /** Fair exchange: the deadline, X (signature A, released at block 308), its escrow and the receipt key's signature on the escrow. */
+  readonly fair?: { readonly deadline: number; readonly x: string; readonly escrowX: string; readonly escrowXSignature?: string };
 }
 
 /** Fair exchange, block 306: the client's verifiable escrow of Y, checked. */

@@ -256,7 +256,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
         (e: Error & { serverCode?: string }) => e.serverCode === 'E_DEADLINE' || e.serverCode === 'E_ABORTING' || e.serverCode === 'E_ABORTED');
       const t = holdings.watchTtp(new TtpClient(p.ttpUrl!, caPem()));
       try {
-        await t.request({ header: p.header, deadline: p.deadline!, serverCertificates: p.serverCertificates.map((c) => new X509Certificate(c)), cardCertificates: [certificate] }, { kind: 'resolve-client', y, escrowX: p.escrowX! });
+        await t.request({ header: p.header, deadline: p.deadline!, serverCertificates: p.serverCertificates.map((c) => new X509Certificate(c)), cardCertificates: [certificate] }, { kind: 'resolve-client', y, escrowX: p.escrowX!, escrowXSignature: p.escrowXSignature! });
       } finally {
         t.close();
       }
