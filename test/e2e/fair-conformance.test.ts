@@ -10,109 +10,33 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { initCa, issueKeyAndCertificate, type OpenCa } from '../../src/pki/ca.js';
-import { writeIdentity } from '../../src/pki/key-files.js';
-import { initSam, type Sam } from '../../src/sam/sam.js';
-import { CardClient } from '../../src/card/client.js';
-import { issueCard } from '../../src/card/issue.js';
-import { InProcessTransport } from '../../src/card/transports/in-process.js';
-import { FileStorage } from '../../src/card/virtual/storage.js';
-import { Archive } from '../../src/client/archive.js';
 import { FairAbortedError } from '../../src/client/fair-exchange.js';
 import { fetchReceipts } from '../../src/client/fetch-receipts.js';
 import { openAndAuthenticate, runTransaction, StepError } from '../../src/client/transaction.js';
 import { ClientHoldings, LossyApi, type LossPoint } from '../../src/demo/lossy-api.js';
-import { serverHoldsY } from '../../src/demo/fair-demo.js';
 import { TtpClient } from '../../src/fair/ttp-server.js';
 import { transactionLabel } from '../../src/fair/label.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { keyFingerprint } from '../../src/crypto/keys.js';
 import * as M from '../../src/protocol/messages.js';
-import { LogStore } from '../../src/store/log-store.js';
-import type { TransactionRecord } from '../../src/store/types.js';
-import { startListeningProcess, startServerProcess, type ServerProcess } from './server-process.js';
+import { FairProcesses, PIN, sleep } from './fair-processes.js';
 
-const PASS = 'fair conformance passphrase';
-const PIN = '123456';
-const env = { QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS };
 /** Long enough for a loaded machine to make an escrow, short enough to wait for. */
 const DEADLINE_SECONDS = 6;
-
-let dir: string;
-let ca: OpenCa;
-let sam: Sam;
-let ttp: ServerProcess;
-let ttpPort: number;
-let server: ServerProcess;
-const caPem = () => ca.certificate.toString();
-
-async function startTtpProcess(port: number): Promise<ServerProcess> {
-  const p = await startListeningProcess(['ttp', 'start', '--identity', join(dir, 'ttp'), '--tls', join(dir, 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store'), '--port', String(port)], env);
-  ttpPort = Number(new URL(p.url).port);
-  return p;
-}
+let w: FairProcesses;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'qtm-fair-conformance-'));
-  ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=Conformance CA', passphrase: PASS });
-  for (const [name, role, subject] of [['tls', 'server', 'CN=localhost'], ['receipts', 'signer', 'CN=Conformance Shop receipts'], ['ttp', 'ttp', 'CN=Conformance TTP'], ['ttp-tls', 'server', 'CN=localhost']] as const) {
-    const i = issueKeyAndCertificate(ca, { role, subject });
-    writeIdentity(join(dir, name), [i.certificate], i.privateKey, PASS);
-  }
-  sam = initSam(join(dir, 'shop.sam'), PASS);
-  ttp = await startTtpProcess(0);
-  server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'),
-    '--store', join(dir, 'store'), '--ttp', ttp.url, '--ttp-cert', join(dir, 'ttp.pem'), '--fair-deadline', String(DEADLINE_SECONDS)], env);
+  w = await FairProcesses.start(DEADLINE_SECONDS);
 });
-
 after(async () => {
-  await server?.stop();
-  await ttp?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await w?.stop();
 });
 
-let cards = 0;
-async function newCard() {
-  const n = ++cards;
-  const file = join(dir, `card-${n}.json`);
-  await issueCard(new CardClient(new InProcessTransport(FileStorage.create(file, 4))), { ca, sam, holder: `CN=Conformance customer ${n}`, pin: PIN, puk: '12345678', slots: 4, profile: 'v2' });
-  return { client: new CardClient(new InProcessTransport(new FileStorage(file))), archive: await Archive.open(join(dir, `archive-${n}`)) };
-}
-
-/** The server's record as its store holds it now (read-only beside the running server). */
-function serverRecord(id: number): TransactionRecord | undefined {
-  const store = LogStore.open(join(dir, 'store'), { readOnly: true });
-  try {
-    return store.get(id);
-  } finally {
-    void store.close();
-  }
-}
-
-function serverY(id: number): boolean {
-  const store = LogStore.open(join(dir, 'store'), { readOnly: true });
-  try {
-    return serverHoldsY(store, id);
-  } finally {
-    void store.close();
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until the server settled the exchange (signed, resolved or aborted). */
-async function settled(id: number, within = (DEADLINE_SECONDS + 25) * 1000): Promise<TransactionRecord> {
-  const until = Date.now() + within;
-  for (;;) {
-    const rec = serverRecord(id);
-    if (rec?.confirmed || rec?.fairAborted) return rec;
-    if (Date.now() > until) throw new Error(`transaction ${id} is not settled: ${JSON.stringify({ escrow: rec?.escrowY !== undefined, intent: rec?.fairAbortIntent?.reason })}`);
-    await sleep(250);
-  }
-}
+const caPem = () => w.caPem;
+const newCard = () => w.newCard();
+const serverRecord = (id: number) => w.record(id);
+const serverY = (id: number) => w.holdsY(id);
+const settled = (id: number) => w.settled(id);
 
 interface Run {
   readonly card: Awaited<ReturnType<typeof newCard>>;
@@ -124,11 +48,11 @@ interface Run {
 /** One honest transaction through the project's client, losing `lose`, with the TTP reached through `ttpWrap`. */
 async function honest(lose: LossPoint | undefined, o: { ttpWrap?: (t: TtpClient) => TtpClient; stopAfterExchange?: boolean } = {}): Promise<Run> {
   const card = await newCard();
-  const api = new LossyApi(server.url, caPem(), lose);
+  const api = new LossyApi(w.server.url, caPem(), lose);
   let error: unknown;
   try {
     await runTransaction({
-      api, card: card.client, trustAnchors: [ca.certificate], archive: card.archive, order: { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, fair: true,
+      api, card: card.client, trustAnchors: [w.ca.certificate], archive: card.archive, order: { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, fair: true,
       hooks: { accept: async () => true, pin: async () => PIN, onStep: (step, phase) => {
         if (o.stopAfterExchange && step === 'exchange' && phase === 'done') throw new Error('the client stops after the exchange (it goes away)');
       } },
@@ -147,9 +71,9 @@ async function honest(lose: LossPoint | undefined, o: { ttpWrap?: (t: TtpClient)
 
 /** The client comes back for its receipt (qtm receipts fetch), its holdings counted. */
 async function comeBack(run: Run): Promise<number[]> {
-  const api = new LossyApi(server.url, caPem(), undefined, run.holdings);
+  const api = new LossyApi(w.server.url, caPem(), undefined, run.holdings);
   try {
-    return (await fetchReceipts({ api, card: run.card.client, trustAnchors: [ca.certificate], archive: run.card.archive, pin: PIN })).map((f) => f.transactionId);
+    return (await fetchReceipts({ api, card: run.card.client, trustAnchors: [w.ca.certificate], archive: run.card.archive, pin: PIN })).map((f) => f.transactionId);
   } finally {
     api.close();
   }
@@ -241,7 +165,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
   test('the client comes after the deadline: its escrow is refused (409 E_DEADLINE), it resolves; whoever is first at the TTP, the end is fair', async () => {
     const card = await newCard();
     const holdings = new ClientHoldings();
-    const api = new LossyApi(server.url, caPem(), undefined, holdings);
+    const api = new LossyApi(w.server.url, caPem(), undefined, holdings);
     try {
       const { certificate } = await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {});
       const order = await api.call('POST', '/orders', { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, M.decodeConceptOrder);
@@ -275,16 +199,16 @@ describe('fair exchange conformance: the TTP restarted, and down at the deadline
   test('the client resolves, the TTP restarts and is down at the deadline; the server backs off, reports, and settles with Y once it is back', async () => {
     const run = await honest('escrow-y', { stopAfterExchange: true });
     assert.ok(run.holdings.x);
-    const port = ttpPort;
-    await ttp.stop();
-    ttp = await startTtpProcess(port);
-    await ttp.stop(); // down again until after the deadline: the server's abort goes unanswered
+    const port = w.ttpPort;
+    await w.ttp.stop();
+    await w.startTtp(port);
+    await w.ttp.stop(); // down again until after the deadline: the server's abort goes unanswered
     const until = Date.now() + (DEADLINE_SECONDS + 20) * 1000;
-    while (!server.log().includes(`"event":"fair-unsettled","tx":${run.id},`) && Date.now() < until) await sleep(250);
-    assert.match(server.log(), new RegExp(`"event":"fair-unsettled","tx":${run.id},"outcome":"unreachable","attempts":1`), 'reported, with the attempt count');
+    while (!w.server.log().includes(`"event":"fair-unsettled","tx":${run.id},`) && Date.now() < until) await sleep(250);
+    assert.match(w.server.log(), new RegExp(`"event":"fair-unsettled","tx":${run.id},"outcome":"unreachable","attempts":1`), 'reported, with the attempt count');
     const intent = serverRecord(run.id)!;
     assert.ok(intent.fairAbortIntent && !intent.fairAborted && !intent.confirmed, 'the intent to abort is durable, nothing is settled');
-    ttp = await startTtpProcess(port);
+    await w.startTtp(port);
     const rec = await settled(run.id);
     assert.ok(rec.resolved, 'the TTP kept its decision across the restart and answered the abort with Y');
     assertFair(run, { y: true, x: true });
