@@ -71,6 +71,8 @@ export interface DemoResult {
   readonly holds?: { readonly server: { readonly y: boolean }; readonly client: { readonly x: boolean } };
   readonly fair?: boolean;
   readonly lost?: LostMessage;
+  /** With cheat client: the cheating client's moves at the TTP and the code each was refused with. */
+  readonly cheatMoves?: readonly { readonly move: string; readonly refused: string }[];
 }
 
 const LOSS_DEADLINE_SECONDS = 3;
@@ -166,7 +168,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       const c = await runCheat(o.cheat, { service: server.service, store: server.store, cheatSwitch: cheatSwitch!, transaction: { api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
       c.story.forEach(tell);
       const fair = c.clientHasX === c.serverHasY;
-      return { story, valid: fair, transactionId: c.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, fairness: { cheat: o.cheat, clientHasX: c.clientHasX, serverHasY: c.serverHasY, fair } };
+      return { story, valid: fair, transactionId: c.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, fairness: { cheat: o.cheat, clientHasX: c.clientHasX, serverHasY: c.serverHasY, fair }, ...(c.moves ? { cheatMoves: c.moves } : {}) };
     }
     const result = await runTransaction({ api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN), ...(o.fair ? { fair: true } : {}) });
     const content = result.bundle.content!;

@@ -2,7 +2,7 @@
  * `qtm demo --fair [--cheat server|client] [--lose MESSAGE]`: a TTP on loopback, the ways a party
  * can cheat, and the messages an honest exchange can lose, each ending with who holds which signature.
  */
-import { randomBytes, type X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { issueKeyAndCertificate, type OpenCa } from '../pki/ca.js';
 import { startTtp, TtpClient, type RunningTtp } from '../fair/ttp-server.js';
@@ -11,11 +11,17 @@ import type { TransactionStore } from '../store/types.js';
 import { runTransaction, StepError, type TransactionInput } from '../client/transaction.js';
 import { FairAbortedError } from '../client/fair-exchange.js';
 import { fetchReceipts } from '../client/fetch-receipts.js';
-import { verifyBytes } from '../crypto/keys.js';
+import { keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { profileByVersion } from '../protocol/profile.js';
-import { decodeHeader } from '../protocol/qtm-package.js';
+import { decodeHeader, encodeHeader } from '../protocol/qtm-package.js';
 import { LossyApi, type LostMessage } from './lossy-api.js';
+import type { QtmApi } from '../client/api.js';
+import type { CardClient } from '../card/client.js';
+import * as M from '../protocol/messages.js';
+import { transactionLabel } from '../fair/label.js';
+import { oaepEncrypt } from '../fair/oaep.js';
+import type { Exchange, TtpRequest } from '../fair/ttp.js';
 
 export type Cheat = 'server' | 'client';
 
@@ -54,6 +60,8 @@ export interface CheatOutcome {
   readonly clientHasX: boolean;
   readonly serverHasY: boolean;
   readonly transactionId: number;
+  /** The cheating client's moves at the TTP, each with the code it was refused with. */
+  readonly moves?: { readonly move: string; readonly refused: string }[];
 }
 
 export async function runCheat(cheat: Cheat, o: { service: QtmService; store: TransactionStore; cheatSwitch: CheatSwitch; transaction: Omit<TransactionInput, 'fair'> }): Promise<CheatOutcome> {
@@ -85,11 +93,14 @@ export async function runCheat(cheat: Cheat, o: { service: QtmService; store: Tr
   }).catch((err: Error) => {
     if (!/walks away/.test(err.message)) throw err;
   });
-  story.push('The client holds X. At the deadline the server resolved at the TTP with X and the client\'s escrow:');
+  story.push('The client holds X. Before the deadline it tries to unbalance the exchange at the TTP (issue 17):');
+  const moves = await cheatingClientMoves(o.transaction.api, o.transaction.card, id, o.transaction.trustAnchors);
+  for (const m of moves) story.push(`  - ${m.move}: refused (${m.refused})`);
+  story.push('At the deadline the server resolved at the TTP with X and the client\'s escrow:');
   const outcome = await o.service.resolveAtTtp(id);
   const serverHasY = o.store.get(id)?.confirmed !== undefined;
   story.push(`the TTP ${outcome === 'resolved' ? 'extracted Y from the verifiable escrow (one of its 128 unopened halves), and the server signed the receipt with it' : `answered ${outcome}`}. Both sides hold both signatures: fair. The receipt reaches the card when the client returns (qtm receipts fetch).`);
-  return { story, clientHasX: true, serverHasY, transactionId: id };
+  return { story, clientHasX: true, serverHasY, transactionId: id, moves };
 }
 
 export interface LossOutcome {
@@ -155,4 +166,39 @@ export async function runLoss(lose: LostMessage, o: { url: string; trustPem: str
   const fair = holds.server.y === holds.client.x;
   story.push(`Server holds Y: ${holds.server.y ? 'yes' : 'no'}; client holds X: ${holds.client.x ? 'yes' : 'no'}: ${fair ? 'fair' : 'UNFAIR'}.`);
   return { story, holds, fair, transactionId: id };
+}
+
+/**
+ * The cheating client's moves at the TTP once it holds X (issue 17, section 2), each sent as a
+ * card holder can: with her card, its certificate and what the server sent. The TTP refuses
+ * each, and leaves the exchange for the server to resolve.
+ */
+export async function cheatingClientMoves(api: QtmApi, card: CardClient, transactionId: number, trustAnchors: readonly X509Certificate[]): Promise<{ move: string; refused: string }[]> {
+  const p = await api.call('GET', `/transactions/${transactionId}`, undefined, M.decodePrepared);
+  const cardCertificate = await card.readCertificate();
+  const ttpCert = new X509Certificate(p.ttpCertificates![0]!);
+  const label = (header: Buffer) => transactionLabel({ header, ttpFingerprint: Buffer.from(keyFingerprint(ttpCert.publicKey), 'hex'), deadline: p.deadline! });
+  const exchange: Exchange = { header: p.header, deadline: p.deadline!, serverCertificates: p.serverCertificates.map((c) => new X509Certificate(c)), cardCertificates: [cardCertificate] };
+  const y = await card.signHeader(p.header);
+  const h = decodeHeader(p.header);
+  // Another package with her transaction's ID (the content changed): the server never made it.
+  const squat = encodeHeader({ ...h, contentId: Buffer.alloc(h.contentId.length, 0x5a) });
+  const ttp = new TtpClient(p.ttpUrl!, trustAnchors.map((c) => c.toString()).join(''));
+  const moves: [string, Exchange, TtpRequest][] = [
+    ['resolve with her valid Y and a bogus escrow of X (no server signature on it)', exchange, { kind: 'resolve-client', y, escrowX: oaepEncrypt(ttpCert.publicKey, randomBytes(256), label(p.header)), escrowXSignature: p.escrowXSignature! }],
+    ['squat her transaction\'s ID with a package the server never made', { ...exchange, header: squat }, { kind: 'resolve-client', y: await card.signHeader(squat), escrowX: oaepEncrypt(ttpCert.publicKey, randomBytes(256), label(squat)), escrowXSignature: p.escrowXSignature! }],
+    ['abort (only the originator may)', exchange, { kind: 'abort', proof: y }],
+    ['resolve as the server, with a made-up escrow and no server signature', exchange, { kind: 'resolve-server', x: randomBytes(256), escrowY: randomBytes(2000), proof: y }],
+  ];
+  const out: { move: string; refused: string }[] = [];
+  try {
+    for (const [move, e, request] of moves) {
+      const a = await ttp.request(e, request);
+      if (a.outcome !== 'refused') throw new Error(`the TTP did not refuse the cheating client's move "${move}": ${a.outcome}`);
+      out.push({ move, refused: a.code });
+    }
+  } finally {
+    ttp.close();
+  }
+  return out;
 }

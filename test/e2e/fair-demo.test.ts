@@ -29,3 +29,12 @@ test('qtm demo --lose needs --fair and honest parties', () => {
   assert.equal(qtm(['demo', '--fair', '--lose', 'x', '--cheat', 'client']).status, 2);
   assert.equal(qtm(['demo', '--fair', '--lose', 'z']).status, 2);
 });
+
+test('qtm demo --fair --cheat client --json: the cheating client\'s moves at the TTP are each refused by code, and the end is fair', () => {
+  const r = qtm(['demo', '--fair', '--cheat', 'client', '--json']);
+  assert.equal(r.status, 0, r.stderr + r.stdout);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(j.cheatMoves.map((m: { refused: string }) => m.refused), ['E_TTP_NOT_SIGNED', 'E_TTP_NOT_SIGNED', 'E_TTP_NOT_SIGNED', 'E_TTP_NOT_SIGNED']);
+  assert.match(j.cheatMoves.map((m: { move: string }) => m.move).join('\n'), /bogus escrow of X[\s\S]*squat[\s\S]*abort[\s\S]*resolve as the server/);
+  assert.deepEqual(j.fairness, { cheat: 'client', clientHasX: true, serverHasY: true, fair: true });
+});
