@@ -106,6 +106,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     const run = await honest('escrow-y');
     assert.equal(run.error, undefined, String(run.error));
     assert.equal(serverRecord(run.id)!.escrowY, undefined, 'the server never saw the escrow');
+    assert.deepEqual(run.card.archive.fairOutcomes.map((f) => [f.transactionId, f.outcome, f.via]), [[run.id, 'x', 'ttp']], 'the client kept the TTP\'s X');
     assertFair(run, { y: true, x: true });
   });
 
@@ -158,6 +159,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     });
     assert.ok(run.error instanceof StepError && run.error.cause instanceof FairAbortedError, String(run.error));
     assert.equal(run.holdings.tokens.length, 1, 'the client holds the abort token');
+    assert.deepEqual(run.card.archive.fairOutcomes.map((f) => [f.transactionId, f.outcome]), [[run.id, 'aborted']], 'and kept it');
     assert.ok(serverRecord(run.id)!.fairAborted);
     assertFair(run, { y: false, x: false });
   });
