@@ -207,6 +207,9 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     });
   }
 
+  // A resolve at the TTP can outlast the server's idle timeout: the card authenticates the new connection.
+  if (prepared.offer && !api.connected) await openAndAuthenticate(api, card, pin, hooks, timings);
+
   const { slot, replaced, challenge } = await step('slot', hooks, timings, async () => {
     const slots = await readSlots(card, status);
     const choice = chooseSlot(slots);

@@ -164,6 +164,50 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     assertFair(run, { y: false, x: false });
   });
 
+  test('a first message for an exchange the TTP resolved is answered from that state (a fresh envelope), never with "aborted"', async () => {
+    const run = await honest('escrow-y', {
+      ttpWrap: (t) => Object.assign(Object.create(t) as TtpClient, {
+        request: async (...a: Parameters<TtpClient['request']>) => {
+          const answer = await t.request(...a);
+          // The client is slow after the TTP gave it X: the server's abort at the deadline comes first, and gets Y.
+          await settled(decodeTxId(a[0].header));
+          return answer;
+        },
+      }),
+    });
+    assert.equal(run.error, undefined, String(run.error));
+    const rec = serverRecord(run.id)!;
+    assert.ok(rec.resolved, 'settled at the TTP first');
+    assert.equal(rec.state, 'delivered', 'the first message was answered with the resolved package and written to the card');
+    assertFair(run, { y: true, x: true });
+  });
+
+  test('issue 13, case 3: after the TTP resolved, a bogus escrow of Y is answered with the truth, and the server keeps Y', async () => {
+    const card = await newCard();
+    const holdings = new ClientHoldings();
+    const api = new LossyApi(w.server.url, caPem(), undefined, holdings);
+    try {
+      const { certificate } = await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {});
+      const order = await api.call('POST', '/orders', { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, M.decodeConceptOrder);
+      const p = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
+      const y = await card.client.signHeader(p.header);
+      const t = holdings.watchTtp(new TtpClient(p.ttpUrl!, caPem()));
+      try {
+        await t.request({ header: p.header, deadline: p.deadline!, serverCertificates: p.serverCertificates.map((c) => new X509Certificate(c)), cardCertificates: [certificate] }, { kind: 'resolve-client', y, escrowX: p.escrowX!, escrowXSignature: p.escrowXSignature! });
+      } finally {
+        t.close();
+      }
+      assert.ok(holdings.x);
+      await assert.rejects(api.call('POST', `/transactions/${p.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: Buffer.alloc(3000, 1) }), M.decodeEscrowReply),
+        (e: Error & { serverCode?: string }) => e.serverCode === 'E_BAD_ESCROW' && /TTP had already resolved/.test(e.message) && !/aborted at the TTP/.test(e.message));
+      const rec = serverRecord(p.transactionId)!;
+      assert.ok(rec.resolved && !rec.fairAborted, 'the abort was answered with Y, which the server applied');
+      assertFair({ card, holdings, id: p.transactionId, error: undefined }, { y: true, x: true });
+    } finally {
+      api.close();
+    }
+  });
+
   test('the client comes after the deadline: its escrow is refused (409 E_DEADLINE), it resolves; whoever is first at the TTP, the end is fair', async () => {
     const card = await newCard();
     const holdings = new ClientHoldings();
