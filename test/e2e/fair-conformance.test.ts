@@ -17,8 +17,14 @@ import { ClientHoldings, LossyApi, type LossPoint } from '../../src/demo/lossy-a
 import { TtpClient } from '../../src/fair/ttp-server.js';
 import { transactionLabel } from '../../src/fair/label.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
-import { keyFingerprint } from '../../src/crypto/keys.js';
+import { keyFingerprint, signBytes } from '../../src/crypto/keys.js';
 import * as M from '../../src/protocol/messages.js';
+import { PROFILES } from '../../src/protocol/profile.js';
+import { encodeHeader } from '../../src/protocol/qtm-package.js';
+import { headerFor } from '../../src/proof/make-proof.js';
+import { oaepEncrypt } from '../../src/fair/oaep.js';
+import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, type TtpRequest } from '../../src/fair/ttp.js';
+import { randomBytes } from 'node:crypto';
 import { FairProcesses, PIN, sleep } from './fair-processes.js';
 
 /** Long enough for a loaded machine to make an escrow, short enough to wait for. */
@@ -258,6 +264,65 @@ describe('fair exchange conformance: the TTP restarted, and down at the deadline
     const rec = await settled(run.id);
     assert.ok(rec.resolved, 'the TTP kept its decision across the restart and answered the abort with Y');
     assertFair(run, { y: true, x: true });
+  });
+});
+
+describe('the TTP process: every state x request kind over HTTPS (docs/FAIR-EXCHANGE.md, the TTP table)', () => {
+  test('NONE, ABORTED and RESOLVED against abort, resolve by the client (genuine and signed-bogus escrow of X) and resolve by the server', async () => {
+    const profile = PROFILES.v2;
+    const server = w.ids.receipts;
+    const card = await newCard();
+    const cardCert = card.issued.certificate;
+    await card.client.select();
+    await card.client.verifyPin(PIN);
+    const ttpCert = w.ids.ttp.certificate;
+    const ttp = new TtpClient(w.ttp.url, caPem());
+    let n = 900_000;
+    // One exchange as the honest server prepares it, in the state wanted.
+    const exchangeIn = async (state: 'NONE' | 'ABORTED' | 'RESOLVED') => {
+      const header = encodeHeader(headerFor({ profile, transactionId: n++, time: Math.floor(Date.now() / 1000), content: Buffer.from('state table\n'), server: { certificates: [server.certificate] }, partyA: { certificates: [server.certificate] }, partyB: { certificates: [cardCert] } }));
+      const exchange = { header, deadline: Math.floor(Date.now() / 1000) + 600, serverCertificates: [server.certificate], cardCertificates: [cardCert] };
+      const label = transactionLabel({ header, ttpFingerprint: Buffer.from(keyFingerprint(ttpCert.publicKey), 'hex'), deadline: exchange.deadline });
+      const x = signBytes(profile, server.privateKey, header);
+      const y = await card.client.signHeader(header);
+      const signedEscrow = (plain: Buffer) => {
+        const escrowX = oaepEncrypt(ttpCert.publicKey, plain, label);
+        return { escrowX, escrowXSignature: signBytes(profile, server.privateKey, escrowOfXStatement(label, escrowX)) };
+      };
+      const escrowY = makeVerifiableEscrow({ cardKey: cardCert.publicKey, ttpKey: ttpCert.publicKey, label, message: header, signature: y });
+      const requests = {
+        abort: { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(label)) },
+        'resolve-client': { kind: 'resolve-client', y, ...signedEscrow(x) },
+        'resolve-client, signed bogus escrow': { kind: 'resolve-client', y, ...signedEscrow(randomBytes(256)) },
+        'resolve-server': { kind: 'resolve-server', x, escrowY, proof: signBytes(profile, server.privateKey, resolveRequestStatement(label, escrowY)) },
+      } satisfies Record<string, TtpRequest>;
+      if (state === 'ABORTED') assert.equal((await ttp.request(exchange, requests.abort)).outcome, 'aborted');
+      if (state === 'RESOLVED') assert.equal((await ttp.request(exchange, requests['resolve-client'])).outcome, 'x');
+      return { exchange, requests, x, y };
+    };
+    const expected: Record<string, Record<'NONE' | 'ABORTED' | 'RESOLVED', 'x' | 'y' | 'aborted'>> = {
+      abort: { NONE: 'aborted', ABORTED: 'aborted', RESOLVED: 'y' },
+      'resolve-client': { NONE: 'x', ABORTED: 'aborted', RESOLVED: 'x' },
+      'resolve-client, signed bogus escrow': { NONE: 'aborted', ABORTED: 'aborted', RESOLVED: 'x' },
+      'resolve-server': { NONE: 'y', ABORTED: 'aborted', RESOLVED: 'y' },
+    };
+    try {
+      for (const [kind, byState] of Object.entries(expected)) {
+        for (const [state, outcome] of Object.entries(byState) as ['NONE' | 'ABORTED' | 'RESOLVED', string][]) {
+          const e = await exchangeIn(state);
+          const a = await ttp.request(e.exchange, e.requests[kind as keyof typeof e.requests]);
+          assert.equal(a.outcome, outcome, `${state} x ${kind}`);
+          // The values are the parties' own signatures, and a later request of the other party agrees.
+          if (a.outcome === 'x') assert.ok(a.x.equals(e.x));
+          if (a.outcome === 'y') assert.ok(a.y.equals(e.y));
+          const other = a.outcome === 'y' || kind === 'abort' ? e.requests['resolve-client'] : e.requests['resolve-server'];
+          const b = await ttp.request(e.exchange, other);
+          assert.equal(b.outcome === 'aborted', a.outcome === 'aborted', `${state} x ${kind}: both sides see the same decision`);
+        }
+      }
+    } finally {
+      ttp.close();
+    }
   });
 });
 
