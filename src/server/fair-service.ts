@@ -68,6 +68,7 @@ const MAX_BACKOFF_SECONDS = 600;
 
 export class FairService {
   private readonly settling = new Set<number>();
+  private readonly applying = new Map<number, Promise<unknown>>();
   private readonly backoff = new Map<number, { attempts: number; next: number }>();
   /** The last unsettling answer per exchange ('refused: ...' or 'unreachable: ...'), for the report. */
   private readonly lastProblem = new Map<number, { outcome: 'refused' | 'unreachable'; reason: string }>();
@@ -156,7 +157,18 @@ export class FairService {
    * aborted. Both are checked first (Y with the card's key, the token with the TTP's), so a
    * forged answer changes nothing. Returns the record as stored afterwards.
    */
-  private async apply(id: number, answer: TtpAnswer | { outcome: 'unreachable'; reason: string }, reason: string): Promise<TransactionRecord> {
+  private apply(id: number, answer: TtpAnswer | { outcome: 'unreachable'; reason: string }, reason: string): Promise<TransactionRecord> {
+    // One at a time per exchange: the sweeper and a request may apply the same answer at once.
+    const turn = (this.applying.get(id) ?? Promise.resolve()).then(() => this.applyNow(id, answer, reason));
+    const settled = turn.catch(() => undefined);
+    this.applying.set(id, settled);
+    void settled.then(() => {
+      if (this.applying.get(id) === settled) this.applying.delete(id);
+    });
+    return turn;
+  }
+
+  private async applyNow(id: number, answer: TtpAnswer | { outcome: 'unreachable'; reason: string }, reason: string): Promise<TransactionRecord> {
     const rec = this.o.store.get(id)!;
     const header = Buffer.from(rec.prepared.header, 'base64');
     if (rec.confirmed || rec.fairAborted) return rec; // settled already: the first settlement stands
