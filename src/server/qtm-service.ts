@@ -112,7 +112,7 @@ export class QtmService {
     }
     checkPlainText(order.content);
     if (fair && !this.o.fair) throw new ServiceError(400, 'E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
-    if (fair && this.o.proxy) throw new ServiceError(400, 'E_NO_TTP', 'the fair exchange is not offered for proxy signing yet');
+    if (fair && this.o.proxy) throw new ServiceError(400, 'E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
     const warrant = this.o.proxy ? this.findWarrant(client) : undefined;
     const transactionId = this.nextId++;
     order.transactionId = transactionId;
