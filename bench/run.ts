@@ -6,7 +6,7 @@ import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
 import { benchTransaction } from './transaction.js';
 import { benchStore } from './store.js';
-import { benchFair, benchTtp } from './fair.js';
+import { benchFair, benchTtp, benchTtpRequestCost } from './fair.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
@@ -15,6 +15,7 @@ const sections: [string, () => Promise<void>][] = [
   ['store', benchStore],
   ['fair exchange escrows', benchFair],
   ['fair exchange TTP', benchTtp],
+  ['fair exchange TTP request cost', benchTtpRequestCost],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {

@@ -54,6 +54,11 @@ export class QtmApi {
     this.agent = new Agent({ keepAlive: true, maxSockets: 1, ca: trustPem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
   }
 
+  /** Whether the connection the card authenticated is still open (the server closes idle ones). */
+  get connected(): boolean {
+    return this.socket !== undefined && !this.socket.destroyed;
+  }
+
   /** The TLS keying-material exporter value of the current connection (RFC 8446 7.5). */
   exporter(context: Buffer): Buffer {
     if (!this.socket || this.socket.destroyed) throw new ServerUnreachableError('the TLS connection to the server closed');

@@ -27,9 +27,21 @@ export interface ArchivedRecord {
   replacedAt: string;
 }
 
+/** What a fair exchange left the client with (issue 13: every TTP answer is applied and kept). */
+export interface FairOutcome {
+  serverId: string;
+  transactionId: number;
+  /** X (from the server or the TTP) or the TTP's abort token, base64. */
+  outcome: 'x' | 'aborted';
+  value: string;
+  via: 'server' | 'ttp';
+  keptAt: string;
+}
+
 interface Index {
   proofs: ArchivedProof[];
   replaced: ArchivedRecord[];
+  fair?: FairOutcome[];
 }
 
 export function defaultArchiveDir(): string {
@@ -72,6 +84,20 @@ export class Archive {
   async archiveReplaced(record: Omit<ArchivedRecord, 'replacedAt'>): Promise<void> {
     this.db.data.replaced.push({ ...record, replacedAt: new Date().toISOString() });
     await this.db.write();
+  }
+
+  /** Keeps X or the abort token of a fair exchange, fsync'd, before the client goes on. */
+  async keepFairOutcome(o: Omit<FairOutcome, 'keptAt'>): Promise<void> {
+    const list = (this.db.data.fair ??= []);
+    const i = list.findIndex((f) => f.serverId === o.serverId && f.transactionId === o.transactionId);
+    const entry = { ...o, keptAt: new Date().toISOString() };
+    if (i >= 0) list[i] = entry;
+    else list.push(entry);
+    await this.db.write();
+  }
+
+  get fairOutcomes(): readonly FairOutcome[] {
+    return this.db.data.fair ?? [];
   }
 
   get proofs(): readonly ArchivedProof[] {

@@ -22,7 +22,7 @@ import { verifyBundle } from '../verify/verify-bundle.js';
 import { QtmError, RefusedError } from '../errors.js';
 import type { QtmApi } from './api.js';
 import type { Archive } from './archive.js';
-import { checkFairOffer, exchangeSignatures, type TtpLike } from './fair-exchange.js';
+import { checkFairOffer, exchangeSignatures, FairAbortedError, type TtpLike } from './fair-exchange.js';
 import { TtpClient } from '../fair/ttp-server.js';
 
 export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'exchange' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
@@ -192,13 +192,23 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const offer = prepared.offer;
     await step('exchange', hooks, timings, async () => {
       const ttp = (input.ttp ?? ((url) => new TtpClient(url, input.trustAnchors.map((c) => c.toString()).join(''))))(offer.ttpUrl);
+      const kept = { serverId: Buffer.from(decodeHeader(prepared.header).serverId).toString('hex'), transactionId: prepared.transactionId };
       try {
-        fairVia = (await exchangeSignatures({ api, prepared, offer, cardCertificate: certificate, y: signature, ttp })).via;
+        const got = await exchangeSignatures({ api, prepared, offer, cardCertificate: certificate, y: signature, ttp });
+        fairVia = got.via;
+        // Issue 13: what the exchange gave the client is kept before anything else happens.
+        await archive.keepFairOutcome({ ...kept, outcome: 'x', value: got.x.toString('base64'), via: got.via });
+      } catch (err) {
+        if (err instanceof FairAbortedError && err.token) await archive.keepFairOutcome({ ...kept, outcome: 'aborted', value: err.token.toString('base64'), via: 'ttp' });
+        throw err;
       } finally {
         ttp.close();
       }
     });
   }
+
+  // A resolve at the TTP can outlast the server's idle timeout: the card authenticates the new connection.
+  if (prepared.offer && !api.connected) await openAndAuthenticate(api, card, pin, hooks, timings);
 
   const { slot, replaced, challenge } = await step('slot', hooks, timings, async () => {
     const slots = await readSlots(card, status);

@@ -7,6 +7,7 @@ import { progressPrinter } from './sign.js';
 import { readSecret } from '../cli/secrets.js';
 import { DEMO_PIN, runDemo } from '../demo/demo.js';
 import { InputError } from '../errors.js';
+import type { LostMessage } from '../demo/lossy-api.js';
 
 const CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
 
@@ -18,11 +19,14 @@ export function demoCommand(): Command {
     .option('--proxy', 'the server signs by proxy for a sales manager under a warrant; a customer the warrant does not name is refused')
     .option('--fair', 'exchange signatures fairly through a trusted third party (claims 12-14)')
     .addOption(new Option('--cheat <party>', 'with --fair: let the server or the client cheat, and watch the TTP restore fairness').choices(['server', 'client']))
+    .addOption(new Option('--lose <message>', 'with --fair: both parties honest, this message of the exchange is lost; watch the TTP settle it fairly').choices(['escrow-y', 'x', 'y', 'first-message']))
     .option('--keep <dir>', 'keep every file the demo makes (CA, keys, card, store, archive) in this directory')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --pcsc --keep ./demo-files'))
-    .action(async (o: { interactive?: boolean; pcsc?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; keep?: string; json?: boolean }) => {
+    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --fair --lose escrow-y --json', 'qtm demo --pcsc --keep ./demo-files'))
+    .action(async (o: { interactive?: boolean; pcsc?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; lose?: LostMessage; keep?: string; json?: boolean }) => {
       if (o.cheat && !o.fair) throw new InputError('--cheat goes with --fair', 'run qtm demo --fair --cheat server');
+      if (o.lose && !o.fair) throw new InputError('--lose goes with --fair', 'run qtm demo --fair --lose escrow-y');
+      if (o.lose && o.cheat) throw new InputError('--lose shows honest parties: it does not go with --cheat');
       if (o.interactive && !(process.stdin.isTTY && process.stderr.isTTY)) throw new InputError('--interactive needs a terminal');
       const tty = Boolean(process.stderr.isTTY) && !o.json;
       if (tty) diag.line(diag.colour.bold('qtm demo: one transaction, end to end, on this machine only\n'));
@@ -34,6 +38,7 @@ export function demoCommand(): Command {
         ...(o.proxy ? { proxy: true } : {}),
         ...(o.fair ? { fair: true } : {}),
         ...(o.cheat ? { cheat: o.cheat } : {}),
+        ...(o.lose ? { lose: o.lose } : {}),
         onStage: (s) => {
           if (!o.json) out.line(`${String(++n).padStart(2)}. ${s}`);
         },
@@ -51,7 +56,9 @@ export function demoCommand(): Command {
         out.json(result);
       } else {
         const f = result.fairness;
-        const verdict = f?.cheat
+        const verdict = result.holds
+          ? (result.fair ? out.colour.green(`Fairness held after losing the ${result.lost} message: server holds Y ${result.holds.server.y ? 'yes' : 'no'}, client holds X ${result.holds.client.x ? 'yes' : 'no'}.`) : out.colour.red('FAIRNESS BROKEN.'))
+          : f?.cheat
           ? (f.fair ? out.colour.green(`Fairness held: client holds X ${f.clientHasX ? 'yes' : 'no'}, server holds Y ${f.serverHasY ? 'yes' : 'no'}.`) : out.colour.red('FAIRNESS BROKEN.'))
           : (result.valid ? out.colour.green('Both sides now hold proof of the same record.') : out.colour.red('The proof did not verify.'));
         out.line(`\n${verdict} ${(result.ms / 1000).toFixed(1)} s in all.`);

@@ -31,7 +31,8 @@ import { StepError } from '../client/transaction.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { issueWarrant } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
-import { runCheat, startDemoTtp, type Cheat } from './fair-demo.js';
+import { runCheat, runLoss, startDemoTtp, type Cheat, type CheatSwitch } from './fair-demo.js';
+import type { LostMessage } from './lossy-api.js';
 
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
@@ -46,6 +47,8 @@ export interface DemoOptions {
   /** Fair exchange through a TTP; with cheat, one party cheats and the TTP restores fairness. */
   readonly fair?: boolean;
   readonly cheat?: Cheat;
+  /** With fair: both honest, this message of the exchange is lost; the TTP settles it. */
+  readonly lose?: LostMessage;
   readonly catalogue: string;
   readonly hooks: (pin: string) => TransactionHooks;
   readonly onStage?: (text: string) => void;
@@ -64,7 +67,15 @@ export interface DemoResult {
   readonly proxy?: { readonly warrant: string; readonly refused: string };
   /** With fair: who ended up with which signature. */
   readonly fairness?: { readonly cheat: Cheat | null; readonly clientHasX: boolean; readonly serverHasY: boolean; readonly fair: boolean };
+  /** With lose: who holds which signature once the TTP settled the exchange. */
+  readonly holds?: { readonly server: { readonly y: boolean }; readonly client: { readonly x: boolean } };
+  readonly fair?: boolean;
+  readonly lost?: LostMessage;
+  /** With cheat client: the cheating client's moves at the TTP and the code each was refused with. */
+  readonly cheatMoves?: readonly { readonly move: string; readonly refused: string }[];
 }
+
+const LOSS_DEADLINE_SECONDS = 3;
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = performance.now();
@@ -95,7 +106,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
     const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell) : undefined;
 
-    const ttp = o.fair || o.cheat ? await startDemoTtp(dir, ca) : undefined;
+    // Only the demo's --cheat passes a cheating-party switch to the server.
+    const cheatSwitch: CheatSwitch | undefined = o.cheat ? {} : undefined;
+    // A lost message is settled at the deadline: a short one, so the demo shows the end.
+    const deadlineSeconds = o.lose ? LOSS_DEADLINE_SECONDS : 300;
+    const ttp = o.fair || o.cheat || o.lose ? await startDemoTtp(dir, ca, cheatSwitch, deadlineSeconds) : undefined;
     if (ttp) {
       cleanups.push(() => ttp.close());
       tell(`Trusted third party listening on ${ttp.running.url.replace('127.0.0.1', 'localhost')}: an RSA-3072 escrow key, consulted only if the exchange goes wrong (claims 12-14).`);
@@ -144,11 +159,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     cleanups.push(() => api.close());
     const archive = await Archive.open(join(dir, 'archive'));
     const order = { items: [{ sku: 'PAPER-A4', quantity: 2 }, { sku: 'PEN-BLUE', quantity: 1 }] };
+    if (o.lose) {
+      const l = await runLoss(o.lose, { url: server.url.replace('127.0.0.1', 'localhost'), trustPem: ca.certificate.toString(), store: server.store, deadlineSeconds, transaction: { card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
+      l.story.forEach(tell);
+      return { story, valid: l.fair, transactionId: l.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, holds: l.holds, fair: l.fair, lost: o.lose };
+    }
     if (o.cheat) {
-      const c = await runCheat(o.cheat, { service: server.service, store: server.store, transaction: { api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
+      const c = await runCheat(o.cheat, { service: server.service, store: server.store, cheatSwitch: cheatSwitch!, transaction: { api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN) } });
       c.story.forEach(tell);
       const fair = c.clientHasX === c.serverHasY;
-      return { story, valid: fair, transactionId: c.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, fairness: { cheat: o.cheat, clientHasX: c.clientHasX, serverHasY: c.serverHasY, fair } };
+      return { story, valid: fair, transactionId: c.transactionId, ...(o.keepDir ? { dir } : {}), apdus: card.apduCount, ms: performance.now() - started, fairness: { cheat: o.cheat, clientHasX: c.clientHasX, serverHasY: c.serverHasY, fair }, ...(c.moves ? { cheatMoves: c.moves } : {}) };
     }
     const result = await runTransaction({ api, card, trustAnchors: [ca.certificate], archive, order, hooks: o.hooks(DEMO_PIN), ...(o.fair ? { fair: true } : {}) });
     const content = result.bundle.content!;

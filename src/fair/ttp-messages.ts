@@ -2,8 +2,8 @@
  * The TTP's JSON messages (`qtm ttp start`). Every request names the exchange: the pre-QTM
  * package, the deadline and both parties' certificate chains; then what the request deposits.
  *   POST /v1/abort            { ...exchange, proof }      the originator's signed abort request
- *   POST /v1/resolve/client   { ...exchange, y, escrowX } the card's signature, the server's escrow
- *   POST /v1/resolve/server   { ...exchange, x, escrowY } the server's signature, the client's escrow
+ *   POST /v1/resolve/client   { ...exchange, y, escrowX, escrowXSignature } the card's signature, the server's signed escrow
+ *   POST /v1/resolve/server   { ...exchange, x, escrowY, proof }           the server's signature, the client's escrow, the server's signed request
  * Answer: { outcome: "x" | "y" | "aborted", x | y | token } (base64); a refusal is HTTP 403.
  */
 import { X509Certificate } from 'node:crypto';
@@ -25,8 +25,8 @@ const EXCHANGE: Spec = {
 
 const REQUESTS = {
   abort: { ...EXCHANGE, proof: { kind: 'b64', max: 1024 } },
-  'resolve-client': { ...EXCHANGE, y: { kind: 'b64', max: 1024 }, escrowX: { kind: 'b64', max: 1024 } },
-  'resolve-server': { ...EXCHANGE, x: { kind: 'b64', max: 1024 }, escrowY: { kind: 'b64', max: MAX_ESCROW } },
+  'resolve-client': { ...EXCHANGE, y: { kind: 'b64', max: 1024 }, escrowX: { kind: 'b64', max: 1024 }, escrowXSignature: { kind: 'b64', max: 1024 } },
+  'resolve-server': { ...EXCHANGE, x: { kind: 'b64', max: 1024 }, escrowY: { kind: 'b64', max: MAX_ESCROW }, proof: { kind: 'b64', max: 1024 } },
 } satisfies Record<TtpRequest['kind'], Spec>;
 
 export const TTP_PATHS: Record<TtpRequest['kind'], string> = { abort: '/v1/abort', 'resolve-client': '/v1/resolve/client', 'resolve-server': '/v1/resolve/server' };
@@ -39,8 +39,8 @@ export function encodeTtpRequest(exchange: Exchange, request: TtpRequest): Recor
     cardCertificates: exchange.cardCertificates.map((c) => c.toString()),
   };
   if (request.kind === 'abort') body.proof = b64(request.proof);
-  if (request.kind === 'resolve-client') Object.assign(body, { y: b64(request.y), escrowX: b64(request.escrowX) });
-  if (request.kind === 'resolve-server') Object.assign(body, { x: b64(request.x), escrowY: b64(request.escrowY) });
+  if (request.kind === 'resolve-client') Object.assign(body, { y: b64(request.y), escrowX: b64(request.escrowX), escrowXSignature: b64(request.escrowXSignature) });
+  if (request.kind === 'resolve-server') Object.assign(body, { x: b64(request.x), escrowY: b64(request.escrowY), proof: b64(request.proof) });
   return body;
 }
 
@@ -63,8 +63,8 @@ export function decodeTtpRequest(kind: TtpRequest['kind'], json: unknown): { exc
   const request: TtpRequest = kind === 'abort'
     ? { kind, proof: m.proof as Buffer }
     : kind === 'resolve-client'
-      ? { kind, y: m.y as Buffer, escrowX: m.escrowX as Buffer }
-      : { kind, x: m.x as Buffer, escrowY: m.escrowY as Buffer };
+      ? { kind, y: m.y as Buffer, escrowX: m.escrowX as Buffer, escrowXSignature: m.escrowXSignature as Buffer }
+      : { kind, x: m.x as Buffer, escrowY: m.escrowY as Buffer, proof: m.proof as Buffer };
   return { exchange, request };
 }
 

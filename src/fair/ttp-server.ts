@@ -49,7 +49,7 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
       if (req.method !== 'POST' || !kind) throw new HttpError(404, 'E_NOT_FOUND', `no route ${req.method} ${path}`);
       const { exchange, request } = decodeTtpRequest(kind, await readJson(req, MAX_BODY));
       const answer = await ttp.handle(exchange, request);
-      if (answer.outcome === 'refused') throw new HttpError(403, 'E_REFUSED', answer.reason);
+      if (answer.outcome === 'refused') throw new HttpError(403, answer.code, answer.reason);
       return { body: encodeTtpAnswer(answer), log: { outcome: answer.outcome } };
     },
   });
@@ -64,6 +64,7 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
     async close() {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      await ttp.close();
     },
   };
 }
@@ -79,7 +80,8 @@ export class TtpClient {
     try {
       return await this.api.call('POST', TTP_PATHS[request.kind], encodeTtpRequest(exchange, request), decodeTtpAnswer);
     } catch (err) {
-      if (err instanceof ServerError && err.status === 403 && err.serverCode === 'E_REFUSED') return { outcome: 'refused', reason: err.message };
+      // Every refusal of the TTP is a 403 with its named code (E_TTP_*); the state is unchanged.
+      if (err instanceof ServerError && err.status === 403) return { outcome: 'refused', code: err.serverCode, reason: err.message };
       throw err;
     }
   }

@@ -1,5 +1,5 @@
 /**
- * The TTP's records, one per transaction (server ID + transaction ID), behind an interface a
+ * The TTP's records, one per exchange (keyed by its label L), behind an interface a
  * PostgreSQL implementation can take later. The default keeps them with lowdb, as the issue asks:
  * the TTP is consulted only when an exchange fails, so the document stays small. lowdb's own
  * file adapter renames a temp file but never fsyncs, and a TTP that forgets an abort after a
@@ -15,7 +15,7 @@ import { InputError } from '../errors.js';
 export type TtpState = 'none' | 'aborted' | 'resolved';
 
 export interface TtpRecord {
-  /** `<server ID hex>/<transaction ID>` */
+  /** The exchange's label L, hex: a package the server never signed cannot take another's record. */
   readonly key: string;
   /** SHA-256 of the pre-QTM package the first request named: later requests must match it. */
   readonly headerHash: string;
@@ -24,6 +24,8 @@ export interface TtpRecord {
   /** Deposited or decrypted signatures, base64. */
   readonly x?: string;
   readonly y?: string;
+  /** The abort token, signed once (aborted records). */
+  readonly token?: string;
   readonly at: string;
 }
 

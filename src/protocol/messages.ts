@@ -131,16 +131,18 @@ export interface PreparedTransaction {
   readonly ttpCertificates?: string[];
   readonly deadline?: number;
   readonly escrowX?: Buffer;
+  /** The server's receipt-key signature over the label and SHA-256 of escrowX (issue 17). */
+  readonly escrowXSignature?: Buffer;
 }
 export const encodePrepared = (m: PreparedTransaction) => ({
   transactionId: m.transactionId, header: b64(m.header), content: b64(m.content), serverCertificates: m.serverCertificates, partyACertificates: m.partyACertificates,
   ...(m.warrants ? { warrants: m.warrants } : {}),
-  ...(m.escrowX ? { ttpUrl: m.ttpUrl, ttpCertificates: m.ttpCertificates, deadline: m.deadline, escrowX: b64(m.escrowX) } : {}),
+  ...(m.escrowX ? { ttpUrl: m.ttpUrl, ttpCertificates: m.ttpCertificates, deadline: m.deadline, escrowX: b64(m.escrowX), ...(m.escrowXSignature ? { escrowXSignature: b64(m.escrowXSignature) } : {}) } : {}),
 });
 export const decodePrepared = (j: unknown) => decode<PreparedTransaction>('prepared transaction', j, {
   transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: 65536 }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
   warrants: { kind: 'pems', optional: true },
-  ttpUrl: { kind: 'string', max: 200, optional: true }, ttpCertificates: { kind: 'pems', optional: true }, deadline: { kind: 'int', optional: true }, escrowX: { kind: 'b64', max: 1024, optional: true },
+  ttpUrl: { kind: 'string', max: 200, optional: true }, ttpCertificates: { kind: 'pems', optional: true }, deadline: { kind: 'int', optional: true }, escrowX: { kind: 'b64', max: 1024, optional: true }, escrowXSignature: { kind: 'b64', max: 1024, optional: true },
 });
 
 /** Block 305: the client's verifiable escrow of Y; block 308: the server's answer, X. */

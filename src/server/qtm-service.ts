@@ -4,7 +4,7 @@
  * answer, and a reply is given only once its entry is durable in the store.
  */
 import { randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
-import { fingerprint, keyFingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
+import { fingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
 import { sealRecord, checkStorageProof } from '../crypto/secure-write.js';
 import { cardRecordFor, headerFor, warrantBindingFor } from '../proof/make-proof.js';
 import { checkPlainText } from '../protocol/plain-text.js';
@@ -15,25 +15,13 @@ import type { TransactionRecord, TransactionStore } from '../store/types.js';
 import type { Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import type { ClientIdentity } from './client-auth.js';
-import { QtmError, ExitCode } from '../errors.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
 import { warrantProblems } from '../warrant/warrant.js';
-import { certificatesFromPemBundle } from '../crypto/x509.js';
-import { transactionLabel } from '../fair/label.js';
-import { oaepEncrypt } from '../fair/oaep.js';
-import { escrowProblems } from '../fair/verifiable-escrow.js';
-import { abortRequestStatement, type Exchange, type TtpAnswer, type TtpRequest } from '../fair/ttp.js';
+import { ServiceError } from './service-error.js';
+import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 
-/** A refusal with the HTTP status it maps to. */
-export class ServiceError extends QtmError {
-  constructor(
-    readonly status: number,
-    code: string,
-    message: string,
-  ) {
-    super(message, code, ExitCode.invalid);
-  }
-}
+export { ServiceError } from './service-error.js';
+export type { FairOptions, ServerCheat } from './fair-service.js';
 
 export interface ServiceOptions {
   readonly store: TransactionStore;
@@ -47,17 +35,6 @@ export interface ServiceOptions {
   readonly proxy?: ProxyOptions;
   /** Offer the fair exchange of signatures through this TTP (claims 12-14). */
   readonly fair?: FairOptions;
-}
-
-export interface FairOptions {
-  readonly ttp: {
-    readonly url: string;
-    /** The TTP's escrow certificate first (role ttp), then intermediates. */
-    readonly certificates: readonly X509Certificate[];
-    request(exchange: Exchange, request: TtpRequest): Promise<TtpAnswer>;
-  };
-  /** Seconds from the record to the exchange's deadline. */
-  readonly deadlineSeconds: number;
 }
 
 export interface ProxyOptions {
@@ -79,21 +56,20 @@ const MAX_CONCEPTS = 10_000;
 
 export class QtmService {
   private readonly orders = new Map<string, ConceptOrder>();
-  private readonly settling = new Set<number>();
   private nextId: number;
   private readonly now: () => Date;
   /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
   readonly serverId: Buffer;
   readonly signerCertificates: readonly string[];
-  /** The TTP key's fingerprint, part of every fair exchange's label. */
-  private readonly ttpFingerprint: Buffer | undefined;
+  /** The fair exchange (claims 12-14), when the server offers it. */
+  readonly fair: FairService | undefined;
 
   constructor(private readonly o: ServiceOptions) {
     this.nextId = o.store.lastTransactionId() + 1;
     this.now = o.now ?? (() => new Date());
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
-    this.ttpFingerprint = o.fair ? Buffer.from(keyFingerprint(o.fair.ttp.certificates[0]!.publicKey), 'hex') : undefined;
+    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
   }
 
   /** The order application: compose a concept order from catalogue items. */
@@ -136,7 +112,7 @@ export class QtmService {
     }
     checkPlainText(order.content);
     if (fair && !this.o.fair) throw new ServiceError(400, 'E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
-    if (fair && this.o.proxy) throw new ServiceError(400, 'E_NO_TTP', 'the fair exchange is not offered for proxy signing yet');
+    if (fair && this.o.proxy) throw new ServiceError(400, 'E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
     const warrant = this.o.proxy ? this.findWarrant(client) : undefined;
     const transactionId = this.nextId++;
     order.transactionId = transactionId;
@@ -154,7 +130,7 @@ export class QtmService {
       clientCertificate: client.certificates.map((c) => c.toString()).join(''),
       cardSerial: client.cardSerial,
       ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
-      ...(fair ? { fair: this.makeEscrowOfX(encodeHeader(header), time + this.o.fair!.deadlineSeconds) } : {}),
+      ...(fair ? { fair: this.fair!.makeEscrowOfX(encodeHeader(header), time + this.fair!.deadlineSeconds) } : {}),
     });
     return this.preparedMessage(this.o.store.get(transactionId)!);
   }
@@ -203,111 +179,26 @@ export class QtmService {
       ...(rec.prepared.warrant
         ? { partyACertificates: rec.prepared.warrant.certificates.slice(1), warrants: rec.prepared.warrant.certificates.slice(0, 1) }
         : { partyACertificates: [...this.signerCertificates] }),
-      ...(rec.prepared.fair && this.o.fair ? {
-        ttpUrl: this.o.fair.ttp.url, ttpCertificates: this.o.fair.ttp.certificates.map((c) => c.toString()),
-        deadline: rec.prepared.fair.deadline, escrowX: Buffer.from(rec.prepared.fair.escrowX, 'base64'),
-      } : {}),
+      ...(this.fair?.offer(rec) ?? {}),
     };
   }
 
-  // ---- Fair exchange (claims 12-14, patent figure 3) ----
+  // ---- Fair exchange (claims 12-14, patent figure 3): fair-service.ts ----
 
-  private exchangeOf(rec: TransactionRecord): Exchange {
-    return {
-      header: Buffer.from(rec.prepared.header, 'base64'),
-      deadline: rec.prepared.fair!.deadline,
-      serverCertificates: this.o.signer.certificates,
-      cardCertificates: certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate'),
-    };
-  }
-
-  private fairLabel(header: Buffer, deadline: number): Buffer {
-    return transactionLabel({ header, ttpFingerprint: this.ttpFingerprint!, deadline });
-  }
-
-  /** Block 303: X, and an ordinary escrow of it for the TTP. Protected: the demo's cheat overrides it. */
-  protected makeEscrowOfX(header: Buffer, deadline: number): { deadline: number; x: string; escrowX: string } {
-    const x = signBytes(this.o.profile, this.o.signer.privateKey, header);
-    const escrowX = oaepEncrypt(this.o.fair!.ttp.certificates[0]!.publicKey, x, this.fairLabel(header, deadline));
-    return { deadline, x: x.toString('base64'), escrowX: escrowX.toString('base64') };
-  }
-
-  /** Block 308: what the server releases once the escrow of Y checks. Protected: the demo's cheat overrides it. */
-  protected releaseX(rec: TransactionRecord): Buffer {
-    return Buffer.from(rec.prepared.fair!.x, 'base64');
-  }
-
-  private fairRecord(client: ClientIdentity, transactionId: number): TransactionRecord {
-    const rec = this.record(client, transactionId);
-    if (!rec.prepared.fair || !this.o.fair) throw new ServiceError(409, 'E_NOT_FAIR', `transaction ${transactionId} is not a fair exchange`);
-    if (rec.fairAborted) throw new ServiceError(409, 'E_ABORTED', `transaction ${transactionId} was aborted at the TTP: ${rec.fairAborted.reason}`);
-    return rec;
+  private fairService(rec: TransactionRecord): FairService {
+    if (!rec.prepared.fair || !this.fair) throw new ServiceError(409, 'E_NOT_FAIR', `transaction ${rec.transactionId} is not a fair exchange`);
+    return this.fair;
   }
 
   /** Blocks 306-308: check the client's verifiable escrow of Y; release X, or abort at the TTP. */
   async escrow(client: ClientIdentity, transactionId: number, escrowY: Buffer): Promise<Buffer> {
-    const rec = this.fairRecord(client, transactionId);
-    if (rec.escrowY !== undefined) {
-      if (rec.escrowY !== escrowY.toString('base64')) throw new ServiceError(409, 'E_ALREADY_ESCROWED', `transaction ${transactionId} already has another escrow`);
-      return this.releaseX(rec);
-    }
-    const exchange = this.exchangeOf(rec);
-    const label = this.fairLabel(exchange.header, exchange.deadline);
-    const problems = escrowProblems(escrowY, { cardKey: client.certificates[0]!.publicKey, ttpKey: this.o.fair!.ttp.certificates[0]!.publicKey, label, message: exchange.header });
-    if (problems.length) {
-      await this.abortAtTtp(rec, `the client's escrow of Y does not verify (${problems[0]})`);
-      throw new ServiceError(403, 'E_BAD_ESCROW', `the escrow of Y does not verify (${problems[0]}${problems.length > 1 ? ` and ${problems.length - 1} more` : ''}); the exchange is aborted at the TTP`);
-    }
-    await this.o.store.append({ type: 'escrowed', transactionId, escrowY: escrowY.toString('base64') });
-    return this.releaseX(this.o.store.get(transactionId)!);
+    const rec = this.record(client, transactionId);
+    return this.fairService(rec).escrow(client, rec, escrowY);
   }
 
-  private async abortAtTtp(rec: TransactionRecord, reason: string): Promise<void> {
-    const exchange = this.exchangeOf(rec);
-    const proof = signBytes(this.o.profile, this.o.signer.privateKey, abortRequestStatement(this.fairLabel(exchange.header, exchange.deadline)));
-    const answer = await this.o.fair!.ttp.request(exchange, { kind: 'abort', proof });
-    if (answer.outcome === 'aborted') {
-      await this.o.store.append({ type: 'fair-aborted', transactionId: rec.transactionId, reason, token: answer.token.toString('base64') });
-    }
-  }
-
-  /**
-   * The server's side when Y does not come (lost, withheld or bogus): resolve at the TTP with X
-   * and the client's escrow. The package is then signed with the TTP's Y, and the receipt goes to
-   * the card when the client returns (qtm receipts fetch). Without an escrow, abort instead.
-   */
-  async resolveAtTtp(transactionId: number): Promise<'resolved' | 'aborted' | 'refused' | 'busy'> {
-    if (this.settling.has(transactionId)) return 'busy';
-    this.settling.add(transactionId);
-    try {
-      return await this.settle(transactionId);
-    } finally {
-      this.settling.delete(transactionId);
-    }
-  }
-
-  private async settle(transactionId: number): Promise<'resolved' | 'aborted' | 'refused'> {
-    const rec = this.o.store.get(transactionId);
-    if (!rec?.prepared.fair || !this.o.fair || rec.confirmed || rec.fairAborted) return 'refused';
-    if (rec.escrowY === undefined) {
-      await this.abortAtTtp(rec, 'no escrow of Y by the deadline');
-      return 'aborted';
-    }
-    const y = await this.yFromTtp(rec);
-    if (!y) return this.o.store.get(transactionId)!.fairAborted ? 'aborted' : 'refused';
-    const header = this.boundHeader(rec);
-    const pkg = encodePackage({ ...header, signatureA: Buffer.from(rec.prepared.fair.x, 'base64'), signatureB: y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header)) });
-    await this.o.store.append({ type: 'resolved', transactionId, signatureB: y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(header).toString('base64') });
-    return 'resolved';
-  }
-
-  private async yFromTtp(rec: TransactionRecord): Promise<Buffer | undefined> {
-    const answer = await this.o.fair!.ttp.request(this.exchangeOf(rec), { kind: 'resolve-server', x: Buffer.from(rec.prepared.fair!.x, 'base64'), escrowY: Buffer.from(rec.escrowY!, 'base64') });
-    if (answer.outcome === 'y') return answer.y;
-    if (answer.outcome === 'aborted') {
-      await this.o.store.append({ type: 'fair-aborted', transactionId: rec.transactionId, reason: 'the TTP had aborted the exchange', token: answer.token.toString('base64') });
-    }
-    return undefined;
+  /** The deadline's settlement at the TTP (blocks 307, 316-317). */
+  async resolveAtTtp(transactionId: number): Promise<SettleOutcome> {
+    return this.fair ? this.fair.resolveAtTtp(transactionId) : 'refused';
   }
 
   /** The stored record's fields 1-7 with the digest of the warrant it was prepared under (version 3). */
@@ -319,7 +210,7 @@ export class QtmService {
 
   /** Fair transactions past their deadline and not settled, for the server's sweeper. */
   overdueFair(now = this.now()): number[] {
-    return [...this.o.store.openFairExchanges()].filter(([, deadline]) => deadline * 1000 <= now.getTime()).map(([id]) => id);
+    return this.fair?.overdue(now) ?? [];
   }
 
   /**
@@ -330,6 +221,8 @@ export class QtmService {
   async confirm(client: ClientIdentity, transactionId: number, firstMessage: FirstMessage): Promise<SecondMessage> {
     let first = firstMessage;
     const rec = this.record(client, transactionId);
+    // A fair exchange the TTP settled with Y is answered from that state (fair-service.ts).
+    if (rec.prepared.fair && (await this.fairService(rec).beforeConfirm(rec)) === 'resolved') return this.redeliver(client, transactionId, first.challenge, first.slot);
     const firstStored = { signatureB: first.signature.toString('base64'), challenge: first.challenge.toString('base64'), slot: first.slot, priority: first.priority };
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
@@ -338,13 +231,9 @@ export class QtmService {
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
     const header = this.boundHeader(rec);
-    if (rec.prepared.fair) {
-      if (rec.fairAborted) throw new ServiceError(409, 'E_ABORTED', `transaction ${transactionId} was aborted at the TTP: ${rec.fairAborted.reason}`);
-      if (rec.escrowY === undefined) throw new ServiceError(409, 'E_NO_ESCROW', `transaction ${transactionId} is a fair exchange: send the escrow of Y first`);
-    }
     if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
       // Block 317: in a fair exchange a bogus Y is no loss: the TTP extracts the real one.
-      const fromTtp = rec.prepared.fair ? await this.yFromTtp(rec) : undefined;
+      const fromTtp = rec.prepared.fair ? await this.fairService(rec).yFromTtp(rec) : undefined;
       if (!fromTtp) throw new ServiceError(403, 'E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
       first = { ...first, signature: fromTtp };
     }

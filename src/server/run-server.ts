@@ -49,11 +49,19 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   });
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).
+  // The sweeper reports on the server's log (stderr by default, as the requests are).
+  const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
   const sweeper = p.fair ? setInterval(() => {
     for (const id of service.overdueFair()) {
       service.resolveAtTtp(id).then(
-        (outcome) => p.log?.({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, outcome }),
-        (err: Error) => p.log?.({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, error: err.message }),
+        (outcome) => {
+          if (outcome === 'busy') return;
+          // An exchange the TTP does not settle is retried after 2, 4, 8 ... s (at most 10 min) and reported each time.
+          const retry = service.fair?.retries(id);
+          log({ time: new Date().toISOString(), event: retry ? 'fair-unsettled' : 'fair-deadline', tx: id, outcome,
+            ...(retry ? { attempts: retry.attempts, nextAttempt: retry.next.toISOString(), problem: retry.problem } : {}) });
+        },
+        (err: Error) => log({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, error: err.message }),
       );
     }
   }, 1000) : undefined;

@@ -14,8 +14,8 @@ export interface PreparedEntry {
   readonly cardSerial: string; // hex
   /** When A signs by proxy: the warrant's serial and PEMs (warrant, then X's chain). */
   readonly warrant?: { readonly serial: string; readonly certificates: readonly string[] };
-  /** Fair exchange: the deadline, X (signature A, released at block 308) and its escrow. */
-  readonly fair?: { readonly deadline: number; readonly x: string; readonly escrowX: string };
+  /** Fair exchange: the deadline, X (signature A, released at block 308), its escrow and the receipt key's signature on the escrow. */
+  readonly fair?: { readonly deadline: number; readonly x: string; readonly escrowX: string; readonly escrowXSignature?: string };
 }
 
 /** Fair exchange, block 306: the client's verifiable escrow of Y, checked. */
@@ -31,6 +31,18 @@ export interface FairAbortedEntry {
   readonly transactionId: number;
   readonly reason: string;
   readonly token?: string; // base64 TTP abort token
+}
+
+/**
+ * Fair exchange: the server is about to ask the TTP to abort. Written (fsync'd) before the request
+ * leaves, so after a crash or a lost answer the server knows an abort may have been decided and
+ * releases no X until a TTP answer settles the exchange.
+ */
+export interface FairAbortIntentEntry {
+  readonly type: 'fair-abort-intent';
+  readonly transactionId: number;
+  readonly reason: string;
+  readonly at: string;
 }
 
 /** Fair exchange resolved at the TTP: Y came from the TTP, not from a first message. */
@@ -67,7 +79,7 @@ export interface DeliveredEntry {
   readonly at: string;
 }
 
-export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry | EscrowedEntry | FairAbortedEntry | ResolvedEntry;
+export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry | EscrowedEntry | FairAbortIntentEntry | FairAbortedEntry | ResolvedEntry;
 
 export type TransactionState = 'prepared' | 'confirmed' | 'delivered';
 
@@ -82,6 +94,10 @@ export interface TransactionRecord {
   readonly delivered?: DeliveredEntry;
   readonly escrowY?: string;
   readonly fairAborted?: FairAbortedEntry;
+  /** The server sent (or was about to send) an abort to the TTP. */
+  readonly fairAbortIntent?: FairAbortIntentEntry;
+  /** Settled at the TTP with its Y: the package was signed without a first message. */
+  readonly resolved?: ResolvedEntry;
 }
 
 export interface TransactionStore {
@@ -116,12 +132,15 @@ export function fold(record: TransactionRecord | undefined, e: StoreEntry): Tran
       return { ...record, state: 'delivered', delivered: e };
     case 'escrowed':
       return record && { ...record, escrowY: e.escrowY };
+    case 'fair-abort-intent':
+      return record && { ...record, fairAbortIntent: e };
     case 'fair-aborted':
       return record && { ...record, fairAborted: e };
     case 'resolved':
       // Signed with the Y the TTP gave; the receipt reaches the card later (qtm receipts fetch).
       return record && {
         ...record,
+        resolved: e,
         state: record.state === 'delivered' ? 'delivered' : 'confirmed',
         confirmed: { type: 'confirmed', transactionId: e.transactionId, firstMessage: { signatureB: e.signatureB, challenge: '', slot: 0, priority: 0 }, package: e.package, cardRecord: e.cardRecord, envelope: '' },
       };

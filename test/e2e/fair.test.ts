@@ -16,6 +16,7 @@ import * as M from '../../src/protocol/messages.js';
 import { auditStore } from '../../src/server/audit.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { Archive } from '../../src/client/archive.js';
+import type { ServerCheat } from '../../src/server/qtm-service.js';
 import { autoHooks, makeWorld, newCard, PIN, transact, type World } from './env.js';
 
 let world: World;
@@ -32,7 +33,7 @@ before(async () => {
     ttp = await startTtp({ identity: escrowKey, tls: identity('server', 'CN=localhost'), trustAnchors: [ca.certificate], storeDir: join(dir, 'ttp'), host: '127.0.0.1', port: 0, log: (l) => ttpLog.push(l) });
     const url = ttp.url.replace('127.0.0.1', 'localhost');
     const client = new TtpClient(url, ca.certificate.toString());
-    return { fair: { ttp: { url, certificates: escrowKey.certificates, request: (e, r) => client.request(e, r) }, deadlineSeconds: 600 } };
+    return { fair: { ttp: { url, certificates: escrowKey.certificates, request: (e, r) => client.request(e, r) }, deadlineSeconds: 600, cheat: () => serverCheat } };
   });
 });
 after(async () => {
@@ -40,12 +41,12 @@ after(async () => {
   await ttp.close();
 });
 
-const service = () => world.server.service as unknown as Record<string, unknown>;
-/** A cheating server for one test: its protected steps replaced on the instance. */
-function cheat(name: 'releaseX' | 'makeEscrowOfX', impl: (...args: never[]) => unknown): () => void {
-  const s = service();
-  s[name] = impl;
-  return () => void delete s[name];
+/** The cheating party injected into this file's server (FairOptions.cheat): honest when undefined. */
+let serverCheat: ServerCheat | undefined;
+/** A cheating server for one test. */
+function cheat(c: ServerCheat): () => void {
+  serverCheat = c;
+  return () => void (serverCheat = undefined);
 }
 const ttpRequests = () => ttpLog.filter((l) => typeof l.path === 'string' && (l.path as string).startsWith('/v1/')).length;
 
@@ -69,7 +70,7 @@ test('honest parties: X comes from the server, the TTP is never consulted, the p
 });
 
 test('a server that withholds X (sends garbage): the client resolves at the TTP, gets X and completes', async () => {
-  const restore = cheat('releaseX', () => randomBytes(256));
+  const restore = cheat({ releaseX: () => randomBytes(256) });
   try {
     const card = await newCard(world);
     const r = await transact(world, card, { fair: true });
@@ -81,13 +82,9 @@ test('a server that withholds X (sends garbage): the client resolves at the TTP,
 });
 
 test('a server with a bogus escrow of X that withholds X: the TTP aborts; neither holds the other\'s signature', async () => {
-  const honest = Object.getPrototypeOf(world.server.service).makeEscrowOfX as (header: Buffer, deadline: number) => { escrowX: string };
   const restore = [
-    cheat('releaseX', () => randomBytes(256)),
-    // The server keeps its real X but gives the client an escrow of nothing.
-    cheat('makeEscrowOfX', function (this: unknown, header: Buffer, deadline: number) {
-      return { ...honest.call(this, header, deadline), escrowX: randomBytes(384).toString('base64') };
-    }),
+    // The server keeps its real X but gives the client an escrow of nothing, and garbage for X.
+    cheat({ releaseX: () => randomBytes(256), escrowOfX: () => randomBytes(384) }),
   ];
   try {
     const card = await newCard(world);

@@ -40,7 +40,10 @@ before(async () => {
     warrantsDir = join(dir, 'warrants');
     createRequest(warrantsDir, 'sales', PASS);
     registry = WarrantRegistry.open(warrantsDir, PASS);
-    return { proxy: { registry, manager: [xavier.certificate] } };
+    // A TTP is configured too, so that a fair request reaches the proxy rule (it is never asked).
+    const ttpCert = issueKeyAndCertificate(ca, { role: 'ttp', subject: 'CN=Unused TTP' }).certificate;
+    const fair = { ttp: { url: 'https://localhost:1', certificates: [ttpCert], request: async () => { throw new Error('the TTP must not be asked'); } }, deadlineSeconds: 600 };
+    return { proxy: { registry, manager: [xavier.certificate] }, fair };
   });
 });
 after(() => world.close());
@@ -132,4 +135,16 @@ test('forged and widened warrants in the folder are never used', async () => {
     assert.equal(m.match(/is not signed by/g)?.length, 2, m); // the forged one and the widened one
     return true;
   });
+});
+
+test('claims 11 and 14 together: a fair exchange with proxy signing is refused before anything is signed (400 E_NO_TTP, naming the reason\'s place)', async () => {
+  const yara = await newCard(world);
+  writeWarrant('yara-fair', [{ fingerprint: keyFingerprint(yara.issued.certificate.publicKey) }]);
+  const id = world.server.store.lastTransactionId();
+  await assert.rejects(transact(world, yara, { fair: true }), (e) => {
+    const r = refusal(e);
+    return r instanceof ServerError && r.status === 400 && r.serverCode === 'E_NO_TTP' && /not offered together with proxy signing.*FAIR-EXCHANGE\.md/.test(r.message);
+  });
+  assert.equal(world.server.store.lastTransactionId(), id, 'nothing was prepared');
+  assert.equal(await yara.client.readRecord(1), undefined, 'nothing on the card');
 });

@@ -13,7 +13,7 @@ import { PROFILES } from '../../src/protocol/profile.js';
 import { memoryCa } from '../../src/proof/sample.js';
 import { oaepEncrypt } from '../../src/fair/oaep.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
-import { abortRequestStatement, Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
+import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
 import { LowdbTtpStore } from '../../src/fair/ttp-store.js';
 import { tempDir } from '../helpers.js';
 
@@ -42,11 +42,15 @@ async function ttpAt(dir: string) {
   return ttp;
 }
 
+/** Both escrows, with the server's signatures on its escrow of X and on its resolve request (issue 17). */
 function escrows(ttp: Ttp, t: ReturnType<typeof transaction>, opts: { bogusX?: boolean; escrowYFor?: Buffer } = {}) {
   const label = ttp.label(t.exchange);
+  const escrowX = oaepEncrypt(ttpKeys.publicKey, opts.bogusX ? randomBytes(256) : t.x, label);
+  const escrowY = makeVerifiableEscrow({ cardKey: cardKeys.publicKey, ttpKey: ttpKeys.publicKey, label: opts.escrowYFor ?? label, message: t.exchange.header, signature: t.y });
   return {
-    escrowX: oaepEncrypt(ttpKeys.publicKey, opts.bogusX ? randomBytes(256) : t.x, label),
-    escrowY: makeVerifiableEscrow({ cardKey: cardKeys.publicKey, ttpKey: ttpKeys.publicKey, label: opts.escrowYFor ?? label, message: t.exchange.header, signature: t.y }),
+    escrowX, escrowY,
+    escrowXSignature: signBytes(profile, serverKeys.privateKey, escrowOfXStatement(label, escrowX)),
+    proof: signBytes(profile, serverKeys.privateKey, resolveRequestStatement(label, escrowY)),
   };
 }
 
@@ -63,20 +67,20 @@ test('client resolves first: it gets X, the TTP keeps Y for the server; repeats 
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
   const e = escrows(ttp, tx);
-  const first = await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX });
+  const first = await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature });
   assert.ok(gotX(first, tx.x));
-  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x), 'repeated');
+  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature }), tx.x), 'repeated');
   // The server, which never got Y, aborts on its timeout: the TTP hands it Y instead.
   assert.ok(gotY(await ttp.handle(tx.exchange, abort(tx.exchange)), tx.y), 'client holds X, server holds Y');
-  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY }), tx.y));
+  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY, proof: e.proof }), tx.y));
 });
 
 test('Y lost in transit: the server resolves with X and the TTP extracts Y from the verifiable escrow', async (t) => {
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
   const e = escrows(ttp, tx);
-  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY }), tx.y));
-  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x), 'and the client can still get X');
+  assert.ok(gotY(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY, proof: e.proof }), tx.y));
+  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature }), tx.x), 'and the client can still get X');
 });
 
 test('the server aborts first: everyone gets the abort token, nobody gets a signature', async (t) => {
@@ -86,16 +90,16 @@ test('the server aborts first: everyone gets the abort token, nobody gets a sign
   const aborted = await ttp.handle(tx.exchange, abort(tx.exchange));
   assert.equal(aborted.outcome, 'aborted');
   assert.ok(aborted.outcome === 'aborted' && verifyAbortToken(ttpKeys.publicKey, ttp.label(tx.exchange), aborted.token));
-  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted');
-  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY })).outcome, 'aborted');
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })).outcome, 'aborted');
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY, proof: e.proof })).outcome, 'aborted');
 });
 
 test('a bogus escrow of X from the server: the client\'s resolve aborts, and a later server resolve fails', async (t) => {
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
   const e = escrows(ttp, tx, { bogusX: true });
-  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted');
-  const later = await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY });
+  assert.equal((await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })).outcome, 'aborted');
+  const later = await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY, proof: e.proof });
   assert.equal(later.outcome, 'aborted', 'the server never gets Y');
 });
 
@@ -103,7 +107,7 @@ test('a wrong escrow of Y (made under another label): the server\'s resolve is r
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
   const e = escrows(ttp, tx, { escrowYFor: Buffer.alloc(32, 9) });
-  const r = await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY });
+  const r = await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.x, escrowY: e.escrowY, proof: e.proof });
   assert.equal(r.outcome, 'refused');
   assert.match(r.outcome === 'refused' ? r.reason : '', /cannot be extracted; the state is unchanged|cannot be extracted/);
   // State unchanged: the server may still abort.
@@ -115,7 +119,7 @@ test('abort racing a client resolve, both orders: the outcome is always fair', a
     const ttp = await ttpAt(tempDir(t));
     const tx = transaction();
     const e = escrows(ttp, tx);
-    const requests = [() => ttp.handle(tx.exchange, abort(tx.exchange)), () => ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })];
+    const requests = [() => ttp.handle(tx.exchange, abort(tx.exchange)), () => ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })];
     if (round % 2) requests.reverse();
     const answers = await Promise.all(requests.map((r) => r()));
     const [server, client] = round % 2 ? [answers[1]!, answers[0]!] : [answers[0]!, answers[1]!];
@@ -130,16 +134,20 @@ test('refusals: wrong deposits, another first message or deadline for the same t
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
   const e = escrows(ttp, tx);
-  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: randomBytes(256), escrowX: e.escrowX })), /not the card's signature/);
-  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.y, escrowY: e.escrowY })), /not the server's signature/);
+  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: randomBytes(256), escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })), /not the card's signature/);
+  assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'resolve-server', x: tx.y, escrowY: e.escrowY, proof: e.proof })), /not the server's signature/);
   assert.match(JSON.stringify(await ttp.handle(tx.exchange, { kind: 'abort', proof: signBytes(profile, cardKeys.privateKey, abortRequestStatement(ttp.label(tx.exchange))) })), /only the originator/);
-  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX }), tx.x));
+  assert.ok(gotX(await ttp.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature }), tx.x));
+  // Records are keyed by the label (issue 17), not by the transaction ID: another package or
+  // deadline with the same ID is another exchange, and whatever happens to it leaves this one
+  // resolved. (Refusing it "as known with another first message" let a squatter block the real one.)
   const changed = Buffer.from(tx.exchange.header);
   changed[changed.length - 65]! ^= 1; // the last byte of the content ID (fields 6 and 7 are 32 bytes each)
   const other = { ...tx.exchange, header: changed };
-  assert.match(JSON.stringify(await ttp.handle(other, abort(other))), /another first message/);
+  assert.equal((await ttp.handle(other, abort(other))).outcome, 'aborted');
   const later = { ...tx.exchange, deadline: tx.exchange.deadline + 1 };
-  assert.match(JSON.stringify(await ttp.handle(later, abort(later))), /another deadline/);
+  assert.equal((await ttp.handle(later, abort(later))).outcome, 'aborted');
+  assert.ok(gotY(await ttp.handle(tx.exchange, abort(tx.exchange)), tx.y), 'the exchange itself is still resolved');
   const stranger = memoryCa();
   const foreign = issueCertificate(stranger, { role: 'card', subject: 'CN=Elsewhere', publicKey: cardKeys.publicKey });
   assert.match(JSON.stringify(await ttp.handle({ ...tx.exchange, cardCertificates: [foreign] }, abort(tx.exchange))), /card certificate is not trusted/);
@@ -152,5 +160,5 @@ test('a TTP restart between requests keeps every decision', async (t) => {
   const e = escrows(before, tx);
   assert.equal((await before.handle(tx.exchange, abort(tx.exchange))).outcome, 'aborted');
   const after = await ttpAt(dir);
-  assert.equal((await after.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX })).outcome, 'aborted', 'the abort survived the restart');
+  assert.equal((await after.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })).outcome, 'aborted', 'the abort survived the restart');
 });
