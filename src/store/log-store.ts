@@ -17,10 +17,11 @@
  * refused. Readers (`qtm server audit`) open read-only beside a running server: they never
  * truncate and ignore a last line still being written.
  */
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, unlinkSync, write, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, unlinkSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fsyncDirectory } from '../util/fs.js';
+import { tryLock } from '../util/lock-file.js';
 import { InputError } from '../errors.js';
 import { fold, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
@@ -262,29 +263,12 @@ export class LogStore implements TransactionStore {
   }
 }
 
-/** Exclusive create of LOCK; a lock left by a process that no longer runs (kill -9) is taken over. */
+/** LOCK by exclusive create; a lock left by a process that no longer runs (kill -9) is taken over (src/util/lock-file.ts). */
 function takeLock(lockPath: string, dir: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = Number(readFileSync(lockPath, 'utf8').trim());
-    if (Number.isInteger(holder) && holder > 0 && isRunning(holder)) {
-      throw new InputError(`store ${dir} is in use by process ${holder}`, 'stop that server first, or use another --store; `qtm server audit` can read it while it runs');
-    }
-    unlinkSync(lockPath);
+  const r = tryLock(lockPath, { startTime: false });
+  if (r.taken) return;
+  if (r.holder) {
+    throw new InputError(`store ${dir} is in use by process ${r.holder.pid}`, 'stop that server first, or use another --store; `qtm server audit` can read it while it runs');
   }
   throw new InputError(`cannot take the lock on store ${dir}`, 'another process keeps creating it; check what else uses this store');
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -60,14 +60,21 @@ export class VirtualCard {
     return Buffer.from(ATR);
   }
 
+  /**
+   * One APDU, with the card file to itself from the first read to the last write (scrypt
+   * included): see CardStorage.exclusive. Throws only when another live process keeps the card
+   * past the lock timeout (E_CARD_BUSY); every other failure is a status word.
+   */
   transmit(apdu: Uint8Array): Buffer {
-    let reply: Reply;
-    try {
-      reply = this.process(apdu);
-    } catch {
-      reply = fail(SW.NO_PRECISE_DIAGNOSIS);
-    }
-    return encodeResponse({ data: reply.data ?? Buffer.alloc(0), sw: reply.sw });
+    return this.storage.exclusive(() => {
+      let reply: Reply;
+      try {
+        reply = this.process(apdu);
+      } catch {
+        reply = fail(SW.NO_PRECISE_DIAGNOSIS);
+      }
+      return encodeResponse({ data: reply.data ?? Buffer.alloc(0), sw: reply.sw });
+    });
   }
 
   private lockSession(): void {
