@@ -133,6 +133,39 @@ test('kill -9 while a process holds the card lock (in its scrypt): the next proc
   assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'no temp copy of the card left behind');
 });
 
+test('a malformed PIN or PUK block is 6A80 and costs no try (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER)', async (t) => {
+  const dir = tempDir(t);
+  const file = await issuedFile(dir);
+  const child = apduProcess(file);
+  t.after(() => child.kill('SIGKILL'));
+  const read = lines(child);
+  assert.equal(await read(), 'ready');
+  const send = async (apdu: string) => {
+    child.stdin!.write(`once ${apdu}\n`);
+    return read();
+  };
+  const malformed = [
+    '31323334FF35FFFF', // digits after the padding
+    '3132FFFFFFFFFFFF', // two digits
+    '31323334353637FE', // padding that is not FF
+    '313233343536373A', // ':' is not a digit
+    'FFFFFFFFFFFFFFFF', // empty
+    '0000000000000000',
+  ];
+  for (const block of malformed) {
+    assert.equal(await send(VERIFY(block)), SW.WRONG_DATA.toString(16), `VERIFY ${block}`);
+    assert.equal(await send(`0024008110${block}${pinBlock('4321')}`), SW.WRONG_DATA.toString(16), `CHANGE old ${block}`);
+    assert.equal(await send(`002C008110${block}${pinBlock('4321')}`), SW.WRONG_DATA.toString(16), `RESET RETRY COUNTER PUK ${block}`);
+  }
+  // A PUK must be 8 digits: a well-formed 4-digit block is still not a PUK.
+  assert.equal(await send(`002C008110${pinBlock('1234')}${pinBlock('4321')}`), SW.WRONG_DATA.toString(16));
+  const status = await cardStatus(file);
+  assert.equal(status.pinTriesLeft, 3, 'no PIN try spent');
+  assert.equal(status.pukTriesLeft, 5, 'no PUK try spent');
+  // A well-formed wrong PIN still costs one, as before.
+  assert.equal(await send(VERIFY(pinBlock('0000'))), '63c2');
+});
+
 test('qtm sign beside qtm card pin change loops on one card file: every acknowledged receipt is on the card', { timeout: 180_000 }, async (t) => {
   const { makeWorld, PIN: E2E_PIN } = await import('../e2e/env.js');
   const { issueCard: issue } = await import('../../src/card/issue.js');
