@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fsyncDirectory } from '../util/fs.js';
 import { tryLock } from '../util/lock-file.js';
 import { InputError } from '../errors.js';
-import { fold, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
+import { fold, type AlreadySigned, type ConfirmedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
 export const LOCK_FILE = 'LOCK';
@@ -178,6 +178,29 @@ export class LogStore implements TransactionStore {
       if (set) set.add(id);
       else this.pendingByCard.set(at.cardSerial, new Set([id]));
     }
+  }
+
+  /** Transactions whose signing entry is being written now (claimed, not yet fsync'd). */
+  private readonly signing = new Map<number, Promise<void>>();
+
+  async appendSigned(entry: ConfirmedEntry | ResolvedEntry): Promise<{ readonly stored: true } | AlreadySigned> {
+    const id = entry.transactionId;
+    for (;;) {
+      // Check and claim with no await between them: the event loop makes this one atomic step.
+      const existing = this.get(id)?.confirmed;
+      if (existing) return { stored: false, existing };
+      const inFlight = this.signing.get(id);
+      if (!inFlight) break;
+      await inFlight.catch(() => {}); // then look again: stored, or its write failed
+    }
+    const write = this.append(entry);
+    this.signing.set(id, write);
+    try {
+      await write;
+    } finally {
+      this.signing.delete(id);
+    }
+    return { stored: true };
   }
 
   append(entry: StoreEntry): Promise<void> {
