@@ -7,13 +7,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CardClient } from '../../src/card/client.js';
 import { issueCard } from '../../src/card/issue.js';
 import { InProcessTransport } from '../../src/card/transports/in-process.js';
 import { FileStorage } from '../../src/card/virtual/storage.js';
 import { SW } from '../../src/card/status-words.js';
+import { decodeResponse } from '../../src/card/apdu.js';
+import { VirtualCard } from '../../src/card/virtual/virtual-card.js';
+import { processStartTime } from '../../src/util/lock-file.js';
+import { RefusedError } from '../../src/errors.js';
 import { QTM_AID } from '../../src/card/app-spec.js';
 import { decodeCardRecord } from '../../src/protocol/card-record.js';
 import { authority, PIN, PUK } from './card-helpers.js';
@@ -219,4 +223,37 @@ test('qtm sign beside qtm card pin change loops on one card file: every acknowle
   const image = new FileStorage(file).load();
   const onCard = image.slots.filter((s): s is string => s !== null).map((s) => decodeCardRecord(Buffer.from(s, 'hex')).transactionId).sort((a, b) => a - b);
   assert.deepEqual(onCard, delivered.sort((a, b) => a - b), 'each acknowledged receipt is on the card');
+});
+
+test('stale-lock rule: a dead PID or a reused PID (other start time) is taken over; a live holder is waited for, then E_CARD_BUSY', async (t) => {
+  const dir = tempDir(t);
+  const file = await issuedFile(dir);
+  const lock = `${file}.lock`;
+  const getData = Buffer.from('00CA010011', 'hex');
+  const select = Buffer.from(SELECT, 'hex');
+  // A live process holds the card (its real PID and start time): we wait, then refuse by name.
+  const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise((r) => holder.once('spawn', r));
+  const start = processStartTime(holder.pid!);
+  writeFileSync(lock, `${holder.pid} ${start ?? '-'}\n`);
+  const card = new VirtualCard(new FileStorage(file, 300));
+  card.reset();
+  const t0 = Date.now();
+  assert.throws(() => card.transmit(select), (e: unknown) => e instanceof RefusedError && e.code === 'E_CARD_BUSY' && e.message.includes(`in use by process ${holder.pid}`));
+  assert.ok(Date.now() - t0 >= 300, 'waited for the holder');
+  assert.equal(readFileSync(lock, 'utf8'), `${holder.pid} ${start ?? '-'}\n`, 'a live holder\'s lock is left alone');
+  if (start !== undefined) {
+    // The same PID with another start time is a reused PID: the lock is stale.
+    writeFileSync(lock, `${holder.pid} ${BigInt(start) + 1n}\n`);
+    assert.equal(decodeResponse(card.transmit(select)).sw, SW.OK);
+    assert.equal(existsSync(lock), false);
+  }
+  // A PID that no longer runs.
+  holder.kill('SIGKILL');
+  await new Promise((r) => holder.once('exit', r));
+  writeFileSync(lock, `${holder.pid} ${start ?? '-'}\n`);
+  assert.equal(decodeResponse(card.transmit(select)).sw, SW.OK);
+  assert.equal(decodeResponse(card.transmit(getData)).sw, SW.OK);
+  assert.equal(existsSync(lock), false);
 });
