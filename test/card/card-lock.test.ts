@@ -163,6 +163,13 @@ test('a malformed PIN or PUK block is 6A80 and costs no try (VERIFY, CHANGE REFE
   }
   // A PUK must be 8 digits: a well-formed 4-digit block is still not a PUK.
   assert.equal(await send(`002C008110${pinBlock('1234')}${pinBlock('4321')}`), SW.WRONG_DATA.toString(16));
+  // The real CLI sends what it is given as the old PIN or the PUK; the card refuses it the same way.
+  const change = qtm(['card', 'pin', 'change', '--card', file], { env: { QTM_PIN: '12a4', QTM_NEW_PIN: '4321' } });
+  assert.equal(change.status, 1);
+  assert.match(change.stderr, /^qtm: error: card refused CHANGE REFERENCE DATA: 6A80 incorrect data/);
+  const unblock = qtm(['card', 'pin', 'unblock', '--card', file], { env: { QTM_PUK: '1234567x', QTM_NEW_PIN: '4321' } });
+  assert.equal(unblock.status, 1);
+  assert.match(unblock.stderr, /^qtm: error: card refused RESET RETRY COUNTER: 6A80 incorrect data/);
   const status = await cardStatus(file);
   assert.equal(status.pinTriesLeft, 3, 'no PIN try spent');
   assert.equal(status.pukTriesLeft, 5, 'no PUK try spent');
