@@ -45,7 +45,12 @@ export function serveConnection(socket: Socket, card: VirtualCard, events: Bridg
           else if (code === CONTROL.powerOn || code === CONTROL.reset || code === CONTROL.powerOff) card.reset();
           continue;
         }
-        const response = card.transmit(payload);
+        let response: Buffer;
+        try {
+          response = card.transmit(payload);
+        } catch {
+          response = Buffer.from([0x6f, 0x00]); // the card file stayed busy (E_CARD_BUSY): no precise diagnosis
+        }
         events.onApdu?.(Buffer.from(payload), response);
         socket.write(frame(response));
       }

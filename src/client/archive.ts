@@ -2,13 +2,13 @@
  * The client archive (claim 1: the client stores the record, the second message and the server
  * authentication): one proof bundle file per transaction, written atomically and fsync'd, and a
  * small lowdb index of them. Card records about to be overwritten on a full card are archived
- * here first.
+ * here first. Opening removes the temp copies of bundles that a killed writer left behind.
  */
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { JSONFilePreset } from 'lowdb/node';
-import { writeFileAtomic } from '../util/fs.js';
+import { removeStaleTemps, writeFileAtomic } from '../util/fs.js';
 
 export interface ArchivedProof {
   serverId: string;
@@ -58,6 +58,8 @@ export class Archive {
 
   static async open(dir = defaultArchiveDir()): Promise<Archive> {
     mkdirSync(join(dir, 'bundles'), { recursive: true, mode: 0o700 });
+    // A bundle's temp copy left by a writer killed mid-write (its process is gone) goes now.
+    removeStaleTemps(join(dir, 'bundles'));
     const db = await JSONFilePreset<Index>(join(dir, 'index.json'), { proofs: [], replaced: [] });
     return new Archive(dir, db);
   }

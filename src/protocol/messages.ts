@@ -7,6 +7,7 @@
 import { DecodeError } from '../errors.js';
 import { decodeCanonicalBase64, isPemCertificate } from './base64.js';
 import { checkFields, own } from './strict-json.js';
+import { MAX_CONTENT_BYTES } from './plain-text.js';
 
 type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items' | 'bool';
 export type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
@@ -93,7 +94,7 @@ export interface ConceptOrder {
   readonly content: Buffer;
 }
 export const encodeConceptOrder = (m: ConceptOrder) => ({ orderId: m.orderId, content: b64(m.content) });
-export const decodeConceptOrder = (j: unknown) => decode<ConceptOrder>('concept order', j, { orderId: { kind: 'string', max: 64 }, content: { kind: 'b64', max: 65536 } });
+export const decodeConceptOrder = (j: unknown) => decode<ConceptOrder>('concept order', j, { orderId: { kind: 'string', max: 64 }, content: { kind: 'b64', max: MAX_CONTENT_BYTES } });
 
 export interface AuthChallenge {
   readonly nonce: Buffer;
@@ -140,7 +141,7 @@ export const encodePrepared = (m: PreparedTransaction) => ({
   ...(m.escrowX ? { ttpUrl: m.ttpUrl, ttpCertificates: m.ttpCertificates, deadline: m.deadline, escrowX: b64(m.escrowX), ...(m.escrowXSignature ? { escrowXSignature: b64(m.escrowXSignature) } : {}) } : {}),
 });
 export const decodePrepared = (j: unknown) => decode<PreparedTransaction>('prepared transaction', j, {
-  transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: 65536 }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
+  transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: MAX_CONTENT_BYTES }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
   warrants: { kind: 'pems', optional: true },
   ttpUrl: { kind: 'string', max: 200, optional: true }, ttpCertificates: { kind: 'pems', optional: true }, deadline: { kind: 'int', optional: true }, escrowX: { kind: 'b64', max: 1024, optional: true }, escrowXSignature: { kind: 'b64', max: 1024, optional: true },
 });

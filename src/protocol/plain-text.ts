@@ -7,6 +7,12 @@
  */
 import { RefusedError } from '../errors.js';
 
+/**
+ * The most content (an order's text) qtm signs: 64 KiB. One limit for the server that composes
+ * an order and the client that decodes it, so the server never offers what a client refuses.
+ */
+export const MAX_CONTENT_BYTES = 65_536;
+
 export class PlainTextError extends RefusedError {
   constructor(
     readonly reason: string,
@@ -75,7 +81,8 @@ export function checkPlainText(bytes: Uint8Array): string {
   return text;
 }
 
-function firstInvalidUtf8Offset(bytes: Uint8Array): number {
+/** The byte offset of the first byte that is not valid UTF-8 (the length when all is valid). */
+export function firstInvalidUtf8Offset(bytes: Uint8Array): number {
   // Decode growing prefixes is quadratic; instead find the first byte where a fatal decode of
   // the prefix up to the next character boundary fails.
   const decoder = new TextDecoder('utf-8', { fatal: true });

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { InputError, RefusedError } from '../errors.js';
-import { checkPlainText } from '../protocol/plain-text.js';
+import { checkPlainText, firstInvalidUtf8Offset, MAX_CONTENT_BYTES } from '../protocol/plain-text.js';
 import type { OrderItem } from '../protocol/messages.js';
 
 export interface Catalogue {
@@ -16,11 +16,24 @@ export interface Catalogue {
 }
 
 export function loadCatalogue(path: string): Catalogue {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch {
+    throw new InputError(`cannot read the catalogue ${path}`, 'check the --catalogue path');
+  }
+  // Strictly: a lossy read would turn a bad byte into U+FFFD before the plain-text check saw it.
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new InputError(`the catalogue ${path} is not valid UTF-8 at byte ${firstInvalidUtf8Offset(bytes)}`, 'save it as UTF-8; nothing was loaded', 'E_CATALOGUE');
+  }
   let c: Catalogue;
   try {
-    c = JSON.parse(readFileSync(path, 'utf8')) as Catalogue;
+    c = JSON.parse(text) as Catalogue;
   } catch {
-    throw new InputError(`cannot read the catalogue ${path}`);
+    throw new InputError(`cannot read the catalogue ${path} (not JSON)`, undefined, 'E_CATALOGUE');
   }
   for (const text of [c.shop, c.currency, ...c.items.map((i) => i.name)]) checkPlainText(Buffer.from(text));
   return c;
@@ -53,6 +66,9 @@ export function composeOrder(catalogue: Catalogue, items: readonly OrderItem[], 
     '',
   ].join('\n');
   const content = Buffer.from(text, 'utf8');
+  if (content.length > MAX_CONTENT_BYTES) {
+    throw new RefusedError(`the order would be ${content.length} bytes, over the ${MAX_CONTENT_BYTES}-byte limit for signed content`, 'order fewer articles; nothing was composed', 'E_ORDER_TOO_LARGE');
+  }
   checkPlainText(content);
   return { orderId, content };
 }

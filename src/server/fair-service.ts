@@ -178,7 +178,8 @@ export class FairService {
       // Never under a warrant (fair exchange with proxy signing is refused): the digest is zero in version 3.
       const h = { ...decodeHeader(header), ...warrantBindingFor(decodeHeader(header), undefined) };
       const pkg = encodePackage({ ...h, signatureA: Buffer.from(rec.prepared.fair!.x, 'base64'), signatureB: answer.y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(h)) });
-      await this.o.store.append({ type: 'resolved', transactionId: id, signatureB: answer.y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(h).toString('base64') });
+      // The one signing of the transaction: a confirm that raced it in stands, and this answer is then moot.
+      await this.o.store.appendSigned({ type: 'resolved', transactionId: id, signatureB: answer.y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(h).toString('base64') });
     } else if (answer.outcome === 'aborted') {
       if (!verifyAbortToken(this.o.fair.ttp.certificates[0]!.publicKey, this.fairLabel(header, rec.prepared.fair!.deadline), answer.token)) {
         throw new ServiceError(502, 'E_TTP_ANSWER', `the TTP's abort token for transaction ${id} does not verify`);

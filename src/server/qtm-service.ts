@@ -244,7 +244,8 @@ export class QtmService {
     const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
     const record = cardRecordFor(header, first.priority);
     const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), first.challenge, first.slot, record);
-    await this.o.store.append({
+    // Check-and-append in one step in the store: of two concurrent confirms only one is kept.
+    const appended = await this.o.store.appendSigned({
       type: 'confirmed',
       transactionId,
       // What the package carries: the TTP's Y if the client's was bogus.
@@ -253,6 +254,12 @@ export class QtmService {
       cardRecord: record.toString('base64'),
       envelope: envelope.toString('base64'),
     });
+    if (!appended.stored) {
+      if (JSON.stringify(appended.existing.firstMessage) !== JSON.stringify(firstStored)) {
+        throw new ServiceError(409, 'E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
+      }
+      return { transactionId, package: Buffer.from(appended.existing.package, 'base64'), envelope: Buffer.from(appended.existing.envelope, 'base64'), slot: first.slot };
+    }
     return { transactionId, package: pkg, envelope, slot: first.slot };
   }
 

@@ -17,12 +17,13 @@
  * refused. Readers (`qtm server audit`) open read-only beside a running server: they never
  * truncate and ignore a last line still being written.
  */
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, unlinkSync, write, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, unlinkSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fsyncDirectory } from '../util/fs.js';
+import { tryLock } from '../util/lock-file.js';
 import { InputError } from '../errors.js';
-import { fold, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
+import { fold, type AlreadySigned, type ConfirmedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
 export const LOCK_FILE = 'LOCK';
@@ -179,6 +180,29 @@ export class LogStore implements TransactionStore {
     }
   }
 
+  /** Transactions whose signing entry is being written now (claimed, not yet fsync'd). */
+  private readonly signing = new Map<number, Promise<void>>();
+
+  async appendSigned(entry: ConfirmedEntry | ResolvedEntry): Promise<{ readonly stored: true } | AlreadySigned> {
+    const id = entry.transactionId;
+    for (;;) {
+      // Check and claim with no await between them: the event loop makes this one atomic step.
+      const existing = this.get(id)?.confirmed;
+      if (existing) return { stored: false, existing };
+      const inFlight = this.signing.get(id);
+      if (!inFlight) break;
+      await inFlight.catch(() => {}); // then look again: stored, or its write failed
+    }
+    const write = this.append(entry);
+    this.signing.set(id, write);
+    try {
+      await write;
+    } finally {
+      this.signing.delete(id);
+    }
+    return { stored: true };
+  }
+
   append(entry: StoreEntry): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     if (!this.lockPath) return Promise.reject(new Error('store is open read-only'));
@@ -262,29 +286,12 @@ export class LogStore implements TransactionStore {
   }
 }
 
-/** Exclusive create of LOCK; a lock left by a process that no longer runs (kill -9) is taken over. */
+/** LOCK by exclusive create; a lock left by a process that no longer runs (kill -9) is taken over (src/util/lock-file.ts). */
 function takeLock(lockPath: string, dir: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = Number(readFileSync(lockPath, 'utf8').trim());
-    if (Number.isInteger(holder) && holder > 0 && isRunning(holder)) {
-      throw new InputError(`store ${dir} is in use by process ${holder}`, 'stop that server first, or use another --store; `qtm server audit` can read it while it runs');
-    }
-    unlinkSync(lockPath);
+  const r = tryLock(lockPath, { startTime: false });
+  if (r.taken) return;
+  if (r.holder) {
+    throw new InputError(`store ${dir} is in use by process ${r.holder.pid}`, 'stop that server first, or use another --store; `qtm server audit` can read it while it runs');
   }
   throw new InputError(`cannot take the lock on store ${dir}`, 'another process keeps creating it; check what else uses this store');
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

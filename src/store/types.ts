@@ -100,9 +100,24 @@ export interface TransactionRecord {
   readonly resolved?: ResolvedEntry;
 }
 
+/** What appendSigned answers when the transaction was signed already: the entry that stands. */
+export interface AlreadySigned {
+  readonly stored: false;
+  readonly existing: ConfirmedEntry;
+}
+
 export interface TransactionStore {
   /** Durable when the promise resolves (fsync'd): only then may a reply go out. */
   append(entry: StoreEntry): Promise<void>;
+  /**
+   * The one signing of a transaction (a confirm, or a TTP resolve): appended only if the
+   * transaction has no such entry yet, stored or being stored, as one atomic step per
+   * transaction, whatever the backend (one writer with an in-memory claim here; a unique key on
+   * the transaction ID in a database). Of two concurrent callers exactly one gets
+   * `{ stored: true }`; the other gets the entry that stands, so its answer can never be a
+   * receipt the store does not keep. Durable when it resolves, as append.
+   */
+  appendSigned(entry: ConfirmedEntry | ResolvedEntry): Promise<{ readonly stored: true } | AlreadySigned>;
   get(transactionId: number): TransactionRecord | undefined;
   /** The highest transaction ID ever stored, 0 when empty. */
   lastTransactionId(): number;

@@ -3,7 +3,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, verify, X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { QtmApi, ServerError } from '../../src/client/api.js';
@@ -275,9 +275,15 @@ test('claim 9: card authentication is bound to its TLS session; a relayed signat
     // Unauthenticated connections cannot prepare transactions.
     await assert.rejects(b.call('POST', '/transactions', { orderId: 'x' }), (e) => e instanceof ServerError && e.status === 401);
     // The honest path on A still works, once (the nonce is spent by the failure on B only for B).
-    const sig = await card.client.internalAuthenticate(authenticationData(a.exporter(nonceA), nonceA));
+    const data = authenticationData(a.exporter(nonceA), nonceA);
+    const sig = await card.client.internalAuthenticate(data);
     await a.call('POST', '/auth/response', M.encodeAuthResponse({ certificates: [cert], nonce: nonceA, signature: sig }));
-    assert.ok(AUTH_PREFIX.length > 0);
+    // The card really signed "QTM-AUTH" || data (docs/CARD.md), never the data alone: an
+    // authentication signature cannot stand for a package signature.
+    const cardKey = new X509Certificate(cert).publicKey;
+    assert.deepEqual(AUTH_PREFIX, Buffer.from('51544D2D41555448', 'hex'));
+    assert.ok(verify('sha256', Buffer.concat([Buffer.from('QTM-AUTH', 'ascii'), data]), cardKey, sig), 'signature over the documented prefix and the data');
+    assert.ok(!verify('sha256', data, cardKey, sig), 'not over the data without the prefix');
   } finally {
     a.close();
     b.close();

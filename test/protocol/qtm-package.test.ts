@@ -25,9 +25,13 @@ const vectors = JSON.parse(readFileSync(fixture('vectors', 'vectors.json'), 'utf
 
 test('v1 package is exactly 473 bytes, as the patent computes: 1+20+4+4+20+20+20+3*128', () => {
   const bytes = readFileSync(fixture('vectors', 'package-v1.bin'));
-  assert.equal(1 + 20 + 4 + 4 + 20 + 20 + 20 + 3 * 128, 473);
   assert.equal(bytes.length, 473);
   const p = decodePackage(bytes);
+  // The measured fields, each as the patent sizes it, add up to the bytes on disk: no slack.
+  const measured = [1, p.serverId.length, 4, 4, p.contentId.length, p.fingerprintA.length, p.fingerprintB.length, p.signatureA.length, p.signatureB.length, p.signatureServer.length];
+  assert.deepEqual(measured, [1, 20, 4, 4, 20, 20, 20, 128, 128, 128]);
+  assert.equal(measured.reduce((a, b) => a + b, 0), bytes.length);
+  assert.equal(encodePackage(p).length, 473, 'encoding the decoded package gives 473 bytes again');
   assert.equal(p.version, 1);
   assert.equal(p.serverId.length, 20);
   assert.equal(p.signatureA.length, 128);

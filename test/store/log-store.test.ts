@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LogStore, LOCK_FILE, LOG_FILE } from '../../src/store/log-store.js';
-import type { PreparedEntry } from '../../src/store/types.js';
+import type { ConfirmedEntry, PreparedEntry } from '../../src/store/types.js';
 import { ROOT, tempDir } from '../helpers.js';
 
 const prepared = (transactionId: number): PreparedEntry => ({
@@ -133,4 +133,23 @@ test('open fair exchanges are indexed and survive a restart, so the deadline swe
   assert.equal(r.get(2)!.state, 'confirmed', 'resolved at the TTP: signed, receipt not yet on the card');
   assert.deepEqual(r.pendingFor('00'), [2]);
   await r.close();
+});
+
+test('appendSigned: of concurrent signings of one transaction exactly one is stored, the others get it back', async (t) => {
+  const dir = tempDir(t);
+  const s = LogStore.open(dir);
+  await s.append(prepared(7));
+  const confirmed = (challenge: string): ConfirmedEntry => ({
+    type: 'confirmed', transactionId: 7, firstMessage: { signatureB: 'AA==', challenge, slot: 1, priority: 0 }, package: 'AA==', cardRecord: 'AA==', envelope: challenge,
+  });
+  // All issued in the same tick, before any of them is durable.
+  const results = await Promise.all(['QQ==', 'Qg==', 'Qw=='].map((c) => s.appendSigned(confirmed(c))));
+  assert.deepEqual(results.map((r) => r.stored), [true, false, false]);
+  for (const r of results.slice(1)) assert.equal(!r.stored && r.existing.envelope, 'QQ==');
+  // Once stored, a later one is refused the same way, and a TTP resolve too.
+  const late = await s.appendSigned({ type: 'resolved', transactionId: 7, signatureB: 'AA==', package: 'AA==', cardRecord: 'AA==' });
+  assert.equal(late.stored, false);
+  await s.close();
+  const lines = readFileSync(join(dir, LOG_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+  assert.deepEqual(lines.map((l) => l.type), ['prepared', 'confirmed']);
 });

@@ -1,11 +1,19 @@
 /**
  * The virtual card's EEPROM: one JSON document, written atomically (temp file, fsync, rename)
  * so a crash in the middle of a write leaves the previous state, never a torn slot.
+ *
+ * Several processes may use one card file (`qtm sign` beside `qtm card pin change`, or beside
+ * `qtm card emulate`): each APDU runs under an exclusive lock file `<card>.lock`
+ * (src/util/lock-file.ts: exclusive create, PID and start time inside, stale once that process
+ * is gone), and reads the card afresh under it, so no process writes back a state another has
+ * changed, and no PIN try is checked without being counted.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { ensureParentDir, writeFileAtomic } from '../../util/fs.js';
-import { InputError } from '../../errors.js';
+import { dirname } from 'node:path';
+import { ensureParentDir, removeStaleTemps, writeFileAtomic } from '../../util/fs.js';
+import { lockWait, unlock } from '../../util/lock-file.js';
+import { InputError, RefusedError } from '../../errors.js';
 import type { Sealed, WrappedKey } from './vault.js';
 
 export const CARD_FILE_FORMAT = 'qtm-virtual-card';
@@ -32,8 +40,13 @@ export interface CardImage {
 export interface CardStorage {
   load(): CardImage;
   save(image: CardImage): void;
+  /** Runs one APDU with the card to itself: no other process loads or saves it meanwhile. */
+  exclusive<T>(fn: () => T): T;
   readonly description: string;
 }
+
+/** How long an APDU waits for a card file another live process is using. */
+export const CARD_LOCK_TIMEOUT_MS = 30_000;
 
 export function blankImage(slotCount: number): CardImage {
   const serial = randomBytes(8);
@@ -61,10 +74,47 @@ export class MemoryStorage implements CardStorage {
   save(image: CardImage): void {
     this.image = JSON.stringify(image);
   }
+  exclusive<T>(fn: () => T): T {
+    return fn();
+  }
 }
 
 export class FileStorage implements CardStorage {
-  constructor(readonly path: string) {}
+  private held = 0;
+  private tempsCleaned = false;
+
+  constructor(
+    readonly path: string,
+    private readonly lockTimeoutMs = CARD_LOCK_TIMEOUT_MS,
+  ) {}
+
+  get lockPath(): string {
+    return `${this.path}.lock`;
+  }
+
+  exclusive<T>(fn: () => T): T {
+    if (this.held > 0) return fn();
+    const busy = lockWait(this.lockPath, this.lockTimeoutMs);
+    if (busy) {
+      throw new RefusedError(
+        `virtual card ${this.path} is in use${busy.holder ? ` by process ${busy.holder.pid}` : ''} (waited ${Math.round(this.lockTimeoutMs / 1000)} s)`,
+        'let that command finish, or stop it; a lock left by a process that has ended is taken over by itself',
+        'E_CARD_BUSY',
+      );
+    }
+    this.held++;
+    try {
+      if (!this.tempsCleaned) {
+        // Under the lock no one else writes this card: a temp copy of it is a killed writer's.
+        removeStaleTemps(dirname(this.path), this.path);
+        this.tempsCleaned = true;
+      }
+      return fn();
+    } finally {
+      this.held--;
+      unlock(this.lockPath);
+    }
+  }
 
   get description(): string {
     return `virtual card ${this.path}`;

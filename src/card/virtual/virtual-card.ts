@@ -60,14 +60,21 @@ export class VirtualCard {
     return Buffer.from(ATR);
   }
 
+  /**
+   * One APDU, with the card file to itself from the first read to the last write (scrypt
+   * included): see CardStorage.exclusive. Throws only when another live process keeps the card
+   * past the lock timeout (E_CARD_BUSY); every other failure is a status word.
+   */
   transmit(apdu: Uint8Array): Buffer {
-    let reply: Reply;
-    try {
-      reply = this.process(apdu);
-    } catch {
-      reply = fail(SW.NO_PRECISE_DIAGNOSIS);
-    }
-    return encodeResponse({ data: reply.data ?? Buffer.alloc(0), sw: reply.sw });
+    return this.storage.exclusive(() => {
+      let reply: Reply;
+      try {
+        reply = this.process(apdu);
+      } catch {
+        reply = fail(SW.NO_PRECISE_DIAGNOSIS);
+      }
+      return encodeResponse({ data: reply.data ?? Buffer.alloc(0), sw: reply.sw });
+    });
   }
 
   private lockSession(): void {
@@ -311,7 +318,7 @@ export class VirtualCard {
     return ok();
   }
 
-  private checkPin(image: CardImage, which: 'pin' | 'puk', secret: string | undefined): 'ok' | Reply {
+  private checkPin(image: CardImage, which: 'pin' | 'puk', secret: string): 'ok' | Reply {
     const triesKey = which === 'pin' ? 'pinTriesLeft' : 'pukTriesLeft';
     const wrapped = which === 'pin' ? image.wrappedByPin : image.wrappedByPuk;
     const tries = image[triesKey] ?? 0;
@@ -320,7 +327,7 @@ export class VirtualCard {
     // Decrement and persist before checking, so pulling the card mid-check still costs a try.
     image[triesKey] = tries - 1;
     this.storage.save(image);
-    const cardKey = secret ? unwrapCardKey(wrapped, secret, this.aad(image)) : undefined;
+    const cardKey = unwrapCardKey(wrapped, secret, this.aad(image));
     if (!cardKey) return fail(SW.WRONG_PIN | (tries - 1));
     image[triesKey] = which === 'pin' ? PIN_TRIES : PUK_TRIES;
     this.storage.save(image);
@@ -338,8 +345,11 @@ export class VirtualCard {
       return this.pinVerified ? ok() : fail(SW.WRONG_PIN | tries);
     }
     if (cmd.data.length !== 8) return fail(SW.WRONG_LENGTH);
+    // A block that is not a PIN at all is refused before the counter is touched: no try spent.
+    const pin = decodePinBlock(cmd.data);
+    if (!pin) return fail(SW.WRONG_DATA);
     this.lockSession();
-    const r = this.checkPin(image, 'pin', decodePinBlock(cmd.data));
+    const r = this.checkPin(image, 'pin', pin);
     if (r !== 'ok') return r;
     this.pinVerified = true;
     return ok();
@@ -349,10 +359,11 @@ export class VirtualCard {
     if (cmd.p1 !== 0 || cmd.p2 !== PIN_REF) return fail(SW.WRONG_P1P2);
     if (image.lifecycle !== 'operational') return fail(SW.CONDITIONS_NOT_SATISFIED);
     if (cmd.data.length !== 16) return fail(SW.WRONG_LENGTH);
+    const oldPin = decodePinBlock(cmd.data.subarray(0, 8));
     const newPin = decodePinBlock(cmd.data.subarray(8));
-    if (!newPin) return fail(SW.WRONG_DATA);
+    if (!oldPin || !newPin) return fail(SW.WRONG_DATA); // no try spent on a malformed block
     this.lockSession();
-    const r = this.checkPin(image, 'pin', decodePinBlock(cmd.data.subarray(0, 8)));
+    const r = this.checkPin(image, 'pin', oldPin);
     if (r !== 'ok') return r;
     image.wrappedByPin = wrapCardKey(this.cardKey!, newPin, this.aad(image));
     this.storage.save(image);
@@ -364,11 +375,11 @@ export class VirtualCard {
     if (cmd.p1 !== 0 || cmd.p2 !== PIN_REF) return fail(SW.WRONG_P1P2);
     if (image.lifecycle !== 'operational') return fail(SW.CONDITIONS_NOT_SATISFIED);
     if (cmd.data.length !== 16) return fail(SW.WRONG_LENGTH);
-    const newPin = decodePinBlock(cmd.data.subarray(8));
-    if (!newPin) return fail(SW.WRONG_DATA);
-    this.lockSession();
     const puk = decodePinBlock(cmd.data.subarray(0, 8));
-    const r = this.checkPin(image, 'puk', puk && isValidPuk(puk) ? puk : undefined);
+    const newPin = decodePinBlock(cmd.data.subarray(8));
+    if (!puk || !isValidPuk(puk) || !newPin) return fail(SW.WRONG_DATA); // no try spent on a malformed block
+    this.lockSession();
+    const r = this.checkPin(image, 'puk', puk);
     if (r !== 'ok') return r;
     image.wrappedByPin = wrapCardKey(this.cardKey!, newPin, this.aad(image));
     image.pinTriesLeft = PIN_TRIES;
