@@ -14,7 +14,7 @@ import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
 import { cardRecordFor } from '../proof/make-proof.js';
 import * as M from '../protocol/messages.js';
 import { checkPlainText } from '../protocol/plain-text.js';
-import { profileByVersion } from '../protocol/profile.js';
+import { profileOfCard } from '../protocol/profile.js';
 import { decodeHeader, decodePackage, encodeHeader } from '../protocol/qtm-package.js';
 import { authenticationData } from '../server/client-auth.js';
 import { validateChain } from '../verify/chain.js';
@@ -168,7 +168,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   if (!accepted) throw new DeclinedError();
   const pin = await hooks.pin();
   const { status, certificate } = await openAndAuthenticate(api, card, pin, hooks, timings);
-  const profile = profileByVersion(status.profileVersion)!;
+  const profile = profileOfCard(status.profileVersion)!;
 
   const prepared = await step('prepare', hooks, timings, async () => {
     const p = await api.call('POST', '/transactions', { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);

@@ -13,7 +13,7 @@ import { FairAbortedError } from '../client/fair-exchange.js';
 import { fetchReceipts } from '../client/fetch-receipts.js';
 import { keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
-import { profileByVersion } from '../protocol/profile.js';
+import { profileByPackageVersion } from '../protocol/profile.js';
 import { decodeHeader, encodeHeader } from '../protocol/qtm-package.js';
 import { LossyApi, type LostMessage } from './lossy-api.js';
 import type { QtmApi } from '../client/api.js';
@@ -123,7 +123,7 @@ export function serverHoldsY(store: TransactionStore, transactionId: number): bo
   if (!rec?.confirmed) return false;
   const header = Buffer.from(rec.prepared.header, 'base64');
   const card = certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate')[0]!;
-  const profile = profileByVersion(decodeHeader(header).version)!;
+  const profile = profileByPackageVersion(decodeHeader(header).version)!;
   return verifyBytes(profile, card.publicKey, header, Buffer.from(rec.confirmed.firstMessage.signatureB, 'base64'));
 }
 

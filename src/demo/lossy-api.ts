@@ -14,7 +14,7 @@ import { verifyBytes } from '../crypto/keys.js';
 import { QtmApi, ServerUnreachableError } from '../client/api.js';
 import type { TtpLike } from '../client/fair-exchange.js';
 import * as M from '../protocol/messages.js';
-import { profileByVersion } from '../protocol/profile.js';
+import { profileByPackageVersion } from '../protocol/profile.js';
 import { decodeHeader, decodePackage } from '../protocol/qtm-package.js';
 
 export const LOST_MESSAGES = ['first-message', 'escrow-y', 'x', 'y'] as const;
@@ -51,7 +51,7 @@ export class ClientHoldings {
   get x(): boolean {
     const p = this.prepared;
     if (!p) return false;
-    const profile = profileByVersion(decodeHeader(p.header).version)!;
+    const profile = profileByPackageVersion(decodeHeader(p.header).version)!;
     const key = new X509Certificate(p.partyACertificates[0]!).publicKey;
     return this.candidates.some((x) => verifyBytes(profile, key, p.header, x));
   }

@@ -12,7 +12,7 @@
  */
 import { ByteReader, ByteWriter } from './bytes.js';
 import { DecodeError } from '../errors.js';
-import { profileByVersion } from './profile.js';
+import { profileOfCard } from './profile.js';
 
 export interface CardRecord {
   readonly version: 1 | 2;
@@ -29,7 +29,7 @@ export const SERVER_ID_PREFIX_LENGTH = 8;
 export const CARD_RECORD_LENGTH = { 1: 29, 2: 50 } as const;
 
 export function encodeCardRecord(rec: CardRecord): Buffer {
-  const profile = profileByVersion(rec.version);
+  const profile = profileOfCard(rec.version);
   if (!profile) throw new RangeError(`unknown card record version ${rec.version}`);
   if (rec.contentId.length !== profile.digestLength) {
     throw new RangeError(`content ID must be ${profile.digestLength} bytes for version ${rec.version}`);
@@ -48,7 +48,7 @@ export function decodeCardRecord(bytes: Uint8Array): CardRecord {
   const format = 'card record';
   const r = new ByteReader(bytes, format);
   const version = r.u8('version');
-  const profile = profileByVersion(version);
+  const profile = profileOfCard(version);
   if (!profile) {
     throw new DecodeError(format, version === 0 ? 'empty slot (version 0)' : `unknown version ${version}`);
   }

@@ -32,8 +32,8 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
   v2: { name: 'v2', version: 2, packageVersion: 3, hash: 'sha256', digestLength: 32, fixedSignatureLength: null, legacy: false },
 };
 
-/** The profile of a card (its profile number, also the card record's version byte). */
-export function profileByVersion(version: number): Profile | undefined {
+/** The profile of a card from its profile number (also its card record's version byte); never a package version: see profileByPackageVersion. */
+export function profileOfCard(version: number): Profile | undefined {
   return version === 1 ? PROFILES.v1 : version === 2 ? PROFILES.v2 : undefined;
 }
 

@@ -15,7 +15,7 @@ import {
 import { CHALLENGE_LENGTH, openRecord, storageProof } from '../../crypto/secure-write.js';
 import { CARD_RECORD_LENGTH, decodeCardRecord } from '../../protocol/card-record.js';
 import { decodeHeader } from '../../protocol/qtm-package.js';
-import { profileByPackageVersion, profileByVersion } from '../../protocol/profile.js';
+import { profileByPackageVersion, profileOfCard } from '../../protocol/profile.js';
 import type { CardImage, CardStorage } from './storage.js';
 import { OID } from '../../crypto/oids.js';
 import { warrantTbsProblem } from './warrant-tbs.js';
@@ -400,7 +400,7 @@ export class VirtualCard {
     if (image.lifecycle !== 'operational') return fail(SW.CONDITIONS_NOT_SATISFIED);
     if (!this.pinVerified) return fail(SW.SECURITY_STATUS);
     const key = this.privateKey(image);
-    const profile = profileByVersion(image.profileVersion);
+    const profile = profileOfCard(image.profileVersion);
     if (!key || !profile) return fail(SW.NO_PRECISE_DIAGNOSIS);
     return { key, hash: profile.hash };
   }
@@ -425,7 +425,7 @@ export class VirtualCard {
     } catch {
       return fail(SW.WRONG_DATA);
     }
-    const profile = profileByVersion(image.profileVersion)!;
+    const profile = profileOfCard(image.profileVersion)!;
     const ownFingerprint = createHash(profile.hash).update(Buffer.from(image.publicKey!, 'base64')).digest();
     if (profileByPackageVersion(header.version)?.version !== image.profileVersion || !ownFingerprint.equals(header.fingerprintB)) return fail(SW.WRONG_DATA);
     return ok(sign(ctx.hash, cmd.data, ctx.key));
