@@ -6,12 +6,43 @@
  *   2 unusable input or usage (missing file, malformed bytes, bad flag)
  */
 export const ExitCode = { ok: 0, invalid: 1, usage: 2 } as const;
+
+/**
+ * Every error code qtm raises, in one union so that a misspelt code does not compile. The HTTP
+ * status of the codes a server answers with is in ../http/status.ts; docs name each where it
+ * can appear.
+ */
+export const ERROR_CODES = [
+  // input and usage (exit 2)
+  'E_INPUT', 'E_DECODE', 'E_JSON', 'E_PASSPHRASE', 'E_CATALOGUE', 'E_UNKNOWN_SKU', 'E_ORDER_TOO_LARGE', 'E_PLAIN_TEXT',
+  // refusals (exit 1)
+  'E_REFUSED', 'E_DECLINED', 'E_WRONG_PIN', 'E_PIN_BLOCKED', 'E_CARD_SW', 'E_CARD_UNAVAILABLE', 'E_CARD_BUSY',
+  // the client's view of a server (exit 1 or 2)
+  'E_SERVER', 'E_SERVER_AUTH', 'E_UNREACHABLE', 'E_UNKNOWN',
+  // the HTTP layer
+  'E_BAD_URL', 'E_TOO_LARGE', 'E_NOT_FOUND', 'E_INTERNAL',
+  // card authentication
+  'E_NOT_AUTHENTICATED', 'E_NONCE', 'E_CLIENT_AUTH', 'E_CLIENT_CERT',
+  // the transaction core
+  'E_PROFILE', 'E_NO_ORDER', 'E_ORDER_TAKEN', 'E_NO_TRANSACTION', 'E_TX_MISMATCH', 'E_BAD_SIGNATURE', 'E_ALREADY_CONFIRMED',
+  'E_NOT_CONFIRMED', 'E_BAD_PROOF',
+  // proxy signing (claims 10-11)
+  'E_NO_WARRANT', 'E_WARRANT_GONE',
+  // the fair exchange (claims 12-14) and its TTP
+  'E_NO_TTP', 'E_NOT_FAIR', 'E_ABORTED', 'E_ABORTING', 'E_DEADLINE', 'E_ALREADY_ESCROWED', 'E_BAD_ESCROW', 'E_TTP_ANSWER',
+  'E_TTP_ROLES', 'E_TTP_NOT_SIGNED', 'E_TTP_UNTRUSTED', 'E_TTP_DEPOSIT', 'E_TTP_CONFLICT',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(code);
+}
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 export class QtmError extends Error {
   constructor(
     message: string,
-    readonly code: string,
+    readonly code: ErrorCode,
     readonly exitCode: ExitCodeValue,
     readonly hint?: string,
   ) {
@@ -22,7 +53,7 @@ export class QtmError extends Error {
 
 /** Input that cannot be used at all: a file that is missing, bytes that do not decode. */
 export class InputError extends QtmError {
-  constructor(message: string, hint?: string, code = 'E_INPUT') {
+  constructor(message: string, hint?: string, code: ErrorCode = 'E_INPUT') {
     super(message, code, ExitCode.usage, hint);
   }
 }
@@ -39,7 +70,7 @@ export class DecodeError extends InputError {
 
 /** An operation that was understood and refused (bad PIN, invalid proof, refused write). */
 export class RefusedError extends QtmError {
-  constructor(message: string, hint?: string, code = 'E_REFUSED') {
+  constructor(message: string, hint?: string, code: ErrorCode = 'E_REFUSED') {
     super(message, code, ExitCode.invalid, hint);
   }
 }

@@ -2,7 +2,8 @@
  * The qtm card application: identifiers and encodings shared by the host client and the
  * virtual card. docs/CARD.md is the full command table.
  */
-export const QTM_AID = Buffer.from('F051544D010001', 'hex'); // F0 (proprietary) "QTM" 01 00 01
+import { DecodeError } from '../errors.js';
+export { QTM_AID, AUTH_PREFIX } from '../protocol/card-application.js';
 
 export const CLA_ISO = 0x00;
 export const CLA_PROPRIETARY = 0x80;
@@ -45,9 +46,6 @@ export const PUK_TRIES = 5;
 export const PIN_BLOCK_LENGTH = 8;
 export const MAX_SLOTS = 80; // 80 x 50-byte v2 records: a 4 KB receipt file
 export const DEFAULT_SLOTS = 16;
-
-/** Domain separation: an authentication signature can never pass for a package signature. */
-export const AUTH_PREFIX = Buffer.from('QTM-AUTH', 'ascii');
 
 export const LIFECYCLE = { personalisation: 0x01, operational: 0x0f } as const;
 
@@ -115,7 +113,9 @@ export function encodeStatus(s: CardStatus): Buffer {
 }
 
 export function decodeStatus(b: Uint8Array): CardStatus {
-  if (b.length !== STATUS_LENGTH) throw new RangeError(`card status must be ${STATUS_LENGTH} bytes, got ${b.length}`);
+  // What a card answers is input: a malformed status is a DecodeError (exit 2), never a crash.
+  if (b.length !== STATUS_LENGTH) throw new DecodeError('card status', `must be ${STATUS_LENGTH} bytes, got ${b.length}`);
+  if (b[10] !== LIFECYCLE.operational && b[10] !== LIFECYCLE.personalisation) throw new DecodeError('card status', `unknown life cycle byte 0x${b[10]!.toString(16).padStart(2, '0')}`);
   const flags = b[16]!;
   const pinSet = (flags & 8) !== 0;
   return {

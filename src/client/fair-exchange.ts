@@ -4,6 +4,7 @@
  * server or, when it does not come or is wrong, from the TTP. Y itself goes to the server only
  * afterwards, in the first message, so the client never gives Y before it holds a valid X.
  */
+import { PATHS } from '../protocol/routes.js';
 import { X509Certificate } from 'node:crypto';
 import { fingerprint, keyFingerprint, verifyBytes } from '../crypto/keys.js';
 import { OID } from '../crypto/oids.js';
@@ -84,7 +85,7 @@ export async function exchangeSignatures(e: SignatureExchange): Promise<{ x: Buf
   const escrowY = makeVerifiableEscrow({ cardKey: e.cardCertificate.publicKey, ttpKey: e.offer.ttpCertificates[0]!.publicKey, label: e.offer.label, message: header, signature: e.y });
   let x: Buffer | undefined;
   try {
-    x = (await e.api.call('POST', `/transactions/${e.prepared.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY }), M.decodeEscrowReply)).x;
+    x = (await e.api.call('POST', PATHS.escrow(e.prepared.transactionId), M.encodeEscrowMessage({ escrowY }), M.decodeEscrowReply)).x;
   } catch (err) {
     // The server refused our escrow and aborted: there is nothing to resolve.
     if (err instanceof ServerError && err.serverCode === 'E_BAD_ESCROW') throw err;

@@ -4,6 +4,7 @@
  * record that is already on the card (the third message was lost) is rewritten into its own
  * slot, so the card proves storage again without using another slot.
  */
+import { PATHS } from '../protocol/routes.js';
 import type { X509Certificate } from 'node:crypto';
 import type { CardClient } from '../card/client.js';
 import { chooseSlot, readSlots } from '../card/receipts.js';
@@ -24,10 +25,10 @@ export interface Redelivered {
 export async function fetchReceipts(o: { api: QtmApi; card: CardClient; trustAnchors: readonly X509Certificate[]; archive: Archive; pin: string; hooks?: Partial<TransactionHooks> }): Promise<Redelivered[]> {
   const hooks = { accept: async () => true, pin: async () => o.pin, ...o.hooks };
   const { status, certificate } = await openAndAuthenticate(o.api, o.card, o.pin, hooks, {});
-  const { transactions } = await o.api.call<{ transactions: number[] }>('GET', '/transactions/pending');
+  const { transactions } = await o.api.call<{ transactions: number[] }>('GET', PATHS.pending);
   const done: Redelivered[] = [];
   for (const transactionId of transactions) {
-    const prepared = await o.api.call('GET', `/transactions/${transactionId}`, undefined, M.decodePrepared);
+    const prepared = await o.api.call('GET', PATHS.transaction(transactionId), undefined, M.decodePrepared);
     const slots = await readSlots(o.card, status);
     const header = decodeHeader(prepared.header);
     const already = slots.find((s) => s.record && s.record.transactionId === transactionId && Buffer.from(s.record.contentId).equals(header.contentId));
@@ -37,7 +38,7 @@ export async function fetchReceipts(o: { api: QtmApi; card: CardClient; trustAnc
       await o.archive.archiveReplaced({ cardSerial: status.serial.toString('hex').toUpperCase(), slot: choice.slot, record: choice.replaces.raw.toString('hex') });
     }
     const challenge = await o.card.getChallenge();
-    const second = await o.api.call('POST', `/transactions/${transactionId}/redeliver`, M.encodeRedeliverRequest({ challenge, slot: choice.slot }), M.decodeSecondMessage);
+    const second = await o.api.call('POST', PATHS.redeliver(transactionId), M.encodeRedeliverRequest({ challenge, slot: choice.slot }), M.decodeSecondMessage);
     const priority = already?.record?.priority ?? 0;
     const { bundle, record } = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: o.trustAnchors, priority });
     const serverId = Buffer.from(header.serverId).toString('hex');
@@ -45,7 +46,7 @@ export async function fetchReceipts(o: { api: QtmApi; card: CardClient; trustAnc
     const proof = await o.card.secureWrite(choice.slot, second.envelope);
     const back = await o.card.readRecord(choice.slot);
     if (!back?.equals(record)) throw new RefusedError(`slot ${choice.slot} does not hold the receipt that was written`);
-    await o.api.call('POST', `/transactions/${transactionId}/ack`, M.encodeThirdMessage({ transactionId, proof }));
+    await o.api.call('POST', PATHS.ack(transactionId), M.encodeThirdMessage({ transactionId, proof }));
     await o.archive.markDelivered(serverId, transactionId);
     done.push({ transactionId, slot: choice.slot, rewritten: Boolean(already) });
   }

@@ -5,6 +5,7 @@
  * the receipt to the card, read it back, and send the third message. Each step is named, timed
  * and reported; an error says which step failed.
  */
+import { PATHS } from '../protocol/routes.js';
 import { X509Certificate } from 'node:crypto';
 import { CardClient } from '../card/client.js';
 import { chooseSlot, readSlots, type SlotView } from '../card/receipts.js';
@@ -16,14 +17,14 @@ import * as M from '../protocol/messages.js';
 import { checkPlainText } from '../protocol/plain-text.js';
 import { profileOfCard } from '../protocol/profile.js';
 import { decodeHeader, decodePackage, encodeHeader } from '../protocol/qtm-package.js';
-import { authenticationData } from '../server/client-auth.js';
+import { authenticationData } from '../protocol/card-authentication.js';
 import { validateChain } from '../verify/chain.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
 import { QtmError, RefusedError } from '../errors.js';
 import type { QtmApi } from './api.js';
 import type { Archive } from './archive.js';
 import { checkFairOffer, exchangeSignatures, FairAbortedError, type TtpLike } from './fair-exchange.js';
-import { TtpClient } from '../fair/ttp-server.js';
+import { TtpClient } from '../fair/ttp-client.js';
 
 export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'exchange' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
 
@@ -118,9 +119,9 @@ export async function openAndAuthenticate(api: QtmApi, card: CardClient, pin: st
     return { status, certificate: await card.readCertificate() };
   });
   await step('authenticate', hooks, timings, async () => {
-    const { nonce } = await api.call('POST', '/auth/challenge', {}, M.decodeAuthChallenge);
+    const { nonce } = await api.call('POST', PATHS.authChallenge, {}, M.decodeAuthChallenge);
     const signature = await card.internalAuthenticate(authenticationData(api.exporter(nonce), nonce));
-    await api.call('POST', '/auth/response', M.encodeAuthResponse({ certificates: [opened.certificate.toString()], nonce, signature }));
+    await api.call('POST', PATHS.authResponse, M.encodeAuthResponse({ certificates: [opened.certificate.toString()], nonce, signature }));
   });
   return opened;
 }
@@ -159,8 +160,8 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
 
   const concept = await step('order', hooks, timings, async () => {
     const c = 'orderId' in input.order
-      ? await api.call('GET', `/orders/${encodeURIComponent(input.order.orderId)}`, undefined, M.decodeConceptOrder)
-      : await api.call('POST', '/orders', { items: input.order.items }, M.decodeConceptOrder);
+      ? await api.call('GET', PATHS.order(input.order.orderId), undefined, M.decodeConceptOrder)
+      : await api.call('POST', PATHS.orders, { items: input.order.items }, M.decodeConceptOrder);
     checkPlainText(c.content); // claim 8: refuse before anything is shown or signed
     return c;
   });
@@ -171,7 +172,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const profile = profileOfCard(status.profileVersion)!;
 
   const prepared = await step('prepare', hooks, timings, async () => {
-    const p = await api.call('POST', '/transactions', { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
+    const p = await api.call('POST', PATHS.transactions, { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
     // What is signed is what was read: the record's content must be the bytes shown.
     if (!p.content.equals(concept.content)) throw new RefusedError('the server offered content other than the order that was shown and accepted');
     const header = decodeHeader(p.header);
@@ -221,7 +222,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   });
 
   const second = await step('confirm', hooks, timings, () =>
-    api.call('POST', `/transactions/${prepared.transactionId}/confirm`, M.encodeFirstMessage({ signature, challenge, slot, priority }), M.decodeSecondMessage));
+    api.call('POST', PATHS.confirm(prepared.transactionId), M.encodeFirstMessage({ signature, challenge, slot, priority }), M.decodeSecondMessage));
 
   const { bundle, record, saved } = await step('verify', hooks, timings, async () => {
     if (second.transactionId !== prepared.transactionId || second.slot !== slot) throw new RefusedError('the second message is for another transaction or slot');
@@ -237,7 +238,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     if (!back || !back.equals(record)) throw new RefusedError(`slot ${slot} does not hold the receipt that was written`);
   });
   await step('acknowledge', hooks, timings, async () => {
-    await api.call('POST', `/transactions/${prepared.transactionId}/ack`, M.encodeThirdMessage({ transactionId: prepared.transactionId, proof }));
+    await api.call('POST', PATHS.ack(prepared.transactionId), M.encodeThirdMessage({ transactionId: prepared.transactionId, proof }));
     await archive.markDelivered(saved.serverId, prepared.transactionId);
   });
 

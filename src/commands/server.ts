@@ -18,7 +18,7 @@ import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { PROFILES } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
 import { WarrantRegistry } from '../warrant/registry.js';
-import { TtpClient } from '../fair/ttp-server.js';
+import { TtpClient } from '../fair/ttp-client.js';
 import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE } from './ca.js';
 import { SAM_PASSPHRASE } from './sam.js';

@@ -2,10 +2,12 @@
  * `qtm demo --fair [--cheat server|client] [--lose MESSAGE]`: a TTP on loopback, the ways a party
  * can cheat, and the messages an honest exchange can lose, each ending with who holds which signature.
  */
+import { PATHS } from '../protocol/routes.js';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { issueKeyAndCertificate, type OpenCa } from '../pki/ca.js';
-import { startTtp, TtpClient, type RunningTtp } from '../fair/ttp-server.js';
+import { startTtp, type RunningTtp } from '../fair/ttp-server.js';
+import { TtpClient } from '../fair/ttp-client.js';
 import type { FairOptions, QtmService, ServerCheat } from '../server/qtm-service.js';
 import type { TransactionStore } from '../store/types.js';
 import { runTransaction, StepError, type TransactionInput } from '../client/transaction.js';
@@ -174,7 +176,7 @@ export async function runLoss(lose: LostMessage, o: { url: string; trustPem: str
  * each, and leaves the exchange for the server to resolve.
  */
 export async function cheatingClientMoves(api: QtmApi, card: CardClient, transactionId: number, trustAnchors: readonly X509Certificate[]): Promise<{ move: string; refused: string }[]> {
-  const p = await api.call('GET', `/transactions/${transactionId}`, undefined, M.decodePrepared);
+  const p = await api.call('GET', PATHS.transaction(transactionId), undefined, M.decodePrepared);
   const cardCertificate = await card.readCertificate();
   const ttpCert = new X509Certificate(p.ttpCertificates![0]!);
   const label = (header: Buffer) => transactionLabel({ header, ttpFingerprint: Buffer.from(keyFingerprint(ttpCert.publicKey), 'hex'), deadline: p.deadline! });

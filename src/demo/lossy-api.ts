@@ -9,6 +9,7 @@
  * A lost request never reaches the server; a lost reply was processed by the server and never
  * reaches the client. Either way the client sees a broken connection.
  */
+import { matchRoute, type Route } from '../protocol/routes.js';
 import { X509Certificate } from 'node:crypto';
 import { verifyBytes } from '../crypto/keys.js';
 import { QtmApi, ServerUnreachableError } from '../client/api.js';
@@ -24,12 +25,13 @@ export type LossPoint = LostMessage | 'second-message';
 
 const NAMES: Record<LossPoint, string> = { 'second-message': 'second message (the signed package)',  'first-message': 'server\'s first message (the escrow of X)', 'escrow-y': 'escrow of Y', x: 'X', y: 'first message (carrying Y)' };
 
-const FAIR_PATHS: { message: LossPoint; method: string; path: RegExp; direction: 'request' | 'reply' }[] = [
-  { message: 'first-message', method: 'POST', path: /^\/transactions$/, direction: 'reply' },
-  { message: 'escrow-y', method: 'POST', path: /^\/transactions\/\d+\/escrow$/, direction: 'request' },
-  { message: 'x', method: 'POST', path: /^\/transactions\/\d+\/escrow$/, direction: 'reply' },
-  { message: 'y', method: 'POST', path: /^\/transactions\/\d+\/confirm$/, direction: 'request' },
-  { message: 'second-message', method: 'POST', path: /^\/transactions\/\d+\/confirm$/, direction: 'reply' },
+/** Where each message travels: the route (../protocol/routes.ts) and whether it is the request or the reply. */
+const FAIR_PATHS: { message: LossPoint; route: Route['name']; direction: 'request' | 'reply' }[] = [
+  { message: 'first-message', route: 'prepare', direction: 'reply' },
+  { message: 'escrow-y', route: 'escrow', direction: 'request' },
+  { message: 'x', route: 'escrow', direction: 'reply' },
+  { message: 'y', route: 'confirm', direction: 'request' },
+  { message: 'second-message', route: 'confirm', direction: 'reply' },
 ];
 
 /** Every X that reached the client (from the server or the TTP), checked against the transaction. */
@@ -84,7 +86,8 @@ export class LossyApi extends QtmApi {
 
   private drops(method: string, path: string, direction: 'request' | 'reply'): LossPoint | undefined {
     if (!this.lose || this.lost) return undefined;
-    const p = FAIR_PATHS.find((f) => f.message === this.lose && f.method === method && f.direction === direction && f.path.test(path));
+    const route = matchRoute(method, path)?.name;
+    const p = FAIR_PATHS.find((f) => f.message === this.lose && f.route === route && f.direction === direction);
     return p?.message;
   }
 
@@ -95,14 +98,15 @@ export class LossyApi extends QtmApi {
       throw new ServerUnreachableError(`the connection broke: the ${NAMES[before]} was lost on its way to the server`);
     }
     const reply = await super.call(method, path, body, decode);
-    if (method === 'POST' && path === '/transactions') this.holdings.sawPrepared(reply as M.PreparedTransaction);
+    const route = matchRoute(method, path)?.name;
+    if (route === 'prepare') this.holdings.sawPrepared(reply as M.PreparedTransaction);
     const after = this.drops(method, path, 'reply');
     if (after) {
       this.lost = true;
       throw new ServerUnreachableError(`the connection broke: the ${NAMES[after]} was lost on its way to the client`);
     }
-    if (/\/escrow$/.test(path)) this.holdings.sawX((reply as M.EscrowReply).x);
-    if (/\/(confirm|redeliver)$/.test(path)) this.holdings.sawX(Buffer.from(decodePackage((reply as M.SecondMessage).package).signatureA));
+    if (route === 'escrow') this.holdings.sawX((reply as M.EscrowReply).x);
+    if (route === 'confirm' || route === 'redeliver') this.holdings.sawX(Buffer.from(decodePackage((reply as M.SecondMessage).package).signatureA));
     return reply;
   }
 }

@@ -7,7 +7,7 @@
  * Answer: { outcome: "x" | "y" | "aborted", x | y | token } (base64); a refusal is HTTP 403.
  */
 import { X509Certificate } from 'node:crypto';
-import { decode, type Spec } from '../protocol/messages.js';
+import { decode, type Decoded, type Spec } from '../protocol/messages.js';
 import { DecodeError } from '../errors.js';
 import { isJsonObject, own } from '../protocol/strict-json.js';
 import type { Exchange, TtpAnswer, TtpRequest } from './ttp.js';
@@ -16,18 +16,18 @@ const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 /** 256 pairs of 2 x 512 + 2 x 512 + 32 bytes is the largest escrow the format allows. */
 const MAX_ESCROW = 10 + 256 * (4 * 512 + 32);
 
-const EXCHANGE: Spec = {
+const EXCHANGE = {
   header: { kind: 'b64', max: 200 },
   deadline: { kind: 'int', min: 0, max: 0xffffffff },
   serverCertificates: { kind: 'pems' },
   cardCertificates: { kind: 'pems' },
-};
+} as const satisfies Spec;
 
 const REQUESTS = {
   abort: { ...EXCHANGE, proof: { kind: 'b64', max: 1024 } },
   'resolve-client': { ...EXCHANGE, y: { kind: 'b64', max: 1024 }, escrowX: { kind: 'b64', max: 1024 }, escrowXSignature: { kind: 'b64', max: 1024 } },
   'resolve-server': { ...EXCHANGE, x: { kind: 'b64', max: 1024 }, escrowY: { kind: 'b64', max: MAX_ESCROW }, proof: { kind: 'b64', max: 1024 } },
-} satisfies Record<TtpRequest['kind'], Spec>;
+} as const satisfies Record<TtpRequest['kind'], Spec>;
 
 export const TTP_PATHS: Record<TtpRequest['kind'], string> = { abort: '/v1/abort', 'resolve-client': '/v1/resolve/client', 'resolve-server': '/v1/resolve/server' };
 
@@ -52,20 +52,27 @@ function certificates(pems: string[], field: string): X509Certificate[] {
   }
 }
 
-export function decodeTtpRequest(kind: TtpRequest['kind'], json: unknown): { exchange: Exchange; request: TtpRequest } {
-  const m = decode<Record<string, unknown>>(`TTP ${kind} request`, json, REQUESTS[kind]);
-  const exchange: Exchange = {
-    header: m.header as Buffer,
-    deadline: m.deadline as number,
-    serverCertificates: certificates(m.serverCertificates as string[], 'serverCertificates'),
-    cardCertificates: certificates(m.cardCertificates as string[], 'cardCertificates'),
+function exchangeOf(m: Decoded<typeof EXCHANGE>): Exchange {
+  return {
+    header: m.header,
+    deadline: m.deadline,
+    serverCertificates: certificates(m.serverCertificates, 'serverCertificates'),
+    cardCertificates: certificates(m.cardCertificates, 'cardCertificates'),
   };
-  const request: TtpRequest = kind === 'abort'
-    ? { kind, proof: m.proof as Buffer }
-    : kind === 'resolve-client'
-      ? { kind, y: m.y as Buffer, escrowX: m.escrowX as Buffer, escrowXSignature: m.escrowXSignature as Buffer }
-      : { kind, x: m.x as Buffer, escrowY: m.escrowY as Buffer, proof: m.proof as Buffer };
-  return { exchange, request };
+}
+
+export function decodeTtpRequest(kind: TtpRequest['kind'], json: unknown): { exchange: Exchange; request: TtpRequest } {
+  const format = `TTP ${kind} request`;
+  if (kind === 'abort') {
+    const m = decode(format, json, REQUESTS.abort);
+    return { exchange: exchangeOf(m), request: { kind, proof: m.proof } };
+  }
+  if (kind === 'resolve-client') {
+    const m = decode(format, json, REQUESTS['resolve-client']);
+    return { exchange: exchangeOf(m), request: { kind, y: m.y, escrowX: m.escrowX, escrowXSignature: m.escrowXSignature } };
+  }
+  const m = decode(format, json, REQUESTS['resolve-server']);
+  return { exchange: exchangeOf(m), request: { kind, x: m.x, escrowY: m.escrowY, proof: m.proof } };
 }
 
 export function encodeTtpAnswer(a: Exclude<TtpAnswer, { outcome: 'refused' }>): Record<string, string> {
@@ -74,19 +81,17 @@ export function encodeTtpAnswer(a: Exclude<TtpAnswer, { outcome: 'refused' }>): 
   return { outcome: 'aborted', token: b64(a.token) };
 }
 
-const ANSWERS: Record<string, Spec> = {
+const ANSWERS = {
   x: { outcome: { kind: 'string', max: 10 }, x: { kind: 'b64', max: 1024 } },
   y: { outcome: { kind: 'string', max: 10 }, y: { kind: 'b64', max: 1024 } },
   aborted: { outcome: { kind: 'string', max: 10 }, token: { kind: 'b64', max: 1024 } },
-};
+} as const satisfies Record<string, Spec>;
 
 export function decodeTtpAnswer(json: unknown): Exclude<TtpAnswer, { outcome: 'refused' }> {
   const outcome = isJsonObject(json) ? own(json, 'outcome') : undefined;
   // Own properties only: "constructor" or "toString" is no outcome.
-  const spec = typeof outcome === 'string' && Object.hasOwn(ANSWERS, outcome) ? ANSWERS[outcome] : undefined;
-  if (!spec) throw new DecodeError('TTP answer', 'outcome must be "x", "y" or "aborted"');
-  const m = decode<Record<string, Buffer>>('TTP answer', json, spec);
-  if (outcome === 'x') return { outcome, x: m.x! };
-  if (outcome === 'y') return { outcome, y: m.y! };
-  return { outcome: 'aborted', token: m.token! };
+  if (outcome === 'x') return { outcome, x: decode('TTP answer', json, ANSWERS.x).x };
+  if (outcome === 'y') return { outcome, y: decode('TTP answer', json, ANSWERS.y).y };
+  if (outcome === 'aborted') return { outcome, token: decode('TTP answer', json, ANSWERS.aborted).token };
+  throw new DecodeError('TTP answer', 'outcome must be "x", "y" or "aborted"');
 }

@@ -1,16 +1,15 @@
 /**
- * The TTP over HTTPS (TLS 1.3 only), its store, and a client for it. The TTP's TLS key and its
- * escrow key are separate identities, as the server's TLS and receipt keys are (claim 5).
+ * The TTP over HTTPS (TLS 1.3 only) and its store; its client is ./ttp-client.ts. The TTP's TLS key
+ * and its escrow key are separate identities, as the server's TLS and receipt keys are (claim 5).
  */
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { createJsonHttpsServer, HttpError, readJson } from '../server/json-https.js';
-import { QtmApi, ServerError } from '../client/api.js';
-import { InputError } from '../errors.js';
+import { createJsonHttpsServer, HttpError, readJson } from '../http/server.js';
+import { InputError, isErrorCode } from '../errors.js';
 import { OID } from '../crypto/oids.js';
-import { Ttp, type Exchange, type TtpAnswer, type TtpRequest } from './ttp.js';
+import { Ttp, type TtpRequest } from './ttp.js';
 import { LowdbTtpStore } from './ttp-store.js';
-import { decodeTtpAnswer, decodeTtpRequest, encodeTtpAnswer, encodeTtpRequest, TTP_PATHS } from './ttp-messages.js';
+import { decodeTtpRequest, encodeTtpAnswer, TTP_PATHS } from './ttp-messages.js';
 
 const MAX_BODY = 1024 * 1024;
 
@@ -46,10 +45,10 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
       const path = new URL(req.url ?? '/', 'https://ttp').pathname;
       if (req.method === 'GET' && path === '/health') return { body: { ok: true, fingerprint: ttp.fingerprint.toString('hex'), certificate: cert.toString() } };
       const kind = kinds.find(([p]) => p === path)?.[1];
-      if (req.method !== 'POST' || !kind) throw new HttpError(404, 'E_NOT_FOUND', `no route ${req.method} ${path}`);
+      if (req.method !== 'POST' || !kind) throw new HttpError('E_NOT_FOUND', `no route ${req.method} ${path}`);
       const { exchange, request } = decodeTtpRequest(kind, await readJson(req, MAX_BODY));
       const answer = await ttp.handle(exchange, request);
-      if (answer.outcome === 'refused') throw new HttpError(403, answer.code, answer.reason);
+      if (answer.outcome === 'refused') throw new HttpError(isErrorCode(answer.code) ? answer.code : 'E_REFUSED', answer.reason);
       return { body: encodeTtpAnswer(answer), log: { outcome: answer.outcome } };
     },
   });
@@ -67,26 +66,4 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
       await ttp.close();
     },
   };
-}
-
-/** What the parties use to reach the TTP: every answer, a refusal included, as a TtpAnswer. */
-export class TtpClient {
-  private readonly api: QtmApi;
-  constructor(url: string, trustPem: string) {
-    this.api = new QtmApi(url, trustPem);
-  }
-
-  async request(exchange: Exchange, request: TtpRequest): Promise<TtpAnswer> {
-    try {
-      return await this.api.call('POST', TTP_PATHS[request.kind], encodeTtpRequest(exchange, request), decodeTtpAnswer);
-    } catch (err) {
-      // Every refusal of the TTP is a 403 with its named code (E_TTP_*); the state is unchanged.
-      if (err instanceof ServerError && err.status === 403) return { outcome: 'refused', code: err.serverCode, reason: err.message };
-      throw err;
-    }
-  }
-
-  close(): void {
-    this.api.close();
-  }
 }

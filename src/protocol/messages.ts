@@ -10,7 +10,34 @@ import { checkFields, own } from './strict-json.js';
 import { MAX_CONTENT_BYTES } from './plain-text.js';
 
 type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items' | 'bool';
-export type Spec = Record<string, { kind: Kind; length?: number; min?: number; max?: number; optional?: boolean }>;
+export interface FieldSpec {
+  readonly kind: Kind;
+  readonly length?: number;
+  readonly min?: number;
+  readonly max?: number;
+  readonly optional?: boolean;
+}
+export type Spec = Readonly<Record<string, FieldSpec>>;
+
+/** What each kind of field decodes to. */
+interface KindTypes {
+  string: string;
+  b64: Buffer;
+  int: number;
+  pems: string[];
+  items: OrderItem[];
+  bool: boolean;
+}
+
+/**
+ * The decoded type of a spec: each message type below is derived from its spec, so a field
+ * renamed, retyped or made optional in the spec and not where it is used fails to compile.
+ */
+export type Decoded<S extends Spec> = {
+  readonly [K in keyof S as S[K]['optional'] extends true ? never : K]: KindTypes[S[K]['kind']];
+} & {
+  readonly [K in keyof S as S[K]['optional'] extends true ? K : never]?: KindTypes[S[K]['kind']];
+};
 
 /** Longest PEM certificate accepted in a message or bundle (an RSA-4096 one is about 2 KB). */
 export const MAX_PEM_CHARS = 8192;
@@ -23,7 +50,7 @@ export const MAX_PEMS = 8;
  * `checkFields` (strict-json.ts), so "constructor" or "__proto__" is an unknown field like any
  * other. `path` names the object inside its message ("items[0]"), for errors.
  */
-export function decode<T>(format: string, input: unknown, spec: Spec, path = ''): T {
+export function decode<const S extends Spec>(format: string, input: unknown, spec: S, path = ''): Decoded<S> {
   const fail = (m: string): never => {
     throw new DecodeError(format, m);
   };
@@ -70,129 +97,108 @@ export function decode<T>(format: string, input: unknown, spec: Spec, path = '')
         break;
       case 'items':
         if (!Array.isArray(v) || v.length === 0 || v.length > 50) fail(`"${name}" must be a list of 1..50 items`);
-        out[key] = (v as unknown[]).map((it, i) => decode<OrderItem>(format, it, { sku: { kind: 'string', max: 40 }, quantity: { kind: 'int', min: 1, max: 999 } }, `${name}[${i}]`));
+        out[key] = (v as unknown[]).map((it, i) => decode(format, it, ORDER_ITEM, `${name}[${i}]`));
         break;
     }
   }
-  return out as T;
+  return out as Decoded<S>;
 }
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
-export interface OrderItem {
-  readonly sku: string;
-  readonly quantity: number;
-}
+const ORDER_ITEM = { sku: { kind: 'string', max: 40 }, quantity: { kind: 'int', min: 1, max: 999 } } as const satisfies Spec;
+/** One catalogue article and how many of it. */
+export type OrderItem = Decoded<typeof ORDER_ITEM>;
 
-export interface OrderRequest {
-  readonly items: OrderItem[];
-}
-export const decodeOrderRequest = (j: unknown) => decode<OrderRequest>('order request', j, { items: { kind: 'items' } });
+const ORDER_REQUEST = { items: { kind: 'items' } } as const satisfies Spec;
+export type OrderRequest = Decoded<typeof ORDER_REQUEST>;
+export const decodeOrderRequest = (j: unknown) => decode('order request', j, ORDER_REQUEST);
 
-export interface ConceptOrder {
-  readonly orderId: string;
-  readonly content: Buffer;
-}
+const CONCEPT_ORDER = { orderId: { kind: 'string', max: 64 }, content: { kind: 'b64', max: MAX_CONTENT_BYTES } } as const satisfies Spec;
+/** The order text the server composed, exactly the bytes that will be hashed (claim 8). */
+export type ConceptOrder = Decoded<typeof CONCEPT_ORDER>;
 export const encodeConceptOrder = (m: ConceptOrder) => ({ orderId: m.orderId, content: b64(m.content) });
-export const decodeConceptOrder = (j: unknown) => decode<ConceptOrder>('concept order', j, { orderId: { kind: 'string', max: 64 }, content: { kind: 'b64', max: MAX_CONTENT_BYTES } });
+export const decodeConceptOrder = (j: unknown) => decode('concept order', j, CONCEPT_ORDER);
 
-export interface AuthChallenge {
-  readonly nonce: Buffer;
-}
+const AUTH_CHALLENGE = { nonce: { kind: 'b64', length: 16 } } as const satisfies Spec;
+export type AuthChallenge = Decoded<typeof AUTH_CHALLENGE>;
 export const encodeAuthChallenge = (m: AuthChallenge) => ({ nonce: b64(m.nonce) });
-export const decodeAuthChallenge = (j: unknown) => decode<AuthChallenge>('auth challenge', j, { nonce: { kind: 'b64', length: 16 } });
+export const decodeAuthChallenge = (j: unknown) => decode('auth challenge', j, AUTH_CHALLENGE);
 
-export interface AuthResponse {
-  readonly certificates: string[];
-  readonly nonce: Buffer;
-  readonly signature: Buffer;
-}
+const AUTH_RESPONSE = { certificates: { kind: 'pems' }, nonce: { kind: 'b64', length: 16 }, signature: { kind: 'b64', max: 1024 } } as const satisfies Spec;
+/** The card's certificate chain and its signature over the TLS exporter value and nonce (claim 9). */
+export type AuthResponse = Decoded<typeof AUTH_RESPONSE>;
 export const encodeAuthResponse = (m: AuthResponse) => ({ certificates: m.certificates, nonce: b64(m.nonce), signature: b64(m.signature) });
-export const decodeAuthResponse = (j: unknown) => decode<AuthResponse>('auth response', j, { certificates: { kind: 'pems' }, nonce: { kind: 'b64', length: 16 }, signature: { kind: 'b64', max: 1024 } });
+export const decodeAuthResponse = (j: unknown) => decode('auth response', j, AUTH_RESPONSE);
 
-export interface PrepareRequest {
-  readonly orderId: string;
+const PREPARE_REQUEST = {
+  orderId: { kind: 'string', max: 64 },
   /** Ask for the fair exchange of signatures through the server's TTP (claims 12-14). */
-  readonly fair?: boolean;
-}
-export const decodePrepareRequest = (j: unknown) => decode<PrepareRequest>('prepare request', j, { orderId: { kind: 'string', max: 64 }, fair: { kind: 'bool', optional: true } });
+  fair: { kind: 'bool', optional: true },
+} as const satisfies Spec;
+export type PrepareRequest = Decoded<typeof PREPARE_REQUEST>;
+export const decodePrepareRequest = (j: unknown) => decode('prepare request', j, PREPARE_REQUEST);
 
-/** The record to sign: the pre-QTM package, the content it names, and who the server is. */
-export interface PreparedTransaction {
-  readonly transactionId: number;
-  readonly header: Buffer;
-  readonly content: Buffer;
-  readonly serverCertificates: string[];
+const PREPARED = {
+  transactionId: { kind: 'int', min: 1 },
+  /** The pre-QTM package (fields 1-7) the card is to sign. */
+  header: { kind: 'b64', max: 200 },
+  content: { kind: 'b64', max: MAX_CONTENT_BYTES },
+  serverCertificates: { kind: 'pems' },
   /** Party A's chain: the server's receipt certificate, or manager X's when signing by proxy. */
-  readonly partyACertificates: string[];
+  partyACertificates: { kind: 'pems' },
   /** When A signs by proxy: the warrant X issued to the server's key S (claims 10-11). */
-  readonly warrants?: string[];
+  warrants: { kind: 'pems', optional: true },
   /** Fair exchange (claims 12-14, block 303): the TTP, the deadline, and the escrow of X. */
-  readonly ttpUrl?: string;
-  readonly ttpCertificates?: string[];
-  readonly deadline?: number;
-  readonly escrowX?: Buffer;
+  ttpUrl: { kind: 'string', max: 200, optional: true },
+  ttpCertificates: { kind: 'pems', optional: true },
+  deadline: { kind: 'int', optional: true },
+  escrowX: { kind: 'b64', max: 1024, optional: true },
   /** The server's receipt-key signature over the label and SHA-256 of escrowX (issue 17). */
-  readonly escrowXSignature?: Buffer;
-}
+  escrowXSignature: { kind: 'b64', max: 1024, optional: true },
+} as const satisfies Spec;
+/** The record to sign: the pre-QTM package, the content it names, and who the server is. */
+export type PreparedTransaction = Decoded<typeof PREPARED>;
 export const encodePrepared = (m: PreparedTransaction) => ({
   transactionId: m.transactionId, header: b64(m.header), content: b64(m.content), serverCertificates: m.serverCertificates, partyACertificates: m.partyACertificates,
   ...(m.warrants ? { warrants: m.warrants } : {}),
   ...(m.escrowX ? { ttpUrl: m.ttpUrl, ttpCertificates: m.ttpCertificates, deadline: m.deadline, escrowX: b64(m.escrowX), ...(m.escrowXSignature ? { escrowXSignature: b64(m.escrowXSignature) } : {}) } : {}),
 });
-export const decodePrepared = (j: unknown) => decode<PreparedTransaction>('prepared transaction', j, {
-  transactionId: { kind: 'int', min: 1 }, header: { kind: 'b64', max: 200 }, content: { kind: 'b64', max: MAX_CONTENT_BYTES }, serverCertificates: { kind: 'pems' }, partyACertificates: { kind: 'pems' },
-  warrants: { kind: 'pems', optional: true },
-  ttpUrl: { kind: 'string', max: 200, optional: true }, ttpCertificates: { kind: 'pems', optional: true }, deadline: { kind: 'int', optional: true }, escrowX: { kind: 'b64', max: 1024, optional: true }, escrowXSignature: { kind: 'b64', max: 1024, optional: true },
-});
+export const decodePrepared = (j: unknown) => decode('prepared transaction', j, PREPARED);
 
+const ESCROW_MESSAGE = { escrowY: { kind: 'b64', max: 600_000 } } as const satisfies Spec;
 /** Block 305: the client's verifiable escrow of Y; block 308: the server's answer, X. */
-export interface EscrowMessage {
-  readonly escrowY: Buffer;
-}
+export type EscrowMessage = Decoded<typeof ESCROW_MESSAGE>;
 export const encodeEscrowMessage = (m: EscrowMessage) => ({ escrowY: b64(m.escrowY) });
-export const decodeEscrowMessage = (j: unknown) => decode<EscrowMessage>('escrow message', j, { escrowY: { kind: 'b64', max: 600_000 } });
-export interface EscrowReply {
-  readonly x: Buffer;
-}
+export const decodeEscrowMessage = (j: unknown) => decode('escrow message', j, ESCROW_MESSAGE);
+const ESCROW_REPLY = { x: { kind: 'b64', max: 1024 } } as const satisfies Spec;
+export type EscrowReply = Decoded<typeof ESCROW_REPLY>;
 export const encodeEscrowReply = (m: EscrowReply) => ({ x: b64(m.x) });
-export const decodeEscrowReply = (j: unknown) => decode<EscrowReply>('escrow reply', j, { x: { kind: 'b64', max: 1024 } });
+export const decodeEscrowReply = (j: unknown) => decode('escrow reply', j, ESCROW_REPLY);
 
-/** Claim 1's first message: the card's signature, plus the challenge R and slot (claims 3, 6). */
-export interface FirstMessage {
-  readonly signature: Buffer;
-  readonly challenge: Buffer;
-  readonly slot: number;
-  readonly priority: number;
-}
-export const encodeFirstMessage = (m: FirstMessage) => ({ signature: b64(m.signature), challenge: b64(m.challenge), slot: m.slot, priority: m.priority });
-export const decodeFirstMessage = (j: unknown) => decode<FirstMessage>('first message', j, {
+const FIRST_MESSAGE = {
   signature: { kind: 'b64', max: 1024 }, challenge: { kind: 'b64', length: 16 }, slot: { kind: 'int', min: 1, max: 255 }, priority: { kind: 'int', min: 0, max: 255 },
-});
+} as const satisfies Spec;
+/** Claim 1's first message: the card's signature, plus the challenge R and slot (claims 3, 6). */
+export type FirstMessage = Decoded<typeof FIRST_MESSAGE>;
+export const encodeFirstMessage = (m: FirstMessage) => ({ signature: b64(m.signature), challenge: b64(m.challenge), slot: m.slot, priority: m.priority });
+export const decodeFirstMessage = (j: unknown) => decode('first message', j, FIRST_MESSAGE);
 
-/** Claim 1's second message: the signed package, and the secure-write envelope (claims 2, 3, 7). */
-export interface SecondMessage {
-  readonly transactionId: number;
-  readonly package: Buffer;
-  readonly envelope: Buffer;
-  readonly slot: number;
-}
-export const encodeSecondMessage = (m: SecondMessage) => ({ transactionId: m.transactionId, package: b64(m.package), envelope: b64(m.envelope), slot: m.slot });
-export const decodeSecondMessage = (j: unknown) => decode<SecondMessage>('second message', j, {
+const SECOND_MESSAGE = {
   transactionId: { kind: 'int', min: 1 }, package: { kind: 'b64', max: 4096 }, envelope: { kind: 'b64', max: 256 }, slot: { kind: 'int', min: 1, max: 255 },
-});
+} as const satisfies Spec;
+/** Claim 1's second message: the signed package, and the secure-write envelope (claims 2, 3, 7). */
+export type SecondMessage = Decoded<typeof SECOND_MESSAGE>;
+export const encodeSecondMessage = (m: SecondMessage) => ({ transactionId: m.transactionId, package: b64(m.package), envelope: b64(m.envelope), slot: m.slot });
+export const decodeSecondMessage = (j: unknown) => decode('second message', j, SECOND_MESSAGE);
 
+const THIRD_MESSAGE = { transactionId: { kind: 'int', min: 1 }, proof: { kind: 'b64', length: 8 } } as const satisfies Spec;
 /** Claim 7's third message: the record number and the card's storage proof W. */
-export interface ThirdMessage {
-  readonly transactionId: number;
-  readonly proof: Buffer;
-}
+export type ThirdMessage = Decoded<typeof THIRD_MESSAGE>;
 export const encodeThirdMessage = (m: ThirdMessage) => ({ transactionId: m.transactionId, proof: b64(m.proof) });
-export const decodeThirdMessage = (j: unknown) => decode<ThirdMessage>('third message', j, { transactionId: { kind: 'int', min: 1 }, proof: { kind: 'b64', length: 8 } });
+export const decodeThirdMessage = (j: unknown) => decode('third message', j, THIRD_MESSAGE);
 
-export interface RedeliverRequest {
-  readonly challenge: Buffer;
-  readonly slot: number;
-}
+const REDELIVER_REQUEST = { challenge: { kind: 'b64', length: 16 }, slot: { kind: 'int', min: 1, max: 255 } } as const satisfies Spec;
+export type RedeliverRequest = Decoded<typeof REDELIVER_REQUEST>;
 export const encodeRedeliverRequest = (m: RedeliverRequest) => ({ challenge: b64(m.challenge), slot: m.slot });
-export const decodeRedeliverRequest = (j: unknown) => decode<RedeliverRequest>('redeliver request', j, { challenge: { kind: 'b64', length: 16 }, slot: { kind: 'int', min: 1, max: 255 } });
+export const decodeRedeliverRequest = (j: unknown) => decode('redeliver request', j, REDELIVER_REQUEST);

@@ -7,7 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { deriveCardKeys, type CardKeys } from '../crypto/diversify.js';
-import { QTM_AID } from '../card/app-spec.js';
+import { QTM_AID } from '../protocol/card-application.js';
 import { InputError, RefusedError } from '../errors.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 

@@ -6,26 +6,20 @@
  * role, and hold the card serial both as its serial number and in its subject.
  */
 import { verify, type X509Certificate } from 'node:crypto';
-import { AUTH_PREFIX } from '../card/app-spec.js';
+import { AUTH_PREFIX } from '../protocol/card-application.js';
+import { authenticationData } from '../protocol/card-authentication.js';
 import { OID } from '../crypto/oids.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { parsedCertificate } from '../verify/cert-cache.js';
 import { validateChain } from '../verify/chain.js';
 import { PROFILES, type Profile } from '../protocol/profile.js';
 
-export const EXPORTER_LABEL = 'EXPORTER-qtm-card-authentication';
-export const EXPORTER_LENGTH = 32;
 
 export interface ClientIdentity {
   readonly certificates: X509Certificate[];
   readonly cardSerial: string;
   readonly subject: string;
   readonly profile: Profile;
-}
-
-/** The bytes the card signs (after its own "QTM-AUTH" prefix). */
-export function authenticationData(exporter: Buffer, nonce: Buffer): Buffer {
-  return Buffer.concat([exporter, nonce]);
 }
 
 export function verifyCardAuthentication(opts: {

@@ -174,7 +174,7 @@ export class FairService {
     if (rec.confirmed || rec.fairAborted) return rec; // settled already: the first settlement stands
     if (answer.outcome === 'y') {
       const card = certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate')[0]!;
-      if (!verifyBytes(this.o.profile, card.publicKey, header, answer.y)) throw new ServiceError(502, 'E_TTP_ANSWER', `the TTP's Y for transaction ${id} is not the card's signature`);
+      if (!verifyBytes(this.o.profile, card.publicKey, header, answer.y)) throw new ServiceError('E_TTP_ANSWER', `the TTP's Y for transaction ${id} is not the card's signature`);
       // Never under a warrant (fair exchange with proxy signing is refused): the digest is zero in version 3.
       const h = { ...decodeHeader(header), ...warrantBindingFor(decodeHeader(header), undefined) };
       const pkg = encodePackage({ ...h, signatureA: Buffer.from(rec.prepared.fair!.x, 'base64'), signatureB: answer.y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(h)) });
@@ -182,7 +182,7 @@ export class FairService {
       await this.o.store.appendSigned({ type: 'resolved', transactionId: id, signatureB: answer.y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(h).toString('base64') });
     } else if (answer.outcome === 'aborted') {
       if (!verifyAbortToken(this.o.fair.ttp.certificates[0]!.publicKey, this.fairLabel(header, rec.prepared.fair!.deadline), answer.token)) {
-        throw new ServiceError(502, 'E_TTP_ANSWER', `the TTP's abort token for transaction ${id} does not verify`);
+        throw new ServiceError('E_TTP_ANSWER', `the TTP's abort token for transaction ${id} does not verify`);
       }
       await this.o.store.append({ type: 'fair-aborted', transactionId: id, reason, token: answer.token.toString('base64') });
     }
@@ -194,21 +194,21 @@ export class FairService {
     const transactionId = rec.transactionId;
     // The server already holds Y (a first message or the TTP): X costs it nothing.
     if (rec.confirmed) return this.releaseX(rec);
-    if (rec.fairAborted) throw new ServiceError(409, 'E_ABORTED', `transaction ${transactionId} was aborted at the TTP: ${rec.fairAborted.reason}`);
+    if (rec.fairAborted) throw new ServiceError('E_ABORTED', `transaction ${transactionId} was aborted at the TTP: ${rec.fairAborted.reason}`);
     // Only before an abort and before the deadline (the sweeper aborts after it) may X leave.
-    if (rec.fairAbortIntent) throw new ServiceError(409, 'E_ABORTING', `transaction ${transactionId}: the server asked the TTP to abort (${rec.fairAbortIntent.reason}); the TTP's answer decides, no X is released until it comes`);
+    if (rec.fairAbortIntent) throw new ServiceError('E_ABORTING', `transaction ${transactionId}: the server asked the TTP to abort (${rec.fairAbortIntent.reason}); the TTP's answer decides, no X is released until it comes`);
     if (rec.escrowY !== undefined) {
-      if (rec.escrowY !== escrowY.toString('base64')) throw new ServiceError(409, 'E_ALREADY_ESCROWED', `transaction ${transactionId} already has another escrow`);
+      if (rec.escrowY !== escrowY.toString('base64')) throw new ServiceError('E_ALREADY_ESCROWED', `transaction ${transactionId} already has another escrow`);
       return this.releaseX(rec);
     }
-    if (this.pastDeadline(rec)) throw new ServiceError(409, 'E_DEADLINE', `transaction ${transactionId}: the fair exchange's deadline has passed; it is settled at the TTP (resolve there)`);
+    if (this.pastDeadline(rec)) throw new ServiceError('E_DEADLINE', `transaction ${transactionId}: the fair exchange's deadline has passed; it is settled at the TTP (resolve there)`);
     const exchange = this.exchangeOf(rec);
     const label = this.fairLabel(exchange.header, exchange.deadline);
     const problems = escrowProblems(escrowY, { cardKey: client.certificates[0]!.publicKey, ttpKey: this.o.fair.ttp.certificates[0]!.publicKey, label, message: exchange.header });
     if (problems.length) {
       const why = `the escrow of Y does not verify (${problems[0]}${problems.length > 1 ? ` and ${problems.length - 1} more` : ''})`;
       const after = await this.abortAtTtp(rec, `the client's escrow of Y does not verify (${problems[0]})`);
-      throw new ServiceError(403, 'E_BAD_ESCROW', `${why}; ${after.fairAborted
+      throw new ServiceError('E_BAD_ESCROW', `${why}; ${after.fairAborted
         ? 'the exchange is aborted at the TTP'
         : after.confirmed ? 'the TTP had already resolved the exchange: the server holds Y, the receipt waits for qtm receipts fetch'
           : 'the server asked the TTP to abort and waits for its answer'}`);
@@ -301,9 +301,9 @@ export class FairService {
     if (r.confirmed) return 'open'; // a repeated first message: the core answers it
     if (!r.fairAborted && r.fairAbortIntent) r = await this.abortAtTtp(r, r.fairAbortIntent.reason);
     if (r.resolved) return 'resolved';
-    if (r.fairAborted) throw new ServiceError(409, 'E_ABORTED', `transaction ${r.transactionId} was aborted at the TTP: ${r.fairAborted.reason}`);
-    if (r.fairAbortIntent) throw new ServiceError(409, 'E_ABORTING', `transaction ${r.transactionId}: the server asked the TTP to abort and has no answer yet; try again later`);
-    if (r.escrowY === undefined && this.pastDeadline(r)) throw new ServiceError(409, 'E_DEADLINE', `transaction ${r.transactionId}: no escrow of Y came by the deadline; the exchange is settled at the TTP (qtm receipts fetch gets the receipt if it resolves)`);
+    if (r.fairAborted) throw new ServiceError('E_ABORTED', `transaction ${r.transactionId} was aborted at the TTP: ${r.fairAborted.reason}`);
+    if (r.fairAbortIntent) throw new ServiceError('E_ABORTING', `transaction ${r.transactionId}: the server asked the TTP to abort and has no answer yet; try again later`);
+    if (r.escrowY === undefined && this.pastDeadline(r)) throw new ServiceError('E_DEADLINE', `transaction ${r.transactionId}: no escrow of Y came by the deadline; the exchange is settled at the TTP (qtm receipts fetch gets the receipt if it resolves)`);
     return 'open';
   }
 

@@ -8,10 +8,12 @@ import type { Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import { matchRoute } from '../protocol/routes.js';
 import * as M from '../protocol/messages.js';
-import { authenticationData, EXPORTER_LABEL, EXPORTER_LENGTH, verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
+import { verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
+import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../protocol/card-authentication.js';
 import { QtmService } from './qtm-service.js';
-import { createJsonHttpsServer, HttpError, readJson, type Routed } from './json-https.js';
+import { createJsonHttpsServer, HttpError, readJson, type Routed } from '../http/server.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -33,7 +35,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
 
   const identity = (socket: TLSSocket): ClientIdentity => {
     const id = identities.get(socket);
-    if (!id) throw new HttpError(401, 'E_NOT_AUTHENTICATED', 'authenticate with the card on this connection first (POST /auth/challenge, /auth/response)');
+    if (!id) throw new HttpError('E_NOT_AUTHENTICATED', 'authenticate with the card on this connection first (POST /auth/challenge, /auth/response)');
     return id;
   };
 
@@ -41,60 +43,62 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const url = new URL(req.url ?? '/', 'https://qtm');
     const path = url.pathname;
     const method = req.method ?? 'GET';
-    let m: RegExpExecArray | null;
-    if (method === 'GET' && path === '/health') return { body: { ok: true, serverId: service.serverId.toString('hex') } };
-    if (method === 'POST' && path === '/orders') {
-      const r = M.decodeOrderRequest(await readJson(req, max));
-      return { status: 201, body: M.encodeConceptOrder(service.composeOrder(r.items)) };
-    }
-    if (method === 'GET' && (m = /^\/orders\/([\w-]{1,64})$/.exec(path))) {
-      return { body: M.encodeConceptOrder({ orderId: m[1]!, content: service.getOrder(m[1]!) }) };
-    }
-    if (method === 'POST' && path === '/auth/challenge') {
-      const nonce = QtmService.newNonce();
-      nonces.set(socket, nonce);
-      return { body: M.encodeAuthChallenge({ nonce }) };
-    }
-    if (method === 'POST' && path === '/auth/response') {
-      const r = M.decodeAuthResponse(await readJson(req, max));
-      const nonce = nonces.get(socket);
-      nonces.delete(socket); // one nonce, one try
-      if (!nonce || !nonce.equals(r.nonce)) throw new HttpError(401, 'E_NONCE', 'unknown or used nonce: ask /auth/challenge on this connection');
-      const exporter = socket.exportKeyingMaterial(EXPORTER_LENGTH, EXPORTER_LABEL, nonce);
-      const id = verifyCardAuthentication({ certificates: r.certificates, nonce: r.nonce, signature: r.signature, exporter, trustAnchors: o.trustAnchors, now: new Date() });
-      identities.set(socket, id);
-      return { body: { cardSerial: id.cardSerial, subject: id.subject } };
-    }
-    if (method === 'GET' && path === '/transactions/pending') {
-      return { body: { transactions: service.pending(identity(socket)) } };
-    }
-    if (method === 'GET' && (m = /^\/transactions\/(\d{1,10})$/.exec(path))) {
-      return { body: M.encodePrepared(service.prepared(identity(socket), Number(m[1]))), tx: Number(m[1]) };
-    }
-    if (method === 'POST' && path === '/transactions') {
-      const r = M.decodePrepareRequest(await readJson(req, max));
-      const prepared = await service.prepare(identity(socket), r.orderId, r.fair ?? false);
-      return { status: 201, body: M.encodePrepared(prepared), tx: prepared.transactionId };
-    }
-    if (method === 'POST' && (m = /^\/transactions\/(\d{1,10})\/escrow$/.exec(path))) {
-      const tx = Number(m[1]);
-      const escrow = M.decodeEscrowMessage(await readJson(req, ESCROW_BODY_BYTES));
-      return { body: M.encodeEscrowReply({ x: await service.escrow(identity(socket), tx, escrow.escrowY) }), tx };
-    }
-    if (method === 'POST' && (m = /^\/transactions\/(\d{1,10})\/(confirm|ack|redeliver)$/.exec(path))) {
-      const tx = Number(m[1]);
-      const id = identity(socket);
-      const body = await readJson(req, max);
-      if (m[2] === 'confirm') return { body: M.encodeSecondMessage(await service.confirm(id, tx, M.decodeFirstMessage(body))), tx };
-      if (m[2] === 'redeliver') {
-        const r = M.decodeRedeliverRequest(body);
-        return { body: M.encodeSecondMessage(await service.redeliver(id, tx, r.challenge, r.slot)), tx };
+    const r = matchRoute(method, path);
+    if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
+    switch (r.name) {
+      case 'health':
+        return { body: { ok: true, serverId: service.serverId.toString('hex') } };
+      case 'compose': {
+        const o = M.decodeOrderRequest(await readJson(req, max));
+        return { status: 201, body: M.encodeConceptOrder(service.composeOrder(o.items)) };
       }
-      const third = M.decodeThirdMessage(body);
-      if (third.transactionId !== tx) throw new HttpError(400, 'E_TX_MISMATCH', 'the third message names another transaction');
-      return { body: await service.acknowledge(id, third), tx };
+      case 'order':
+        return { body: M.encodeConceptOrder({ orderId: r.orderId, content: service.getOrder(r.orderId) }) };
+      case 'auth-challenge': {
+        const nonce = QtmService.newNonce();
+        nonces.set(socket, nonce);
+        return { body: M.encodeAuthChallenge({ nonce }) };
+      }
+      case 'auth-response': {
+        const a = M.decodeAuthResponse(await readJson(req, max));
+        const nonce = nonces.get(socket);
+        nonces.delete(socket); // one nonce, one try
+        if (!nonce || !nonce.equals(a.nonce)) throw new HttpError('E_NONCE', 'unknown or used nonce: ask /auth/challenge on this connection');
+        const exporter = socket.exportKeyingMaterial(EXPORTER_LENGTH, EXPORTER_LABEL, nonce);
+        const id = verifyCardAuthentication({ certificates: a.certificates, nonce: a.nonce, signature: a.signature, exporter, trustAnchors: o.trustAnchors, now: new Date() });
+        identities.set(socket, id);
+        return { body: { cardSerial: id.cardSerial, subject: id.subject } };
+      }
+      case 'pending':
+        return { body: { transactions: service.pending(identity(socket)) } };
+      case 'transaction':
+        return { body: M.encodePrepared(service.prepared(identity(socket), r.transactionId)), tx: r.transactionId };
+      case 'prepare': {
+        const p = M.decodePrepareRequest(await readJson(req, max));
+        const prepared = await service.prepare(identity(socket), p.orderId, p.fair ?? false);
+        return { status: 201, body: M.encodePrepared(prepared), tx: prepared.transactionId };
+      }
+      case 'escrow': {
+        const escrow = M.decodeEscrowMessage(await readJson(req, ESCROW_BODY_BYTES));
+        return { body: M.encodeEscrowReply({ x: await service.escrow(identity(socket), r.transactionId, escrow.escrowY) }), tx: r.transactionId };
+      }
+      case 'confirm': {
+        const id = identity(socket);
+        const first = M.decodeFirstMessage(await readJson(req, max));
+        return { body: M.encodeSecondMessage(await service.confirm(id, r.transactionId, first)), tx: r.transactionId };
+      }
+      case 'redeliver': {
+        const id = identity(socket);
+        const d = M.decodeRedeliverRequest(await readJson(req, max));
+        return { body: M.encodeSecondMessage(await service.redeliver(id, r.transactionId, d.challenge, d.slot)), tx: r.transactionId };
+      }
+      case 'ack': {
+        const id = identity(socket);
+        const third = M.decodeThirdMessage(await readJson(req, max));
+        if (third.transactionId !== r.transactionId) throw new HttpError('E_TX_MISMATCH', 'the third message names another transaction');
+        return { body: await service.acknowledge(id, third), tx: r.transactionId };
+      }
     }
-    throw new HttpError(404, 'E_NOT_FOUND', `no route ${method} ${path}`);
   }
 
   return createJsonHttpsServer({

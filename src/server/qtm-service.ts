@@ -15,13 +15,13 @@ import type { TransactionRecord, TransactionStore } from '../store/types.js';
 import type { Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import type { ClientIdentity } from './client-auth.js';
-import type { WarrantRegistry } from '../warrant/registry.js';
-import { warrantProblems } from '../warrant/warrant.js';
+import { ProxySigning, type ProxyOptions } from './proxy-signing.js';
 import { ServiceError } from './service-error.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 
 export { ServiceError } from './service-error.js';
 export type { FairOptions, ServerCheat } from './fair-service.js';
+export type { ProxyOptions } from './proxy-signing.js';
 
 export interface ServiceOptions {
   readonly store: TransactionStore;
@@ -35,14 +35,6 @@ export interface ServiceOptions {
   readonly proxy?: ProxyOptions;
   /** Offer the fair exchange of signatures through this TTP (claims 12-14). */
   readonly fair?: FairOptions;
-}
-
-export interface ProxyOptions {
-  readonly registry: WarrantRegistry;
-  /** X's certificate first, then intermediates. */
-  readonly manager: readonly X509Certificate[];
-  /** To find the CA that issued a customer's card (warrants may name customers by CA). */
-  readonly trustAnchors: readonly X509Certificate[];
 }
 
 interface ConceptOrder {
@@ -63,12 +55,15 @@ export class QtmService {
   readonly signerCertificates: readonly string[];
   /** The fair exchange (claims 12-14), when the server offers it. */
   readonly fair: FairService | undefined;
+  /** Proxy signing (claims 10-11), when the server signs for a manager. */
+  readonly proxy: ProxySigning | undefined;
 
   constructor(private readonly o: ServiceOptions) {
     this.nextId = o.store.lastTransactionId() + 1;
     this.now = o.now ?? (() => new Date());
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
+    this.proxy = o.proxy ? new ProxySigning(o.proxy, this.now) : undefined;
     this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
   }
 
@@ -82,7 +77,7 @@ export class QtmService {
 
   getOrder(orderId: string): Buffer {
     const order = this.orders.get(orderId);
-    if (!order) throw new ServiceError(404, 'E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
+    if (!order) throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
     return order.content;
   }
 
@@ -94,26 +89,26 @@ export class QtmService {
   private record(client: ClientIdentity, transactionId: number): TransactionRecord {
     const rec = this.o.store.get(transactionId);
     // Another card's transaction is reported as absent: its existence is not the caller's business.
-    if (!rec || rec.prepared.cardSerial !== client.cardSerial) throw new ServiceError(404, 'E_NO_TRANSACTION', `no transaction ${transactionId} for this card`);
+    if (!rec || rec.prepared.cardSerial !== client.cardSerial) throw new ServiceError('E_NO_TRANSACTION', `no transaction ${transactionId} for this card`);
     return rec;
   }
 
   /** Builds the record to sign: the pre-QTM package for this card and the content. */
   async prepare(client: ClientIdentity, orderId: string, fair = false): Promise<PreparedTransaction> {
     const order = this.orders.get(orderId);
-    if (!order) throw new ServiceError(404, 'E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
+    if (!order) throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
     if (client.profile.name !== this.o.profile.name) {
-      throw new ServiceError(400, 'E_PROFILE', `the card uses profile ${client.profile.name}, this server ${this.o.profile.name}`);
+      throw new ServiceError('E_PROFILE', `the card uses profile ${client.profile.name}, this server ${this.o.profile.name}`);
     }
     if (order.transactionId !== undefined) {
       const existing = this.o.store.get(order.transactionId);
       if (existing && existing.prepared.cardSerial === client.cardSerial) return this.preparedMessage(existing);
-      throw new ServiceError(409, 'E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
+      throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     }
     checkPlainText(order.content);
-    if (fair && !this.o.fair) throw new ServiceError(400, 'E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
-    if (fair && this.o.proxy) throw new ServiceError(400, 'E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
-    const warrant = this.o.proxy ? this.findWarrant(client) : undefined;
+    if (fair && !this.o.fair) throw new ServiceError('E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
+    if (fair && this.o.proxy) throw new ServiceError('E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
+    const warrant = this.proxy?.warrantFor(client);
     const transactionId = this.nextId++;
     order.transactionId = transactionId;
     const time = Math.floor(this.now().getTime() / 1000);
@@ -135,34 +130,10 @@ export class QtmService {
     return this.preparedMessage(this.o.store.get(transactionId)!);
   }
 
-  private customerIssuer(client: ClientIdentity): X509Certificate | undefined {
-    const customer = client.certificates[0]!;
-    return [...client.certificates.slice(1), ...(this.o.proxy?.trustAnchors ?? [])].find((c) => customer.checkIssued(c) && customer.verify(c.publicKey));
-  }
-
-  /** Patent block 303: the key S that X authorised for signing with this customer, or a refusal naming X and Y. */
-  private findWarrant(client: ClientIdentity) {
-    const proxy = this.o.proxy!;
-    const manager = proxy.manager[0]!;
-    const customer = client.certificates[0]!;
-    const found = proxy.registry.find(manager, customer, this.customerIssuer(client), this.now());
-    if ('found' in found) return found.found;
-    const x = manager.subject.replace(/\n/g, ', ');
-    const y = customer.subject.replace(/\n/g, ', ');
-    throw new ServiceError(403, 'E_NO_WARRANT', `no warrant from "${x}" lets this server sign with "${y}"${found.problems.length ? `: ${found.problems.join('; ')}` : ' (none names this customer)'}`);
-  }
-
-  /** S for a prepared proxy transaction, checked again now: a revoked warrant is never used. */
+  /** S for a transaction prepared under a warrant; a server restarted without its warrants has none. */
   private proxyKey(client: ClientIdentity, serial: string): KeyObject {
-    const proxy = this.o.proxy;
-    proxy?.registry.reloadIfChanged();
-    const stored = proxy?.registry.get(serial);
-    if (!proxy || !stored?.key) throw new ServiceError(409, 'E_NO_WARRANT', `warrant ${serial} of this transaction is no longer on this server`);
-    const problems = warrantProblems(stored.warrant, {
-      manager: stored.issuerChain[0]!, customer: client.certificates[0]!, customerIssuer: this.customerIssuer(client), at: this.now(), revocations: proxy.registry.revocations(),
-    });
-    if (problems.length) throw new ServiceError(403, 'E_NO_WARRANT', `cannot sign by proxy: ${problems.join('; ')}`);
-    return stored.key;
+    if (!this.proxy) throw new ServiceError('E_WARRANT_GONE', `warrant ${serial} of this transaction is no longer on this server`);
+    return this.proxy.keyFor(client, serial);
   }
 
   /** The record of one of this card's transactions, for a client that lost it. */
@@ -186,7 +157,7 @@ export class QtmService {
   // ---- Fair exchange (claims 12-14, patent figure 3): fair-service.ts ----
 
   private fairService(rec: TransactionRecord): FairService {
-    if (!rec.prepared.fair || !this.fair) throw new ServiceError(409, 'E_NOT_FAIR', `transaction ${rec.transactionId} is not a fair exchange`);
+    if (!rec.prepared.fair || !this.fair) throw new ServiceError('E_NOT_FAIR', `transaction ${rec.transactionId} is not a fair exchange`);
     return this.fair;
   }
 
@@ -226,7 +197,7 @@ export class QtmService {
     const firstStored = { signatureB: first.signature.toString('base64'), challenge: first.challenge.toString('base64'), slot: first.slot, priority: first.priority };
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
-      if (!same) throw new ServiceError(409, 'E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
+      if (!same) throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
       return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.confirmed.envelope, 'base64'), slot: first.slot };
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
@@ -234,7 +205,7 @@ export class QtmService {
     if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
       // Block 317: in a fair exchange a bogus Y is no loss: the TTP extracts the real one.
       const fromTtp = rec.prepared.fair ? await this.fairService(rec).yFromTtp(rec) : undefined;
-      if (!fromTtp) throw new ServiceError(403, 'E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
+      if (!fromTtp) throw new ServiceError('E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
       first = { ...first, signature: fromTtp };
     }
     // No await between the warrant check and the signature: a revocation that has returned is seen.
@@ -256,7 +227,7 @@ export class QtmService {
     });
     if (!appended.stored) {
       if (JSON.stringify(appended.existing.firstMessage) !== JSON.stringify(firstStored)) {
-        throw new ServiceError(409, 'E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
+        throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
       }
       return { transactionId, package: Buffer.from(appended.existing.package, 'base64'), envelope: Buffer.from(appended.existing.envelope, 'base64'), slot: first.slot };
     }
@@ -266,7 +237,7 @@ export class QtmService {
   /** A fresh envelope for a receipt that was never acknowledged (the card's R is new). */
   async redeliver(client: ClientIdentity, transactionId: number, challenge: Buffer, slot: number): Promise<SecondMessage> {
     const rec = this.record(client, transactionId);
-    if (!rec.confirmed) throw new ServiceError(409, 'E_NOT_CONFIRMED', `transaction ${transactionId} has no signed receipt yet`);
+    if (!rec.confirmed) throw new ServiceError('E_NOT_CONFIRMED', `transaction ${transactionId} has no signed receipt yet`);
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
       return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.offer.envelope, 'base64'), slot };
     }
@@ -278,13 +249,13 @@ export class QtmService {
   /** The third message: W proves that this card stored this record under the offered R. */
   async acknowledge(client: ClientIdentity, third: ThirdMessage): Promise<{ transactionId: number; state: 'delivered' }> {
     const rec = this.record(client, third.transactionId);
-    if (!rec.confirmed || !rec.offer) throw new ServiceError(409, 'E_NOT_CONFIRMED', `transaction ${third.transactionId} has no receipt to acknowledge`);
+    if (!rec.confirmed || !rec.offer) throw new ServiceError('E_NOT_CONFIRMED', `transaction ${third.transactionId} has no receipt to acknowledge`);
     if (rec.delivered) {
       if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
     }
     const keys = this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex'));
     const ok = checkStorageProof(keys, Buffer.from(rec.offer.challenge, 'base64'), Buffer.from(rec.confirmed.cardRecord, 'base64'), third.proof);
-    if (!ok) throw new ServiceError(403, 'E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
+    if (!ok) throw new ServiceError('E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
     if (!rec.delivered) await this.o.store.append({ type: 'delivered', transactionId: third.transactionId, proof: third.proof.toString('base64'), at: this.now().toISOString() });
     return { transactionId: third.transactionId, state: 'delivered' };
   }

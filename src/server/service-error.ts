@@ -1,12 +1,12 @@
-import { QtmError, ExitCode } from '../errors.js';
+import { QtmError, ExitCode, type ErrorCode } from '../errors.js';
 
-/** A refusal with the HTTP status it maps to. */
+/**
+ * A refusal of the QTM service (the transaction core, proxy signing, the fair exchange). It says
+ * what was refused and why; which HTTP status that is, is the HTTP layer's business
+ * (../http/status.ts), so the service can be driven without HTTP.
+ */
 export class ServiceError extends QtmError {
-  constructor(
-    readonly status: number,
-    code: string,
-    message: string,
-  ) {
+  constructor(code: ErrorCode, message: string) {
     super(message, code, ExitCode.invalid);
   }
 }

@@ -14,7 +14,7 @@ import { FairAbortedError } from '../../src/client/fair-exchange.js';
 import { fetchReceipts } from '../../src/client/fetch-receipts.js';
 import { openAndAuthenticate, runTransaction, StepError } from '../../src/client/transaction.js';
 import { ClientHoldings, LossyApi, type LossPoint } from '../../src/demo/lossy-api.js';
-import { TtpClient } from '../../src/fair/ttp-server.js';
+import { TtpClient } from '../../src/fair/ttp-client.js';
 import { transactionLabel } from '../../src/fair/label.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { keyFingerprint, signBytes } from '../../src/crypto/keys.js';

@@ -17,7 +17,7 @@ import * as M from '../../src/protocol/messages.js';
 import { decodePackage } from '../../src/protocol/qtm-package.js';
 import { PlainTextError } from '../../src/protocol/plain-text.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
-import { authenticationData } from '../../src/server/client-auth.js';
+import { authenticationData } from '../../src/protocol/card-authentication.js';
 import { auditStore } from '../../src/server/audit.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { LogStore } from '../../src/store/log-store.js';

@@ -10,7 +10,7 @@ import * as M from '../../src/protocol/messages.js';
 import { decodeBundle, MAX_BUNDLE_BYTES } from '../../src/bundle/proof-bundle.js';
 import { decodeTtpAnswer, decodeTtpRequest } from '../../src/fair/ttp-messages.js';
 import { parseStrictJson } from '../../src/protocol/strict-json.js';
-import { connectionCap } from '../../src/server/json-https.js';
+import { connectionCap } from '../../src/http/server.js';
 import { DecodeError } from '../../src/errors.js';
 import { fixtureText } from '../helpers.js';
 

@@ -6,7 +6,7 @@ import { connect, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { memoryCa } from '../../src/proof/sample.js';
-import { createJsonHttpsServer } from '../../src/server/json-https.js';
+import { createJsonHttpsServer } from '../../src/http/server.js';
 
 const ca = memoryCa();
 const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });

@@ -8,18 +8,27 @@ import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { DecodeError, QtmError } from '../errors.js';
-import { PlainTextError } from '../protocol/plain-text.js';
+import { DecodeError, QtmError, type ErrorCode } from '../errors.js';
+import { HTTP_STATUS } from './status.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
 
+/** A refusal of the HTTP layer itself (no route, body too large, not JSON, not logged in). */
 export class HttpError extends Error {
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
   }
+
+  get status(): number {
+    return statusOf(this.code);
+  }
+}
+
+/** The status a code answers with (./status.ts); a code not listed is a refusal, 403. */
+export function statusOf(code: ErrorCode): number {
+  return HTTP_STATUS[code] ?? 403;
 }
 
 export async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
@@ -27,7 +36,7 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > max) throw new HttpError(413, 'E_TOO_LARGE', `request body over ${max} bytes`);
+    if (size > max) throw new HttpError('E_TOO_LARGE', `request body over ${max} bytes`);
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8') || 'null';
@@ -35,7 +44,7 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
     // Strict: duplicate keys and over-deep nesting are refused like any malformed body.
     return parseStrictJson(text, 'request body');
   } catch (err) {
-    throw new HttpError(400, 'E_JSON', err instanceof DecodeError ? err.message : 'request body is not JSON');
+    throw new HttpError('E_JSON', err instanceof DecodeError ? err.message : 'request body is not JSON');
   }
 }
 
@@ -156,17 +165,6 @@ function guardConnections(server: Server, cap: number, idleMs: number, log: (lin
   server.once('close', () => clearInterval(sweep));
 }
 
-/** A refusal that carries its own HTTP status (ServiceError, TTP refusals). */
-interface WithStatus {
-  readonly status: number;
-  readonly code: string;
-  readonly message: string;
-}
-
-function hasStatus(err: unknown): err is WithStatus {
-  return err instanceof QtmError && typeof (err as unknown as WithStatus).status === 'number';
-}
-
 export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
   const server = createServer({
     key: o.tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
@@ -191,10 +189,7 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
     o.route(req, socket).then(
       (r) => send(r.status ?? 200, r.body, r.log),
       (err: unknown) => {
-        if (err instanceof HttpError || hasStatus(err)) return fail(err.status, err.code, err.message);
-        if (err instanceof PlainTextError) return fail(422, err.code, err.message);
-        if (err instanceof DecodeError) return fail(400, err.code, err.message);
-        if (err instanceof QtmError) return fail(403, err.code, err.message);
+        if (err instanceof HttpError || err instanceof QtmError) return fail(statusOf(err.code), err.code, err.message);
         send(500, { error: { code: 'E_INTERNAL', message: 'internal server error' } }, { error: 'E_INTERNAL', detail: (err as Error).message });
       },
     );
