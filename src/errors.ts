@@ -26,6 +26,8 @@ export const ERROR_CODES = [
   // the transaction core
   'E_PROFILE', 'E_NO_ORDER', 'E_ORDER_TAKEN', 'E_NO_TRANSACTION', 'E_TX_MISMATCH', 'E_BAD_SIGNATURE', 'E_ALREADY_CONFIRMED',
   'E_NOT_CONFIRMED', 'E_BAD_PROOF',
+  // one ID, one record (issue 18): what the client refuses of a server
+  'E_ID_REUSED', 'E_BAD_HEAD',
   // proxy signing (claims 10-11)
   'E_NO_WARRANT', 'E_WARRANT_GONE',
   // the fair exchange (claims 12-14) and its TTP

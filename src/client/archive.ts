@@ -4,6 +4,7 @@
  * small lowdb index of them. Card records about to be overwritten on a full card are archived
  * here first. Opening removes the temp copies of bundles that a killed writer left behind.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,10 @@ import { removeStaleTemps, writeFileAtomic } from '../util/fs.js';
 export interface ArchivedProof {
   serverId: string;
   transactionId: number;
+  /** SHA-256 (hex) of the QTM package: two packages under one ID are two proofs, both kept. */
+  packageSha256?: string;
+  /** Fields 1-7 as signed (base64), to refuse signing another record under an ID already held. */
+  header?: string;
   cardSerial: string;
   slot: number;
   state: 'received' | 'delivered';
@@ -38,8 +43,27 @@ export interface FairOutcome {
   keptAt: string;
 }
 
+/** Two different packages the same server gave under one transaction ID: evidence, kept. */
+export interface IdConflict {
+  serverId: string;
+  transactionId: number;
+  files: string[];
+  seenAt: string;
+}
+
+/** The highest store head a server signed for this client (src/store/head.ts), per server. */
+export interface KeptHead {
+  serverId: string;
+  seq: number;
+  hash: string;
+  sig: string;
+  keptAt: string;
+}
+
 interface Index {
   proofs: ArchivedProof[];
+  conflicts?: IdConflict[];
+  heads?: KeptHead[];
   replaced: ArchivedRecord[];
   fair?: FairOutcome[];
 }
@@ -64,19 +88,62 @@ export class Archive {
     return new Archive(dir, db);
   }
 
-  async saveProof(entry: Omit<ArchivedProof, 'file' | 'savedAt'>, bundleJson: string): Promise<ArchivedProof> {
-    const file = join(this.dir, 'bundles', `${entry.serverId.slice(0, 16)}-${entry.transactionId}.json`);
+  /**
+   * Keeps a proof under its server ID, transaction ID and package digest. The same package again
+   * replaces its entry; another package under an ID already held is kept beside the first and
+   * recorded as a conflict (a server that reused an ID: evidence), never written over it.
+   */
+  async saveProof(entry: Omit<ArchivedProof, 'file' | 'savedAt' | 'packageSha256'>, bundleJson: string, packageBytes: Uint8Array): Promise<ArchivedProof & { conflict?: IdConflict }> {
+    const digest = createHash('sha256').update(packageBytes).digest('hex');
+    const file = join(this.dir, 'bundles', `${entry.serverId.slice(0, 16)}-${entry.transactionId}-${digest.slice(0, 16)}.json`);
     writeFileAtomic(file, bundleJson, 0o600);
-    const proof: ArchivedProof = { ...entry, file, savedAt: new Date().toISOString() };
-    const i = this.db.data.proofs.findIndex((p) => p.serverId === entry.serverId && p.transactionId === entry.transactionId);
+    const proof: ArchivedProof = { ...entry, packageSha256: digest, file, savedAt: new Date().toISOString() };
+    const sameId = this.db.data.proofs.filter((p) => p.serverId === entry.serverId && p.transactionId === entry.transactionId);
+    const i = this.db.data.proofs.findIndex((p) => sameId.includes(p) && (p.packageSha256 ?? digest) === digest && p.file === file);
+    let conflict: IdConflict | undefined;
     if (i >= 0) this.db.data.proofs[i] = proof;
-    else this.db.data.proofs.push(proof);
+    else {
+      this.db.data.proofs.push(proof);
+      const others = sameId.filter((p) => p.packageSha256 !== digest);
+      if (others.length) {
+        conflict = { serverId: entry.serverId, transactionId: entry.transactionId, files: [...others.map((p) => p.file), file], seenAt: new Date().toISOString() };
+        (this.db.data.conflicts ??= []).push(conflict);
+      }
+    }
     await this.db.write();
-    return proof;
+    return { ...proof, ...(conflict ? { conflict } : {}) };
   }
 
-  async markDelivered(serverId: string, transactionId: number): Promise<void> {
-    const p = this.db.data.proofs.find((x) => x.serverId === serverId && x.transactionId === transactionId);
+  /** The fields 1-7 this archive already holds for a server's transaction ID, if any. */
+  headersFor(serverId: string, transactionId: number): string[] {
+    return this.db.data.proofs.filter((p) => p.serverId === serverId && p.transactionId === transactionId && p.header).map((p) => p.header!);
+  }
+
+  get conflicts(): readonly IdConflict[] {
+    return this.db.data.conflicts ?? [];
+  }
+
+  /** Keeps a server's signed store head if it is later than the one kept (already verified by the caller). */
+  async keepHead(h: Omit<KeptHead, 'keptAt'>): Promise<void> {
+    const heads = (this.db.data.heads ??= []);
+    const i = heads.findIndex((x) => x.serverId === h.serverId);
+    if (i >= 0 && heads[i]!.seq >= h.seq) return;
+    const entry = { ...h, keptAt: new Date().toISOString() };
+    if (i >= 0) heads[i] = entry;
+    else heads.push(entry);
+    await this.db.write();
+    // Also as a file `qtm server audit --min-head` reads as it is.
+    mkdirSync(join(this.dir, 'heads'), { recursive: true, mode: 0o700 });
+    writeFileAtomic(join(this.dir, 'heads', `${h.serverId.slice(0, 16)}.json`), JSON.stringify({ seq: h.seq, hash: h.hash, sig: h.sig }, null, 2) + '\n', 0o600);
+  }
+
+  get heads(): readonly KeptHead[] {
+    return this.db.data.heads ?? [];
+  }
+
+  async markDelivered(serverId: string, transactionId: number, packageBytes?: Uint8Array): Promise<void> {
+    const digest = packageBytes ? createHash('sha256').update(packageBytes).digest('hex') : undefined;
+    const p = this.db.data.proofs.find((x) => x.serverId === serverId && x.transactionId === transactionId && (!digest || x.packageSha256 === digest));
     if (p) {
       p.state = 'delivered';
       await this.db.write();

@@ -14,7 +14,7 @@ import { decodeHeader } from '../protocol/qtm-package.js';
 import { RefusedError } from '../errors.js';
 import type { QtmApi } from './api.js';
 import type { Archive } from './archive.js';
-import { checkSecondMessage, openAndAuthenticate, type TransactionHooks } from './transaction.js';
+import { checkSecondMessage, keepStoreHead, openAndAuthenticate, type TransactionHooks } from './transaction.js';
 
 export interface Redelivered {
   readonly transactionId: number;
@@ -42,12 +42,13 @@ export async function fetchReceipts(o: { api: QtmApi; card: CardClient; trustAnc
     const priority = already?.record?.priority ?? 0;
     const { bundle, record } = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: o.trustAnchors, priority });
     const serverId = Buffer.from(header.serverId).toString('hex');
-    await o.archive.saveProof({ serverId, transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot: choice.slot, state: 'received' }, encodeBundle(bundle));
+    await keepStoreHead(o.archive, serverId, second, prepared.serverCertificates[0]!);
+    await o.archive.saveProof({ serverId, transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot: choice.slot, state: 'received', header: prepared.header.toString('base64') }, encodeBundle(bundle), second.package);
     const proof = await o.card.secureWrite(choice.slot, second.envelope);
     const back = await o.card.readRecord(choice.slot);
     if (!back?.equals(record)) throw new RefusedError(`slot ${choice.slot} does not hold the receipt that was written`);
     await o.api.call('POST', PATHS.ack(transactionId), M.encodeThirdMessage({ transactionId, proof }));
-    await o.archive.markDelivered(serverId, transactionId);
+    await o.archive.markDelivered(serverId, transactionId, second.package);
     done.push({ transactionId, slot: choice.slot, rewritten: Boolean(already) });
   }
   return done;

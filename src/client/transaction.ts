@@ -16,7 +16,9 @@ import { cardRecordFor } from '../proof/make-proof.js';
 import * as M from '../protocol/messages.js';
 import { checkPlainText } from '../protocol/plain-text.js';
 import { profileOfCard } from '../protocol/profile.js';
-import { decodeHeader, decodePackage, encodeHeader } from '../protocol/qtm-package.js';
+import { decodeHeader, decodePackage, encodeHeader, type PackageHeader } from '../protocol/qtm-package.js';
+import { SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
+import { headSigner, headStatement } from '../store/head.js';
 import { authenticationData } from '../protocol/card-authentication.js';
 import { validateChain } from '../verify/chain.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
@@ -126,6 +128,36 @@ export async function openAndAuthenticate(api: QtmApi, card: CardClient, pin: st
   return opened;
 }
 
+/**
+ * Refuses, before the card signs, a record whose transaction ID the archive or the card already
+ * holds for another record of this server, or whose header names another ID than the server
+ * did: a server that hands an ID out twice would leave the customer two proofs of one number.
+ */
+export function refuseReusedId(o: { prepared: M.PreparedTransaction; header: PackageHeader; archive: Archive; slots: readonly SlotView[] }): void {
+  const { prepared, header } = o;
+  if (header.transactionId !== prepared.transactionId) {
+    throw new RefusedError(`the server named transaction ${prepared.transactionId}, but the record it sent is transaction ${header.transactionId}`, undefined, 'E_ID_REUSED');
+  }
+  const serverId = Buffer.from(header.serverId).toString('hex');
+  if (o.archive.headersFor(serverId, header.transactionId).some((h) => h !== prepared.header.toString('base64'))) {
+    throw new RefusedError(`the archive already holds another record as transaction ${header.transactionId} of this server: it hands the ID out a second time`, 'keep both as evidence; ask the shop (qtm server audit)', 'E_ID_REUSED');
+  }
+  const prefix = Buffer.from(header.serverId).subarray(0, SERVER_ID_PREFIX_LENGTH);
+  const clash = o.slots.find((s) => s.record && s.record.transactionId === header.transactionId && s.record.serverIdPrefix && Buffer.from(s.record.serverIdPrefix).equals(prefix)
+    && !(Buffer.from(s.record.contentId).equals(header.contentId) && s.record.time === header.time));
+  if (clash) throw new RefusedError(`card slot ${clash.slot} already holds another receipt as transaction ${header.transactionId} of this server: it hands the ID out a second time`, 'keep both as evidence; ask the shop (qtm server audit)', 'E_ID_REUSED');
+}
+
+/** Keeps the store head the server signed with this receipt (./archive.ts), after checking its signature. */
+export async function keepStoreHead(archive: Archive, serverId: string, second: M.SecondMessage, serverPem: string): Promise<void> {
+  if (second.headSeq === undefined || !second.headHash || !second.headSignature) return;
+  const head = { seq: second.headSeq, hash: second.headHash.toString('hex') };
+  if (!headSigner(new X509Certificate(serverPem).publicKey).verify(headStatement(head), second.headSignature)) {
+    throw new RefusedError('the store head in the server\'s answer is not signed by its receipt key', undefined, 'E_BAD_HEAD');
+  }
+  await archive.keepHead({ serverId, ...head, sig: second.headSignature.toString('base64') });
+}
+
 /** Checks a second message against what was prepared and assembles the proof bundle. */
 export function checkSecondMessage(opts: {
   prepared: M.PreparedTransaction;
@@ -183,7 +215,10 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const chain = validateChain(server, p.serverCertificates.slice(1).map((x) => new X509Certificate(x)), input.trustAnchors, new Date());
     if (!chain.ok) throw new RefusedError(`the server's receipt certificate is not trusted: ${chain.reason}`);
     if (!(server.keyUsage ?? []).includes(OID.ekuReceiptSigning)) throw new RefusedError('the server certificate is not a receipt-signing certificate');
-    return { ...p, ...(input.fair ? { offer: checkFairOffer(p, input.trustAnchors) } : {}) };
+    // Issue 18: one transaction ID, one record. Before the card signs anything under this ID.
+    const slots = await readSlots(card, status);
+    refuseReusedId({ prepared: p, header, archive, slots });
+    return { ...p, slots, ...(input.fair ? { offer: checkFairOffer(p, input.trustAnchors) } : {}) };
   });
 
   const signature = await step('sign', hooks, timings, () => card.signHeader(prepared.header));
@@ -212,8 +247,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   if (prepared.offer && !api.connected) await openAndAuthenticate(api, card, pin, hooks, timings);
 
   const { slot, replaced, challenge } = await step('slot', hooks, timings, async () => {
-    const slots = await readSlots(card, status);
-    const choice = chooseSlot(slots);
+    const choice = chooseSlot(prepared.slots);
     if (!choice) throw new RefusedError('the card has no receipt slots');
     if (choice.replaces?.raw) {
       await archive.archiveReplaced({ cardSerial: status.serial.toString('hex').toUpperCase(), slot: choice.slot, record: choice.replaces.raw.toString('hex') });
@@ -228,7 +262,8 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     if (second.transactionId !== prepared.transactionId || second.slot !== slot) throw new RefusedError('the second message is for another transaction or slot');
     const checked = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: input.trustAnchors, priority, ownSignature: signature });
     const serverId = Buffer.from(decodeHeader(prepared.header).serverId).toString('hex');
-    const saved = await archive.saveProof({ serverId, transactionId: prepared.transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot, state: 'received' }, encodeBundle(checked.bundle));
+    await keepStoreHead(archive, serverId, second, prepared.serverCertificates[0]!);
+    const saved = await archive.saveProof({ serverId, transactionId: prepared.transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot, state: 'received', header: prepared.header.toString('base64') }, encodeBundle(checked.bundle), second.package);
     return { ...checked, saved };
   });
 
@@ -239,7 +274,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   });
   await step('acknowledge', hooks, timings, async () => {
     await api.call('POST', PATHS.ack(prepared.transactionId), M.encodeThirdMessage({ transactionId: prepared.transactionId, proof }));
-    await archive.markDelivered(saved.serverId, prepared.transactionId);
+    await archive.markDelivered(saved.serverId, prepared.transactionId, second.package);
   });
 
   return {

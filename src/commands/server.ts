@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { examples, parsePort, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
@@ -13,6 +13,8 @@ import { attestProxyBundle } from '../server/attest.js';
 import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { LogStore } from '../store/log-store.js';
+import { decodeSignedHead, headSigner, type SignedHead } from '../store/head.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { PROFILES } from '../protocol/profile.js';
@@ -66,6 +68,31 @@ function withConfig(o: StartOptions) {
   return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>;
 }
 
+/**
+ * Beside the receipt key, a marker that it has signed in a store (PREFIX.signed.json): an empty
+ * store started with a key that signed before would hand its transaction IDs out again.
+ */
+function signerMarker(signerPrefix: string) {
+  const path = `${signerPrefix}.signed.json`;
+  return {
+    read(): { store: string; lastTransactionId: number } | undefined {
+      if (!existsSync(path)) return undefined;
+      try {
+        const m = JSON.parse(readFileSync(path, 'utf8')) as { store?: unknown; lastTransactionId?: unknown };
+        if (typeof m.store !== 'string' || !Number.isSafeInteger(m.lastTransactionId)) throw new Error('fields');
+        return { store: m.store, lastTransactionId: m.lastTransactionId as number };
+      } catch {
+        throw new InputError(`${path} is not a qtm signer marker (store, lastTransactionId)`, 'restore it, or remove it knowing the key may then reuse transaction IDs');
+      }
+    },
+    write(store: string, lastTransactionId: number): void {
+      const before = this.read();
+      const last = Math.max(lastTransactionId, before && before.store === resolve(store) ? before.lastTransactionId : 0);
+      writeFileAtomic(path, JSON.stringify({ store: resolve(store), lastTransactionId: last, updated: new Date().toISOString() }, null, 2) + '\n', 0o600);
+    },
+  };
+}
+
 /** The server's side of the fair exchange: the TTP it offers, reached over HTTPS. */
 function fairOptions(url: string, certFile: string, trustFile: string, deadlineSeconds: number): FairOptions {
   const certificates = certificatesFromPemBundle(readFileSync(certFile, 'utf8'), certFile);
@@ -93,6 +120,7 @@ export function serverCommand(): Command {
     .option('--ttp <url>', 'offer the fair exchange (qtm sign --fair) through this TTP (qtm ttp start)')
     .option('--ttp-cert <ttp.pem>', 'with --ttp: the TTP\'s escrow certificate (role ttp)')
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
+    .option('--first-id <n>', 'the first transaction ID of an empty store, when the receipt key signed in another store before', parsePositiveInt)
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
@@ -101,9 +129,10 @@ manager covers is refused (HTTP 403 naming both).
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
       'qtm server start --config server.json --port 9443'))
-    .action(async (o: StartOptions) => {
+    .action(async (o: StartOptions & { firstId?: number }) => {
       const c = withConfig(o);
       const keyPass = await readSecret(KEY_PASSPHRASE);
+      const marker = signerMarker(c.signer);
       const running = await startServer({
         tls: readIdentity(c.tls, keyPass),
         signer: readIdentity(c.signer, keyPass),
@@ -115,6 +144,9 @@ manager covers is refused (HTTP 403 naming both).
         host: c.host,
         port: c.port,
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
+        ...(marker.read() ? { signedBefore: marker.read()! } : {}),
+        ...(o.firstId !== undefined ? { firstTransactionId: o.firstId } : {}),
+        markSigned: (last) => marker.write(c.store, last),
         ...(c.warrants && c.onBehalfOf ? {
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
         } : {}),
@@ -157,31 +189,57 @@ Reads the store without locking it, so it can run beside the server.
     });
 
   server.command('audit')
-    .description('re-verify every stored transaction; tampering in the store is reported')
+    .description('re-verify every stored transaction and the store\'s chain; tampering in the store is reported')
     .requiredOption('--store <dir>', 'transaction store directory')
-    .requiredOption('--signer-cert <file>', 'the receipt-signing certificate (PREFIX.pem)')
+    .requiredOption('--signer-cert <file>', 'the receipt-signing certificate (PREFIX.pem): checks records and the signed heads')
     .requiredOption('--trust <ca.pem>', 'trusted CA')
+    .option('--sam <file>', 'the SAM (passphrase QTM_SAM_PASSPHRASE): also check every storage proof W')
+    .option('--min-head <file>', 'a store head a customer kept (archive heads/*.json): the store must still hold that history')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
-Reads the store without locking it, so it can run beside the server.
-Exit codes: 0 everything verifies, 1 some record is tampered with, 2 unusable input.
-` + examples('qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem'))
-    .action(async (o: { store: string; signerCert: string; trust: string; json?: boolean }) => {
-      const signer = certificatesFromPemBundle(readFileSync(o.signerCert, 'utf8'), o.signerCert).map((c) => c.toString());
+Reads the store without locking it, so it can run beside the server. Checks every record as an
+auditor would, and the log itself: the chain of entries (an entry edited, removed or inserted),
+the signed heads (entries after the last one were never acknowledged), one prepared entry per
+transaction, no gaps in the IDs, no entry for a transaction never prepared, none delivered
+unsigned. A customer's saved head (--min-head) shows a store that was cut back or rewritten.
+Exit codes: 0 everything verifies, 1 some record or the log is tampered with, 2 unusable input.
+` + examples(
+      'qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem',
+      'qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem --sam shop.sam --json',
+      'qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem --min-head ~/.local/share/qtm/archive/heads/b78bba247f98010f.json'))
+    .action(async (o: { store: string; signerCert: string; trust: string; sam?: string; minHead?: string; json?: boolean }) => {
+      const signerCerts = certificatesFromPemBundle(readFileSync(o.signerCert, 'utf8'), o.signerCert);
+      const signer = signerCerts.map((c) => c.toString());
+      const heads = headSigner(signerCerts[0]!.publicKey);
+      let minHead: SignedHead | undefined;
+      if (o.minHead) {
+        let json: unknown;
+        try {
+          json = parseStrictJson(readFileSync(o.minHead, 'utf8'), o.minHead);
+        } catch (err) {
+          throw new InputError(`cannot read the head ${o.minHead}: ${(err as Error).message}`);
+        }
+        minHead = decodeSignedHead(json, o.minHead);
+      }
+      const sam = o.sam ? openSam(o.sam, await readSecret(SAM_PASSPHRASE)) : undefined;
       // Read-only: safe beside a running server, and damaged lines are reported, not fatal.
-      const store = LogStore.open(o.store, { readOnly: true });
+      const store = LogStore.open(o.store, { readOnly: true, heads });
       const trust = loadTrustAnchors([o.trust]);
       const counts = store.countByState();
       const progress = new Progress(counts.prepared + counts.confirmed + counts.delivered, 'auditing');
-      const report = auditStore(store, signer, trust, (done) => progress.tick(done));
+      const report = auditStore(store, signer, trust, (done) => progress.tick(done), {
+        findings: store.findings, verifyHead: heads.verify, ...(sam ? { sam } : {}), ...(minHead ? { minHead } : {}),
+      });
       progress.done();
       await store.close();
-      const bad = report.tampered.length + report.damagedLines.length;
+      const bad = report.tampered.length + report.damagedLines.length + report.logProblems.length;
       if (o.json) out.json(report);
       else {
         out.line(`${report.total} transactions: ${report.byState.delivered} delivered, ${report.byState.confirmed} signed but not acknowledged, ${report.byState.prepared} prepared only`);
+        if (report.head) out.line(`signed head: entry ${report.head.seq}, ${report.head.hash}`);
         out.line(bad ? out.colour.red(`${bad} TAMPERED:`) : out.colour.green('every stored record verifies'));
         for (const line of report.damagedLines) out.line(`  line ${line} of the log is not a readable entry`);
+        for (const p of report.logProblems) out.line(`  log: ${p}`);
         for (const t of report.tampered) out.line(`  transaction ${t.transactionId} (${t.state}): ${t.problems.join('; ')}`);
       }
       process.exitCode = bad ? 1 : 0;

@@ -186,10 +186,17 @@ export const decodeFirstMessage = (j: unknown) => decode('first message', j, FIR
 
 const SECOND_MESSAGE = {
   transactionId: { kind: 'int', min: 1 }, package: { kind: 'b64', max: 4096 }, envelope: { kind: 'b64', max: 256 }, slot: { kind: 'int', min: 1, max: 255 },
+  /** The store's signed head after the commit that stored this receipt (src/store/head.ts): what the customer keeps. */
+  headSeq: { kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, optional: true },
+  headHash: { kind: 'b64', length: 32, optional: true },
+  headSignature: { kind: 'b64', max: 1024, optional: true },
 } as const satisfies Spec;
 /** Claim 1's second message: the signed package, and the secure-write envelope (claims 2, 3, 7). */
 export type SecondMessage = Decoded<typeof SECOND_MESSAGE>;
-export const encodeSecondMessage = (m: SecondMessage) => ({ transactionId: m.transactionId, package: b64(m.package), envelope: b64(m.envelope), slot: m.slot });
+export const encodeSecondMessage = (m: SecondMessage) => ({
+  transactionId: m.transactionId, package: b64(m.package), envelope: b64(m.envelope), slot: m.slot,
+  ...(m.headSeq !== undefined && m.headHash && m.headSignature ? { headSeq: m.headSeq, headHash: b64(m.headHash), headSignature: b64(m.headSignature) } : {}),
+});
 export const decodeSecondMessage = (j: unknown) => decode('second message', j, SECOND_MESSAGE);
 
 const THIRD_MESSAGE = { transactionId: { kind: 'int', min: 1 }, proof: { kind: 'b64', length: 8 } } as const satisfies Spec;

@@ -11,6 +11,10 @@ import { profileByPackageVersion } from '../protocol/profile.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import type { TransactionRecord, TransactionState, TransactionStore } from '../store/types.js';
+import type { LogFindings } from '../store/log-store.js';
+import { headStatement, type SignedHead } from '../store/head.js';
+import type { Sam } from '../sam/sam.js';
+import { checkStorageProof } from '../crypto/secure-write.js';
 
 export interface AuditFinding {
   readonly transactionId: number;
@@ -24,6 +28,29 @@ export interface AuditReport {
   readonly tampered: AuditFinding[];
   /** Log lines that are not entries at all (edited or damaged), by line number. */
   readonly damagedLines: number[];
+  /** What the log's chain, heads and ID sequence show: edits, removals, insertions, gaps. */
+  readonly logProblems: string[];
+  /** The last signed head, when the store has them. */
+  readonly head?: { readonly seq: number; readonly hash: string };
+}
+
+export interface AuditOptions {
+  /** The log's own findings (LogStore opened read-only with the receipt certificate). */
+  readonly findings?: LogFindings;
+  /** With the SAM, each storage proof W is checked against the card's keys. */
+  readonly sam?: Sam;
+  /** A head a customer kept: the store must still hold the history it signed. */
+  readonly minHead?: SignedHead;
+  /** Checks a head's signature (the receipt certificate's key). */
+  readonly verifyHead?: (statement: Buffer, signature: Buffer) => boolean;
+}
+
+/** W: the card proved it stored this record under the offered challenge (claim 7). */
+function storageProofProblem(r: TransactionRecord, sam: Sam): string | undefined {
+  if (!r.delivered || !r.offer || !r.confirmed) return undefined;
+  const keys = sam.cardKeys(Buffer.from(r.prepared.cardSerial, 'hex'));
+  const ok = checkStorageProof(keys, Buffer.from(r.offer.challenge, 'base64'), Buffer.from(r.confirmed.cardRecord, 'base64'), Buffer.from(r.delivered.proof, 'base64'));
+  return ok ? undefined : 'delivered: the storage proof W does not verify with the card\'s keys (the card never stored this receipt)';
 }
 
 function auditOne(r: TransactionRecord, signerCertificates: string[], trustAnchors: readonly X509Certificate[]): string[] {
@@ -64,16 +91,21 @@ export function auditStore(
   signerCertificates: string[],
   trustAnchors: readonly X509Certificate[],
   onProgress?: (done: number, total: number) => void,
+  options: AuditOptions = {},
 ): AuditReport {
   const tampered: AuditFinding[] = [];
   const byState = store.countByState();
   const expected = byState.prepared + byState.confirmed + byState.delivered;
   let total = 0;
+  const ids: number[] = [];
   for (const r of store.all()) {
     total++;
+    ids.push(r.transactionId);
     let problems: string[];
     try {
       problems = auditOne(r, signerCertificates, trustAnchors);
+      const w = options.sam ? storageProofProblem(r, options.sam) : undefined;
+      if (w) problems.push(w);
     } catch (err) {
       // An edit can make a stored value unparseable (a PEM, a JSON field of the wrong type).
       problems = [`stored record is unreadable: ${(err as Error).message}`];
@@ -81,5 +113,23 @@ export function auditStore(
     if (problems.length) tampered.push({ transactionId: r.transactionId, state: r.state, problems });
     onProgress?.(total, expected);
   }
-  return { total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])] };
+  const logProblems = [...(options.findings?.problems ?? [])];
+  // IDs come from the store, each in the same write as its entry: from the first, none is missing.
+  for (let i = 1; i < ids.length; i++) {
+    if (ids[i]! !== ids[i - 1]! + 1) logProblems.push(`transactions ${ids[i - 1]! + 1}..${ids[i]! - 1} are missing: IDs are handed out with their entry, so these were removed`);
+  }
+  const last = options.findings?.lastHead;
+  if (options.minHead) {
+    const h = options.minHead;
+    if (options.verifyHead && !options.verifyHead(headStatement(h), h.sig)) logProblems.push(`the head given (entry ${h.seq}) is not signed by this server's receipt key`);
+    else {
+      const held = options.findings?.hashes.get(h.seq);
+      if (held === undefined) logProblems.push(`the store ends before entry ${h.seq}, which the head given proves it once held: it was cut back (rolled back)`);
+      else if (held !== h.hash) logProblems.push(`entry ${h.seq} is not the one the head given signed: the store's history was rewritten`);
+    }
+  }
+  return {
+    total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])], logProblems,
+    ...(last ? { head: { seq: last.seq, hash: last.hash } } : {}),
+  };
 }

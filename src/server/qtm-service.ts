@@ -35,6 +35,8 @@ export interface ServiceOptions {
   readonly proxy?: ProxyOptions;
   /** Offer the fair exchange of signatures through this TTP (claims 12-14). */
   readonly fair?: FairOptions;
+  /** The first transaction ID of an empty store (`--first-id`), when its receipt key signed elsewhere before. */
+  readonly firstTransactionId?: number;
 }
 
 interface ConceptOrder {
@@ -48,7 +50,6 @@ const MAX_CONCEPTS = 10_000;
 
 export class QtmService {
   private readonly orders = new Map<string, ConceptOrder>();
-  private nextId: number;
   private readonly now: () => Date;
   /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
   readonly serverId: Buffer;
@@ -59,7 +60,6 @@ export class QtmService {
   readonly proxy: ProxySigning | undefined;
 
   constructor(private readonly o: ServiceOptions) {
-    this.nextId = o.store.lastTransactionId() + 1;
     this.now = o.now ?? (() => new Date());
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
@@ -109,24 +109,27 @@ export class QtmService {
     if (fair && !this.o.fair) throw new ServiceError('E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
     if (fair && this.o.proxy) throw new ServiceError('E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
     const warrant = this.proxy?.warrantFor(client);
-    const transactionId = this.nextId++;
-    order.transactionId = transactionId;
     const time = Math.floor(this.now().getTime() / 1000);
     const signer = { certificates: this.o.signer.certificates };
     const partyA = warrant ? { certificates: [warrant.warrant.certificate] } : signer;
-    const header = headerFor({ profile: this.o.profile, transactionId, time, content: order.content, server: signer, partyA, partyB: { certificates: client.certificates } });
-    await this.o.store.append({
-      type: 'prepared',
-      transactionId,
-      orderId,
-      time,
-      content: order.content.toString('base64'),
-      header: encodeHeader(header).toString('base64'),
-      clientCertificate: client.certificates.map((c) => c.toString()).join(''),
-      cardSerial: client.cardSerial,
-      ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
-      ...(fair ? { fair: this.fair!.makeEscrowOfX(encodeHeader(header), time + this.fair!.deadlineSeconds) } : {}),
-    });
+    // The store picks the ID in the same durable write as the entry (no ID twice, none lost);
+    // the builder runs before anything is awaited, so the order is taken at once.
+    const transactionId = await this.o.store.appendPrepared((id) => {
+      order.transactionId = id;
+      const header = encodeHeader(headerFor({ profile: this.o.profile, transactionId: id, time, content: order.content, server: signer, partyA, partyB: { certificates: client.certificates } }));
+      return {
+        type: 'prepared',
+        transactionId: id,
+        orderId,
+        time,
+        content: order.content.toString('base64'),
+        header: header.toString('base64'),
+        clientCertificate: client.certificates.map((c) => c.toString()).join(''),
+        cardSerial: client.cardSerial,
+        ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
+        ...(fair ? { fair: this.fair!.makeEscrowOfX(header, time + this.fair!.deadlineSeconds) } : {}),
+      };
+    }, this.o.firstTransactionId);
     return this.preparedMessage(this.o.store.get(transactionId)!);
   }
 
@@ -198,7 +201,7 @@ export class QtmService {
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
       if (!same) throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
-      return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.confirmed.envelope, 'base64'), slot: first.slot };
+      return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
     const header = this.boundHeader(rec);
@@ -229,9 +232,15 @@ export class QtmService {
       if (JSON.stringify(appended.existing.firstMessage) !== JSON.stringify(firstStored)) {
         throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
       }
-      return { transactionId, package: Buffer.from(appended.existing.package, 'base64'), envelope: Buffer.from(appended.existing.envelope, 'base64'), slot: first.slot };
+      return this.second(transactionId, Buffer.from(appended.existing.package, 'base64'), Buffer.from(appended.existing.envelope, 'base64'), first.slot);
     }
-    return { transactionId, package: pkg, envelope, slot: first.slot };
+    return this.second(transactionId, pkg, envelope, first.slot);
+  }
+
+  /** The second message, with the store's signed head after the commit that holds this receipt. */
+  private second(transactionId: number, pkg: Buffer, envelope: Buffer, slot: number): SecondMessage {
+    const head = this.o.store.head();
+    return { transactionId, package: pkg, envelope, slot, ...(head ? { headSeq: head.seq, headHash: Buffer.from(head.hash, 'hex'), headSignature: head.sig } : {}) };
   }
 
   /** A fresh envelope for a receipt that was never acknowledged (the card's R is new). */
@@ -239,11 +248,11 @@ export class QtmService {
     const rec = this.record(client, transactionId);
     if (!rec.confirmed) throw new ServiceError('E_NOT_CONFIRMED', `transaction ${transactionId} has no signed receipt yet`);
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
-      return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.offer.envelope, 'base64'), slot };
+      return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.offer.envelope, 'base64'), slot);
     }
     const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
     await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
-    return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope, slot };
+    return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), envelope, slot);
   }
 
   /** The third message: W proves that this card stored this record under the offered R. */

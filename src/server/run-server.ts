@@ -8,6 +8,7 @@ import { createQtmServer } from './http-server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
+import { headSigner } from '../store/head.js';
 import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
@@ -28,6 +29,14 @@ export interface ServerParts {
   readonly proxy?: { readonly registry: WarrantRegistry; readonly manager: X509Certificate[] };
   /** Offer the fair exchange through a TTP (claims 12-14). */
   readonly fair?: FairOptions;
+  /**
+   * The receipt key signed transactions before (its marker, see commands/server.ts): an empty
+   * store would hand their IDs out again, so it is refused unless firstTransactionId is given.
+   */
+  readonly signedBefore?: { readonly store: string; readonly lastTransactionId: number };
+  readonly firstTransactionId?: number;
+  /** Told when the receipt key first signs in this store, and at close: keeps its marker. */
+  readonly markSigned?: (lastTransactionId: number) => void;
 }
 
 export interface RunningServer {
@@ -41,8 +50,21 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   if (p.tls.privateKey.equals(p.signer.privateKey)) {
     throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
   }
-  const store = LogStore.open(p.storeDir);
+  const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
+  // The store's heads are signed with the receipt key, which the store never holds (src/store/head.ts).
+  const store = LogStore.open(p.storeDir, {
+    heads: headSigner(p.signer.certificates[0]!.publicKey, p.signer.privateKey),
+    onWarning: (message) => log({ time: new Date().toISOString(), event: 'store-warning', message }),
+    ...(p.markSigned ? { onFirstSignedCommit: p.markSigned } : {}),
+  });
+  if (store.lastTransactionId() === 0 && p.signedBefore && p.firstTransactionId === undefined) {
+    await store.close();
+    throw new InputError(
+      `this receipt key signed transactions up to at least ${p.signedBefore.lastTransactionId} in the store ${p.signedBefore.store}, and this store is empty: it would hand their IDs out again`,
+      `start it on the store it signed them in, or give --first-id ${p.signedBefore.lastTransactionId + 1} (or higher)`);
+  }
   const service = new QtmService({
+    ...(p.firstTransactionId !== undefined ? { firstTransactionId: p.firstTransactionId } : {}),
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
@@ -50,7 +72,6 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).
   // The sweeper reports on the server's log (stderr by default, as the requests are).
-  const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
   const sweeper = p.fair ? setInterval(() => {
     for (const id of service.overdueFair()) {
       service.resolveAtTtp(id).then(
@@ -84,6 +105,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
       if (sweeper) clearInterval(sweeper);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      if (store.head()) p.markSigned?.(store.lastTransactionId());
       await store.close();
     },
   };

@@ -16,14 +16,22 @@
  * One writer at a time: a writer holds LOCK (its PID); a second server on the same store is
  * refused. Readers (`qtm server audit`) open read-only beside a running server: they never
  * truncate and ignore a last line still being written.
+ *
+ * Integrity (./head.ts): every entry line carries its sequence number and the hash of the line
+ * before it, and a writer given the receipt key ends each group commit with a signed head line.
+ * Opening checks the chain and the last head; complete entries after the last signed head were
+ * never acknowledged (a crash cut their batch, or someone without the key appended them): a
+ * writer moves them to `transactions.log.unsigned-<time>` for the record and goes on without
+ * them, an audit reports them.
  */
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, unlinkSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { fsyncDirectory } from '../util/fs.js';
+import { fsyncDirectory, writeFileAtomic } from '../util/fs.js';
+import { decodeSignedHead, encodeSignedHead, GENESIS_HASH, headStatement, lineHash, type HeadSigner, type SignedHead } from './head.js';
 import { tryLock } from '../util/lock-file.js';
 import { InputError } from '../errors.js';
-import { fold, type AlreadySigned, type ConfirmedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
+import { fold, type AlreadySigned, type ConfirmedEntry, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
 export const LOCK_FILE = 'LOCK';
@@ -32,6 +40,7 @@ const writeAsync = promisify(write) as (fd: number, data: Buffer) => Promise<unk
 const fsyncAsync = promisify(fsync);
 const CHUNK = 1 << 20;
 const NEWLINE = 0x0a;
+const NEWLINE_BYTE = Buffer.from('\n');
 
 /** Where one entry's line lies in the log. */
 interface Span {
@@ -49,6 +58,28 @@ interface IndexEntry {
 export interface OpenOptions {
   /** For audits beside a running server: no lock, no truncation, no appends. */
   readonly readOnly?: boolean;
+  /**
+   * The receipt key (a writer signs a head per group commit) or its certificate (a reader checks
+   * them). A writer of a store that has signed heads must have it.
+   */
+  readonly heads?: HeadSigner;
+  /** Where a writer says what it did on open (unsigned entries moved aside). */
+  readonly onWarning?: (message: string) => void;
+  /** Called after the first signed commit of this open, with the highest transaction ID then. */
+  readonly onFirstSignedCommit?: (lastTransactionId: number) => void;
+}
+
+/** What an audit learns from the log itself, beyond the records (read-only opens). */
+export interface LogFindings {
+  /** Chain breaks, heads that do not match or verify, prepared twice, orphans, unsigned tails. */
+  readonly problems: string[];
+  /** Entry lines that carry no chain fields (written before the chain existed). */
+  legacyEntries: number;
+  /** Signed heads seen, and the last one. */
+  heads: number;
+  lastHead?: SignedHead;
+  /** Sequence number -> entry hash, for checking a customer's saved head. */
+  readonly hashes: Map<number, string>;
 }
 
 export class LogStore implements TransactionStore {
@@ -61,7 +92,20 @@ export class LogStore implements TransactionStore {
   readonly damagedLines: number[] = [];
   private maxId = 0;
   private size = 0;
-  private pending: { entry: StoreEntry; line: Buffer; resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** The chain: the last entry's sequence number and line hash, and the last signed head. */
+  private seq = 0;
+  private lastHash = GENESIS_HASH;
+  private lastHead: SignedHead | undefined;
+  /** File offset just after the last head line, and the entries written after it. */
+  private afterHead = { offset: 0, entries: 0, firstLine: 0 };
+  private lineNo = 0;
+  /** Prepared entries queued or being written, and the highest ID handed out: appendPrepared. */
+  private readonly preparing = new Set<number>();
+  private allocated = 0;
+  private signedThisOpen = false;
+  /** Read-only opens collect these for the audit instead of refusing. */
+  readonly findings: LogFindings = { problems: [], legacyEntries: 0, heads: 0, hashes: new Map() };
+  private pending: { entry: StoreEntry; resolve: () => void; reject: (e: Error) => void }[] = [];
   private flushing: Promise<void> | undefined;
   /** No more appends: closed, or a write failed and the tail is suspect. */
   private closed = false;
@@ -71,14 +115,16 @@ export class LogStore implements TransactionStore {
     private readonly fd: number,
     private readonly path: string,
     private readonly lockPath: string | undefined,
+    private readonly options: OpenOptions = {},
   ) {}
 
   static open(dir: string, options: OpenOptions = {}): LogStore {
     const path = join(dir, LOG_FILE);
     if (options.readOnly) {
       if (!existsSync(path)) throw new InputError(`no transaction store at ${dir} (${LOG_FILE} is missing)`, 'give the --store directory the server was started with');
-      const store = new LogStore(openSync(path, 'r'), path, undefined);
+      const store = new LogStore(openSync(path, 'r'), path, undefined, options);
       store.load(false);
+      store.noteUnsignedTail();
       return store;
     }
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -88,9 +134,16 @@ export class LogStore implements TransactionStore {
       const created = !existsSync(path);
       const fd = openSync(path, 'a+', 0o600);
       if (created) fsyncDirectory(dir);
-      const store = new LogStore(fd, path, lockPath);
+      let store = new LogStore(fd, path, lockPath, options);
       try {
         store.load(true);
+        if (store.cutUnsignedTail()) {
+          store = new LogStore(fd, path, lockPath, options);
+          store.load(true);
+        }
+        if (store.lastHead && !options.heads) {
+          throw new InputError(`store ${dir} is signed by its server's receipt key: open it with that key`, 'start the server with the --signer that signed it');
+        }
       } catch (err) {
         closeSync(fd);
         throw err;
@@ -133,10 +186,12 @@ export class LogStore implements TransactionStore {
   }
 
   private indexLine(line: Buffer, span: Span, lineNo: number, writer: boolean): void {
-    let entry: StoreEntry;
+    this.lineNo = lineNo;
+    let parsed: Record<string, unknown>;
     try {
-      entry = JSON.parse(line.toString('utf8')) as StoreEntry;
-      if (typeof entry.transactionId !== 'number' || typeof entry.type !== 'string') throw new Error('not an entry');
+      parsed = JSON.parse(line.toString('utf8')) as Record<string, unknown>;
+      if (typeof parsed !== 'object' || parsed === null) throw new Error('not an object');
+      if (!('head' in parsed) && (typeof parsed.transactionId !== 'number' || typeof parsed.type !== 'string')) throw new Error('not an entry');
     } catch {
       if (!writer) {
         this.damagedLines.push(lineNo);
@@ -144,23 +199,95 @@ export class LogStore implements TransactionStore {
       }
       throw new InputError(`store ${this.path} is damaged at line ${lineNo}`, 'restore it from backup; `qtm server audit` shows what is intact');
     }
-    this.indexEntry(entry, span);
+    if ('head' in parsed) return this.indexHead(parsed.head, span, lineNo, writer);
+    const { seq, prev, ...entry } = parsed;
+    if (seq === undefined && prev === undefined) {
+      // Written before the chain existed: only as a prefix of the log.
+      if (this.seq !== this.findings.legacyEntries) this.problem(writer, `line ${lineNo} has no chain fields after chained entries (inserted?)`);
+      this.findings.legacyEntries++;
+    } else if (seq !== this.seq + 1 || prev !== this.lastHash) {
+      this.problem(writer, `the chain is broken at line ${lineNo}: expected entry ${this.seq + 1} after hash ${this.lastHash.slice(0, 16)}…, found entry ${String(seq)} after ${String(prev).slice(0, 16)}… (an entry was edited, removed or inserted)`);
+    }
+    this.seq++;
+    this.lastHash = lineHash(line);
+    if (!writer) this.findings.hashes.set(this.seq, this.lastHash);
+    if (this.afterHead.entries++ === 0) this.afterHead.firstLine = lineNo;
+    this.indexEntry(entry as unknown as StoreEntry, span, writer);
   }
 
-  private indexEntry(entry: StoreEntry, span: Span): void {
+  private indexHead(value: unknown, span: Span, lineNo: number, writer: boolean): void {
+    let head: SignedHead;
+    try {
+      head = decodeSignedHead(value, `store head at line ${lineNo}`);
+    } catch (err) {
+      return this.problem(writer, (err as Error).message);
+    }
+    if (head.seq !== this.seq || head.hash !== this.lastHash) {
+      this.problem(writer, `the signed head at line ${lineNo} names entry ${head.seq} ${head.hash.slice(0, 16)}…, but the chain there is entry ${this.seq} ${this.lastHash.slice(0, 16)}… (entries before it were changed or removed)`);
+    } else if (this.options.heads && !this.options.heads.verify(headStatement(head), head.sig)) {
+      this.problem(writer, `the signed head at line ${lineNo} does not verify with the receipt key`);
+    }
+    this.lastHead = head;
+    this.findings.heads++;
+    this.findings.lastHead = head;
+    this.afterHead = { offset: span.offset + span.length + 1, entries: 0, firstLine: 0 };
+  }
+
+  /** A writer refuses a store that was tampered with; a reader notes it for the audit. */
+  private problem(writer: boolean, message: string): void {
+    if (writer) throw new InputError(`store ${this.path} is damaged at line ${this.lineNo}: ${message}`, 'run `qtm server audit` on it and restore it from backup');
+    this.findings.problems.push(message);
+  }
+
+  /** For audits: what follows the last signed head was not acknowledged by the server. */
+  private noteUnsignedTail(): void {
+    if (this.lastHead && this.afterHead.entries > 0) {
+      this.findings.problems.push(`${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}): the server never acknowledged them (being written just now, or appended by someone without its key)`);
+    }
+  }
+
+  /**
+   * Complete entries after the last signed head were never acknowledged (acknowledgement waits
+   * for the batch and its head to be fsync'd): moved aside for the record, and cut.
+   */
+  private cutUnsignedTail(): boolean {
+    if (!this.lastHead || this.afterHead.entries === 0) return false;
+    const length = this.size - this.afterHead.offset;
+    const buf = Buffer.alloc(length);
+    readSync(this.fd, buf, 0, length, this.afterHead.offset);
+    const aside = `${this.path}.unsigned-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    writeFileAtomic(aside, buf, 0o600);
+    ftruncateSync(this.fd, this.afterHead.offset);
+    fsyncSync(this.fd);
+    this.options.onWarning?.(`store: ${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}) were never acknowledged; moved to ${aside}`);
+    return true;
+  }
+
+  /** `writer` false: an audit's read-only open, which notes problems; undefined: our own append, checked before it was written. */
+  private indexEntry(entry: StoreEntry, span: Span, writer?: boolean): void {
     const id = entry.transactionId;
     this.maxId = Math.max(this.maxId, id);
     let at = this.index.get(id);
     if (entry.type === 'prepared') {
-      // A prepared entry starts the record afresh, as fold() does.
-      if (at) this.setState(id, at, 'prepared');
+      // One prepared entry per ID: a second one would replace a proof the customer holds.
+      if (at) {
+        if (writer !== undefined) this.problem(writer, `transaction ${id} is prepared a second time at line ${this.lineNo}`);
+        return;
+      }
       at = { state: 'prepared', cardSerial: entry.cardSerial, spans: [span] };
       this.index.set(id, at);
       if (entry.fair) this.openFair.set(id, entry.fair.deadline);
       else this.openFair.delete(id);
       return;
     }
-    if (!at) return; // an entry for an unknown transaction folds to nothing
+    if (!at) {
+      if (writer !== undefined) this.problem(writer, `line ${this.lineNo}: a ${entry.type} entry for transaction ${id}, which was never prepared`);
+      return;
+    }
+    // Reported by audits; not a reason to stop serving the others.
+    if (entry.type === 'delivered' && at.state === 'prepared' && writer === false) {
+      this.problem(false, `line ${this.lineNo}: transaction ${id} is marked delivered but was never signed`);
+    }
     at.spans.push(span);
     if (entry.type === 'confirmed' || entry.type === 'resolved' || entry.type === 'fair-aborted') this.openFair.delete(id);
     if ((entry.type === 'confirmed' || entry.type === 'resolved') && at.state === 'prepared') this.setState(id, at, 'confirmed');
@@ -206,10 +333,35 @@ export class LogStore implements TransactionStore {
   append(entry: StoreEntry): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     if (!this.lockPath) return Promise.reject(new Error('store is open read-only'));
+    if (entry.type === 'prepared') {
+      // One prepared entry per ID, counting those queued and those being written now.
+      if (this.index.has(entry.transactionId) || this.preparing.has(entry.transactionId)) {
+        return Promise.reject(new Error(`transaction ${entry.transactionId} is prepared already`));
+      }
+      this.preparing.add(entry.transactionId);
+      this.allocated = Math.max(this.allocated, entry.transactionId);
+    }
     return new Promise((resolve, reject) => {
-      this.pending.push({ entry, line: Buffer.from(JSON.stringify(entry) + '\n', 'utf8'), resolve, reject });
+      this.pending.push({ entry, resolve, reject });
       this.flushing ??= this.flush();
     });
+  }
+
+  /**
+   * A new transaction: its ID is the next one, chosen here as its entry joins the write, so the
+   * ID and its prepared entry are durable together (no ID handed out without its entry, none
+   * twice). `firstId` starts the numbering of an empty store elsewhere than 1.
+   */
+  async appendPrepared(build: (transactionId: number) => PreparedEntry, firstId = 1): Promise<number> {
+    // Synchronous up to append(): no other caller can take the same ID in between.
+    const id = Math.max(this.maxId, this.allocated, firstId - 1) + 1;
+    await this.append(build(id));
+    return id;
+  }
+
+  /** The last signed head: what the customer keeps to show later that this history existed. */
+  head(): SignedHead | undefined {
+    return this.lastHead;
   }
 
   private async flush(): Promise<void> {
@@ -218,8 +370,22 @@ export class LogStore implements TransactionStore {
       await new Promise((r) => setImmediate(r));
       const batch = this.pending;
       this.pending = [];
+      // Chain each line to the one before it, then sign the head of the batch (./head.ts).
+      let seq = this.seq;
+      let hash = this.lastHash;
+      const lines = batch.map((b) => {
+        const line = Buffer.from(JSON.stringify({ seq: ++seq, prev: hash, ...b.entry }), 'utf8');
+        hash = lineHash(line);
+        return line;
+      });
+      let head: SignedHead | undefined;
+      let headLine: Buffer | undefined;
       try {
-        await writeAsync(this.fd, Buffer.concat(batch.map((b) => b.line)));
+        if (this.options.heads) {
+          head = { seq, hash, sig: this.options.heads.sign(headStatement({ seq, hash })) };
+          headLine = Buffer.from(JSON.stringify({ head: encodeSignedHead(head) }), 'utf8');
+        }
+        await writeAsync(this.fd, Buffer.concat([...lines, ...(headLine ? [headLine] : [])].flatMap((l) => [l, NEWLINE_BYTE])));
         await fsyncAsync(this.fd);
       } catch (err) {
         // The file may now end in a partial batch; nothing in it was acknowledged, and the next
@@ -229,11 +395,23 @@ export class LogStore implements TransactionStore {
         this.pending = [];
         break;
       }
-      for (const b of batch) {
-        this.indexEntry(b.entry, { offset: this.size, length: b.line.length - 1 });
-        this.size += b.line.length;
-        b.resolve();
+      batch.forEach((b, i) => {
+        const line = lines[i]!;
+        this.indexEntry(b.entry, { offset: this.size, length: line.length });
+        this.size += line.length + 1;
+        if (b.entry.type === 'prepared') this.preparing.delete(b.entry.transactionId);
+      });
+      this.seq = seq;
+      this.lastHash = hash;
+      if (head && headLine) {
+        this.lastHead = head;
+        this.size += headLine.length + 1;
+        if (!this.signedThisOpen) {
+          this.signedThisOpen = true;
+          this.options.onFirstSignedCommit?.(this.maxId);
+        }
       }
+      for (const b of batch) b.resolve();
     }
     this.flushing = undefined;
   }
@@ -241,7 +419,8 @@ export class LogStore implements TransactionStore {
   private readEntry(span: Span): StoreEntry {
     const buf = Buffer.alloc(span.length);
     readSync(this.fd, buf, 0, span.length, span.offset);
-    return JSON.parse(buf.toString('utf8')) as StoreEntry;
+    const { seq: _seq, prev: _prev, ...entry } = JSON.parse(buf.toString('utf8')) as StoreEntry & { seq?: number; prev?: string };
+    return entry as StoreEntry;
   }
 
   get(transactionId: number): TransactionRecord | undefined {

@@ -3,6 +3,8 @@
  * authentication), behind an interface small enough for a PostgreSQL implementation.
  * Binary values are base64 so entries stay plain JSON in any backend.
  */
+import type { SignedHead } from './head.js';
+
 export interface PreparedEntry {
   readonly type: 'prepared';
   readonly transactionId: number;
@@ -118,6 +120,13 @@ export interface TransactionStore {
    * receipt the store does not keep. Durable when it resolves, as append.
    */
   appendSigned(entry: ConfirmedEntry | ResolvedEntry): Promise<{ readonly stored: true } | AlreadySigned>;
+  /**
+   * A new transaction whose ID the store chooses (the next one, at least firstId) in the same
+   * durable write as its prepared entry: no ID is handed out without its entry, none twice.
+   */
+  appendPrepared(build: (transactionId: number) => PreparedEntry, firstId?: number): Promise<number>;
+  /** The head the store's server signed at its last commit, if it signs heads. */
+  head(): SignedHead | undefined;
   get(transactionId: number): TransactionRecord | undefined;
   /** The highest transaction ID ever stored, 0 when empty. */
   lastTransactionId(): number;

@@ -198,7 +198,9 @@ test('qtm warrant request / issue / list / revoke, and qtm server start --warran
   assert.ok(!existsSync(join(w, 'none.warrant.pem')) && !existsSync(join(w, 'notx.warrant.pem')));
 
   const proxyServer = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
-    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store-proxy'), '--warrants', w, '--on-behalf-of', join(dir, 'keys', 'xavier.pem')], env);
+    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store-proxy'), '--warrants', w, '--on-behalf-of', join(dir, 'keys', 'xavier.pem'),
+    // The receipt key signed in ./store before: a new store must not hand its IDs out again (issue 18).
+    '--first-id', '1000'], env);
   try {
     const signed = JSON.parse(ok(['sign', '--server', proxyServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'NOTEBOOK:1', '--yes', '--json']));
     const report = ok(['verify', signed.proof, '--trust', join(dir, 'ca', 'ca.pem')]);
@@ -265,7 +267,8 @@ test('qtm ttp start + qtm server start --ttp + qtm sign --fair, as a user runs t
   const ttpProcess = await startListeningProcess(['ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store'), '--port', '0'], env);
   const ttpUrl = ttpProcess.url;
   const fairServer = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'),
-    '--store', join(dir, 'store-fair'), '--ttp', ttpUrl, '--ttp-cert', join(dir, 'keys', 'ttp.pem')], env);
+    // The receipt key signed in other stores before: this one starts its IDs beyond theirs (issue 18).
+    '--store', join(dir, 'store-fair'), '--first-id', '2000', '--ttp', ttpUrl, '--ttp-cert', join(dir, 'keys', 'ttp.pem')], env);
   try {
     const signed = JSON.parse(run(['sign', '--fair', '--server', fairServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'PEN-BLUE:2', '--yes', '--json']));
     assert.deepEqual(signed.fair, { xFrom: 'server' });
