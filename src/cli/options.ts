@@ -1,3 +1,4 @@
+import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 
 export function parseProfile(value: string): 'v1' | 'v2' {
@@ -28,3 +29,7 @@ export function parsePort(value: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number, 0 to 65535');
   return n;
 }
+
+/** Where the card is: a PC/SC reader, or a virtual card file used in this process. */
+export const cardOptions = (cmd: Command) =>
+  cmd.option('--reader <name>', 'PC/SC reader name (or QTM_READER)').option('--card <file>', 'virtual card file, used in this process (or QTM_CARD)');

@@ -7,9 +7,7 @@ import { readSecret } from '../cli/secrets.js';
 import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import type { KeySpec } from '../crypto/keys.js';
-
-export const CA_PASSPHRASE = { env: 'QTM_CA_PASSPHRASE', prompt: 'CA passphrase' } as const;
-export const KEY_PASSPHRASE = { env: 'QTM_KEY_PASSPHRASE', prompt: 'key passphrase' } as const;
+import { CA_PASSPHRASE, KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 export function caCommand(): Command {
   const ca = new Command('ca').description('certificate authority: create a root CA and issue role certificates');

@@ -2,13 +2,12 @@ import { Command, Option } from 'commander';
 import { randomInt } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
+import { cardOptions, examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { openCa } from '../pki/ca.js';
 import { openSam } from '../sam/sam.js';
-import { CA_PASSPHRASE } from './ca.js';
-import { SAM_PASSPHRASE } from './sam.js';
+import { CA_PASSPHRASE, NEW_PIN, PIN, PUK, SAM_PASSPHRASE } from '../cli/secret-sources.js';
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../card/app-spec.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { issueCard } from '../card/issue.js';
@@ -20,12 +19,7 @@ import { FileStorage } from '../card/virtual/storage.js';
 import { hexSw } from '../card/apdu.js';
 import { InputError, RefusedError } from '../errors.js';
 
-export const PIN = { env: 'QTM_PIN', prompt: 'card PIN' } as const;
-export const PUK = { env: 'QTM_PUK', prompt: 'card PUK' } as const;
-export const NEW_PIN = { env: 'QTM_NEW_PIN', prompt: 'new card PIN' } as const;
 
-export const cardOptions = (cmd: Command) =>
-  cmd.option('--reader <name>', 'PC/SC reader name (or QTM_READER)').option('--card <file>', 'virtual card file, used in this process (or QTM_CARD)');
 
 function parseSlots(v: string): number {
   const n = parsePositiveInt(v);

@@ -6,7 +6,7 @@ import { examples } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { InputError, RefusedError } from '../errors.js';
-import { CA_PASSPHRASE, KEY_PASSPHRASE } from './ca.js';
+import { CA_PASSPHRASE, KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 const ENCRYPTED_PEM = /-----BEGIN ENCRYPTED PRIVATE KEY-----/;
 

@@ -3,8 +3,7 @@ import { initSam, samInfo } from '../sam/sam.js';
 import { readSecret } from '../cli/secrets.js';
 import { examples } from '../cli/options.js';
 import { out } from '../cli/output.js';
-
-export const SAM_PASSPHRASE = { env: 'QTM_SAM_PASSPHRASE', prompt: 'SAM passphrase' } as const;
+import { SAM_PASSPHRASE } from '../cli/secret-sources.js';
 
 export function samCommand(): Command {
   const sam = new Command('sam').description('the SAM keystore holding the master key for card key diversification');

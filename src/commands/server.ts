@@ -20,8 +20,7 @@ import { InputError } from '../errors.js';
 import { WarrantRegistry } from '../warrant/registry.js';
 import { TtpClient } from '../fair/ttp-server.js';
 import type { FairOptions } from '../server/qtm-service.js';
-import { KEY_PASSPHRASE } from './ca.js';
-import { SAM_PASSPHRASE } from './sam.js';
+import { KEY_PASSPHRASE, SAM_PASSPHRASE } from '../cli/secret-sources.js';
 
 interface StartOptions {
   config?: string;

@@ -6,12 +6,12 @@ import { readSecret } from '../cli/secrets.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { QtmApi } from '../client/api.js';
 import { Archive } from '../client/archive.js';
-import { askToAccept, renderContent } from '../client/dialog.js';
+import { askToAccept, renderContent } from '../cli/dialog.js';
 import { runTransaction, STEP_LABEL, type Step, type TransactionHooks } from '../client/transaction.js';
 import { fetchReceipts } from '../client/fetch-receipts.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { InputError } from '../errors.js';
-import { PIN } from './card.js';
+import { PIN } from '../cli/secret-sources.js';
 import type { OrderItem } from '../protocol/messages.js';
 
 export interface ClientOptions extends CardChoice {

@@ -5,7 +5,7 @@ import { readSecret } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { startTtp } from '../fair/ttp-server.js';
-import { KEY_PASSPHRASE } from './ca.js';
+import { KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 export function ttpCommand(): Command {
   const ttp = new Command('ttp').description('the trusted third party of the fair exchange (claims 12-14)');

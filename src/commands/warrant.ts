@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import { withCard, type CardChoice } from '../card/open-card.js';
-import { examples, parsePositiveInt, parseTime } from '../cli/options.js';
+import { cardOptions, examples, parsePositiveInt, parseTime } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { certificatesFromPemBundle, parseDistinguishedName } from '../crypto/x509.js';
@@ -13,8 +13,7 @@ import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { describeCustomers, issueWarrant, issueWarrantWithCard } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
-import { KEY_PASSPHRASE } from './ca.js';
-import { cardOptions, PIN } from './card.js';
+import { KEY_PASSPHRASE, PIN } from '../cli/secret-sources.js';
 
 const DAY_MS = 86_400_000;
 const collect = (v: string, prev: string[] = []) => [...prev, v];

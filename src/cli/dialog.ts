@@ -5,7 +5,7 @@
  * stdout keeps only the result.
  */
 import { createHash } from 'node:crypto';
-import { colourFor } from '../cli/output.js';
+import { colourFor } from './output.js';
 
 export function renderContent(content: Buffer): string {
   const c = colourFor(process.stderr);
