@@ -16,7 +16,8 @@ import { ttpCommand } from '../src/commands/ttp.js';
 import { signCommand } from '../src/commands/sign.js';
 import { demoCommand } from '../src/commands/demo.js';
 import { keyCommand } from '../src/commands/key.js';
-import { reportError } from '../src/cli/run.js';
+import { endQuietlyOnClosedStdout, jsonRequested, reportError } from '../src/cli/run.js';
+import { out } from '../src/cli/output.js';
 import { ExitCode } from '../src/errors.js';
 import { examples } from '../src/cli/options.js';
 
@@ -33,12 +34,15 @@ Environment: QTM_CA_PASSPHRASE, QTM_KEY_PASSPHRASE, QTM_SAM_PASSPHRASE, QTM_PIN,
 
 for (const cmd of [demoCommand(), caCommand(), keyCommand(), samCommand(), cardCommand(), serverCommand(), warrantCommand(), ttpCommand(), signCommand(), receiptsCommand(), verifyCommand(), packageCommand()]) program.addCommand(cmd);
 
-// Every subcommand reports usage errors with exit code 2 instead of commander's default 1.
+// Every subcommand reports usage errors with exit code 2 instead of commander's default 1, and
+// with the one prefix `qtm: error:` (commander's own messages start with "error:").
 function applyExitOverride(cmd: Command): void {
   cmd.exitOverride();
+  cmd.configureOutput({ outputError: (str, write) => write(`qtm: ${str}`) });
   cmd.commands.forEach(applyExitOverride);
 }
 applyExitOverride(program);
+endQuietlyOnClosedStdout();
 
 try {
   await program.parseAsync(process.argv);
@@ -46,6 +50,8 @@ try {
   if (err instanceof CommanderError) {
     const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
     process.exitCode = ok ? ExitCode.ok : ExitCode.usage;
+    // commander printed its line on stderr already; under --json scripts get the same on stdout.
+    if (!ok && jsonRequested()) out.json({ error: { code: 'E_USAGE', message: err.message.replace(/^error: /, ''), exitCode: ExitCode.usage } });
   } else {
     process.exitCode = reportError(err);
   }

@@ -21,6 +21,16 @@ import { InputError, RefusedError } from '../errors.js';
 
 
 
+/**
+ * vpcd opens one reader slot per port from its CHANNELID (0x8C7B = 35963 in the packaged
+ * reader.conf), and pcscd names slot n "Virtual PCD 00 0n": port 35964 is "Virtual PCD 00 01".
+ */
+function vpcdReaderLabel(port: number): string {
+  const slot = port - VPCD_DEFAULT_PORT;
+  if (slot >= 0 && slot < 16) return `reader "Virtual PCD 00 ${slot.toString(16).toUpperCase().padStart(2, '0')}"`;
+  return `the vpcd reader slot on port ${port}: see \`qtm card list-readers\``;
+}
+
 function parseSlots(v: string): number {
   const n = parsePositiveInt(v);
   if (n > MAX_SLOTS) throw new InputError(`at most ${MAX_SLOTS} slots`);
@@ -64,13 +74,15 @@ export function cardCommand(): Command {
     .option('--vpcd <host:port>', 'where vpcd listens', `127.0.0.1:${VPCD_DEFAULT_PORT}`)
     .option('--trace', 'log each APDU (command and status word) to stderr')
     .addHelpText('after', `
-The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool and qtm --reader.
+The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool and qtm --reader
+(with --vpcd :35964, in "Virtual PCD 00 01").
 ` + examples(
       'qtm card emulate --card alice.card.json --create',
       'qtm card emulate --card alice.card.json & qtm card issue --reader "Virtual PCD 00 00" --ca ./ca --sam shop.sam --holder "CN=Alice"'))
     .action(async (o: { card: string; create?: boolean; slots: number; vpcd: string; trace?: boolean }) => {
-      const m = /^(.+):(\d+)$/.exec(o.vpcd);
-      if (!m) throw new InputError(`--vpcd ${o.vpcd} is not host:port`);
+      const m = /^(.*):(\d+)$/.exec(o.vpcd);
+      if (!m) throw new InputError(`--vpcd ${o.vpcd} is not host:port`, 'e.g. --vpcd 127.0.0.1:35964, or --vpcd :35964 for this machine');
+      if (!m[1]) m[1] = '127.0.0.1';
       let storage: FileStorage;
       try {
         storage = new FileStorage(o.card);
@@ -89,7 +101,7 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
         signal: controller.signal,
         onConnected: () => {
           lastProblem = '';
-          diag.line(`serving ${o.card} to vpcd at ${o.vpcd} (reader "Virtual PCD 00 00"); Ctrl-C to stop`);
+          diag.line(`serving ${o.card} to vpcd at ${o.vpcd} (${vpcdReaderLabel(Number(m[2]))}); Ctrl-C to stop`);
         },
         onDisconnected: (reason) => {
           if (reason !== lastProblem) diag.line(`${reason}; retrying (is pcscd with vsmartcard-vpcd running?)`);

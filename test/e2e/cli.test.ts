@@ -129,6 +129,35 @@ test('the text-only dialog at a terminal: the order is shown, accepted, PIN mask
   }
 });
 
+test('Ctrl-C at the accept or the PIN prompt: "cancelled", nothing signed, exit 130', async (t) => {
+  if (!requireTool(t, 'tmux', 'apt-get install tmux')) return;
+  const slotsUsed = () => JSON.parse(qtm(['receipts', 'list', '--card', join(dir, 'alice.card.json'), '--json']).stdout).slots.filter((s: { state: string }) => s.state !== 'free').length;
+  const before = slotsUsed();
+  for (const at of ['accept', 'pin'] as const) {
+    const session = `qtm-cancel-${process.pid}-${at}`;
+    const exitFile = join(dir, `exit-cancel-${at}`);
+    const cmd = [process.execPath, QTM_BIN, 'sign', ...client(), '--items', 'STAPLER:1'].map((a) => `'${a}'`).join(' ');
+    tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '50', `env -u QTM_PIN NO_COLOR=1 ${cmd}; echo $? > '${exitFile}'; sleep 30`]);
+    try {
+      await waitForScreen(session, /Sign this order with your card\?/);
+      if (at === 'pin') {
+        tmux(['send-keys', '-t', session, 'y', 'Enter']);
+        await waitForScreen(session, /card PIN/);
+      }
+      tmux(['send-keys', '-t', session, 'C-c']);
+      const screen = await waitForScreen(session, /qtm: error: cancelled/);
+      assert.match(screen, /^qtm: error: cancelled: nothing was signed or changed$/m);
+      assert.doesNotMatch(screen, /internal error|force closed/);
+      const deadline = Date.now() + 5000;
+      while (!existsSync(exitFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(readFileSync(exitFile, 'utf8').trim(), '130', at);
+    } finally {
+      tmux(['kill-session', '-t', session]);
+    }
+  }
+  assert.equal(slotsUsed(), before, 'no receipt was written: nothing was signed');
+});
+
 test('qtm demo runs end to end and verifies; --json is machine-readable', () => {
   const r = qtm(['demo', '--json']);
   assert.equal(r.status, 0, r.stderr);

@@ -7,6 +7,14 @@ import { createRequire } from 'node:module';
 import type { CardTransport } from '../transport.js';
 import { CardUnavailableError } from '../status-words.js';
 
+const START_HINT = 'start it: `sudo systemctl start pcscd` or `sudo pcscd`; or use --card FILE for a virtual card in this process';
+const NOT_REACHABLE = 'the PC/SC service (pcscd) is not reachable';
+
+/** pcsclite reports a missing pcscd as SCARD_E_NO_SERVICE (0x8010001D) or SCARD_E_NO_READERS_AVAILABLE. */
+function serviceUnreachable(err: Error): CardUnavailableError {
+  return new CardUnavailableError(`${NOT_REACHABLE}: ${err.message.replace(/\.?\s*\(0x[0-9a-fA-F]+\)$/, '')}`, START_HINT);
+}
+
 const INSTALL_HINT = 'install pcscd and libpcsclite-dev (Debian/Ubuntu: apt-get install pcscd libpcsclite-dev), start pcscd, then run npm ci again';
 
 /* Minimal typing of the parts of pcsclite used here. */
@@ -55,7 +63,13 @@ function closeAll(ctx: PcscContext, readers: ReaderMap): void {
 
 /** Opens a PC/SC context and gathers the readers pcscd reports within `settleMs`. */
 async function withContext<T>(settleMs: number, use: (ctx: PcscContext, readers: ReaderMap) => Promise<T>): Promise<T> {
-  const ctx = loadBinding()();
+  const binding = loadBinding();
+  let ctx: PcscContext;
+  try {
+    ctx = binding();
+  } catch (err) {
+    throw serviceUnreachable(err as Error);
+  }
   const readers: ReaderMap = new Map();
   let contextError: Error | undefined;
   ctx.on('error', (err) => {
@@ -77,7 +91,7 @@ async function withContext<T>(settleMs: number, use: (ctx: PcscContext, readers:
   }
   try {
     if (readers.size === 0 && contextError) {
-      throw new CardUnavailableError(`PC/SC: ${contextError.message}`, 'is pcscd running? (`pcscd` as root, or `systemctl start pcscd`)');
+      throw serviceUnreachable(contextError);
     }
     return await use(ctx, readers);
   } catch (err) {
