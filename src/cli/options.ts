@@ -32,4 +32,7 @@ export function parsePort(value: string): number {
 
 /** Where the card is: a PC/SC reader, or a virtual card file used in this process. */
 export const cardOptions = (cmd: Command) =>
-  cmd.option('--reader <name>', 'PC/SC reader name (or QTM_READER)').option('--card <file>', 'virtual card file, used in this process (or QTM_CARD)');
+  cmd
+    .option('-r, --reader <name>', 'PC/SC reader: exact name, number as in `qtm card list-readers` (0 is the first), or a unique part of its name (or QTM_READER)')
+    .option('--card <file>', 'virtual card file, used in this process (or QTM_CARD)')
+    .option('--wait', 'with a reader: wait for a card to be inserted');

@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cardOptions, examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { openCa } from '../pki/ca.js';
 import { openSam } from '../sam/sam.js';
 import { CA_PASSPHRASE, NEW_PIN, PIN, PUK, SAM_PASSPHRASE } from '../cli/secret-sources.js';
@@ -42,13 +42,13 @@ function randomDigits(n: number): string {
 }
 
 /** PIN and PUK for issuing: environment, prompt, or generated and shown once on the terminal. */
-async function issuingSecrets(generate: boolean): Promise<{ pin: string; puk: string; generated: boolean }> {
+async function issuingSecrets(generate: boolean, flags: object): Promise<{ pin: string; puk: string; generated: boolean }> {
   if (generate) {
     if (!process.stderr.isTTY) throw new InputError('--generate-pin shows the PIN once on the terminal, and stderr is not a terminal', 'set QTM_PIN and QTM_PUK instead');
     return { pin: randomDigits(6), puk: randomDigits(8), generated: true };
   }
-  const pin = await readSecret({ ...PIN, confirm: true });
-  const puk = await readSecret({ ...PUK, confirm: true });
+  const pin = await readSecret({ ...PIN, confirm: true }, flags);
+  const puk = await readSecret({ ...PUK, confirm: true }, flags);
   return { pin, puk, generated: false };
 }
 
@@ -112,7 +112,7 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
       diag.line('stopped');
     });
 
-  cardOptions(card.command('issue'))
+  secretOptions(cardOptions(card.command('issue')), [CA_PASSPHRASE, SAM_PASSPHRASE, PIN, PUK])
     .description('personalise a card: on-card key pair, CA certificate, diversified keys, PIN/PUK, LOCK')
     .requiredOption('--ca <dir>', 'CA directory (passphrase from QTM_CA_PASSPHRASE)')
     .requiredOption('--sam <file>', 'SAM keystore (passphrase from QTM_SAM_PASSPHRASE)')
@@ -143,9 +143,9 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
         throw new InputError('--holder is required', 'e.g. --holder "CN=Alice Example"');
       }
       const rows = o.batch ? readBatchCsv(o.batch) : [];
-      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
-      const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE));
-      const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin));
+      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE, o));
+      const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE, o));
+      const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin), o);
       if (o.mayDelegate && o.role !== 'card') throw new InputError('--may-delegate is for customer cards (--role card); a manager card issues warrants already');
       const common = { ca, sam, pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.mayDelegate ? { mayDelegate: true } : {}), ...(o.profile ? { profile: o.profile } : {}) };
 
@@ -214,13 +214,13 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
     });
 
   const pin = card.command('pin').description('change or unblock the card PIN');
-  cardOptions(pin.command('change'))
+  secretOptions(cardOptions(pin.command('change')), [PIN, NEW_PIN])
     .description('change the PIN (old PIN from QTM_PIN, new from QTM_NEW_PIN, or prompts)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('qtm card pin change --card alice.card.json', 'QTM_PIN=1234 QTM_NEW_PIN=246810 qtm card pin change --reader "Virtual PCD 00 00"'))
     .action(async (o: CardChoice & { json?: boolean }) => {
-      const oldPin = await readSecret(PIN);
-      const newPin = await readSecret({ ...NEW_PIN, confirm: true });
+      const oldPin = await readSecret(PIN, o);
+      const newPin = await readSecret({ ...NEW_PIN, confirm: true }, o);
       await withCard(o, async (client) => {
         await client.select();
         await client.changePin(oldPin, newPin);
@@ -228,13 +228,13 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
       if (o.json) return out.json({ changed: true });
       out.line('PIN changed');
     });
-  cardOptions(pin.command('unblock'))
+  secretOptions(cardOptions(pin.command('unblock')), [PUK, NEW_PIN])
     .description('unblock the PIN with the PUK and set a new PIN (QTM_PUK, QTM_NEW_PIN, or prompts)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('qtm card pin unblock --card alice.card.json'))
     .action(async (o: CardChoice & { json?: boolean }) => {
-      const puk = await readSecret(PUK);
-      const newPin = await readSecret({ ...NEW_PIN, confirm: true });
+      const puk = await readSecret(PUK, o);
+      const newPin = await readSecret({ ...NEW_PIN, confirm: true }, o);
       await withCard(o, async (client) => {
         await client.select();
         await client.unblockPin(puk, newPin);

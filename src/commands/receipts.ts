@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { examples, parsePositiveInt } from '../cli/options.js';
+import { cardOptions, examples, parsePositiveInt } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { chooseSlot, readSlots, type SlotView } from '../card/receipts.js';
@@ -24,8 +24,6 @@ function slotJson(s: SlotView) {
   };
 }
 
-const cardOptions = (cmd: Command) =>
-  cmd.option('--reader <name>', 'PC/SC reader name (or QTM_READER)').option('--card <file>', 'virtual card file (or QTM_CARD)');
 
 /** A blank card has no slots yet: "0 of 0 slots used" would read as an empty issued card. */
 function notIssued(serial: Buffer): RefusedError {

@@ -111,6 +111,32 @@ export async function listReaders(settleMs = 1500): Promise<ReaderInfo[]> {
   });
 }
 
+/**
+ * Which reader `--reader SPEC` means, as opensc-tool and ykman read it: the exact name, else an
+ * index into the list pcscd reports ("0" is the first, as `opensc-tool -r 0`), else the one name
+ * that contains SPEC ignoring case. Anything else names no reader or several: say which.
+ */
+export function resolveReaderName(spec: string, names: readonly string[]): string {
+  if (names.includes(spec)) return spec;
+  const list = names.length ? `readers: ${names.map((n, i) => `"${n}" (${i})`).join(', ')}` : 'no reader found: is pcscd running with the reader plugged in?';
+  if (/^\d+$/.test(spec)) {
+    const byIndex = names[Number(spec)];
+    if (byIndex === undefined) throw new CardUnavailableError(`no PC/SC reader number ${spec}`, list);
+    return byIndex;
+  }
+  const matches = names.filter((n) => n.toLowerCase().includes(spec.toLowerCase()));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1) throw new CardUnavailableError(`"${spec}" names ${matches.length} PC/SC readers: ${matches.map((n) => `"${n}"`).join(', ')}`, 'give more of the name, or its number from `qtm card list-readers`');
+  throw new CardUnavailableError(`no PC/SC reader named "${spec}"`, list);
+}
+
+export interface ConnectOptions {
+  /** Wait for a card without a deadline (until the process is stopped). */
+  readonly wait?: boolean;
+  /** Called once when the reader is found empty and the transport starts waiting. */
+  readonly onWaiting?: (readerName: string) => void;
+}
+
 export class PcscTransport implements CardTransport {
   private constructor(
     private readonly ctx: PcscContext,
@@ -123,16 +149,18 @@ export class PcscTransport implements CardTransport {
     return `PC/SC reader "${this.reader.name}"`;
   }
 
-  static async connect(readerName: string, waitMs = 3000): Promise<PcscTransport> {
-    return withContext(waitMs, async (ctx, readers) => {
-      const entry = readers.get(readerName);
-      if (!entry) {
-        const names = [...readers.keys()];
-        throw new CardUnavailableError(`no PC/SC reader named "${readerName}"`, names.length ? `readers: ${names.map((n) => `"${n}"`).join(', ')}` : 'no reader found: is pcscd running?');
-      }
+  static async connect(readerSpec: string, waitMs = 3000, opts: ConnectOptions = {}): Promise<PcscTransport> {
+    return withContext(Math.min(waitMs, 3000), async (ctx, readers) => {
+      const readerName = resolveReaderName(readerSpec, [...readers.keys()]);
+      const entry = readers.get(readerName)!;
       const { reader } = entry;
-      const deadline = Date.now() + waitMs;
+      const deadline = opts.wait ? Infinity : Date.now() + waitMs;
+      let announced = false;
       while (!(entry.status && entry.status.state & reader.SCARD_STATE_PRESENT)) {
+        if (opts.wait && !announced && entry.status) {
+          announced = true;
+          opts.onWaiting?.(readerName);
+        }
         if (Date.now() > deadline) {
           throw new CardUnavailableError(`no card in reader "${readerName}"`, 'insert the card, or start `qtm card emulate --card FILE` for a virtual card');
         }
