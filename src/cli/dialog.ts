@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { colourFor } from './output.js';
 
-export function renderContent(content: Buffer): string {
-  const c = colourFor(process.stderr);
+export function renderContent(content: Buffer, stream: NodeJS.WriteStream = process.stderr, title = 'Order to sign'): string {
+  const c = colourFor(stream);
   const text = content.toString('utf8');
   const lines = text.split('\n');
   const trailingNewline = text.endsWith('\n');
@@ -16,7 +16,7 @@ export function renderContent(content: Buffer): string {
   const width = Math.min(100, Math.max(40, ...lines.map((l) => [...l].length)) + 2);
   const sha = createHash('sha256').update(content).digest('hex');
   return [
-    c.bold(`Order to sign: ${content.length} bytes, SHA-256 ${sha}`),
+    c.bold(`${title}: ${content.length} bytes, SHA-256 ${sha}`),
     `┌${'─'.repeat(width)}┐`,
     ...lines.map((l) => `│ ${l}`),
     `└${'─'.repeat(width)}┘`,

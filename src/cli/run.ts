@@ -60,6 +60,7 @@ export function printError(report: ErrorReport, json = jsonRequested()): void {
 export function reportError(err: unknown): number {
   const report = describeError(err);
   printError(report);
+  diag.verbose(`  (code ${report.code}, exit ${report.exitCode})`);
   if (debugEnabled() && report.code !== 'E_CANCELLED') diag.line((err as Error)?.stack ?? '');
   return report.exitCode;
 }

@@ -101,10 +101,10 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
         signal: controller.signal,
         onConnected: () => {
           lastProblem = '';
-          diag.line(`serving ${o.card} to vpcd at ${o.vpcd} (${vpcdReaderLabel(Number(m[2]))}); Ctrl-C to stop`);
+          diag.info(`serving ${o.card} to vpcd at ${o.vpcd} (${vpcdReaderLabel(Number(m[2]))}); Ctrl-C to stop`);
         },
         onDisconnected: (reason) => {
-          if (reason !== lastProblem) diag.line(`${reason}; retrying (is pcscd with vsmartcard-vpcd running?)`);
+          if (reason !== lastProblem) diag.info(`${reason}; retrying (is pcscd with vsmartcard-vpcd running?)`);
           lastProblem = reason;
         },
         ...(o.trace ? { onApdu: (c: Buffer, r: Buffer) => diag.line(`APDU ${c.subarray(0, 4).toString('hex').toUpperCase()} … -> ${hexSw(r.readUInt16BE(r.length - 2))}`) } : {}),

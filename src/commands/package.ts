@@ -30,7 +30,7 @@ export function packageCommand(): Command {
 
   pkg.command('sizes')
     .description('build a sample signed transaction in memory and report package and card-record sizes')
-    .addOption(new Option('--profile <profile>', 'v1 (patent: SHA-1, RSA-1024) or v2').argParser(parseProfile).default('v1'))
+    .addOption(new Option('--profile <profile>', 'v2 (default, as everywhere else) or v1 (the patent\'s figures: SHA-1, RSA-1024)').argParser(parseProfile).default('v2'))
     .option('--json', 'print as JSON')
     .addHelpText('after', examples('qtm package sizes --profile v1   # 473-byte package, 29-byte card record', 'qtm package sizes --profile v2 --json'))
     .action(async (o: { profile: 'v1' | 'v2'; json?: boolean }) => {

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { cardOptions, examples, parsePositiveInt } from '../cli/options.js';
-import { diag, out } from '../cli/output.js';
+import { diag, getVerbosity, out } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { QtmApi } from '../client/api.js';
@@ -36,12 +35,12 @@ export function clientContext(o: ClientOptions) {
   if (!server) throw new InputError('no server given', 'pass --server https://HOST:PORT or set QTM_SERVER');
   if (!trust) throw new InputError('no trust anchor given', 'pass --trust CA.pem or set QTM_TRUST');
   const trustAnchors = loadTrustAnchors([trust]);
-  return { api: new QtmApi(server, readFileSync(trust, 'utf8')), trustAnchors };
+  return { api: new QtmApi(server, trustAnchors.map((a) => a.toString()).join('')), trustAnchors };
 }
 
 export function progressPrinter(enabled: boolean) {
   return (step: Step, phase: 'start' | 'done', ms?: number) => {
-    if (!enabled || step === 'accept') return;
+    if (!enabled || step === 'accept' || getVerbosity() === 'quiet') return;
     const c = diag.colour;
     if (phase === 'start') process.stderr.write(`  … ${STEP_LABEL[step]}`);
     else process.stderr.write(`\r  ${c.green('✔')} ${STEP_LABEL[step]} ${c.dim(`(${ms!.toFixed(0)} ms)`)}\n`);
