@@ -13,7 +13,7 @@ import { OID } from '../crypto/oids.js';
 import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
 import { cardRecordFor } from '../proof/make-proof.js';
 import * as M from '../protocol/messages.js';
-import { checkPlainText } from '../protocol/plain-text.js';
+import { checkUnambiguousText } from '../protocol/unambiguous-text.js';
 import { profileOfCard } from '../protocol/profile.js';
 import { decodeHeader, decodePackage, encodeHeader } from '../protocol/qtm-package.js';
 import { authenticationData } from '../server/client-auth.js';
@@ -161,7 +161,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const c = 'orderId' in input.order
       ? await api.call('GET', `/orders/${encodeURIComponent(input.order.orderId)}`, undefined, M.decodeConceptOrder)
       : await api.call('POST', '/orders', { items: input.order.items }, M.decodeConceptOrder);
-    checkPlainText(c.content); // claim 8: refuse before anything is shown or signed
+    checkUnambiguousText(c.content); // claim 8: plain, NFC, no confusables (UTS #39); refused before anything is shown or signed
     return c;
   });
   const accepted = await step('accept', hooks, timings, () => hooks.accept(concept.content));
