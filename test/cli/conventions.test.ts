@@ -79,6 +79,8 @@ test('qtm verify -: the bundle from standard input; --content - too; --trust a d
   const fromStdin = qtm(['verify', '-', '--trust', CA], { input: bundle });
   assert.equal(fromStdin.status, 0, fromStdin.stderr);
   assert.match(fromStdin.stdout, /^VALID -: transaction 42/);
+  const decoded = JSON.parse(qtm(['package', 'decode', '-', '--json'], { input: bundle }).stdout);
+  assert.equal(decoded.transactionId, 42);
   const junk = qtm(['verify', '-', '--trust', CA], { input: 'not a bundle' });
   assert.equal(junk.status, 2);
   assert.match(junk.stdout, /^UNUSABLE -: /);
