@@ -58,12 +58,15 @@ export function cardCommand(): Command {
   card.command('list-readers')
     .description('list PC/SC readers and whether a card is present')
     .option('--json', 'print as JSON')
-    .addHelpText('after', examples('qtm card list-readers', 'qtm card list-readers --json'))
+    .addHelpText('after', `
+Each reader is listed with its number, which -r/--reader takes as opensc-tool -r does.
+` + examples('qtm card list-readers', 'qtm card list-readers --json', 'qtm card info -r 1'))
     .action(async (o: { json?: boolean }) => {
       const readers = await listReaders();
       if (o.json) return out.json({ readers });
       if (readers.length === 0) return out.line('no PC/SC readers (is pcscd running?)');
-      for (const r of readers) out.line(`${r.name}\t${r.cardPresent ? `card present, ATR ${r.atr ?? '?'}` : 'no card'}`);
+      // The number is what -r/--reader N takes, as opensc-tool -l / -r N.
+      readers.forEach((r, i) => out.line(`${i}\t${r.name}\t${r.cardPresent ? `card present, ATR ${r.atr ?? '?'}` : 'no card'}`));
     });
 
   card.command('emulate')

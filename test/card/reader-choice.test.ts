@@ -47,6 +47,8 @@ test('--wait waits for the card; -r takes the index or a part of the name (throu
     emulator = spawn(process.execPath, [QTM_BIN, 'card', 'emulate', '--card', card, '--vpcd', ':35964'], { cwd: ROOT, stdio: 'ignore' });
     assert.equal(await exited, 0, stderr);
     assert.equal(JSON.parse(stdout).lifecycle, 'personalisation');
+    const listed = qtm(['card', 'list-readers']);
+    assert.match(listed.stdout, /^1\tVirtual PCD 00 01\tcard present, ATR [0-9A-F]+$/m, 'the number -r takes is listed');
     const byIndex = qtm(['card', 'info', '-r', '1', '--json']);
     assert.equal(byIndex.status, 0, byIndex.stderr);
     assert.equal(JSON.parse(byIndex.stdout).serial, JSON.parse(stdout).serial);
