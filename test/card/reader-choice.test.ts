@@ -67,3 +67,29 @@ test('--wait waits for the card; -r takes the index or a part of the name (throu
     }
   }
 });
+
+test('card emulate --vpcd :35964 announces the reader the card is really in, "Virtual PCD 00 01"', async (t) => {
+  if (!(await requirePcscd(t))) return;
+  const card = join(tempDir(t), 'emu.card.json');
+  FileStorage.create(card, 2);
+  const child = spawn(process.execPath, [QTM_BIN, 'card', 'emulate', '--card', card, '--vpcd', ':35964'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!/serving/.test(stderr) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    assert.match(stderr, /^serving .* to vpcd at :35964 \(reader "Virtual PCD 00 01"\); Ctrl-C to stop\n/);
+    const deadline2 = Date.now() + 10_000;
+    let readers: { name: string; cardPresent: boolean }[] = [];
+    while (Date.now() < deadline2) {
+      readers = JSON.parse(qtm(['card', 'list-readers', '--json']).stdout).readers;
+      if (readers.some((r) => r.name === 'Virtual PCD 00 01' && r.cardPresent)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(readers.some((r) => r.name === 'Virtual PCD 00 01' && r.cardPresent), JSON.stringify(readers));
+  } finally {
+    const done = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await done;
+  }
+});

@@ -1,6 +1,7 @@
 /**
  * Failures that must not read as the wrong thing (issue 14): each through the real CLI, with its
- * message and exit code. The interactive ones (Ctrl-C at a prompt) are in test/e2e/cli.test.ts.
+ * message and exit code. The interactive ones (Ctrl-C at a prompt) are in test/e2e/cli.test.ts;
+ * `card emulate --vpcd :35964` is in test/card/reader-choice.test.ts, with the other user of that slot.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,6 @@ import { initCa } from '../../src/pki/ca.js';
 import { initSam } from '../../src/sam/sam.js';
 import { FileStorage } from '../../src/card/virtual/storage.js';
 import { fixture, QTM_BIN, qtm, ROOT, tempDir } from '../helpers.js';
-import { requirePcscd } from '../card/pcsc-helpers.js';
 
 const env = { QTM_CA_PASSPHRASE: 'ca passphrase', QTM_SAM_PASSPHRASE: 'sam passphrase', QTM_PIN: '1234', QTM_PUK: '12345678' };
 const CA = fixture('ca', 'ca.pem');
@@ -127,29 +127,4 @@ test('one error prefix: usage errors from the option parser also start with "qtm
   assert.match(r.stderr, /^qtm: error: option '--at <time>' argument 'yesterday' is invalid/);
   const missing = qtm(['no-such-command']);
   assert.match(missing.stderr, /^qtm: error: unknown command 'no-such-command'/);
-});
-
-test('card emulate --vpcd :35964 announces the reader the card is really in, "Virtual PCD 00 01"', async (t) => {
-  if (!(await requirePcscd(t))) return;
-  const card = join(tempDir(t), 'emu.card.json');
-  const child = spawn(process.execPath, [QTM_BIN, 'card', 'emulate', '--card', card, '--create', '--vpcd', ':35964'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  try {
-    const deadline = Date.now() + 10_000;
-    while (!/serving/.test(stderr) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-    assert.match(stderr, /^serving .* to vpcd at :35964 \(reader "Virtual PCD 00 01"\); Ctrl-C to stop\n/);
-    const deadline2 = Date.now() + 10_000;
-    let readers: { name: string; cardPresent: boolean }[] = [];
-    while (Date.now() < deadline2) {
-      readers = JSON.parse(qtm(['card', 'list-readers', '--json']).stdout).readers;
-      if (readers.some((r) => r.name === 'Virtual PCD 00 01' && r.cardPresent)) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(readers.some((r) => r.name === 'Virtual PCD 00 01' && r.cardPresent), JSON.stringify(readers));
-  } finally {
-    const done = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await done;
-  }
 });
