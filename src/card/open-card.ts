@@ -11,8 +11,11 @@ import { FileStorage } from './virtual/storage.js';
 import { InputError } from '../errors.js';
 
 export interface CardChoice {
+  /** A reader's exact name, its number in the list, or a unique case-insensitive part of its name. */
   reader?: string;
   card?: string;
+  /** With a reader: wait for a card to be inserted instead of failing after 3 s. */
+  wait?: boolean;
 }
 
 export function resolveCardChoice(o: CardChoice): { reader: string } | { card: string } {
@@ -26,7 +29,13 @@ export function resolveCardChoice(o: CardChoice): { reader: string } | { card: s
 
 export async function openTransport(o: CardChoice, opts: { createSlots?: number } = {}): Promise<CardTransport> {
   const choice = resolveCardChoice(o);
-  if ('reader' in choice) return PcscTransport.connect(choice.reader);
+  if ('reader' in choice) {
+    return PcscTransport.connect(choice.reader, 3000, {
+      ...(o.wait ? { wait: true } : {}),
+      onWaiting: (name) => process.stderr.write(`waiting for a card in "${name}" (Ctrl-C to stop)\n`),
+    });
+  }
+  if (o.wait) throw new InputError('--wait is for a card inserted into a PC/SC reader', 'use it with --reader, or drop it with --card FILE');
   if (opts.createSlots !== undefined && !existsSync(choice.card)) FileStorage.create(choice.card, opts.createSlots);
   return InProcessTransport.forFile(choice.card);
 }

@@ -70,8 +70,8 @@ export class WrongPinError extends RefusedError {
     readonly which: 'PIN' | 'PUK',
     readonly triesLeft: number,
   ) {
-    super(`wrong ${which}: ${triesLeft} ${triesLeft === 1 ? 'try' : 'tries'} left before it blocks`,
-      triesLeft === 0 ? undefined : 'check it and try again', 'E_WRONG_PIN');
+    super(triesLeft === 0 ? `wrong ${which}: the ${which} is now blocked` : `wrong ${which}: ${triesLeft} ${triesLeft === 1 ? 'try' : 'tries'} left before it blocks`,
+      triesLeft > 0 ? 'check it and try again' : which === 'PIN' ? 'unblock it with `qtm card pin unblock` and the PUK' : 'the card can no longer be unblocked; have it re-issued', 'E_WRONG_PIN');
   }
 }
 

@@ -1,3 +1,4 @@
+import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 
 export function parseProfile(value: string): 'v1' | 'v2' {
@@ -28,3 +29,10 @@ export function parsePort(value: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number, 0 to 65535');
   return n;
 }
+
+/** Where the card is: a PC/SC reader, or a virtual card file used in this process. */
+export const cardOptions = (cmd: Command) =>
+  cmd
+    .option('-r, --reader <name>', 'PC/SC reader: exact name, number as in `qtm card list-readers` (0 is the first), or a unique part of its name (or QTM_READER)')
+    .option('--card <file>', 'virtual card file, used in this process (or QTM_CARD)')
+    .option('--wait', 'with a reader: wait for a card to be inserted');

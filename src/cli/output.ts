@@ -9,6 +9,18 @@ export function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
   return new Chalk({ level: enabled ? 1 : 0 });
 }
 
+export type Verbosity = 'quiet' | 'normal' | 'verbose';
+let verbosity: Verbosity = 'normal';
+
+/** -q/--quiet: results and errors only; -v/--verbose: more detail. Set once from the global options. */
+export function setVerbosity(v: Verbosity): void {
+  verbosity = v;
+}
+
+export function getVerbosity(): Verbosity {
+  return verbosity;
+}
+
 export const out = {
   get colour() {
     return colourFor(process.stdout);
@@ -28,6 +40,14 @@ export const diag = {
   line(text: string): void {
     process.stderr.write(text + '\n');
   },
+  /** A note or progress line: left out under -q/--quiet. */
+  info(text: string): void {
+    if (verbosity !== 'quiet') process.stderr.write(text + '\n');
+  },
+  /** Detail shown only with -v/--verbose. */
+  verbose(text: string): void {
+    if (verbosity === 'verbose') process.stderr.write(text + '\n');
+  },
 };
 
 /** A single-line progress indicator on stderr, drawn only on a TTY; silent otherwise. */
@@ -38,7 +58,7 @@ export class Progress {
     private readonly total: number,
     private readonly label: string,
   ) {
-    this.enabled = Boolean(process.stderr.isTTY) && total > 1;
+    this.enabled = Boolean(process.stderr.isTTY) && total > 1 && verbosity !== 'quiet';
   }
 
   tick(done: number): void {

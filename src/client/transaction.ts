@@ -14,7 +14,7 @@ import { OID } from '../crypto/oids.js';
 import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
 import { cardRecordFor } from '../proof/make-proof.js';
 import * as M from '../protocol/messages.js';
-import { checkPlainText } from '../protocol/plain-text.js';
+import { checkUnambiguousText } from '../protocol/unambiguous-text.js';
 import { profileOfCard } from '../protocol/profile.js';
 import { decodeHeader, decodePackage, encodeHeader, type PackageHeader } from '../protocol/qtm-package.js';
 import { SERVER_ID_PREFIX_LENGTH } from '../protocol/card-record.js';
@@ -194,7 +194,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const c = 'orderId' in input.order
       ? await api.call('GET', PATHS.order(input.order.orderId), undefined, M.decodeConceptOrder)
       : await api.call('POST', PATHS.orders, { items: input.order.items }, M.decodeConceptOrder);
-    checkPlainText(c.content); // claim 8: refuse before anything is shown or signed
+    checkUnambiguousText(c.content); // claim 8: plain, NFC, no confusables (UTS #39); refused before anything is shown or signed
     return c;
   });
   const accepted = await step('accept', hooks, timings, () => hooks.accept(concept.content));

@@ -3,18 +3,16 @@ import { createHash } from 'node:crypto';
 import { defaultSubjectAltNames, initCa, issueKeyAndCertificate, openCa } from '../pki/ca.js';
 import { ISSUABLE_ROLES, ROLES, type Role } from '../pki/roles.js';
 import { writeIdentity } from '../pki/key-files.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import type { KeySpec } from '../crypto/keys.js';
-
-export const CA_PASSPHRASE = { env: 'QTM_CA_PASSPHRASE', prompt: 'CA passphrase' } as const;
-export const KEY_PASSPHRASE = { env: 'QTM_KEY_PASSPHRASE', prompt: 'key passphrase' } as const;
+import { CA_PASSPHRASE, KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 export function caCommand(): Command {
   const ca = new Command('ca').description('certificate authority: create a root CA and issue role certificates');
 
-  ca.command('init')
+  secretOptions(ca.command('init'), [CA_PASSPHRASE])
     .description('create a root CA whose key is encrypted at rest (passphrase from QTM_CA_PASSPHRASE or a prompt)')
     .requiredOption('--out <dir>', 'directory for ca.pem, ca-key.pem, ca.json')
     .addOption(new Option('--profile <profile>', 'default profile of the keys it issues').argParser(parseProfile).default('v2'))
@@ -25,7 +23,7 @@ export function caCommand(): Command {
       'QTM_CA_PASSPHRASE=... qtm ca init --out ./ca',
       'qtm ca init --out ./ca-legacy --profile v1 --subject "CN=Legacy CA,O=Shop"'))
     .action(async (o: { out: string; profile: 'v1' | 'v2'; subject: string; days: number; json?: boolean }) => {
-      const passphrase = await readSecret({ ...CA_PASSPHRASE, confirm: true, minLength: 8 });
+      const passphrase = await readSecret({ ...CA_PASSPHRASE, confirm: true, minLength: 8 }, o);
       const created = initCa(o.out, { profile: o.profile, subject: o.subject, passphrase, days: o.days });
       const result = {
         dir: o.out,
@@ -40,7 +38,7 @@ export function caCommand(): Command {
       out.line(`  trust anchor: ${result.certificate}  sha256 ${result.sha256}`);
     });
 
-  ca.command('issue')
+  secretOptions(ca.command('issue'), [CA_PASSPHRASE, KEY_PASSPHRASE])
     .description('issue a key and certificate for a role (key encrypted with QTM_KEY_PASSPHRASE or a prompt)')
     .requiredOption('--ca <dir>', 'CA directory')
     .addOption(new Option('--role <role>', 'what the certificate is for').choices([...ISSUABLE_ROLES]).makeOptionMandatory())
@@ -56,8 +54,8 @@ export function caCommand(): Command {
       'qtm ca issue --ca ./ca --role signer --key p256 --subject "CN=Shop receipts EC" --out ./keys/receipts-ec'))
     .action(async (o: { ca: string; role: Role; subject: string; out: string; key?: KeySpec; days: number; san: string[]; json?: boolean }) => {
       const subjectAltNames = defaultSubjectAltNames(o.role, o.subject, o.san);
-      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
-      const keyPassphrase = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
+      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE, o));
+      const keyPassphrase = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }, o);
       const issued = issueKeyAndCertificate(ca, { role: o.role, subject: o.subject, days: o.days, ...(o.key ? { keySpec: o.key } : {}), ...(subjectAltNames ? { subjectAltNames } : {}) });
       const paths = writeIdentity(o.out, [issued.certificate], issued.privateKey, keyPassphrase);
       const result = {

@@ -2,13 +2,12 @@ import { Command, Option } from 'commander';
 import { randomInt } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
+import { cardOptions, examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { openCa } from '../pki/ca.js';
 import { openSam } from '../sam/sam.js';
-import { CA_PASSPHRASE } from './ca.js';
-import { SAM_PASSPHRASE } from './sam.js';
+import { CA_PASSPHRASE, NEW_PIN, PIN, PUK, SAM_PASSPHRASE } from '../cli/secret-sources.js';
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../card/app-spec.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { issueCard } from '../card/issue.js';
@@ -20,12 +19,17 @@ import { FileStorage } from '../card/virtual/storage.js';
 import { hexSw } from '../card/apdu.js';
 import { InputError, RefusedError } from '../errors.js';
 
-export const PIN = { env: 'QTM_PIN', prompt: 'card PIN' } as const;
-export const PUK = { env: 'QTM_PUK', prompt: 'card PUK' } as const;
-export const NEW_PIN = { env: 'QTM_NEW_PIN', prompt: 'new card PIN' } as const;
 
-export const cardOptions = (cmd: Command) =>
-  cmd.option('--reader <name>', 'PC/SC reader name (or QTM_READER)').option('--card <file>', 'virtual card file, used in this process (or QTM_CARD)');
+
+/**
+ * vpcd opens one reader slot per port from its CHANNELID (0x8C7B = 35963 in the packaged
+ * reader.conf), and pcscd names slot n "Virtual PCD 00 0n": port 35964 is "Virtual PCD 00 01".
+ */
+function vpcdReaderLabel(port: number): string {
+  const slot = port - VPCD_DEFAULT_PORT;
+  if (slot >= 0 && slot < 16) return `reader "Virtual PCD 00 ${slot.toString(16).toUpperCase().padStart(2, '0')}"`;
+  return `the vpcd reader slot on port ${port}: see \`qtm card list-readers\``;
+}
 
 function parseSlots(v: string): number {
   const n = parsePositiveInt(v);
@@ -38,13 +42,13 @@ function randomDigits(n: number): string {
 }
 
 /** PIN and PUK for issuing: environment, prompt, or generated and shown once on the terminal. */
-async function issuingSecrets(generate: boolean): Promise<{ pin: string; puk: string; generated: boolean }> {
+async function issuingSecrets(generate: boolean, flags: object): Promise<{ pin: string; puk: string; generated: boolean }> {
   if (generate) {
     if (!process.stderr.isTTY) throw new InputError('--generate-pin shows the PIN once on the terminal, and stderr is not a terminal', 'set QTM_PIN and QTM_PUK instead');
     return { pin: randomDigits(6), puk: randomDigits(8), generated: true };
   }
-  const pin = await readSecret({ ...PIN, confirm: true });
-  const puk = await readSecret({ ...PUK, confirm: true });
+  const pin = await readSecret({ ...PIN, confirm: true }, flags);
+  const puk = await readSecret({ ...PUK, confirm: true }, flags);
   return { pin, puk, generated: false };
 }
 
@@ -54,12 +58,15 @@ export function cardCommand(): Command {
   card.command('list-readers')
     .description('list PC/SC readers and whether a card is present')
     .option('--json', 'print as JSON')
-    .addHelpText('after', examples('qtm card list-readers', 'qtm card list-readers --json'))
+    .addHelpText('after', `
+Each reader is listed with its number, which -r/--reader takes as opensc-tool -r does.
+` + examples('qtm card list-readers', 'qtm card list-readers --json', 'qtm card info -r 1'))
     .action(async (o: { json?: boolean }) => {
       const readers = await listReaders();
       if (o.json) return out.json({ readers });
       if (readers.length === 0) return out.line('no PC/SC readers (is pcscd running?)');
-      for (const r of readers) out.line(`${r.name}\t${r.cardPresent ? `card present, ATR ${r.atr ?? '?'}` : 'no card'}`);
+      // The number is what -r/--reader N takes, as opensc-tool -l / -r N.
+      readers.forEach((r, i) => out.line(`${i}\t${r.name}\t${r.cardPresent ? `card present, ATR ${r.atr ?? '?'}` : 'no card'}`));
     });
 
   card.command('emulate')
@@ -70,13 +77,15 @@ export function cardCommand(): Command {
     .option('--vpcd <host:port>', 'where vpcd listens', `127.0.0.1:${VPCD_DEFAULT_PORT}`)
     .option('--trace', 'log each APDU (command and status word) to stderr')
     .addHelpText('after', `
-The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool and qtm --reader.
+The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool and qtm --reader
+(with --vpcd :35964, in "Virtual PCD 00 01").
 ` + examples(
       'qtm card emulate --card alice.card.json --create',
       'qtm card emulate --card alice.card.json & qtm card issue --reader "Virtual PCD 00 00" --ca ./ca --sam shop.sam --holder "CN=Alice"'))
     .action(async (o: { card: string; create?: boolean; slots: number; vpcd: string; trace?: boolean }) => {
-      const m = /^(.+):(\d+)$/.exec(o.vpcd);
-      if (!m) throw new InputError(`--vpcd ${o.vpcd} is not host:port`);
+      const m = /^(.*):(\d+)$/.exec(o.vpcd);
+      if (!m) throw new InputError(`--vpcd ${o.vpcd} is not host:port`, 'e.g. --vpcd 127.0.0.1:35964, or --vpcd :35964 for this machine');
+      if (!m[1]) m[1] = '127.0.0.1';
       let storage: FileStorage;
       try {
         storage = new FileStorage(o.card);
@@ -95,10 +104,10 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
         signal: controller.signal,
         onConnected: () => {
           lastProblem = '';
-          diag.line(`serving ${o.card} to vpcd at ${o.vpcd} (reader "Virtual PCD 00 00"); Ctrl-C to stop`);
+          diag.info(`serving ${o.card} to vpcd at ${o.vpcd} (${vpcdReaderLabel(Number(m[2]))}); Ctrl-C to stop`);
         },
         onDisconnected: (reason) => {
-          if (reason !== lastProblem) diag.line(`${reason}; retrying (is pcscd with vsmartcard-vpcd running?)`);
+          if (reason !== lastProblem) diag.info(`${reason}; retrying (is pcscd with vsmartcard-vpcd running?)`);
           lastProblem = reason;
         },
         ...(o.trace ? { onApdu: (c: Buffer, r: Buffer) => diag.line(`APDU ${c.subarray(0, 4).toString('hex').toUpperCase()} … -> ${hexSw(r.readUInt16BE(r.length - 2))}`) } : {}),
@@ -106,7 +115,7 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
       diag.line('stopped');
     });
 
-  cardOptions(card.command('issue'))
+  secretOptions(cardOptions(card.command('issue')), [CA_PASSPHRASE, SAM_PASSPHRASE, PIN, PUK])
     .description('personalise a card: on-card key pair, CA certificate, diversified keys, PIN/PUK, LOCK')
     .requiredOption('--ca <dir>', 'CA directory (passphrase from QTM_CA_PASSPHRASE)')
     .requiredOption('--sam <file>', 'SAM keystore (passphrase from QTM_SAM_PASSPHRASE)')
@@ -137,9 +146,9 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
         throw new InputError('--holder is required', 'e.g. --holder "CN=Alice Example"');
       }
       const rows = o.batch ? readBatchCsv(o.batch) : [];
-      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
-      const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE));
-      const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin));
+      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE, o));
+      const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE, o));
+      const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin), o);
       if (o.mayDelegate && o.role !== 'card') throw new InputError('--may-delegate is for customer cards (--role card); a manager card issues warrants already');
       const common = { ca, sam, pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.mayDelegate ? { mayDelegate: true } : {}), ...(o.profile ? { profile: o.profile } : {}) };
 
@@ -208,13 +217,13 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
     });
 
   const pin = card.command('pin').description('change or unblock the card PIN');
-  cardOptions(pin.command('change'))
+  secretOptions(cardOptions(pin.command('change')), [PIN, NEW_PIN])
     .description('change the PIN (old PIN from QTM_PIN, new from QTM_NEW_PIN, or prompts)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('qtm card pin change --card alice.card.json', 'QTM_PIN=1234 QTM_NEW_PIN=246810 qtm card pin change --reader "Virtual PCD 00 00"'))
     .action(async (o: CardChoice & { json?: boolean }) => {
-      const oldPin = await readSecret(PIN);
-      const newPin = await readSecret({ ...NEW_PIN, confirm: true });
+      const oldPin = await readSecret(PIN, o);
+      const newPin = await readSecret({ ...NEW_PIN, confirm: true }, o);
       await withCard(o, async (client) => {
         await client.select();
         await client.changePin(oldPin, newPin);
@@ -222,13 +231,13 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
       if (o.json) return out.json({ changed: true });
       out.line('PIN changed');
     });
-  cardOptions(pin.command('unblock'))
+  secretOptions(cardOptions(pin.command('unblock')), [PUK, NEW_PIN])
     .description('unblock the PIN with the PUK and set a new PIN (QTM_PUK, QTM_NEW_PIN, or prompts)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('qtm card pin unblock --card alice.card.json'))
     .action(async (o: CardChoice & { json?: boolean }) => {
-      const puk = await readSecret(PUK);
-      const newPin = await readSecret({ ...NEW_PIN, confirm: true });
+      const puk = await readSecret(PUK, o);
+      const newPin = await readSecret({ ...NEW_PIN, confirm: true }, o);
       await withCard(o, async (client) => {
         await client.select();
         await client.unblockPin(puk, newPin);

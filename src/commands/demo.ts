@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { join } from 'node:path';
 import { examples } from '../cli/options.js';
 import { diag, out } from '../cli/output.js';
-import { askToAccept, renderContent } from '../client/dialog.js';
+import { askToAccept, renderContent } from '../cli/dialog.js';
 import { progressPrinter } from './sign.js';
 import { readSecret } from '../cli/secrets.js';
 import { DEMO_PIN, runDemo } from '../demo/demo.js';

@@ -1,18 +1,18 @@
 import { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { decryptPrivateKey, encryptPrivateKey, keyFileKdf, KEY_FILE_KDF } from '../crypto/keys.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { examples } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { InputError, RefusedError } from '../errors.js';
-import { CA_PASSPHRASE, KEY_PASSPHRASE } from './ca.js';
+import { CA_PASSPHRASE, KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 const ENCRYPTED_PEM = /-----BEGIN ENCRYPTED PRIVATE KEY-----/;
 
 export function keyCommand(): Command {
   const key = new Command('key').description('private key files at rest (PKCS#8, encrypted)');
-  key.command('rewrap')
+  secretOptions(key.command('rewrap'), [KEY_PASSPHRASE, CA_PASSPHRASE], { onePassphrase: true })
     .description(`rewrite an encrypted key file with PBKDF2-HMAC-SHA256 at ${KEY_FILE_KDF.iterations.toLocaleString('en')} iterations and AES-256-CBC, same passphrase (QTM_KEY_PASSPHRASE, or QTM_CA_PASSPHRASE with --ca, or a prompt); the file is replaced atomically`)
     .argument('<file>', 'an encrypted PKCS#8 key file (PREFIX-key.pem, ca/ca-key.pem, warrants/NAME-key.pem)')
     .option('--ca', 'the file is a CA key: the passphrase comes from QTM_CA_PASSPHRASE')
@@ -29,7 +29,7 @@ export function keyCommand(): Command {
       if (!ENCRYPTED_PEM.test(pem)) throw new InputError(`${file} is not an encrypted PKCS#8 key file (no "BEGIN ENCRYPTED PRIVATE KEY")`, 'qtm writes keys encrypted; nothing was changed');
       const before = keyFileKdf(pem);
       const source = o.ca ? CA_PASSPHRASE : KEY_PASSPHRASE;
-      const passphrase = await readSecret(source);
+      const passphrase = await readSecret(source, o);
       let privateKey;
       try {
         privateKey = decryptPrivateKey(pem, passphrase);

@@ -14,7 +14,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 function readPackageArg(file: string): { pkg: Buffer; record?: Buffer } {
   let raw: Buffer;
   try {
-    raw = readFileSync(file);
+    raw = readFileSync(file === '-' ? 0 : file); // - is standard input
   } catch {
     throw new InputError(`cannot read ${file}`);
   }
@@ -30,7 +30,7 @@ export function packageCommand(): Command {
 
   pkg.command('sizes')
     .description('build a sample signed transaction in memory and report package and card-record sizes')
-    .addOption(new Option('--profile <profile>', 'v1 (patent: SHA-1, RSA-1024) or v2').argParser(parseProfile).default('v1'))
+    .addOption(new Option('--profile <profile>', 'v2 (default, as everywhere else) or v1 (the patent\'s figures: SHA-1, RSA-1024)').argParser(parseProfile).default('v2'))
     .option('--json', 'print as JSON')
     .addHelpText('after', examples('qtm package sizes --profile v1   # 473-byte package, 29-byte card record', 'qtm package sizes --profile v2 --json'))
     .action(async (o: { profile: 'v1' | 'v2'; json?: boolean }) => {
@@ -61,9 +61,9 @@ export function packageCommand(): Command {
 
   pkg.command('decode')
     .description('print the fields of a QTM package (a raw package file or a proof bundle)')
-    .argument('<file>', 'raw package bytes or a proof bundle (.json)')
+    .argument('<file>', 'raw package bytes or a proof bundle (.json); - for standard input')
     .option('--json', 'print as JSON')
-    .addHelpText('after', examples('qtm package decode receipt.json', 'qtm package decode package.bin --json'))
+    .addHelpText('after', examples('qtm package decode receipt.json', 'qtm package decode package.bin --json', 'cat receipt.json | qtm package decode -'))
     .action((file: string, o: { json?: boolean }) => {
       const { pkg: bytes, record } = readPackageArg(file);
       const p = decodePackage(bytes);

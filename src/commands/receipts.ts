@@ -1,9 +1,9 @@
 import { Command } from 'commander';
-import { examples, parsePositiveInt } from '../cli/options.js';
+import { cardOptions, examples, parsePositiveInt } from '../cli/options.js';
 import { out } from '../cli/output.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { chooseSlot, readSlots, type SlotView } from '../card/receipts.js';
-import { InputError } from '../errors.js';
+import { InputError, RefusedError } from '../errors.js';
 import { fetchCommand } from './sign.js';
 
 const hex = (b?: Uint8Array) => (b ? Buffer.from(b).toString('hex') : undefined);
@@ -24,8 +24,11 @@ function slotJson(s: SlotView) {
   };
 }
 
-const cardOptions = (cmd: Command) =>
-  cmd.option('--reader <name>', 'PC/SC reader name (or QTM_READER)').option('--card <file>', 'virtual card file (or QTM_CARD)');
+
+/** A blank card has no slots yet: "0 of 0 slots used" would read as an empty issued card. */
+function notIssued(serial: Buffer): RefusedError {
+  return new RefusedError(`card ${serial.toString('hex').toUpperCase()} is not issued: it holds no receipts yet`, 'issue it with `qtm card issue`', 'E_NOT_ISSUED');
+}
 
 export function receiptsCommand(): Command {
   const receipts = new Command('receipts').description('receipts stored on the card (readable without PIN)');
@@ -38,6 +41,7 @@ export function receiptsCommand(): Command {
       const { serial, slots } = await withCard(o, async (client) => {
         await client.select();
         const status = await client.status();
+        if (status.lifecycle !== 'operational') throw notIssued(status.serial);
         return { serial: status.serial.toString('hex').toUpperCase(), slots: await readSlots(client, status) };
       });
       const next = chooseSlot(slots);
@@ -63,6 +67,7 @@ export function receiptsCommand(): Command {
       const view = await withCard(o, async (client) => {
         await client.select();
         const status = await client.status();
+        if (status.lifecycle !== 'operational') throw notIssued(status.serial);
         if (slot > status.slotCount) throw new InputError(`slot ${slot} does not exist: the card has ${status.slotCount} slots`);
         return (await readSlots(client, status))[slot - 1]!;
       });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { examples, parsePort, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
 import { openSam } from '../sam/sam.js';
 import { loadCatalogue } from '../server/catalogue.js';
@@ -22,8 +22,7 @@ import { InputError } from '../errors.js';
 import { WarrantRegistry } from '../warrant/registry.js';
 import { TtpClient } from '../fair/ttp-client.js';
 import type { FairOptions } from '../server/qtm-service.js';
-import { KEY_PASSPHRASE } from './ca.js';
-import { SAM_PASSPHRASE } from './sam.js';
+import { KEY_PASSPHRASE, SAM_PASSPHRASE } from '../cli/secret-sources.js';
 
 interface StartOptions {
   config?: string;
@@ -103,7 +102,7 @@ function fairOptions(url: string, certFile: string, trustFile: string, deadlineS
 export function serverCommand(): Command {
   const server = new Command('server').description('the merchant server: orders, QTM service, store');
 
-  server.command('start')
+  secretOptions(server.command('start'), [KEY_PASSPHRASE, SAM_PASSPHRASE])
     .description('serve HTTPS (TLS 1.3) orders and transactions until stopped')
     .option('--config <file>', 'JSON file with any of the options below as keys')
     .option('--tls <prefix>', 'TLS identity (PREFIX.pem, PREFIX-key.pem; role server)')
@@ -131,12 +130,12 @@ manager covers is refused (HTTP 403 naming both).
       'qtm server start --config server.json --port 9443'))
     .action(async (o: StartOptions & { firstId?: number }) => {
       const c = withConfig(o);
-      const keyPass = await readSecret(KEY_PASSPHRASE);
+      const keyPass = await readSecret(KEY_PASSPHRASE, o);
       const marker = signerMarker(c.signer);
       const running = await startServer({
         tls: readIdentity(c.tls, keyPass),
         signer: readIdentity(c.signer, keyPass),
-        sam: openSam(c.sam, await readSecret(SAM_PASSPHRASE)),
+        sam: openSam(c.sam, await readSecret(SAM_PASSPHRASE, o)),
         trustAnchors: loadTrustAnchors([c.trust]),
         storeDir: c.store,
         catalogue: loadCatalogue(c.catalogue),
@@ -159,7 +158,7 @@ manager covers is refused (HTTP 403 naming both).
       diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'stopped' }));
     });
 
-  server.command('attest')
+  secretOptions(server.command('attest'), [KEY_PASSPHRASE])
     .description('attest, from the store, a package version 2 proof signed by proxy (its signature does not bind the warrant)')
     .argument('<bundle>', 'the proof bundle (.json) to attest')
     .requiredOption('--store <dir>', 'the transaction store of the server that signed it')
@@ -177,7 +176,7 @@ Reads the store without locking it, so it can run beside the server.
         throw new InputError(`cannot read ${file}`);
       }
       const bundle = decodeBundle(text);
-      const signer = readIdentity(o.signer, await readSecret(KEY_PASSPHRASE));
+      const signer = readIdentity(o.signer, await readSecret(KEY_PASSPHRASE, o));
       const store = LogStore.open(o.store, { readOnly: true });
       try {
         const attested = encodeBundle(attestProxyBundle(store, bundle, signer));
@@ -221,7 +220,7 @@ Exit codes: 0 everything verifies, 1 some record or the log is tampered with, 2 
         }
         minHead = decodeSignedHead(json, o.minHead);
       }
-      const sam = o.sam ? openSam(o.sam, await readSecret(SAM_PASSPHRASE)) : undefined;
+      const sam = o.sam ? openSam(o.sam, await readSecret(SAM_PASSPHRASE, o)) : undefined;
       // Read-only: safe beside a running server, and damaged lines are reported, not fatal.
       const store = LogStore.open(o.store, { readOnly: true, heads });
       const trust = loadTrustAnchors([o.trust]);

@@ -1,17 +1,16 @@
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { examples, parsePositiveInt } from '../cli/options.js';
-import { diag, out } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { cardOptions, examples, parsePositiveInt } from '../cli/options.js';
+import { diag, getVerbosity, out } from '../cli/output.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { QtmApi } from '../client/api.js';
 import { Archive } from '../client/archive.js';
-import { askToAccept, renderContent } from '../client/dialog.js';
+import { askToAccept, renderContent } from '../cli/dialog.js';
 import { runTransaction, STEP_LABEL, type Step, type TransactionHooks } from '../client/transaction.js';
 import { fetchReceipts } from '../client/fetch-receipts.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { InputError } from '../errors.js';
-import { PIN } from './card.js';
+import { PIN } from '../cli/secret-sources.js';
 import type { OrderItem } from '../protocol/messages.js';
 
 export interface ClientOptions extends CardChoice {
@@ -36,25 +35,24 @@ export function clientContext(o: ClientOptions) {
   if (!server) throw new InputError('no server given', 'pass --server https://HOST:PORT or set QTM_SERVER');
   if (!trust) throw new InputError('no trust anchor given', 'pass --trust CA.pem or set QTM_TRUST');
   const trustAnchors = loadTrustAnchors([trust]);
-  return { api: new QtmApi(server, readFileSync(trust, 'utf8')), trustAnchors };
+  return { api: new QtmApi(server, trustAnchors.map((a) => a.toString()).join('')), trustAnchors };
 }
 
 export function progressPrinter(enabled: boolean) {
   return (step: Step, phase: 'start' | 'done', ms?: number) => {
-    if (!enabled || step === 'accept') return;
+    if (!enabled || step === 'accept' || getVerbosity() === 'quiet') return;
     const c = diag.colour;
     if (phase === 'start') process.stderr.write(`  … ${STEP_LABEL[step]}`);
     else process.stderr.write(`\r  ${c.green('✔')} ${STEP_LABEL[step]} ${c.dim(`(${ms!.toFixed(0)} ms)`)}\n`);
   };
 }
 
-const withClientOptions = (cmd: Command) => cmd
+const withClientOptions = (cmd: Command) => cardOptions(cmd
   .option('--server <url>', 'qtm server, e.g. https://127.0.0.1:8443 (or QTM_SERVER)')
-  .option('--trust <ca.pem>', 'CA the server certificate must chain to (or QTM_TRUST)')
-  .option('--reader <name>', 'PC/SC reader name (or QTM_READER)')
-  .option('--card <file>', 'virtual card file (or QTM_CARD)')
+  .option('--trust <ca.pem>', 'CA the server certificate must chain to (or QTM_TRUST)'))
   .option('--archive <dir>', 'client archive of proofs (default: QTM_ARCHIVE or ~/.local/share/qtm/archive)')
   .option('--pin-stdin', 'read the PIN from the first line of standard input')
+  .option('--pin-file <file>', 'read the PIN from the first line of FILE (or QTM_PIN, or a prompt)')
   .option('--json', 'print the result as JSON');
 
 export function signCommand(): Command {
@@ -88,7 +86,7 @@ Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or u
           if (interactive && !o.json) process.stderr.write(renderContent(content) + '\n(accepted with --yes)\n');
           return true;
         },
-        pin: () => readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) }),
+        pin: () => readSecret(PIN, o),
         onStep: progressPrinter(Boolean(process.stderr.isTTY) && !o.json),
       };
       try {
@@ -109,7 +107,7 @@ export function fetchCommand(): Command {
     .action(async (o: ClientOptions) => {
       const { api, trustAnchors } = clientContext(o);
       const archive = await Archive.open(o.archive);
-      const pin = await readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) });
+      const pin = await readSecret(PIN, o);
       try {
         const done = await withCard(o, (card) => fetchReceipts({ api, card, trustAnchors, archive, pin }));
         if (o.json) return out.json({ delivered: done });

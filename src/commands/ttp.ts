@@ -1,15 +1,15 @@
 import { Command } from 'commander';
 import { examples, parsePort } from '../cli/options.js';
 import { diag } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { startTtp } from '../fair/ttp-server.js';
-import { KEY_PASSPHRASE } from './ca.js';
+import { KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 export function ttpCommand(): Command {
   const ttp = new Command('ttp').description('the trusted third party of the fair exchange (claims 12-14)');
-  ttp.command('start')
+  secretOptions(ttp.command('start'), [KEY_PASSPHRASE])
     .description('serve abort and resolve requests over HTTPS (TLS 1.3) until stopped')
     .requiredOption('--identity <prefix>', 'the escrow key: role ttp, RSA-3072 (PREFIX.pem, PREFIX-key.pem)')
     .requiredOption('--tls <prefix>', 'the TLS identity, separate from the escrow key (role server)')
@@ -22,7 +22,7 @@ Key passphrases come from QTM_KEY_PASSPHRASE (or a prompt). Logs one JSON line p
 stderr. Every decision is on disk before it is answered; see docs/FAIR-EXCHANGE.md.
 ` + examples('qtm ttp start --identity keys/ttp --tls keys/ttp-tls --trust ca/ca.pem --store ./ttp-store'))
     .action(async (o: { identity: string; tls: string; trust: string; store: string; host: string; port: number }) => {
-      const pass = await readSecret(KEY_PASSPHRASE);
+      const pass = await readSecret(KEY_PASSPHRASE, o);
       const running = await startTtp({
         identity: readIdentity(o.identity, pass), tls: readIdentity(o.tls, pass), trustAnchors: loadTrustAnchors([o.trust]),
         storeDir: o.store, host: o.host, port: o.port,

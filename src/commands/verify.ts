@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
+import { delimiter } from 'node:path';
 import { examples, parseTime } from '../cli/options.js';
-import { diag, out, Progress } from '../cli/output.js';
+import { diag, getVerbosity, out, Progress } from '../cli/output.js';
 import { debugEnabled, INTERNAL_ERROR_EXIT } from '../cli/run.js';
 import { MAX_BUNDLE_BYTES } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
@@ -52,9 +53,9 @@ function printReport(r: FileResult, many: boolean): void {
 export function verifyCommand(): Command {
   return new Command('verify')
     .description('verify proof bundles offline against trust anchors (no network)')
-    .argument('<bundle...>', 'bundle files, directories of *.json bundles, or quoted globs')
-    .requiredOption('--trust <ca.pem>', 'trusted root CA certificate(s); repeatable', collect, [])
-    .option('--content <file>', 'the content, for bundles that do not carry it')
+    .argument('<bundle...>', 'bundle files, directories of *.json bundles, quoted globs, or - for standard input')
+    .option('--trust <ca.pem|dir>', 'trusted root CA certificate(s), or a directory of them; repeatable (or QTM_TRUST)', collect, [])
+    .option('--content <file>', 'the content, for bundles that do not carry it (- for standard input)')
     .option('--at <time>', 'check certificate validity at this time instead of the transaction time', parseTime)
     .option('--revocations <file>', 'revoked warrants (a server\'s warrants/revocations.json): proxy signatures made after a revocation fail')
     .option('--json', 'print results as JSON')
@@ -67,16 +68,21 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       'qtm verify receipt.json --trust ca.pem',
       'qtm verify archive/ --trust ca.pem --json > report.json',
       'qtm verify order.json --content order.txt --trust ca.pem',
+      'jq .bundle response.json | qtm verify - --trust /etc/qtm/anchors/',
+      'QTM_TRUST=ca.pem qtm verify receipt.json',
       "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem",
       'qtm verify proxy-receipt.json --trust ca.pem --revocations warrants/revocations.json'))
     .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; json?: boolean }) => {
-      const trustAnchors = loadTrustAnchors(o.trust);
+      // QTM_TRUST is honoured here as by sign: one path, or several joined with ':'.
+      const trust = o.trust.length ? o.trust : (process.env.QTM_TRUST ?? '').split(delimiter).filter(Boolean);
+      const trustAnchors = loadTrustAnchors(trust);
+      if (o.content === '-' && bundles.includes('-')) throw new InputError('only one of the bundle and --content can come from standard input');
       if (o.revocations && !existsSync(o.revocations)) throw new InputError(`no revocation list at ${o.revocations}`);
       const revocations = o.revocations ? Revocations.read(o.revocations) : undefined;
       let content: Buffer | undefined;
       if (o.content) {
         try {
-          content = readFileSync(o.content);
+          content = readFileSync(o.content === '-' ? 0 : o.content);
         } catch {
           throw new InputError(`cannot read content file ${o.content}`);
         }
@@ -98,9 +104,11 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
         }
         results.push(r);
         progress.tick(results.length);
-        if (!o.json) {
+        // -q: only what is wrong (and the summary); -v: every check of every proof.
+        if (!o.json && !(getVerbosity() === 'quiet' && r.status === 'valid')) {
           if (many) progress.done();
           printReport(r, many);
+          if (getVerbosity() === 'verbose' && r.status !== 'unusable') for (const ch of r.checks) out.line(`  ${ch.ok ? out.colour.green('✔') : out.colour.red('✘')} ${ch.name}: ${ch.detail}`);
         }
       }
       progress.done();

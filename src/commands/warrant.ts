@@ -2,9 +2,9 @@ import { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import { withCard, type CardChoice } from '../card/open-card.js';
-import { examples, parsePositiveInt, parseTime } from '../cli/options.js';
+import { cardOptions, examples, parsePositiveInt, parseTime } from '../cli/options.js';
 import { out } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { certificatesFromPemBundle, parseDistinguishedName } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
 import { readIdentity } from '../pki/key-files.js';
@@ -13,8 +13,7 @@ import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { describeCustomers, issueWarrant, issueWarrantWithCard } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
-import { KEY_PASSPHRASE } from './ca.js';
-import { cardOptions, PIN } from './card.js';
+import { KEY_PASSPHRASE, PIN } from '../cli/secret-sources.js';
 
 const DAY_MS = 86_400_000;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -46,7 +45,7 @@ function state(w: ReturnType<WarrantRegistry['all']>[number], revokedAt: Date | 
 export function warrantCommand(): Command {
   const warrant = new Command('warrant').description('warrants: a manager lets the server sign by proxy for named customers (claims 10-11)');
 
-  warrant.command('request')
+  secretOptions(warrant.command('request'), [KEY_PASSPHRASE])
     .description('make a proxy signing key S in the server\'s warrants folder, and the request to give the manager')
     .requiredOption('--dir <dir>', 'the server\'s warrants folder')
     .requiredOption('--name <name>', 'a name for the key (files NAME-key.pem, NAME.request.pem)')
@@ -56,16 +55,17 @@ S's private key is written encrypted with QTM_KEY_PASSPHRASE (or a prompt) and n
 folder; the request is its public key.
 ` + examples('qtm warrant request --dir ./warrants --name sales-2026'))
     .action(async (o: { dir: string; name: string; json?: boolean }) => {
-      const r = createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }));
+      const r = createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }, o));
       if (o.json) return out.json(r);
       out.line(`request ${r.requestFile} (key ${r.fingerprint}); give it to the manager for \`qtm warrant issue\``);
     });
 
-  cardOptions(warrant.command('issue'))
+  secretOptions(cardOptions(warrant.command('issue')), [KEY_PASSPHRASE])
     .description('as manager X: sign a warrant (RFC 3820 proxy certificate) for the server\'s key S')
     .option('--issuer <prefix>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem (role manager)')
     .option('--issuer-card', 'X\'s key is on a manager\'s card (--card FILE or --reader NAME); PIN from QTM_PIN, --pin-stdin or a prompt')
     .option('--pin-stdin', 'with --issuer-card: read the PIN from the first line of standard input')
+    .option('--pin-file <file>', 'with --issuer-card: read the PIN from the first line of FILE')
     .requiredOption('--request <file>', 'the server\'s request (NAME.request.pem)')
     .option('--customer <card.pem>', 'a customer\'s card certificate (repeatable)', collect)
     .option('--customer-subject <dn>', 'customers by subject, any card of theirs from --customer-ca (repeatable)', collect)
@@ -93,11 +93,11 @@ sign for X only with the customers named here; every verifier checks that too.
       let w: X509Certificate;
       let chain: X509Certificate[];
       if (o.issuer) {
-        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
+        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE, o));
         w = issueWarrant({ ...validity, issuer: { certificate: x.certificates[0]!, privateKey: x.privateKey } });
         chain = x.certificates;
       } else {
-        const pin = await readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) });
+        const pin = await readSecret(PIN, o);
         [w, chain] = await withCard(o, async (card) => {
           await card.select();
           const certificate = await card.readCertificate();

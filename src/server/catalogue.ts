@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { InputError, RefusedError } from '../errors.js';
 import { checkPlainText, firstInvalidUtf8Offset, MAX_CONTENT_BYTES } from '../protocol/plain-text.js';
+import { checkUnambiguousText } from '../protocol/unambiguous-text.js';
 import type { OrderItem } from '../protocol/messages.js';
 
 export interface Catalogue {
@@ -69,6 +70,6 @@ export function composeOrder(catalogue: Catalogue, items: readonly OrderItem[], 
   if (content.length > MAX_CONTENT_BYTES) {
     throw new RefusedError(`the order would be ${content.length} bytes, over the ${MAX_CONTENT_BYTES}-byte limit for signed content`, 'order fewer articles; nothing was composed', 'E_ORDER_TOO_LARGE');
   }
-  checkPlainText(content);
+  checkUnambiguousText(content);
   return { orderId, content };
 }

@@ -23,6 +23,11 @@ function walk(dir: string, into: string[]): void {
 export function collectBundleFiles(args: readonly string[]): string[] {
   const files: string[] = [];
   for (const arg of args) {
+    if (arg === '-') {
+      if (files.includes('-')) throw new InputError('- (standard input) given twice');
+      files.push(arg);
+      continue;
+    }
     if (/[*?]/.test(basename(arg))) {
       const dir = dirname(arg);
       const re = globToRegExp(basename(arg));

@@ -2,7 +2,7 @@
  * Verifying bundle files: read, decode, verify; one result per file. A file that cannot be
  * read or decoded is "unusable" (exit 2) rather than "invalid" (exit 1).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, readSync, statSync } from 'node:fs';
 import { decodeBundle, MAX_BUNDLE_BYTES } from '../bundle/proof-bundle.js';
 import { QtmError } from '../errors.js';
 import { verifyBundle, type VerificationReport, type VerifyOptions } from './verify-bundle.js';
@@ -13,6 +13,7 @@ export type FileResult =
 
 export function verifyFile(file: string, options: VerifyOptions): FileResult {
   let text: string;
+  if (file === STDIN) return verifyText(file, readStdinCapped(), options);
   try {
     // The cap comes before reading: a huge file costs one stat, not its parsing.
     const size = statSync(file).size;
@@ -21,6 +22,38 @@ export function verifyFile(file: string, options: VerifyOptions): FileResult {
   } catch (err) {
     return { file, status: 'unusable', error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
   }
+  return verifyText(file, text, options);
+}
+
+/** `-` names standard input, as in `qtm verify -` or `jq ... | qtm verify - --trust ca.pem`. */
+export const STDIN = '-';
+
+/** Reads stdin up to the bundle cap: a bundle over it is unusable, as a file over it is. */
+function readStdinCapped(): string | { error: string } {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') continue;
+      if (code === 'EOF') break;
+      return { error: `cannot read standard input: ${code ?? String(err)}` };
+    }
+    if (n === 0) break;
+    total += n;
+    if (total > MAX_BUNDLE_BYTES) return { error: `proof bundle: over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function verifyText(file: string, input: string | { error: string }, options: VerifyOptions): FileResult {
+  if (typeof input !== 'string') return { file, status: 'unusable', error: input.error };
+  const text = input;
   try {
     const report = verifyBundle(decodeBundle(text), options);
     return { file, status: report.valid ? 'valid' : 'invalid', ...report };

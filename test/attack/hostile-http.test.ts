@@ -269,7 +269,8 @@ test('attack: a server answer with a repeated key is refused by qtm sign before 
     });
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /^qtm: error: fetch the concept order: server answer: duplicate key "content" in the top-level object/);
-    assert.equal(r.stdout, '');
+    // --json: the failure is also on stdout, as one JSON error object (issue 14), and nothing else.
+    assert.equal(JSON.parse(r.stdout).error.code, 'E_DECODE');
   } finally {
     hostile.close();
   }

@@ -106,9 +106,11 @@ test('package sizes reproduces the patent figures; package decode reads a bundle
   assert.equal(v1.packageBytes, 473);
   assert.equal(v1.cardRecordBytes, 29);
   assert.equal(v1.packageFormula, '1+20+4+4+20+20+20+3*128');
-  const human = qtm(['package', 'sizes']).stdout;
+  // The patent's figures are the v1 profile; the default is v2, as everywhere else (issue 14).
+  const human = qtm(['package', 'sizes', '--profile', 'v1']).stdout;
   assert.match(human, /QTM package  473 bytes/);
   assert.match(human, /card record  29 bytes/);
+  assert.equal(JSON.parse(qtm(['package', 'sizes', '--json']).stdout).profile, 'v2');
   const d = JSON.parse(qtm(['package', 'decode', fixture('bundles', 'sample-v1.json'), '--json']).stdout);
   assert.equal(d.bytes, 473);
   assert.equal(d.transactionId, 42);

@@ -129,6 +129,70 @@ test('the text-only dialog at a terminal: the order is shown, accepted, PIN mask
   }
 });
 
+test('Ctrl-C at the accept or the PIN prompt: "cancelled", nothing signed, exit 130', async (t) => {
+  if (!requireTool(t, 'tmux', 'apt-get install tmux')) return;
+  const slotsUsed = () => JSON.parse(qtm(['receipts', 'list', '--card', join(dir, 'alice.card.json'), '--json']).stdout).slots.filter((s: { state: string }) => s.state !== 'free').length;
+  const before = slotsUsed();
+  for (const at of ['accept', 'pin'] as const) {
+    const session = `qtm-cancel-${process.pid}-${at}`;
+    const exitFile = join(dir, `exit-cancel-${at}`);
+    const cmd = [process.execPath, QTM_BIN, 'sign', ...client(), '--items', 'STAPLER:1'].map((a) => `'${a}'`).join(' ');
+    tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '50', `env -u QTM_PIN NO_COLOR=1 ${cmd}; echo $? > '${exitFile}'; sleep 30`]);
+    try {
+      await waitForScreen(session, /Sign this order with your card\?/);
+      if (at === 'pin') {
+        tmux(['send-keys', '-t', session, 'y', 'Enter']);
+        await waitForScreen(session, /card PIN/);
+      }
+      tmux(['send-keys', '-t', session, 'C-c']);
+      const screen = await waitForScreen(session, /qtm: error: cancelled/);
+      assert.match(screen, /^qtm: error: cancelled: nothing was signed or changed$/m);
+      assert.doesNotMatch(screen, /internal error|force closed/);
+      const deadline = Date.now() + 5000;
+      while (!existsSync(exitFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(readFileSync(exitFile, 'utf8').trim(), '130', at);
+    } finally {
+      tmux(['kill-session', '-t', session]);
+    }
+  }
+  assert.equal(slotsUsed(), before, 'no receipt was written: nothing was signed');
+});
+
+test('what you see is what you sign: the server will not compose a confusable order; the dialog names each non-ASCII code point', async (t) => {
+  const catalogue = join(dir, 'unicode-catalogue.json');
+  writeFileSync(catalogue, JSON.stringify({ shop: 'Example Shop B.V.', currency: 'EUR', items: [
+    { sku: 'CREME', name: 'Cr\u00E8me br\u00FBl\u00E9e', price: 450 },
+    { sku: 'APPLE', name: 'Pay \u0430pple juice', price: 199 },
+    { sku: 'BRAILLE', name: 'Tea\u2800bags', price: 299 },
+  ] }));
+  const shop = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
+    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store-unicode'), '--catalogue', catalogue], env);
+  try {
+    const shopClient = ['--server', shop.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive')];
+    for (const [sku, why] of [['APPLE', /the word "\u0430pple" mixes Latin and Cyrillic letters: U\+0430/], ['BRAILLE', /U\+2800 "\u2800" is not in a script recommended for text/]] as const) {
+      const r = qtm(['sign', ...shopClient, '--items', `${sku}:1`, '--yes'], { env: { QTM_PIN: '123456' } });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`^qtm: error: fetch the concept order: server refused \\(422 E_PLAIN_TEXT\\): content is not plain text: ${why.source}`));
+    }
+    if (!requireTool(t, 'tmux', 'apt-get install tmux')) return;
+    const session = `qtm-unicode-${process.pid}`;
+    const exitFile = join(dir, 'exit-unicode');
+    const cmd = [process.execPath, QTM_BIN, 'sign', ...shopClient, '--items', 'CREME:1'].map((a) => `'${a}'`).join(' ');
+    tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '50', `env -u QTM_PIN NO_COLOR=1 LANG=C.UTF-8 ${cmd}; echo $? > '${exitFile}'; sleep 30`]);
+    try {
+      const shown = await waitForScreen(session, /Sign this order with your card\?/);
+      assert.match(shown, /│ +1 x Crème brûlée +EUR +4\.50\n┆ col \d+ U\+00E8 è, col \d+ U\+00FB û, col \d+ U\+00E9 é\n/);
+      assert.match(shown, /3 non-ASCII characters, each named by its code point/);
+      tmux(['send-keys', '-t', session, 'n', 'Enter']);
+      await waitForScreen(session, /order declined: nothing was signed/);
+    } finally {
+      tmux(['kill-session', '-t', session]);
+    }
+  } finally {
+    await shop.stop();
+  }
+});
+
 test('qtm demo runs end to end and verifies; --json is machine-readable', () => {
   const r = qtm(['demo', '--json']);
   assert.equal(r.status, 0, r.stderr);

@@ -85,6 +85,32 @@ test('claim 1: both sides end with the record and each other\'s signature; recei
   assert.ok(world.logs.some((l) => l.path === `/transactions/${r.transactionId}/ack` && l.status === 200 && typeof l.ms === 'number'));
 });
 
+test('what you see is what you sign: the client refuses a concept order with confusables or not in NFC, before showing or signing it', async () => {
+  const attacks: [string, (t: string) => string, RegExp][] = [
+    ['a Cyrillic a in a Latin word', (t) => t.replace('Order', 'Pay \u0430pple'), /the word "\u0430pple" mixes Latin and Cyrillic letters/],
+    ['a decomposed accent', (t) => t.replace('Order', 'Cafe\u0301'), /not in Unicode NFC: U\+0065 U\+0301 is U\+00E9/],
+    ['U+0336 over the digits', (t) => t.replace(/(\d)\.(\d\d)/, '$1\u0336.$2'), /combining mark U\+0336 .* on U\+003\d "\d", not a letter/],
+    ['fifty stacked marks', (t) => t.replace('Order', 'Orde' + 'r' + '\u0301'.repeat(50)), /repeated on one character|stacked/],
+    ['a braille blank', (t) => t.replace('Order ', 'Order\u2800'), /U\+2800 .* is not in a script recommended for text/],
+  ];
+  for (const [name, rewrite, pattern] of attacks) {
+    const card = await newCard(world);
+    const api = new TamperingApi(world.url, world.ca.certificate.toString(), (m, path, _b, json) => {
+      if (m === 'POST' && path === '/orders') {
+        const j = json as { content: string };
+        return { ...j, content: Buffer.from(rewrite(Buffer.from(j.content, 'base64').toString('utf8'))).toString('base64') };
+      }
+      return json;
+    });
+    const shown: Buffer[] = [];
+    const slotsBefore = card.storage.load().slots;
+    await assert.rejects(transact(world, card, { api, hooks: autoHooks({ accept: async (c: Buffer) => (shown.push(c), true) }) }),
+      (e) => e instanceof StepError && e.step === 'order' && e.code === 'E_PLAIN_TEXT' && pattern.test(e.message), name);
+    assert.equal(shown.length, 0, `${name}: never shown for acceptance`);
+    assert.deepEqual(card.storage.load().slots, slotsBefore, `${name}: nothing written to the card`);
+  }
+});
+
 test('claim 1: a record tampered with on the way is refused by the client before signing', async () => {
   const card = await newCard(world);
   const api = new TamperingApi(world.url, world.ca.certificate.toString(), (m, path, _b, json) => {

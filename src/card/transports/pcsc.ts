@@ -7,6 +7,14 @@ import { createRequire } from 'node:module';
 import type { CardTransport } from '../transport.js';
 import { CardUnavailableError } from '../status-words.js';
 
+const START_HINT = 'start it: `sudo systemctl start pcscd` or `sudo pcscd`; or use --card FILE for a virtual card in this process';
+const NOT_REACHABLE = 'the PC/SC service (pcscd) is not reachable';
+
+/** pcsclite reports a missing pcscd as SCARD_E_NO_SERVICE (0x8010001D) or SCARD_E_NO_READERS_AVAILABLE. */
+function serviceUnreachable(err: Error): CardUnavailableError {
+  return new CardUnavailableError(`${NOT_REACHABLE}: ${err.message.replace(/\.?\s*\(0x[0-9a-fA-F]+\)$/, '')}`, START_HINT);
+}
+
 const INSTALL_HINT = 'install pcscd and libpcsclite-dev (Debian/Ubuntu: apt-get install pcscd libpcsclite-dev), start pcscd, then run npm ci again';
 
 /* Minimal typing of the parts of pcsclite used here. */
@@ -55,7 +63,13 @@ function closeAll(ctx: PcscContext, readers: ReaderMap): void {
 
 /** Opens a PC/SC context and gathers the readers pcscd reports within `settleMs`. */
 async function withContext<T>(settleMs: number, use: (ctx: PcscContext, readers: ReaderMap) => Promise<T>): Promise<T> {
-  const ctx = loadBinding()();
+  const binding = loadBinding();
+  let ctx: PcscContext;
+  try {
+    ctx = binding();
+  } catch (err) {
+    throw serviceUnreachable(err as Error);
+  }
   const readers: ReaderMap = new Map();
   let contextError: Error | undefined;
   ctx.on('error', (err) => {
@@ -77,7 +91,7 @@ async function withContext<T>(settleMs: number, use: (ctx: PcscContext, readers:
   }
   try {
     if (readers.size === 0 && contextError) {
-      throw new CardUnavailableError(`PC/SC: ${contextError.message}`, 'is pcscd running? (`pcscd` as root, or `systemctl start pcscd`)');
+      throw serviceUnreachable(contextError);
     }
     return await use(ctx, readers);
   } catch (err) {
@@ -97,6 +111,32 @@ export async function listReaders(settleMs = 1500): Promise<ReaderInfo[]> {
   });
 }
 
+/**
+ * Which reader `--reader SPEC` means, as opensc-tool and ykman read it: the exact name, else an
+ * index into the list pcscd reports ("0" is the first, as `opensc-tool -r 0`), else the one name
+ * that contains SPEC ignoring case. Anything else names no reader or several: say which.
+ */
+export function resolveReaderName(spec: string, names: readonly string[]): string {
+  if (names.includes(spec)) return spec;
+  const list = names.length ? `readers: ${names.map((n, i) => `"${n}" (${i})`).join(', ')}` : 'no reader found: is pcscd running with the reader plugged in?';
+  if (/^\d+$/.test(spec)) {
+    const byIndex = names[Number(spec)];
+    if (byIndex === undefined) throw new CardUnavailableError(`no PC/SC reader number ${spec}`, list);
+    return byIndex;
+  }
+  const matches = names.filter((n) => n.toLowerCase().includes(spec.toLowerCase()));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1) throw new CardUnavailableError(`"${spec}" names ${matches.length} PC/SC readers: ${matches.map((n) => `"${n}"`).join(', ')}`, 'give more of the name, or its number from `qtm card list-readers`');
+  throw new CardUnavailableError(`no PC/SC reader named "${spec}"`, list);
+}
+
+export interface ConnectOptions {
+  /** Wait for a card without a deadline (until the process is stopped). */
+  readonly wait?: boolean;
+  /** Called once when the reader is found empty and the transport starts waiting. */
+  readonly onWaiting?: (readerName: string) => void;
+}
+
 export class PcscTransport implements CardTransport {
   private constructor(
     private readonly ctx: PcscContext,
@@ -109,16 +149,18 @@ export class PcscTransport implements CardTransport {
     return `PC/SC reader "${this.reader.name}"`;
   }
 
-  static async connect(readerName: string, waitMs = 3000): Promise<PcscTransport> {
-    return withContext(waitMs, async (ctx, readers) => {
-      const entry = readers.get(readerName);
-      if (!entry) {
-        const names = [...readers.keys()];
-        throw new CardUnavailableError(`no PC/SC reader named "${readerName}"`, names.length ? `readers: ${names.map((n) => `"${n}"`).join(', ')}` : 'no reader found: is pcscd running?');
-      }
+  static async connect(readerSpec: string, waitMs = 3000, opts: ConnectOptions = {}): Promise<PcscTransport> {
+    return withContext(Math.min(waitMs, 3000), async (ctx, readers) => {
+      const readerName = resolveReaderName(readerSpec, [...readers.keys()]);
+      const entry = readers.get(readerName)!;
       const { reader } = entry;
-      const deadline = Date.now() + waitMs;
+      const deadline = opts.wait ? Infinity : Date.now() + waitMs;
+      let announced = false;
       while (!(entry.status && entry.status.state & reader.SCARD_STATE_PRESENT)) {
+        if (opts.wait && !announced && entry.status) {
+          announced = true;
+          opts.onWaiting?.(readerName);
+        }
         if (Date.now() > deadline) {
           throw new CardUnavailableError(`no card in reader "${readerName}"`, 'insert the card, or start `qtm card emulate --card FILE` for a virtual card');
         }
