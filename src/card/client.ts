@@ -5,7 +5,7 @@
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { CLA_CHAINING, decodeResponse, encodeCommand, MAX_SHORT_DATA, type CommandApdu } from './apdu.js';
 import {
-  CLA_ISO, CLA_PROPRIETARY, INS, PIN_REF, PSO_CDS, PSO_CDS_WARRANT, QTM_AID, READ_RECORD_ALL, READ_RECORD_ONE, TAG,
+  CLA_ISO, CLA_PROPRIETARY, INS, PIN_REF, PSO_CDS, PSO_CDS_CRL, PSO_CDS_WARRANT, QTM_AID, READ_RECORD_ALL, READ_RECORD_ONE, TAG,
   decodeStatus, encodePinBlock, isValidPin, isValidPuk, type CardStatus,
 } from './app-spec.js';
 import { CardStatusError, PinBlockedError, SW, WrongPinError } from './status-words.js';
@@ -140,6 +140,11 @@ export class CardClient {
   /** PSO COMPUTE DIGITAL SIGNATURE over a warrant's TBSCertificate: manager cards only, PIN first. */
   async signWarrant(tbs: Uint8Array): Promise<Buffer> {
     return this.chained('PSO COMPUTE DIGITAL SIGNATURE (warrant)', INS.PSO, PSO_CDS_WARRANT.p1, PSO_CDS_WARRANT.p2, tbs, 256);
+  }
+
+  /** PSO COMPUTE DIGITAL SIGNATURE over a revocation list's TBSCertList naming this card as issuer: cards that issue warrants only, PIN first. */
+  async signCrl(tbs: Uint8Array): Promise<Buffer> {
+    return this.chained('PSO COMPUTE DIGITAL SIGNATURE (CRL)', INS.PSO, PSO_CDS_CRL.p1, PSO_CDS_CRL.p2, tbs, 256);
   }
 
   async getChallenge(): Promise<Buffer> {

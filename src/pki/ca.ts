@@ -92,6 +92,8 @@ export interface IssueRequest {
   readonly subjectAltNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
   /** Extended key usages beyond the role's (a customer card that may also issue warrants). */
   readonly extraExtKeyUsage?: readonly string[];
+  /** Key usage bits beyond the role's (a --may-delegate card's cRLSign). */
+  readonly extraKeyUsage?: Readonly<Record<string, boolean>>;
 }
 
 export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate {
@@ -107,7 +109,7 @@ export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate
       ...(req.serialHex ? { serialHex: req.serialHex } : {}),
       ...(req.subjectAltNames ? { subjectAltNames: req.subjectAltNames } : {}),
       isCa: false,
-      keyUsage: spec.keyUsage,
+      keyUsage: { ...spec.keyUsage, ...(req.extraKeyUsage ?? {}) },
       extKeyUsage: [...spec.extKeyUsage, ...(req.extraExtKeyUsage ?? [])],
     },
     { certificate: ca.certificate, privateKey: ca.privateKey },

@@ -158,8 +158,9 @@ export class QtmService {
     proxy?.registry.reloadIfChanged();
     const stored = proxy?.registry.get(serial);
     if (!proxy || !stored?.key) throw new ServiceError(409, 'E_NO_WARRANT', `warrant ${serial} of this transaction is no longer on this server`);
-    const problems = warrantProblems(stored.warrant, {
-      manager: stored.issuerChain[0]!, customer: client.certificates[0]!, customerIssuer: this.customerIssuer(client), at: this.now(), revocations: proxy.registry.revocations(),
+    const checked = proxy.registry.revocationList(stored.issuerChain[0]!, this.now());
+    const problems = 'problem' in checked ? [checked.problem] : warrantProblems(stored.warrant, {
+      manager: stored.issuerChain[0]!, customer: client.certificates[0]!, customerIssuer: this.customerIssuer(client), at: this.now(), revocations: checked.list,
     });
     if (problems.length) throw new ServiceError(403, 'E_NO_WARRANT', `cannot sign by proxy: ${problems.join('; ')}`);
     return stored.key;

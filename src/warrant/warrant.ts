@@ -13,7 +13,6 @@ import { OID, oidDerContent } from '../crypto/oids.js';
 import { buildCertificate, buildCertificateWithSigner, randomSerialHex, readExtension, type CertificateRequest } from '../crypto/x509.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { decodePolicy, encodePolicy, type CustomerRef, type WarrantPolicy } from './policy.js';
-import type { Revocations } from './revocations.js';
 
 export interface Warrant {
   readonly certificate: X509Certificate;
@@ -129,7 +128,14 @@ export interface WarrantContext {
   readonly customerIssuer: X509Certificate | undefined;
   /** The transaction time. */
   readonly at: Date;
-  readonly revocations?: Revocations;
+  /** X's revocation list, verified as X's (./crl.ts). */
+  readonly revocations?: { lookup(serial: string, issuerFingerprint: string): Date | undefined };
+  /**
+   * T, how far a record's time may be off the signer's clock (`qtm sign --clock-tolerance`). A
+   * server may backdate a record by up to T, so a proxy signature dated later than the
+   * revocation time minus T is refused. 0 on the server, which uses its own clock.
+   */
+  readonly clockToleranceMs?: number;
 }
 
 /** Every reason the warrant does not let S sign for X with this customer at this time. */
@@ -147,7 +153,10 @@ export function warrantProblems(w: Warrant, c: WarrantContext): string[] {
   if (t < w.notBefore.getTime()) problems.push(`warrant ${w.serial} is not valid until ${w.notBefore.toISOString()}`);
   if (t > w.notAfter.getTime()) problems.push(`warrant ${w.serial} expired at ${w.notAfter.toISOString()}`);
   const revoked = c.revocations?.lookup(w.serial, keyFingerprint(c.manager.publicKey));
-  if (revoked && revoked.getTime() <= t) problems.push(`warrant ${w.serial} was revoked at ${revoked.toISOString()}`);
+  const tolerance = c.clockToleranceMs ?? 0;
+  if (revoked && revoked.getTime() - tolerance <= t) {
+    problems.push(`warrant ${w.serial} was revoked at ${revoked.toISOString()}${tolerance ? ` (a proxy signature dated later than ${tolerance / 1000} s before that may have been backdated: refused)` : ''}`);
+  }
   if (!coversCustomer(w.policy, c.customer, c.customerIssuer)) {
     problems.push(`warrant ${w.serial} does not cover "${c.customer.subject.replace(/\n/g, ', ')}" (it covers ${describeCustomers(w.policy)})`);
   }
