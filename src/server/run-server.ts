@@ -28,6 +28,8 @@ export interface ServerParts {
   readonly proxy?: { readonly registry: WarrantRegistry; readonly manager: X509Certificate[] };
   /** Offer the fair exchange through a TTP (claims 12-14). */
   readonly fair?: FairOptions;
+  /** The server's clock (tests inject a skewed one). */
+  readonly now?: () => Date;
 }
 
 export interface RunningServer {
@@ -46,6 +48,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
+    ...(p.now ? { now: p.now } : {}),
   });
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).

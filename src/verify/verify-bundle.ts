@@ -14,6 +14,7 @@ import { decodePackage, encodeHeader, encodeServerSigned, NO_WARRANT, warrantDig
 import { attestationStatement } from '../protocol/proxy-attestation.js';
 import { validateChain, type ChainResult } from './chain.js';
 import { QtmError } from '../errors.js';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../protocol/clock.js';
 import { crlSignatureProblem, verifyCrl, type Crl, type RevocationList } from '../warrant/crl.js';
 import { parseWarrant, warrantProblems, type Warrant } from '../warrant/warrant.js';
 
@@ -84,8 +85,7 @@ export interface WarrantSummary {
   readonly revocation?: { readonly crlNumber: string; readonly thisUpdate: string; readonly status: 'not revoked' | 'revoked' | 'unknown' };
 }
 
-/** T: how far `qtm sign` lets a record's time differ from its clock (docs/FORMATS.md). */
-export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 120;
+export { DEFAULT_CLOCK_TOLERANCE_SECONDS };
 
 export interface VerifyOptions {
   readonly trustAnchors: readonly X509Certificate[];
