@@ -12,7 +12,7 @@ import { CardStatusError, PinBlockedError, SW, WrongPinError } from './status-wo
 import type { CardTransport } from './transport.js';
 import type { CardKeys } from '../crypto/diversify.js';
 import { CHALLENGE_LENGTH, MAC_LENGTH } from '../crypto/secure-write.js';
-import { InputError } from '../errors.js';
+import { DecodeError, InputError } from '../errors.js';
 
 export class CardClient {
   /** APDUs exchanged so far, GET RESPONSE included: the figure `npm run bench` reports. */
@@ -190,6 +190,10 @@ export class CardClient {
       offset += r.data.length;
       if (r.data.length < 256) break;
     }
-    return new X509Certificate(Buffer.concat(parts));
+    try {
+      return new X509Certificate(Buffer.concat(parts));
+    } catch {
+      throw new DecodeError('card certificate', 'the certificate the card holds (READ BINARY) is not a valid X.509 certificate (truncated or damaged)');
+    }
   }
 }

@@ -18,6 +18,7 @@ import { decryptPrivateKey, encryptPrivateKey, generateKeyPair, keyFingerprint, 
 import { certificatesFromPemBundle } from '../crypto/x509.js';
 import { DecodeError, InputError, RefusedError } from '../errors.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
+import { readLocalFile } from '../util/local-file.js';
 import { crlSignatureProblem, decodeCrl, verifyCrl, type Crl, type RevocationList } from './crl.js';
 import { CRL_STATE_FILE, CrlState } from './crl-state.js';
 import { Revocations } from './revocations.js';
@@ -64,9 +65,14 @@ export function readRequest(file: string): KeyObject {
 }
 
 export function readWarrantFile(file: string): Omit<StoredWarrant, 'key'> {
-  const certs = certificatesFromPemBundle(readFileSync(file, 'utf8'), file);
+  const certs = certificatesFromPemBundle(readLocalFile(file, 'warrant').toString('utf8'), file);
   if (certs.length < 2) throw new InputError(`${file} must hold the warrant followed by its issuer's certificate`);
-  return { file, warrant: parseWarrant(certs[0]!), issuerChain: certs.slice(1) };
+  try {
+    return { file, warrant: parseWarrant(certs[0]!), issuerChain: certs.slice(1) };
+  } catch (err) {
+    if (err instanceof DecodeError) throw new InputError(`${file}: ${err.message}`, 'remove it from the warrants folder, or ask its issuer for it again', 'E_FILE_DAMAGED');
+    throw err;
+  }
 }
 
 export class WarrantRegistry {
