@@ -159,7 +159,15 @@ export class WarrantRegistry {
     }
     if (lists.length === 0) return { problem: `no revocation list from "${name}" in ${this.dir} (X signs one with \`qtm warrant revoke --crl ${join(this.dir, 'NAME.crl')}\`)` };
     const list = lists.reduce((a, b) => (b.crlNumber > a.crlNumber ? b : a));
-    const problem = CrlState.read(join(this.dir, CRL_STATE_FILE)).accept(list, name, now);
+    let state: CrlState;
+    try {
+      state = CrlState.read(join(this.dir, CRL_STATE_FILE));
+    } catch (err) {
+      // Without the highest list seen before, a rolled-back list cannot be told: fail closed.
+      if (err instanceof InputError) return { problem: err.message };
+      throw err;
+    }
+    const problem = state.accept(list, name, now);
     if (problem) return { problem };
     for (const legacy of Revocations.read(join(this.dir, LEGACY_REVOCATIONS_FILE)).entries) {
       if (legacy.issuer !== list.issuerFingerprint) continue;

@@ -118,6 +118,17 @@ test('attack: a list past its nextUpdate is refused until X renews it', async ()
   assert.ok((await transact(world, card)).transactionId > 0, 'renewed: signing again');
 });
 
+test('attack: the server\'s record of lists seen (crl-state.json) emptied or damaged: it signs nothing for X until it is restored', async () => {
+  const file = join(warrantsDir, 'crl-state.json');
+  const saved = readFileSync(file, 'utf8');
+  for (const [what, text] of [['empty', ''], ['truncated', saved.slice(0, 40)], ['wrong-typed', saved.replace(/"crlNumber": "(\d+)"/, '"crlNumber": $1')]] as const) {
+    writeFileSync(file, text);
+    await refused(/crl-state\.json: revocation list state: /);
+    assert.equal(readFileSync(file, 'utf8'), text, `${what}: left as found`);
+  }
+  writeFileSync(file, saved);
+});
+
 test('migration: an entry of the old unsigned revocations.json stops proxy signing until X signs it into the CRL (qtm warrant revoke --import-json)', async () => {
   const fp = keyFingerprint(xavier.certificate.publicKey);
   const revokedAt = new Date(t0.getTime() + 2000).toISOString(); // not before list 4's thisUpdate

@@ -6,10 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sign } from 'node:crypto';
 import forge from 'node-forge';
-import { issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { issueCertificate, issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { generateKeyPair } from '../../src/crypto/keys.js';
+import { OID } from '../../src/crypto/oids.js';
 import { memoryCa } from '../../src/proof/sample.js';
-import { keyIdentifier } from '../../src/crypto/x509.js';
-import { buildTbsCertList, decodeCrl, issueCrl } from '../../src/warrant/crl.js';
+import { buildCertificate, keyIdentifier } from '../../src/crypto/x509.js';
+import { buildTbsCertList, decodeCrl, hasCrlSign, issueCrl } from '../../src/warrant/crl.js';
 import { DecodeError } from '../../src/errors.js';
 
 const ca = memoryCa();
@@ -61,4 +63,16 @@ test('the decoder refuses what is not a qtm v2 CRL, naming what is wrong', () =>
   for (const [what, der, message] of cases) {
     assert.throws(() => decodeCrl(der), (e) => e instanceof DecodeError && message.test(e.message), what);
   }
+});
+
+test('only a certificate with the cRLSign key usage signs lists: managers and --may-delegate cards have it, older managers do not', () => {
+  assert.ok(hasCrlSign(x.certificate), 'role manager');
+  const delegating = issueCertificate(ca, { role: 'card', subject: 'CN=Yara', publicKey: generateKeyPair('rsa2048').publicKey, extraExtKeyUsage: [OID.ekuWarrantIssuing], extraKeyUsage: { cRLSign: true } });
+  assert.ok(hasCrlSign(delegating), '--may-delegate card');
+  assert.ok(!hasCrlSign(issueKeyAndCertificate(ca, { role: 'card', subject: 'CN=Plain' }).certificate), 'a plain customer card');
+  // A manager certificate from before CRLs: same key usage as then, no cRLSign.
+  const keys = generateKeyPair('rsa2048');
+  const old = buildCertificate({ subject: 'CN=Old Manager', publicKey: keys.publicKey, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000), isCa: false, keyUsage: { digitalSignature: true, nonRepudiation: true }, extKeyUsage: [OID.ekuWarrantIssuing] }, { certificate: ca.certificate, privateKey: ca.privateKey });
+  assert.throws(() => issueCrl({ crlNumber: 1n, thisUpdate: new Date(), nextUpdate: new Date(Date.now() + 60_000), entries: [] }, { certificate: old, privateKey: keys.privateKey }),
+    (e) => e instanceof DecodeError && /"CN=Old Manager" may not sign revocation lists \(no cRLSign key usage: reissue its certificate\)/.test(e.message));
 });
