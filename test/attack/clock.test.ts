@@ -76,6 +76,10 @@ test('attack: a server 30 days ahead: qtm sign refuses the record before the car
     const wide = await sign(card.file, ['--clock-tolerance', String(31 * 86_400), '--json']);
     assert.equal(wide.status, 0, wide.stderr);
     assert.equal(JSON.parse(wide.stdout).clockToleranceSeconds, 31 * 86_400);
+    assert.match(JSON.parse(wide.stdout).recordTime, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+    const plain = await sign(card.file, ['--clock-tolerance', String(31 * 86_400)]);
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.match(plain.stderr, /record dated \d{4}-[\d:T.-]+Z, 25(91|92)\d{3} s ahead of this computer's clock \(tolerance 2678400 s\)/, 'the step output names the record time and T');
   } finally {
     offsetMs = 0;
   }
