@@ -26,11 +26,15 @@ export function readLocalFile(file: string, what: string, hint?: string): Buffer
 
 /** A JSON object from a local file, or a DamagedFileError saying why not. */
 export function readJsonObject(file: string, what: string, hint?: string): Record<string, unknown> {
-  const bytes = readLocalFile(file, what, hint);
-  if (bytes.length === 0) throw new DamagedFileError(file, what, 'is empty', hint);
+  return parseJsonObject(readLocalFile(file, what, hint).toString('utf8'), file, what, hint);
+}
+
+/** `text`, read from `file`, as a JSON object, or a DamagedFileError saying why not. */
+export function parseJsonObject(text: string, file: string, what: string, hint?: string): Record<string, unknown> {
+  if (text.length === 0) throw new DamagedFileError(file, what, 'is empty', hint);
   let json: unknown;
   try {
-    json = parseStrictJson(bytes.toString('utf8'), what);
+    json = parseStrictJson(text, what);
   } catch (err) {
     if (err instanceof DecodeError) throw new DamagedFileError(file, what, `is not valid JSON (truncated or damaged): ${err.message.replace(`${what}: `, '')}`, hint);
     throw err;

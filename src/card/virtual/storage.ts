@@ -9,7 +9,7 @@
  * changed, and no PIN try is checked without being counted.
  */
 import { existsSync } from 'node:fs';
-import { checkFieldTypes, DamagedFileError, readJsonObject } from '../../util/local-file.js';
+import { checkFieldTypes, DamagedFileError, parseJsonObject, readLocalFile } from '../../util/local-file.js';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { dirname } from 'node:path';
 import { ensureParentDir, removeStaleTemps, writeFileAtomic } from '../../util/fs.js';
@@ -168,8 +168,15 @@ export class FileStorage implements CardStorage {
 
   load(): CardImage {
     if (!existsSync(this.path)) throw new InputError(`no virtual card at ${this.path}`, 'create one with `qtm card issue --card FILE` or check the path');
-    return checkCardImage(this.path, readJsonObject(this.path, 'virtual card', CARD_HINT));
+    const text = readLocalFile(this.path, 'virtual card', CARD_HINT).toString('utf8');
+    // Every APDU loads the card: the full check (certificate parse included) runs once per content.
+    if (text === this.checkedText) return JSON.parse(text) as CardImage;
+    const image = checkCardImage(this.path, parseJsonObject(text, this.path, 'virtual card', CARD_HINT));
+    this.checkedText = text;
+    return image;
   }
+
+  private checkedText: string | undefined;
 
   save(image: CardImage): void {
     writeFileAtomic(this.path, JSON.stringify(image, null, 1) + '\n', 0o600);
