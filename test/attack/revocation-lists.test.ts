@@ -7,18 +7,21 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { sign } from 'node:crypto';
+import forge from 'node-forge';
 import { join } from 'node:path';
 import { StepError } from '../../src/client/transaction.js';
 import { ServerError } from '../../src/client/api.js';
 import { keyFingerprint } from '../../src/crypto/keys.js';
-import { issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { createRequest, readRequest, WarrantRegistry } from '../../src/warrant/registry.js';
 import { issueWarrant } from '../../src/warrant/warrant.js';
-import { crlPem, issueCrl, type CrlEntry } from '../../src/warrant/crl.js';
+import { buildTbsCertList, crlPem, issueCrl, type CrlEntry } from '../../src/warrant/crl.js';
 import { makeWorld, newCard, transact, type World } from '../e2e/env.js';
-import { writeIdentity } from '../../src/pki/key-files.js';
-import { qtm } from '../helpers.js';
+import { readIdentity, writeIdentity } from '../../src/pki/key-files.js';
+import { fixture, qtm } from '../helpers.js';
 
 const PASS = 'warrant key passphrase';
 const MIN = 60_000;
@@ -142,4 +145,38 @@ test('migration: an entry of the old unsigned revocations.json stops proxy signi
   assert.equal(out.crlNumber, '5');
   assert.deepEqual(out.revoked, [{ serial: 'AA01', revocationDate: A.revocationDate.toISOString() }, { serial: 'DD04', revocationDate: revokedAt }], 'X\'s entries only, with their times');
   assert.ok((await transact(world, card)).transactionId > 0, 'migrated: signing again');
+});
+
+test('attack on an auditor: qtm verify --revocations with a list that is not X\'s own (another manager\'s, one forged in X\'s name, one X may not sign) fails the warrant check (exit 1)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qtm-crl-verify-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bundle = fixture('bundles', 'sample-v3-proxy.json');
+  const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=Other CA', passphrase: PASS });
+  const x = readIdentity(fixture('keys', 'manager-v2'), 'qtm-fixture-only');
+  const now = new Date();
+  const content = { crlNumber: 1n, thisUpdate: now, nextUpdate: new Date(now.getTime() + HOUR), entries: [] };
+  const crlOf = (issuer: { certificate: import('node:crypto').X509Certificate; privateKey: import('node:crypto').KeyObject }) => {
+    const { tbs, algorithm } = buildTbsCertList(content, issuer.certificate);
+    // Signed by hand: issueCrl would refuse to make a list its issuer may not sign.
+    const der = Buffer.from(forge.asn1.toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.SEQUENCE, true, [
+      forge.asn1.fromDer(tbs.toString('binary')), algorithm,
+      forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.BITSTRING, false, '\x00' + sign('sha256', tbs, issuer.privateKey).toString('binary')),
+    ])).getBytes(), 'binary');
+    return crlPem(der);
+  };
+  const cases: [string, string, RegExp][] = [
+    ['other.crl', crlOf(issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Olga Other,O=Example Shop B.V.' })), /the revocation list is not issued by "CN=Xavier Manager, O=Example Shop B\.V\.": give X's own list to --revocations/],
+    ['forged.crl', crlOf(issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Manager,O=Example Shop B.V.' })), /the revocation list naming "CN=Xavier Manager, O=Example Shop B\.V\." is not signed by its key/],
+    // The fixture's manager certificate predates CRLs: no cRLSign, so its list is not believed either.
+    ['no-crlsign.crl', crlOf({ certificate: x.certificates[0]!, privateKey: x.privateKey }), /"CN=Xavier Manager, O=Example Shop B\.V\." may not sign revocation lists \(no cRLSign key usage: reissue its certificate\)/],
+  ];
+  for (const [name, pem, why] of cases) {
+    writeFileSync(join(dir, name), pem);
+    const r = qtm(['verify', bundle, '--trust', fixture('ca', 'ca.pem'), '--revocations', join(dir, name)]);
+    assert.equal(r.status, 1, `${name}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /^INVALID /m, name);
+    assert.match(r.stdout, why, name);
+  }
+  const without = qtm(['verify', bundle, '--trust', fixture('ca', 'ca.pem')]);
+  assert.equal(without.status, 0, 'the same proof without a list is valid: the list is what fails it');
 });
