@@ -1,10 +1,13 @@
 #!/bin/sh
 # Checks a qtm proof bundle with openssl, jq and coreutils only: no qtm code involved.
-# Usage: docs/verify-with-openssl.sh BUNDLE.json CA.pem
+# Usage: docs/verify-with-openssl.sh BUNDLE.json CA.pem [X.crl]
+#   X.crl: the warrant issuer X's revocation list (from X), for a proxy-signed bundle; T, the
+#   clock tolerance (docs/FORMATS.md), is QTM_CLOCK_TOLERANCE seconds, default 120.
 # Exits non-zero at the first check that fails. See docs/FORMATS.md for every offset used here.
 set -eu
 bundle=$1
 ca=$2
+crl=${3:-}
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 fail() { echo "$*" >&2; exit 1; }
@@ -128,6 +131,32 @@ else
     *) fail "the warrant does not name party B's key $b_key (policy: $policy); customers named by subject must be checked by hand" ;;
   esac
   echo "party-a: signed by proxy for $(openssl x509 -in "$w/party-a.pem" -noout -subject) under warrant $(openssl x509 -in "$w/warrant.pem" -noout -serial), which names party B: OK"
-  echo "         (revocation is not checked here: qtm verify --revocations does that)"
+  if [ -n "$crl" ]; then
+    # X's own list, checked with X's certificate. `openssl crl` exits 0 even when the signature
+    # fails, so its "verify OK" is what counts; `openssl verify -crl_check` does not apply CRLs to
+    # proxy certificates (OpenSSL 3.0), so the dates are compared here.
+    inform=DER; grep -q -- '-----BEGIN X509 CRL-----' "$crl" 2>/dev/null && inform=PEM
+    openssl crl -inform "$inform" -in "$crl" -noout 2> "$w/crl.err" || fail "$crl is not a CRL: $(head -n1 "$w/crl.err")"
+    openssl crl -inform "$inform" -in "$crl" -CAfile "$w/party-a.pem" -noout 2> "$w/crl.err" || true
+    grep -qx 'verify OK' "$w/crl.err" || fail "$crl is not signed by party A (the warrant's issuer): $(head -n1 "$w/crl.err")"
+    openssl crl -inform "$inform" -in "$crl" -noout -text > "$w/crl.txt"
+    grep -q 'Version 2 (0x1)' "$w/crl.txt" || fail "$crl is not a version 2 CRL"
+    crl_number=$(openssl crl -inform "$inform" -in "$crl" -noout -crlnumber | sed 's/^crlNumber=//')
+    this_update=$(date -u -d "$(openssl crl -inform "$inform" -in "$crl" -noout -lastupdate | sed 's/^lastUpdate=//')" +%s)
+    serial=$(openssl x509 -in "$w/warrant.pem" -noout -serial | sed 's/^serial=//')
+    revoked=$(awk -v s="$serial" '/Serial Number:/ {n = $3} /Revocation Date:/ && n == s {sub(/^ *Revocation Date: /, ""); print; exit}' "$w/crl.txt")
+    tolerance=${QTM_CLOCK_TOLERANCE:-120}
+    if [ -n "$revoked" ]; then
+      r=$(date -u -d "$revoked" +%s)
+      [ $((r - tolerance)) -gt "$time" ] || fail "warrant $serial was revoked at $revoked: a proxy signature dated later than that minus $tolerance s is refused"
+    fi
+    if [ "$this_update" -lt "$time" ]; then
+      echo "revocation: list $crl_number of $(date -u -d "@$this_update" +%FT%TZ): revocation status unknown (the list is older than the transaction)"
+    else
+      echo "revocation: list $crl_number of $(date -u -d "@$this_update" +%FT%TZ): warrant $serial not revoked: OK"
+    fi
+  else
+    echo "         (revocation not checked: give X's revocation list as the third argument)"
+  fi
 fi
 echo "ALL CHECKS PASSED"

@@ -14,7 +14,7 @@ export const ExitCode = { ok: 0, invalid: 1, usage: 2 } as const;
  */
 export const ERROR_CODES = [
   // input and usage (exit 2)
-  'E_INPUT', 'E_DECODE', 'E_JSON', 'E_PASSPHRASE', 'E_CATALOGUE', 'E_UNKNOWN_SKU', 'E_ORDER_TOO_LARGE', 'E_PLAIN_TEXT', 'E_FILE',
+  'E_INPUT', 'E_DECODE', 'E_JSON', 'E_PASSPHRASE', 'E_CATALOGUE', 'E_UNKNOWN_SKU', 'E_ORDER_TOO_LARGE', 'E_PLAIN_TEXT', 'E_FILE', 'E_FILE_DAMAGED', 'E_CRL', 'E_CRL_STATE',
   // refusals (exit 1)
   'E_REFUSED', 'E_DECLINED', 'E_CANCELLED', 'E_WRONG_PIN', 'E_PIN_BLOCKED', 'E_CARD_SW', 'E_CARD_UNAVAILABLE', 'E_CARD_BUSY', 'E_NOT_ISSUED',
   // the client's view of a server (exit 1 or 2)
@@ -30,6 +30,8 @@ export const ERROR_CODES = [
   'E_ID_REUSED', 'E_BAD_HEAD',
   // proxy signing (claims 10-11)
   'E_NO_WARRANT', 'E_WARRANT_GONE',
+  // the record's time (issue 18): the client's clock and the server's age limit
+  'E_CLOCK_SKEW', 'E_RECORD_EXPIRED',
   // the fair exchange (claims 12-14) and its TTP
   'E_NO_TTP', 'E_NOT_FAIR', 'E_ABORTED', 'E_ABORTING', 'E_DEADLINE', 'E_ALREADY_ESCROWED', 'E_BAD_ESCROW', 'E_TTP_ANSWER',
   'E_TTP_ROLES', 'E_TTP_NOT_SIGNED', 'E_TTP_UNTRUSTED', 'E_TTP_DEPOSIT', 'E_TTP_CONFLICT',

@@ -38,6 +38,8 @@ export const PIN_REF = 0x81;
 export const PSO_CDS = { p1: 0x9e, p2: 0x9a } as const;
 /** PSO COMPUTE DIGITAL SIGNATURE over a warrant's TBSCertificate (manager cards, claims 10-11). */
 export const PSO_CDS_WARRANT = { p1: 0x9e, p2: 0xac } as const;
+/** PSO COMPUTE DIGITAL SIGNATURE over a revocation list's TBSCertList naming the card as issuer (docs/CARD.md). */
+export const PSO_CDS_CRL = { p1: 0x9e, p2: 0xad } as const;
 export const READ_RECORD_ONE = 0x04;
 export const READ_RECORD_ALL = 0x05;
 

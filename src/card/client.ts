@@ -5,14 +5,14 @@
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { CLA_CHAINING, decodeResponse, encodeCommand, MAX_SHORT_DATA, type CommandApdu } from './apdu.js';
 import {
-  CLA_ISO, CLA_PROPRIETARY, INS, PIN_REF, PSO_CDS, PSO_CDS_WARRANT, QTM_AID, READ_RECORD_ALL, READ_RECORD_ONE, TAG,
+  CLA_ISO, CLA_PROPRIETARY, INS, PIN_REF, PSO_CDS, PSO_CDS_CRL, PSO_CDS_WARRANT, QTM_AID, READ_RECORD_ALL, READ_RECORD_ONE, TAG,
   decodeStatus, encodePinBlock, isValidPin, isValidPuk, type CardStatus,
 } from './app-spec.js';
 import { CardStatusError, PinBlockedError, SW, WrongPinError } from './status-words.js';
 import type { CardTransport } from './transport.js';
 import type { CardKeys } from '../crypto/diversify.js';
 import { CHALLENGE_LENGTH, MAC_LENGTH } from '../crypto/secure-write.js';
-import { InputError } from '../errors.js';
+import { DecodeError, InputError } from '../errors.js';
 
 export class CardClient {
   /** APDUs exchanged so far, GET RESPONSE included: the figure `npm run bench` reports. */
@@ -142,6 +142,11 @@ export class CardClient {
     return this.chained('PSO COMPUTE DIGITAL SIGNATURE (warrant)', INS.PSO, PSO_CDS_WARRANT.p1, PSO_CDS_WARRANT.p2, tbs, 256);
   }
 
+  /** PSO COMPUTE DIGITAL SIGNATURE over a revocation list's TBSCertList naming this card as issuer: cards that issue warrants only, PIN first. */
+  async signCrl(tbs: Uint8Array): Promise<Buffer> {
+    return this.chained('PSO COMPUTE DIGITAL SIGNATURE (CRL)', INS.PSO, PSO_CDS_CRL.p1, PSO_CDS_CRL.p2, tbs, 256);
+  }
+
   async getChallenge(): Promise<Buffer> {
     const r = await this.call('GET CHALLENGE', this.iso(INS.GET_CHALLENGE, 0, 0, undefined, CHALLENGE_LENGTH));
     if (r.length !== CHALLENGE_LENGTH) throw new CardStatusError('GET CHALLENGE', SW.NO_PRECISE_DIAGNOSIS);
@@ -185,6 +190,10 @@ export class CardClient {
       offset += r.data.length;
       if (r.data.length < 256) break;
     }
-    return new X509Certificate(Buffer.concat(parts));
+    try {
+      return new X509Certificate(Buffer.concat(parts));
+    } catch {
+      throw new DecodeError('card certificate', 'the certificate the card holds (READ BINARY) is not a valid X.509 certificate (truncated or damaged)');
+    }
   }
 }

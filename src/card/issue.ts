@@ -53,7 +53,7 @@ export async function issueCard(client: CardClient, opts: IssueOptions): Promise
   await client.setPinAndPuk(opts.pin, opts.puk);
   const publicKey = await client.generateKeyPair();
   const subject = `${opts.holder},serialNumber=${serial}`;
-  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', ...(opts.mayDelegate ? { extraExtKeyUsage: [OID.ekuWarrantIssuing] } : {}), subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
+  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', ...(opts.mayDelegate ? { extraExtKeyUsage: [OID.ekuWarrantIssuing], extraKeyUsage: { cRLSign: true } } : {}), subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
   await client.putCertificate(certificate);
   await client.putCardKeys(opts.sam.cardKeys(status.serial));
   await client.lock();

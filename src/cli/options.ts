@@ -12,6 +12,12 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+export function parseNonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number, 0 or more');
+  return n;
+}
+
 /** Accepts ISO 8601 ("2026-11-24T12:00:00Z") or Unix seconds. */
 export function parseTime(value: string): Date {
   const d = /^\d+$/.test(value) ? new Date(Number(value) * 1000) : new Date(value);

@@ -5,10 +5,12 @@
  * here first. Opening removes the temp copies of bundles that a killed writer left behind.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { JSONFilePreset } from 'lowdb/node';
+import { checkFieldTypes, DamagedFileError, readJsonObject } from '../util/local-file.js';
+import { isJsonObject } from '../protocol/strict-json.js';
 import { removeStaleTemps, writeFileAtomic } from '../util/fs.js';
 
 export interface ArchivedProof {
@@ -74,6 +76,21 @@ export function defaultArchiveDir(): string {
   return join(data, 'qtm', 'archive');
 }
 
+const INDEX_HINT = 'the proofs themselves are in bundles/: restore index.json from a backup, or move it aside to start a new index';
+
+/** The archive index, every entry of the shape saveProof, archiveReplaced and keepFairOutcome write. */
+function checkIndex(file: string): void {
+  const o = readJsonObject(file, 'archive index', INDEX_HINT);
+  checkFieldTypes(file, 'archive index', o, { proofs: 'array', replaced: 'array', fair: 'array?' }, '', INDEX_HINT);
+  const each = (list: unknown, name: string, fields: Parameters<typeof checkFieldTypes>[3]) => (list as unknown[] | undefined)?.forEach((e, i) => {
+    if (!isJsonObject(e)) throw new DamagedFileError(file, 'archive index', `field "${name}[${i}]" must be an object`, INDEX_HINT);
+    checkFieldTypes(file, 'archive index', e, fields, `${name}[${i}].`, INDEX_HINT);
+  });
+  each(o.proofs, 'proofs', { serverId: 'hex', transactionId: 'number', cardSerial: 'string', slot: 'number', state: 'string', file: 'string', savedAt: 'string' });
+  each(o.replaced, 'replaced', { cardSerial: 'string', slot: 'number', record: 'hex', replacedAt: 'string' });
+  each(o.fair, 'fair', { serverId: 'hex', transactionId: 'number', outcome: 'string', value: 'base64', via: 'string', keptAt: 'string' });
+}
+
 export class Archive {
   private constructor(
     readonly dir: string,
@@ -84,7 +101,9 @@ export class Archive {
     mkdirSync(join(dir, 'bundles'), { recursive: true, mode: 0o700 });
     // A bundle's temp copy left by a writer killed mid-write (its process is gone) goes now.
     removeStaleTemps(join(dir, 'bundles'));
-    const db = await JSONFilePreset<Index>(join(dir, 'index.json'), { proofs: [], replaced: [] });
+    const index = join(dir, 'index.json');
+    if (existsSync(index)) checkIndex(index);
+    const db = await JSONFilePreset<Index>(index, { proofs: [], replaced: [] });
     return new Archive(dir, db);
   }
 

@@ -27,6 +27,7 @@ import type { QtmApi } from './api.js';
 import type { Archive } from './archive.js';
 import { checkFairOffer, exchangeSignatures, FairAbortedError, type TtpLike } from './fair-exchange.js';
 import { TtpClient } from '../fair/ttp-client.js';
+import { clockSkewProblem, DEFAULT_CLOCK_TOLERANCE_SECONDS, recordSkewSeconds } from '../protocol/clock.js';
 
 export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'exchange' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
 
@@ -67,6 +68,8 @@ export interface TransactionHooks {
   accept(content: Buffer): Promise<boolean>;
   pin(): Promise<string>;
   onStep?(step: Step, phase: 'start' | 'done', ms?: number): void;
+  /** The prepared record's time, checked against this computer's clock (issue 18 section 4). */
+  onRecordTime?(info: { readonly recordTime: string; readonly skewSeconds: number; readonly clockToleranceSeconds: number }): void;
 }
 
 export interface TransactionInput {
@@ -81,6 +84,10 @@ export interface TransactionInput {
   readonly fair?: boolean;
   /** How to reach the TTP (default: HTTPS, trusting input.trustAnchors). */
   readonly ttp?: (url: string) => TtpLike;
+  /** T: a record dated further than this from `now()` is refused before the card signs (default 120 s). */
+  readonly clockToleranceSeconds?: number;
+  /** This computer's clock (tests inject one). */
+  readonly now?: () => Date;
 }
 
 export interface TransactionResult {
@@ -94,6 +101,9 @@ export interface TransactionResult {
   readonly fair?: { readonly xFrom: 'server' | 'ttp' };
   readonly apdus: number;
   readonly timings: Partial<Record<Step, number>>;
+  /** The record's time (package field 4) and the tolerance it was checked with. */
+  readonly recordTime: string;
+  readonly clockToleranceSeconds: number;
 }
 
 async function step<T>(name: Step, hooks: TransactionHooks, timings: Partial<Record<Step, number>>, run: () => Promise<T>): Promise<T> {
@@ -189,6 +199,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const timings: Partial<Record<Step, number>> = {};
   const priority = input.priority ?? 0;
   const apdusBefore = card.apduCount; // the client may be reused across transactions
+  const tolerance = input.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
 
   const concept = await step('order', hooks, timings, async () => {
     const c = 'orderId' in input.order
@@ -203,6 +214,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const { status, certificate } = await openAndAuthenticate(api, card, pin, hooks, timings);
   const profile = profileOfCard(status.profileVersion)!;
 
+  let recordInfo: Parameters<NonNullable<TransactionHooks['onRecordTime']>>[0] | undefined;
   const prepared = await step('prepare', hooks, timings, async () => {
     const p = await api.call('POST', PATHS.transactions, { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
     // What is signed is what was read: the record's content must be the bytes shown.
@@ -210,6 +222,12 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const header = decodeHeader(p.header);
     if (header.version !== profile.packageVersion) throw new RefusedError(`the record is package version ${header.version}; a card of profile ${profile.name} signs only version ${profile.packageVersion}, whose server signature binds party A`);
     if (!fingerprint(certificate.publicKey, profile).equals(header.fingerprintB)) throw new RefusedError('the record names another card as party B');
+    // The record's time is the server's word: a server whose clock is off (or that lies) would
+    // have the card sign a date far from now, e.g. before a warrant's revocation (issue 18 section 4).
+    const clock = (input.now ?? (() => new Date()))();
+    const skewProblem = clockSkewProblem(header.time, clock, tolerance);
+    if (skewProblem) throw new RefusedError(`${skewProblem}; nothing was signed`, 'check this computer\'s clock (and the server\'s); --clock-tolerance sets T', 'E_CLOCK_SKEW');
+    recordInfo = { recordTime: new Date(header.time * 1000).toISOString(), skewSeconds: recordSkewSeconds(header.time, clock), clockToleranceSeconds: tolerance };
     const server = new X509Certificate(p.serverCertificates[0]!);
     if (!fingerprint(server.publicKey, profile).equals(header.serverId)) throw new RefusedError('the record\'s server ID is not the server certificate\'s key');
     const chain = validateChain(server, p.serverCertificates.slice(1).map((x) => new X509Certificate(x)), input.trustAnchors, new Date());
@@ -221,6 +239,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     return { ...p, slots, ...(input.fair ? { offer: checkFairOffer(p, input.trustAnchors) } : {}) };
   });
 
+  if (recordInfo) hooks.onRecordTime?.(recordInfo);
   const signature = await step('sign', hooks, timings, () => card.signHeader(prepared.header));
 
   let fairVia: 'server' | 'ttp' | undefined;
@@ -287,6 +306,8 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     ...(fairVia ? { fair: { xFrom: fairVia } } : {}),
     apdus: card.apduCount - apdusBefore,
     timings,
+    recordTime: new Date(decodeHeader(prepared.header).time * 1000).toISOString(),
+    clockToleranceSeconds: tolerance,
   };
 }
 

@@ -123,7 +123,9 @@ export function serverCommand(): Command {
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
-manager covers is refused (HTTP 403 naming both).
+manager covers is refused (HTTP 403 naming both), and nothing is signed for the manager without
+the manager's current signed revocation list (a NAME.crl in the folder, \`qtm warrant revoke\`).
+A first message more than 120 s after its record's time is refused (409 E_RECORD_EXPIRED).
 ` + examples(
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',

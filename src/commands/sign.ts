@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { cardOptions, examples, parsePositiveInt } from '../cli/options.js';
+import { readFileSync } from 'node:fs';
+import { cardOptions, examples, parseNonNegativeInt, parsePositiveInt } from '../cli/options.js';
 import { diag, getVerbosity, out } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
@@ -63,17 +64,21 @@ export function signCommand(): Command {
     .option('--priority <n>', 'receipt priority on the card, 0 (replaced first) to 255', parsePositiveInt)
     .option('-y, --yes', 'accept the order without asking (for scripts; the text is still checked)')
     .option('--fair', 'exchange signatures fairly through the server\'s TTP: escrows first, Y only after a valid X')
+    .option('--clock-tolerance <seconds>', 'T: refuse a record dated more than this from this computer\'s clock (default 120)', parseNonNegativeInt)
     .addHelpText('after', `
 The PIN comes from QTM_PIN, --pin-stdin, or a masked prompt. Without --yes the order is shown
 in a text-only dialog and nothing is signed unless you accept. With --fair the card's signature
 leaves the client only once the server's is in hand (or the TTP aborts the exchange for both).
+The record's time is the server's: one more than T seconds (default 120) from this computer's
+clock is refused before the card signs (E_CLOCK_SKEW); the time and T are in the output.
 Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or unreachable.
 ` + examples(
       'qtm sign --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:2,PEN-BLUE:1',
       'qtm sign --server https://shop.example:8443 --trust ca.pem --reader "Virtual PCD 00 00" --order 20261124-1a2b3c4d',
       'echo "$PIN" | qtm sign --yes --pin-stdin --json --card alice.card.json --items NOTEBOOK:3 --server ... --trust ...',
-      'qtm sign --fair --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:1'))
-    .action(async (o: ClientOptions & { order?: string; items?: string; priority?: number; yes?: boolean; fair?: boolean }) => {
+      'qtm sign --fair --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:1',
+      'qtm sign --clock-tolerance 30 --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:1'))
+    .action(async (o: ClientOptions & { order?: string; items?: string; priority?: number; yes?: boolean; fair?: boolean; clockTolerance?: number }) => {
       if (!o.order === !o.items) throw new InputError('give exactly one of --order ID or --items SKU:QTY,...');
       const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
       if (!o.yes && !interactive) throw new InputError('not on a terminal: nobody can read and accept the order', 'pass --yes for an unattended run');
@@ -88,10 +93,13 @@ Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or u
         },
         pin: () => readSecret(PIN, o),
         onStep: progressPrinter(Boolean(process.stderr.isTTY) && !o.json),
+        onRecordTime: (r) => {
+          if (!o.json) diag.line(`  record dated ${r.recordTime}, ${Math.abs(r.skewSeconds)} s ${r.skewSeconds >= 0 ? 'ahead of' : 'behind'} this computer's clock (tolerance ${r.clockToleranceSeconds} s)`);
+        },
       };
       try {
-        const result = await withCard(o, (card) => runTransaction({ api, card, trustAnchors, archive, order, hooks, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.fair ? { fair: true } : {}) }));
-        const summary = { transactionId: result.transactionId, serverId: result.serverId, slot: result.slot, proof: result.bundleFile, apdus: result.apdus, replaced: result.replaced?.record?.transactionId ?? null, ...(result.fair ? { fair: result.fair } : {}), ms: Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, Number(v.toFixed(1))])) };
+        const result = await withCard(o, (card) => runTransaction({ api, card, trustAnchors, archive, order, hooks, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.fair ? { fair: true } : {}), ...(o.clockTolerance !== undefined ? { clockToleranceSeconds: o.clockTolerance } : {}) }));
+        const summary = { transactionId: result.transactionId, serverId: result.serverId, slot: result.slot, proof: result.bundleFile, apdus: result.apdus, replaced: result.replaced?.record?.transactionId ?? null, ...(result.fair ? { fair: result.fair } : {}), recordTime: result.recordTime, clockToleranceSeconds: result.clockToleranceSeconds, ms: Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, Number(v.toFixed(1))])) };
         if (o.json) return out.json(summary);
         out.line(`signed: transaction ${result.transactionId} on server ${result.serverId.slice(0, 16)}…, receipt in card slot ${result.slot}, proof ${result.bundleFile}`);
       } finally {

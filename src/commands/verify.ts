@@ -1,13 +1,13 @@
 import { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { delimiter } from 'node:path';
-import { examples, parseTime } from '../cli/options.js';
+import { examples, parseNonNegativeInt, parseTime } from '../cli/options.js';
 import { diag, getVerbosity, out, Progress } from '../cli/output.js';
 import { debugEnabled, INTERNAL_ERROR_EXIT } from '../cli/run.js';
 import { MAX_BUNDLE_BYTES } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
 import { collectBundleFiles } from '../verify/collect.js';
-import { Revocations } from '../warrant/revocations.js';
+import { readCrlFile } from '../warrant/crl.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { exitCodeFor, summarise, verifyFile, type FileResult } from '../verify/verify-files.js';
 
@@ -57,11 +57,16 @@ export function verifyCommand(): Command {
     .option('--trust <ca.pem|dir>', 'trusted root CA certificate(s), or a directory of them; repeatable (or QTM_TRUST)', collect, [])
     .option('--content <file>', 'the content, for bundles that do not carry it (- for standard input)')
     .option('--at <time>', 'check certificate validity at this time instead of the transaction time', parseTime)
-    .option('--revocations <file>', 'revoked warrants (a server\'s warrants/revocations.json): proxy signatures made after a revocation fail')
+    .option('--revocations <X.crl>', 'the warrant issuer X\'s revocation list (X.509 CRL from X, PEM or DER, signed by X): a proxy signature dated later than a revocation minus T fails')
+    .option('--clock-tolerance <seconds>', 'T: how far a signing client let the record time differ from its clock (default 120, as qtm sign)', parseNonNegativeInt)
     .option('--json', 'print results as JSON')
     .addHelpText('after', `
 Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle),
 3 internal error on some file (every other file is still checked and reported).
+Revocation: only X's own list counts (ask X for it: \`qtm warrant revoke\` writes it). A server may
+have backdated a record by up to T seconds unnoticed, so a proxy signature dated within T before a
+revocation fails too. The report gives the list's number and thisUpdate, and says "revocation
+status unknown" when the list is older than the transaction.
 A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no genuine bundle is that large
 (content at most 64 KiB, at most 8 certificates of 8 KiB per list; docs/FORMATS.md "Size caps").
 ` + examples(
@@ -71,14 +76,17 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       'jq .bundle response.json | qtm verify - --trust /etc/qtm/anchors/',
       'QTM_TRUST=ca.pem qtm verify receipt.json',
       "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem",
-      'qtm verify proxy-receipt.json --trust ca.pem --revocations warrants/revocations.json'))
-    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; json?: boolean }) => {
+      'qtm verify proxy-receipt.json --trust ca.pem --revocations xavier.crl'))
+    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; clockTolerance?: number; json?: boolean }) => {
       // QTM_TRUST is honoured here as by sign: one path, or several joined with ':'.
       const trust = o.trust.length ? o.trust : (process.env.QTM_TRUST ?? '').split(delimiter).filter(Boolean);
       const trustAnchors = loadTrustAnchors(trust);
       if (o.content === '-' && bundles.includes('-')) throw new InputError('only one of the bundle and --content can come from standard input');
       if (o.revocations && !existsSync(o.revocations)) throw new InputError(`no revocation list at ${o.revocations}`);
-      const revocations = o.revocations ? Revocations.read(o.revocations) : undefined;
+      if (o.revocations && /^\s*\{/.test(readFileSync(o.revocations).subarray(0, 64).toString('latin1'))) {
+        throw new InputError(`${o.revocations}: an unsigned JSON revocation list is no longer accepted`, 'ask the warrant issuer for its signed list (`qtm warrant revoke --import-json` signs an old one in)', 'E_CRL');
+      }
+      const revocations = o.revocations ? readCrlFile(o.revocations) : undefined;
       let content: Buffer | undefined;
       if (o.content) {
         try {
@@ -95,7 +103,7 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       for (const file of files) {
         let r: FileResult;
         try {
-          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}) });
+          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}), ...(o.clockTolerance !== undefined ? { clockToleranceSeconds: o.clockTolerance } : {}) });
         } catch (err) {
           // A bug met on one file must not hide the verdicts on the others: report it, go on, exit 3.
           internal++;

@@ -13,6 +13,8 @@ import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { describeCustomers, issueWarrant, issueWarrantWithCard } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
+import { crlPem, crlSignatureProblem, evenHex, issueCrl, issueCrlWithSigner, readCrlFile, verifyCrl, type CrlContent, type CrlEntry, type RevocationList } from '../warrant/crl.js';
+import { Revocations } from '../warrant/revocations.js';
 import { KEY_PASSPHRASE, PIN } from '../cli/secret-sources.js';
 
 const DAY_MS = 86_400_000;
@@ -118,17 +120,24 @@ sign for X only with the customers named here; every verifier checks that too.
     .requiredOption('--dir <dir>', 'the server\'s warrants folder')
     .option('--at <time>', 'state at this time (default now)', parseTime)
     .option('--json', 'print as JSON')
-    .addHelpText('after', examples('qtm warrant list --dir ./warrants', 'qtm warrant list --dir ./warrants --json | jq \'.[] | select(.state == "valid")\''))
+    .addHelpText('after', `
+A warrant's state counts its issuer's revocation list (DIR/*.crl) when one signed by the issuer
+is there; "revocations unknown" when none is.
+` + examples('qtm warrant list --dir ./warrants', 'qtm warrant list --dir ./warrants --json | jq \'.[] | select(.state == "valid")\''))
     .action((o: { dir: string; at?: Date; json?: boolean }) => {
       const registry = WarrantRegistry.open(o.dir);
-      const revocations = registry.revocations();
+      const lists = registry.revocationFiles().flatMap((f) => (f.crl ? [f.crl] : []));
       const at = o.at ?? new Date();
       const rows = registry.all().map((w) => {
-        const revokedAt = revocations.lookup(w.warrant.serial, keyFingerprint(w.issuerChain[0]!.publicKey));
+        const issuer = w.issuerChain[0]!;
+        const own = lists.filter((l) => !crlSignatureProblem(l, issuer)).sort((a, b) => (a.crlNumber < b.crlNumber ? 1 : -1))[0];
+        const revokedAt = own ? verifyCrl(own, issuer).lookup(w.warrant.serial, keyFingerprint(issuer.publicKey)) : undefined;
+        const st = state(w, revokedAt, at);
         return {
-          serial: w.warrant.serial, file: w.file, onBehalfOf: w.issuerChain[0]!.subject.replace(/\n/g, ', '),
+          serial: w.warrant.serial, file: w.file, onBehalfOf: issuer.subject.replace(/\n/g, ', '),
           validFrom: w.warrant.notBefore.toISOString(), validTo: w.warrant.notAfter.toISOString(),
-          state: state(w, revokedAt, at), customers: w.warrant.policy.customers,
+          state: st === 'valid' && !own ? 'revocations unknown' : st, customers: w.warrant.policy.customers,
+          ...(own ? { crlNumber: own.crlNumber.toString() } : {}),
         };
       });
       if (o.json) return out.json(rows);
@@ -136,20 +145,66 @@ sign for X only with the customers named here; every verifier checks that too.
       for (const r of rows) out.line(`${r.serial}  ${r.state.padEnd(13)}  for "${r.onBehalfOf}"  ${r.validFrom} to ${r.validTo}  covers ${describeCustomers({ version: 1, customers: r.customers })}`);
     });
 
-  warrant.command('revoke')
-    .description('revoke a warrant: the server stops signing under it at once')
-    .requiredOption('--dir <dir>', 'the server\'s warrants folder')
-    .argument('<serial>', 'the warrant\'s serial number (qtm warrant list)')
-    .option('--reason <text>', 'why, kept in the revocation list')
+  cardOptions(warrant.command('revoke'))
+    .description('as issuer X: sign the next revocation list (an X.509 CRL), revoking the given warrants')
+    .argument('[serial...]', 'serial numbers of X\'s warrants to revoke now (none: renew the list as it is)')
+    .requiredOption('--crl <file>', 'X\'s revocation list: read (when it exists) and replaced by the next one')
+    .option('--issuer <prefix>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem')
+    .option('--issuer-card', 'X\'s key is on its card (--card FILE or --reader NAME); PIN from QTM_PIN, --pin-stdin or a prompt')
+    .option('--pin-stdin', 'with --issuer-card: read the PIN from the first line of standard input')
+    .option('--next-update-days <n>', 'days until the list must be renewed (default 7): a server refuses to sign for X with a list past it', parsePositiveInt)
+    .option('--import-json <file>', 'migration: also sign in X\'s entries of an old unsigned revocations.json, with their times')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
-The revocation is on disk (fsync'd) when this returns; a running server reads the list before
-every proxy signature. Give DIR/revocations.json to auditors: \`qtm verify --revocations\`.
-` + examples('qtm warrant revoke --dir ./warrants 5A3C... --reason "customer contract ended"'))
-    .action((serial: string, o: { dir: string; reason?: string; json?: boolean }) => {
-      const r = WarrantRegistry.open(o.dir).revoke(serial, new Date(), o.reason);
-      if (o.json) return out.json(r);
-      out.line(`warrant ${r.serial} revoked at ${r.revokedAt}`);
+Only X's key makes X's list: cRLNumber one above the previous list's, thisUpdate now, every
+earlier entry kept, the new warrants revoked as of now (in whole seconds). Put the file in the
+server's warrants folder (any NAME.crl) before its nextUpdate: without a current list from X
+signed by X the server signs nothing for X by proxy, and it refuses a list that is older, has lost
+an entry or backdates one. Give the same file to auditors: \`qtm verify --revocations X.crl\`;
+\`openssl crl -in X.crl -CAfile X.pem -noout -text\` shows and checks it.
+` + examples(
+      'qtm warrant revoke --issuer keys/xavier --crl warrants/xavier.crl 5A3C...',
+      'qtm warrant revoke --issuer keys/xavier --crl warrants/xavier.crl            # renew, nothing new revoked',
+      'qtm warrant revoke --issuer-card --reader "Virtual PCD 00 00" --crl warrants/xavier.crl 5A3C...',
+      'qtm warrant revoke --issuer keys/xavier --crl warrants/xavier.crl --import-json warrants/revocations.json'))
+    .action(async (serials: string[], o: CardChoice & { crl: string; issuer?: string; issuerCard?: boolean; pinStdin?: boolean; nextUpdateDays?: number; importJson?: string; json?: boolean }) => {
+      if (Boolean(o.issuer) === Boolean(o.issuerCard)) throw new InputError('give X\'s key as --issuer PREFIX (files) or --issuer-card (its card), one of the two');
+      for (const s of serials) if (!/^[0-9A-Fa-f]{1,40}$/.test(s)) throw new InputError(`"${s}" is not a warrant serial (hex, as \`qtm warrant list\` prints it)`);
+      const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+      const next = (certificate: X509Certificate): CrlContent => {
+        const previous = existsSync(o.crl) ? readCrlFile(o.crl, certificate) : undefined;
+        const fp = keyFingerprint(certificate.publicKey);
+        const entries: CrlEntry[] = [...(previous?.entries ?? [])];
+        const add = (serial: string, revocationDate: Date) => {
+          if (!previous?.lookup(serial, fp) && !entries.some((e) => BigInt('0x' + e.serial) === BigInt('0x' + serial))) entries.push({ serial: evenHex(BigInt('0x' + serial)), revocationDate });
+        };
+        if (o.importJson) for (const e of Revocations.read(o.importJson).entries) if (e.issuer === fp) add(e.serial, new Date(Math.floor(Date.parse(e.revokedAt) / 1000) * 1000));
+        for (const s of serials) add(s, now);
+        return { crlNumber: (previous?.crlNumber ?? 0n) + 1n, thisUpdate: now, nextUpdate: new Date(now.getTime() + (o.nextUpdateDays ?? 7) * DAY_MS), entries };
+      };
+      let list: RevocationList;
+      if (o.issuer) {
+        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
+        list = issueCrl(next(x.certificates[0]!), { certificate: x.certificates[0]!, privateKey: x.privateKey });
+      } else {
+        const pin = await readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) });
+        list = await withCard(o, async (card) => {
+          await card.select();
+          const certificate = await card.readCertificate();
+          const content = next(certificate);
+          await card.verifyPin(pin);
+          return issueCrlWithSigner(content, { certificate, sign: (tbs) => card.signCrl(tbs) });
+        });
+      }
+      ensureParentDir(o.crl);
+      writeFileAtomic(o.crl, crlPem(list.der), 0o644);
+      const result = {
+        file: o.crl, crlNumber: list.crlNumber.toString(), thisUpdate: list.thisUpdate.toISOString(), nextUpdate: list.nextUpdate.toISOString(),
+        revoked: list.entries.map((e) => ({ serial: e.serial, revocationDate: e.revocationDate.toISOString() })),
+      };
+      if (o.json) return out.json(result);
+      out.line(`revocation list number ${result.crlNumber} written to ${o.crl}: ${result.revoked.length} warrant(s) revoked${serials.length ? ` (${serials.map((s) => s.toUpperCase()).join(', ')} as of ${result.thisUpdate})` : ''}`);
+      out.line(`renew it before ${result.nextUpdate}: \`qtm warrant revoke --crl ${o.crl}\` with X's key`);
     });
   return warrant;
 }

@@ -84,7 +84,7 @@ function binary(buf: Uint8Array): string {
   return Buffer.from(buf).toString('binary');
 }
 
-function signatureAlgorithm(key: KeyObject): { oid: string; asn1: forge.asn1.Asn1 } {
+export function signatureAlgorithm(key: KeyObject): { oid: string; asn1: forge.asn1.Asn1 } {
   const isRsa = key.asymmetricKeyType === 'rsa';
   const oid = isRsa ? OID.sha256WithRSAEncryption : OID.ecdsaWithSHA256;
   if (!isRsa && key.asymmetricKeyType !== 'ec') throw new TypeError(`cannot sign certificates with ${key.asymmetricKeyType} keys`);
@@ -95,7 +95,7 @@ function signatureAlgorithm(key: KeyObject): { oid: string; asn1: forge.asn1.Asn
 }
 
 /** RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING contents. */
-function keyIdentifier(key: KeyObject): string {
+export function keyIdentifier(key: KeyObject): string {
   // forge would otherwise parse the BIT STRING's contents as nested ASN.1 (its default).
   const fromDer = asn1.fromDer as unknown as (der: string, options: { decodeBitStrings: boolean }) => forge.asn1.Asn1;
   const spki = fromDer(binary(spkiDer(key)), { decodeBitStrings: false });

@@ -29,6 +29,7 @@ import { InputError } from '../errors.js';
 import type { X509Certificate } from 'node:crypto';
 import { StepError } from '../client/transaction.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
+import { crlPem, issueCrl } from '../warrant/crl.js';
 import { issueWarrant } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
 import { runCheat, runLoss, startDemoTtp, type Cheat, type CheatSwitch } from './fair-demo.js';
@@ -232,6 +233,9 @@ function setUpProxy(dir: string, ca: OpenCa, alice: X509Certificate, tell: (s: s
     notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 30 * 86_400_000),
   });
   writeFileSync(join(warrants, 'alice.warrant.pem'), [w, manager.certificate].map((c) => c.toString()).join(''));
+  // X's first revocation list, empty: the server signs nothing for X without a current one.
+  const now = new Date();
+  writeFileSync(join(warrants, 'xavier.crl'), crlPem(issueCrl({ crlNumber: 1n, thisUpdate: now, nextUpdate: new Date(now.getTime() + 7 * 86_400_000), entries: [] }, manager).der));
   const serial = w.serialNumber.toUpperCase();
   tell(`Sales manager "CN=Xavier Sales" signed warrant ${serial}: an RFC 3820 proxy certificate letting the server's key S sign as Xavier, with Alice only, for 30 days (claims 10-11).`);
   return { registry: WarrantRegistry.open(warrants, DEMO_PASSPHRASE), manager: manager.certificate, serial };

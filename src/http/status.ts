@@ -32,6 +32,7 @@ export const HTTP_STATUS: { readonly [C in ErrorCode]?: number } = {
   E_ABORTING: 409,
   E_DEADLINE: 409,
   E_WARRANT_GONE: 409,
+  E_RECORD_EXPIRED: 409,
   E_TTP_ROLES: 403,
   E_TTP_NOT_SIGNED: 403,
   E_TTP_UNTRUSTED: 403,

@@ -7,6 +7,7 @@
  * the card's private key never leaves the card).
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { checkFieldTypes, DamagedFileError, readJsonObject } from '../util/local-file.js';
 import { join } from 'node:path';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { decryptPrivateKey, encryptPrivateKey, generateKeyPair } from '../crypto/keys.js';
@@ -71,7 +72,10 @@ export function openCa(dir: string, passphrase: string): OpenCa {
   if (!existsSync(paths.cert) || !existsSync(paths.key) || !existsSync(paths.info)) {
     throw new InputError(`${dir} is not a qtm CA directory (ca.pem, ca-key.pem, ca.json)`, 'create one with `qtm ca init --out DIR`');
   }
-  const info = JSON.parse(readFileSync(paths.info, 'utf8')) as CaInfo;
+  const o = readJsonObject(paths.info, 'CA description', 'restore ca.json from a backup: {"profile":"v2","subject":"CN=...","created":"<ISO time>"}');
+  checkFieldTypes(paths.info, 'CA description', o, { profile: 'string', subject: 'string', created: 'string' });
+  if (o.profile !== 'v1' && o.profile !== 'v2') throw new DamagedFileError(paths.info, 'CA description', `field "profile" must be "v1" or "v2", not ${JSON.stringify(o.profile)}`);
+  const info = o as unknown as CaInfo;
   const certificate = certificateFromPem(readFileSync(paths.cert, 'utf8'), paths.cert);
   let privateKey: KeyObject;
   try {
@@ -92,6 +96,8 @@ export interface IssueRequest {
   readonly subjectAltNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
   /** Extended key usages beyond the role's (a customer card that may also issue warrants). */
   readonly extraExtKeyUsage?: readonly string[];
+  /** Key usage bits beyond the role's (a --may-delegate card's cRLSign). */
+  readonly extraKeyUsage?: Readonly<Record<string, boolean>>;
 }
 
 export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate {
@@ -107,7 +113,7 @@ export function issueCertificate(ca: OpenCa, req: IssueRequest): X509Certificate
       ...(req.serialHex ? { serialHex: req.serialHex } : {}),
       ...(req.subjectAltNames ? { subjectAltNames: req.subjectAltNames } : {}),
       isCa: false,
-      keyUsage: spec.keyUsage,
+      keyUsage: { ...spec.keyUsage, ...(req.extraKeyUsage ?? {}) },
       extKeyUsage: [...spec.extKeyUsage, ...(req.extraExtKeyUsage ?? [])],
     },
     { certificate: ca.certificate, privateKey: ca.privateKey },

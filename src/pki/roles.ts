@@ -33,8 +33,9 @@ export const ROLES: Readonly<Record<Role, RoleSpec>> = {
     key: { v1: 'rsa1024', v2: 'rsa2048' },
   },
   manager: {
-    description: 'manager who signs warrants for proxy signing (claims 10-11)',
-    keyUsage: signing,
+    description: 'manager who signs warrants for proxy signing (claims 10-11), and revokes them with CRLs',
+    // cRLSign: a manager revokes its own warrants with an X.509 CRL it signs (src/warrant/crl.ts).
+    keyUsage: { ...signing, cRLSign: true },
     extKeyUsage: [OID.ekuWarrantIssuing, OID.clientAuth],
     key: { v1: 'rsa1024', v2: 'rsa2048' },
   },

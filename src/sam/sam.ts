@@ -5,7 +5,8 @@
  * File: { format, version, created, kcv, kdf: {salt, N, r, p}, nonce, data }.
  */
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { checkFieldTypes, DamagedFileError, readJsonObject } from '../util/local-file.js';
 import { deriveCardKeys, type CardKeys } from '../crypto/diversify.js';
 import { QTM_AID } from '../protocol/card-application.js';
 import { InputError, RefusedError } from '../errors.js';
@@ -57,14 +58,24 @@ export function initSam(path: string, passphrase: string, now = new Date()): Sam
   return samOf(masterKey);
 }
 
-export function openSam(path: string, passphrase: string): Sam {
-  let file: SamFile;
-  try {
-    file = JSON.parse(readFileSync(path, 'utf8')) as SamFile;
-  } catch {
-    throw new InputError(`cannot read the SAM ${path}`, 'create one with `qtm sam init --out FILE`');
+/** The SAM file, every field of the type it must have: exit 2 naming the file and field otherwise. */
+function readSamFile(path: string): SamFile {
+  const hint = 'restore the SAM from its backup (a new one derives other card keys)';
+  const o = readJsonObject(path, 'SAM keystore', hint);
+  if (o.format !== FORMAT || o.version !== 1) throw new DamagedFileError(path, 'SAM keystore', `is not a qtm SAM keystore (format "${FORMAT}", version 1)`, hint);
+  checkFieldTypes(path, 'SAM keystore', o, { created: 'string', kcv: 'hex', kdf: 'object', nonce: 'base64', data: 'base64' }, '', hint);
+  checkFieldTypes(path, 'SAM keystore', o.kdf as Record<string, unknown>, { salt: 'base64', N: 'number', r: 'number', p: 'number' }, 'kdf.', hint);
+  const kdf = o.kdf as SamFile['kdf'];
+  if (!Number.isInteger(Math.log2(kdf.N)) || kdf.N < 2 || kdf.N > 1 << 20 || !Number.isInteger(kdf.r) || kdf.r < 1 || kdf.r > 32 || !Number.isInteger(kdf.p) || kdf.p < 1 || kdf.p > 16) {
+    throw new DamagedFileError(path, 'SAM keystore', 'field "kdf" holds scrypt parameters out of range', hint);
   }
-  if (file.format !== FORMAT || file.version !== 1) throw new InputError(`${path} is not a qtm SAM keystore`);
+  if (Buffer.from(o.nonce as string, 'base64').length !== 12) throw new DamagedFileError(path, 'SAM keystore', 'field "nonce" must be 12 bytes', hint);
+  if (Buffer.from(o.data as string, 'base64').length !== 32) throw new DamagedFileError(path, 'SAM keystore', 'field "data" must be 32 bytes (the sealed master key and its tag)', hint);
+  return o as unknown as SamFile;
+}
+
+export function openSam(path: string, passphrase: string): Sam {
+  const file = readSamFile(path);
   const data = Buffer.from(file.data, 'base64');
   let masterKey: Buffer;
   try {
@@ -79,6 +90,6 @@ export function openSam(path: string, passphrase: string): Sam {
 }
 
 export function samInfo(path: string): { kcv: string; created: string } {
-  const file = JSON.parse(readFileSync(path, 'utf8')) as SamFile;
+  const file = readSamFile(path);
   return { kcv: file.kcv, created: file.created };
 }

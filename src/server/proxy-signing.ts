@@ -41,8 +41,10 @@ export class ProxySigning {
     this.o.registry.reloadIfChanged();
     const stored = this.o.registry.get(serial);
     if (!stored?.key) throw new ServiceError('E_WARRANT_GONE', `warrant ${serial} of this transaction is no longer on this server`);
-    const problems = warrantProblems(stored.warrant, {
-      manager: stored.issuerChain[0]!, customer: client.certificates[0]!, customerIssuer: this.customerIssuer(client), at: this.now(), revocations: this.o.registry.revocations(),
+    // X's own signed revocation list (a CRL), checked against what the server saw before.
+    const checked = this.o.registry.revocationList(stored.issuerChain[0]!, this.now());
+    const problems = 'problem' in checked ? [checked.problem] : warrantProblems(stored.warrant, {
+      manager: stored.issuerChain[0]!, customer: client.certificates[0]!, customerIssuer: this.customerIssuer(client), at: this.now(), revocations: checked.list,
     });
     if (problems.length) throw new ServiceError('E_NO_WARRANT', `cannot sign by proxy: ${problems.join('; ')}`);
     return stored.key;

@@ -16,6 +16,7 @@ import type { Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import type { ClientIdentity } from './client-auth.js';
 import { ProxySigning, type ProxyOptions } from './proxy-signing.js';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../protocol/clock.js';
 import { ServiceError } from './service-error.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 
@@ -202,6 +203,15 @@ export class QtmService {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
       if (!same) throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
       return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
+    }
+    // Issue 18 section 4: the record's time is what the card signs; a first message more than T
+    // after it is refused for good, so no record is signed long after its date (a warrant revoked
+    // meanwhile, a card held back). Fair exchanges are bounded by their deadline instead.
+    const age = Math.floor(this.now().getTime() / 1000) - rec.prepared.time;
+    if (!rec.prepared.fair && (rec.abandoned || age > DEFAULT_CLOCK_TOLERANCE_SECONDS)) {
+      const reason = `the record is dated ${new Date(rec.prepared.time * 1000).toISOString()}, ${age} s ago, more than the clock tolerance of ${DEFAULT_CLOCK_TOLERANCE_SECONDS} s`;
+      if (!rec.abandoned) await this.o.store.append({ type: 'abandoned', transactionId, reason, at: this.now().toISOString() });
+      throw new ServiceError('E_RECORD_EXPIRED', `transaction ${transactionId} is abandoned: ${rec.abandoned?.reason ?? reason}; prepare the order again (a new ID and time)`);
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
     const header = this.boundHeader(rec);

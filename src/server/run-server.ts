@@ -37,6 +37,8 @@ export interface ServerParts {
   readonly firstTransactionId?: number;
   /** Told when the receipt key first signs in this store, and at close: keeps its marker. */
   readonly markSigned?: (lastTransactionId: number) => void;
+  /** The server's clock (tests inject a skewed one). */
+  readonly now?: () => Date;
 }
 
 export interface RunningServer {
@@ -68,6 +70,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
+    ...(p.now ? { now: p.now } : {}),
   });
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).

@@ -81,7 +81,18 @@ export interface DeliveredEntry {
   readonly at: string;
 }
 
-export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry | EscrowedEntry | FairAbortIntentEntry | FairAbortedEntry | ResolvedEntry;
+/**
+ * A prepared record the server will never sign: its first message came more than T after the
+ * record's time (issue 18 section 4). Preparing the order again gives a new ID and time.
+ */
+export interface AbandonedEntry {
+  readonly type: 'abandoned';
+  readonly transactionId: number;
+  readonly reason: string;
+  readonly at: string;
+}
+
+export type StoreEntry = PreparedEntry | ConfirmedEntry | RedeliveryEntry | DeliveredEntry | EscrowedEntry | FairAbortIntentEntry | FairAbortedEntry | ResolvedEntry | AbandonedEntry;
 
 export type TransactionState = 'prepared' | 'confirmed' | 'delivered';
 
@@ -100,6 +111,8 @@ export interface TransactionRecord {
   readonly fairAbortIntent?: FairAbortIntentEntry;
   /** Settled at the TTP with its Y: the package was signed without a first message. */
   readonly resolved?: ResolvedEntry;
+  /** Never to be signed: its first message came too late. */
+  readonly abandoned?: AbandonedEntry;
 }
 
 /** What appendSigned answers when the transaction was signed already: the entry that stands. */
@@ -160,6 +173,8 @@ export function fold(record: TransactionRecord | undefined, e: StoreEntry): Tran
       return record && { ...record, fairAbortIntent: e };
     case 'fair-aborted':
       return record && { ...record, fairAborted: e };
+    case 'abandoned':
+      return record && { ...record, abandoned: e };
     case 'resolved':
       // Signed with the Y the TTP gave; the receipt reaches the card later (qtm receipts fetch).
       return record && {

@@ -14,7 +14,8 @@ import { decodePackage, encodeHeader, encodeServerSigned, NO_WARRANT, warrantDig
 import { attestationStatement } from '../protocol/proxy-attestation.js';
 import { validateChain, type ChainResult } from './chain.js';
 import { QtmError } from '../errors.js';
-import type { Revocations } from '../warrant/revocations.js';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../protocol/clock.js';
+import { crlSignatureProblem, verifyCrl, type Crl, type RevocationList } from '../warrant/crl.js';
 import { parseWarrant, warrantProblems, type Warrant } from '../warrant/warrant.js';
 
 export type CheckName =
@@ -80,7 +81,11 @@ export interface WarrantSummary {
   readonly notBefore: string;
   readonly notAfter: string;
   readonly covers: string;
+  /** With --revocations: the list's number and thisUpdate, and what it says of this warrant. */
+  readonly revocation?: { readonly crlNumber: string; readonly thisUpdate: string; readonly status: 'not revoked' | 'revoked' | 'unknown' };
 }
+
+export { DEFAULT_CLOCK_TOLERANCE_SECONDS };
 
 export interface VerifyOptions {
   readonly trustAnchors: readonly X509Certificate[];
@@ -88,8 +93,14 @@ export interface VerifyOptions {
   readonly content?: Buffer;
   /** Evaluate certificate validity at this time instead of the transaction time. */
   readonly at?: Date;
-  /** Revoked warrants: a proxy signature made at or after a revocation fails. */
-  readonly revocations?: Revocations;
+  /**
+   * The warrant issuer X's revocation list (an X.509 CRL, src/warrant/crl.ts), checked here as
+   * signed by party A's certificate. A proxy signature dated later than a revocation minus
+   * `clockToleranceSeconds` fails: a server may have backdated the record by up to that much.
+   */
+  readonly revocations?: Crl;
+  /** T, default 120 s (`qtm sign --clock-tolerance`). */
+  readonly clockToleranceSeconds?: number;
   /**
    * The bundle was rebuilt from the server's own store (`qtm server audit`), which recorded the
    * warrant at prepare time: that stands in for the attestation a package version 2 proxy proof
@@ -275,27 +286,43 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     const customer = parseCertificates(bundle.certificates.partyB);
     if (typeof manager !== 'string' && typeof customer !== 'string') {
       // The warrant must hold at the transaction time, whatever --at says about certificates.
+      // Only X's own signed list says what X revoked (not the server's copy, not anyone else's).
+      let revocations: RevocationList | undefined;
+      const listProblem = options.revocations ? crlSignatureProblem(options.revocations, manager[0]!) : undefined;
+      if (options.revocations && !listProblem) revocations = verifyCrl(options.revocations, manager[0]!);
+      const tolerance = (options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS) * 1000;
+      const time = new Date(pkg.time * 1000);
       const problems = warrantProblems(warrant, {
         manager: manager[0]!, customer: customer[0]!, customerIssuer: chainB?.ok ? chainB.path[1] : undefined,
-        at: new Date(pkg.time * 1000), ...(options.revocations ? { revocations: options.revocations } : {}),
+        at: time, ...(revocations ? { revocations, clockToleranceMs: tolerance } : {}),
       });
+      if (listProblem) problems.push(`${listProblem.message}: give X's own list to --revocations`);
       // A delegating customer's card holds the card-signing and warrant-issuing usages at once:
       // it must never be both the issuer of the warrant and party B.
       if (parsedCertificate(manager[0]!).fingerprint('sha256').equals(parsedCertificate(customer[0]!).fingerprint('sha256'))) {
         problems.push(`the warrant's issuer is party B itself ("${subjectLine(customer[0]!)}"): nobody can sign by proxy with themselves`);
       }
       const direction = (manager[0]!.keyUsage ?? []).includes(OID.ekuCardSigning) ? 'customer' : 'manager';
+      const revokedAt = revocations?.lookup(warrant.serial, revocations.issuerFingerprint);
+      const revocation = revocations ? {
+        crlNumber: revocations.crlNumber.toString(), thisUpdate: revocations.thisUpdate.toISOString(),
+        status: revokedAt && revokedAt.getTime() - tolerance <= time.getTime() ? 'revoked' as const : revocations.thisUpdate < time ? 'unknown' as const : 'not revoked' as const,
+      } : undefined;
       warrantSummary = {
         direction, serial: warrant.serial, onBehalfOf: subjectLine(manager[0]!),
         notBefore: warrant.notBefore.toISOString(), notAfter: warrant.notAfter.toISOString(), covers: subjectLine(customer[0]!),
+        ...(revocation ? { revocation } : {}),
       };
+      const revocationText = !revocation ? ''
+        : revocation.status === 'unknown' ? `, revocation status unknown (revocation list number ${revocation.crlNumber} of ${revocation.thisUpdate} is older than the transaction)`
+          : `, not revoked (revocation list number ${revocation.crlNumber} of ${revocation.thisUpdate})`;
       const server = parseCertificates(bundle.certificates.server);
       const serverName = typeof server === 'string' ? 'the server' : `"${subjectLine(server[0]!)}"`;
       const roles = direction === 'manager'
         ? `for manager "${warrantSummary.onBehalfOf}", customer "${warrantSummary.covers}"`
         : `for customer "${warrantSummary.onBehalfOf}", seller "${warrantSummary.covers}"`;
       add('warrant', problems.length === 0, problems.length === 0
-        ? `signed by ${serverName} on behalf of "${warrantSummary.onBehalfOf}" under warrant ${warrant.serial} (valid from ${warrantSummary.notBefore} to ${warrantSummary.notAfter}, covers "${warrantSummary.covers}"): ${roles}${options.revocations ? ', not revoked' : ''}`
+        ? `signed by ${serverName} on behalf of "${warrantSummary.onBehalfOf}" under warrant ${warrant.serial} (valid from ${warrantSummary.notBefore} to ${warrantSummary.notAfter}, covers "${warrantSummary.covers}"): ${roles}${revocationText}`
         : problems.join('; '));
     }
   }

@@ -3,9 +3,12 @@
  *   NAME-key.pem        a proxy signing key S (PKCS#8, encrypted with QTM_KEY_PASSPHRASE)
  *   NAME.request.pem    its public key: the request a manager turns into a warrant
  *   *.warrant.pem       a warrant followed by its issuer X's certificate (and intermediates)
- *   revocations.json    warrants revoked, with the time (./revocations.ts)
- * Warrants added while the server runs are picked up on the next transaction; revocations are
- * read again before every proxy signature.
+ *   *.crl               each issuer X's revocation list, an X.509 CRL X signs (./crl.ts)
+ *   crl-state.json      the highest list accepted per issuer, and when it came (./crl-state.ts)
+ *   revocations.json    the unsigned list of qtm before CRLs: read only so that none of its
+ *                       entries is lost (X signs them into a CRL with `qtm warrant revoke --import-json`)
+ * Warrants added while the server runs are picked up on the next transaction; revocation lists
+ * are read again before every proxy signature, and without a current list from X none is made.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,12 +16,17 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
 import { decryptPrivateKey, encryptPrivateKey, generateKeyPair, keyFingerprint, type KeySpec } from '../crypto/keys.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
-import { InputError, RefusedError } from '../errors.js';
+import { DecodeError, InputError, RefusedError } from '../errors.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
+import { readLocalFile } from '../util/local-file.js';
+import { crlSignatureProblem, decodeCrl, verifyCrl, type Crl, type RevocationList } from './crl.js';
+import { CRL_STATE_FILE, CrlState } from './crl-state.js';
 import { Revocations } from './revocations.js';
 import { coversCustomer, parseWarrant, warrantProblems, type Warrant } from './warrant.js';
 
-export const REVOCATIONS_FILE = 'revocations.json';
+/** The unsigned JSON list of earlier versions: kept only to migrate it (see above). */
+export const LEGACY_REVOCATIONS_FILE = 'revocations.json';
+const CRL_SUFFIX = '.crl';
 const WARRANT_SUFFIX = '.warrant.pem';
 const KEY_SUFFIX = '-key.pem';
 
@@ -57,9 +65,14 @@ export function readRequest(file: string): KeyObject {
 }
 
 export function readWarrantFile(file: string): Omit<StoredWarrant, 'key'> {
-  const certs = certificatesFromPemBundle(readFileSync(file, 'utf8'), file);
+  const certs = certificatesFromPemBundle(readLocalFile(file, 'warrant').toString('utf8'), file);
   if (certs.length < 2) throw new InputError(`${file} must hold the warrant followed by its issuer's certificate`);
-  return { file, warrant: parseWarrant(certs[0]!), issuerChain: certs.slice(1) };
+  try {
+    return { file, warrant: parseWarrant(certs[0]!), issuerChain: certs.slice(1) };
+  } catch (err) {
+    if (err instanceof DecodeError) throw new InputError(`${file}: ${err.message}`, 'remove it from the warrants folder, or ask its issuer for it again', 'E_FILE_DAMAGED');
+    throw err;
+  }
 }
 
 export class WarrantRegistry {
@@ -114,21 +127,56 @@ export class WarrantRegistry {
     return this.warrants.find((w) => w.warrant.serial === serial.toUpperCase());
   }
 
-  /** Read from disk every time: a revocation counts from the moment `qtm warrant revoke` returns. */
-  revocations(): Revocations {
-    return Revocations.read(join(this.dir, REVOCATIONS_FILE));
+  /** Every `*.crl` in the folder, decoded, or why it does not decode. Read from disk every time. */
+  revocationFiles(): { file: string; crl?: Crl; error?: string }[] {
+    return readdirSync(this.dir).filter((n) => n.endsWith(CRL_SUFFIX)).sort().map((n) => {
+      const file = join(this.dir, n);
+      try {
+        return { file, crl: decodeCrl(readFileSync(file)) };
+      } catch (err) {
+        if (err instanceof DecodeError) return { file, error: err.message };
+        throw err;
+      }
+    });
   }
 
-  revoke(serial: string, at: Date, reason?: string): { serial: string; revokedAt: string } {
-    const w = this.get(serial);
-    if (!w) throw new InputError(`no warrant ${serial} in ${this.dir}`, 'see `qtm warrant list`');
-    const issuer = keyFingerprint(w.issuerChain[0]!.publicKey);
-    const current = this.revocations();
-    const already = current.lookup(w.warrant.serial, issuer);
-    if (already) return { serial: w.warrant.serial, revokedAt: already.toISOString() };
-    const entry = { serial: w.warrant.serial, issuer, revokedAt: at.toISOString(), ...(reason ? { reason } : {}) };
-    current.with(entry).write(join(this.dir, REVOCATIONS_FILE));
-    return entry;
+  /**
+   * X's current revocation list as this server may rely on it at `now`: present, signed by X,
+   * not older than or missing entries of the highest accepted before, not backdating, not past
+   * its nextUpdate, and keeping every entry of a legacy revocations.json. Otherwise the reason.
+   */
+  revocationList(manager: X509Certificate, now: Date): { readonly list: RevocationList } | { readonly problem: string } {
+    const name = manager.subject.replace(/\n/g, ', ');
+    const files = this.revocationFiles();
+    const broken = files.find((f) => f.error);
+    if (broken) return { problem: `${broken.file} is not a usable revocation list (${broken.error})` };
+    const lists: RevocationList[] = [];
+    for (const f of files) {
+      const problem = crlSignatureProblem(f.crl!, manager);
+      if (problem?.kind === 'issuer') continue;
+      if (problem) return { problem: `${f.file}: ${problem.message}` };
+      lists.push(verifyCrl(f.crl!, manager));
+    }
+    if (lists.length === 0) return { problem: `no revocation list from "${name}" in ${this.dir} (X signs one with \`qtm warrant revoke --crl ${join(this.dir, 'NAME.crl')}\`)` };
+    const list = lists.reduce((a, b) => (b.crlNumber > a.crlNumber ? b : a));
+    let state: CrlState;
+    try {
+      state = CrlState.read(join(this.dir, CRL_STATE_FILE));
+    } catch (err) {
+      // Without the highest list seen before, a rolled-back list cannot be told: fail closed.
+      if (err instanceof InputError) return { problem: err.message };
+      throw err;
+    }
+    const problem = state.accept(list, name, now);
+    if (problem) return { problem };
+    for (const legacy of Revocations.read(join(this.dir, LEGACY_REVOCATIONS_FILE)).entries) {
+      if (legacy.issuer !== list.issuerFingerprint) continue;
+      const at = list.lookup(legacy.serial, list.issuerFingerprint);
+      if (!at || at.getTime() > Date.parse(legacy.revokedAt)) {
+        return { problem: `${LEGACY_REVOCATIONS_FILE} revokes warrant ${legacy.serial} at ${legacy.revokedAt}, which the revocation list of "${name}" (number ${list.crlNumber}) does not: have X sign it in with \`qtm warrant revoke --import-json\`` };
+      }
+    }
+    return { list };
   }
 
   /**
@@ -138,8 +186,10 @@ export class WarrantRegistry {
    */
   find(manager: X509Certificate, customer: X509Certificate, customerIssuer: X509Certificate | undefined, at: Date): WarrantLookup {
     this.reloadIfChanged();
-    const revocations = this.revocations();
     const problems: string[] = [];
+    const checked = this.revocationList(manager, at);
+    if ('problem' in checked) return { problems: [checked.problem] };
+    const revocations = checked.list;
     for (const w of this.warrants) {
       if (!w.issuerChain[0]!.raw.equals(manager.raw)) continue;
       if (!coversCustomer(w.warrant.policy, customer, customerIssuer)) continue;

@@ -1,8 +1,8 @@
 /**
- * The list of revoked warrants. The server's copy lives in its warrants folder and is read again
- * before every proxy signature, so a revocation takes effect as soon as `qtm warrant revoke`
- * returns; an auditor gives a copy to `qtm verify --revocations FILE`. A proxy signature made
- * at or after a warrant's revocation time is rejected; one made before stays valid.
+ * The unsigned list of revoked warrants that qtm kept before revocation lists became X.509 CRLs
+ * signed by the warrant's issuer (./crl.ts). Nobody relies on it any more: it is read only to
+ * migrate (the server signs nothing for X while this file names a warrant of X's that X's CRL does
+ * not revoke, and `qtm warrant revoke --import-json` has X sign its entries in). Strict JSON.
  *
  *   {"version":1,"revoked":[{"serial":"<hex>","issuer":"<sha256 of X's key>","revokedAt":"<ISO>","reason":"..."}]}
  */

@@ -4,21 +4,15 @@
  * issued by X's own end-entity certificate to S, subject = X's subject + CN=<serial>, with a
  * critical proxyCertInfo whose ProxyPolicy carries the qtm warrant policy (./policy.ts).
  * `openssl verify -allow_proxy_certs` accepts the chain; the customer list is enforced here.
- *
- *   ProxyCertInfo ::= SEQUENCE { pCPathLenConstraint INTEGER OPTIONAL,   -- 0: S cannot delegate
- *                                proxyPolicy SEQUENCE { policyLanguage OBJECT IDENTIFIER,
- *                                                       policy OCTET STRING OPTIONAL } }
+ * The extension's ASN.1 definition, encoder and decoder are in ../crypto/proxy-cert-info.ts.
  */
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
 import { keyFingerprint } from '../crypto/keys.js';
+import { decodeProxyCertInfo, proxyCertInfoAsn1, type ProxyCertInfo } from '../crypto/proxy-cert-info.js';
 import { OID, oidDerContent } from '../crypto/oids.js';
 import { buildCertificate, buildCertificateWithSigner, randomSerialHex, readExtension, type CertificateRequest } from '../crypto/x509.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { decodePolicy, encodePolicy, type CustomerRef, type WarrantPolicy } from './policy.js';
-import type { Revocations } from './revocations.js';
-
-const { asn1 } = forge;
 
 export interface Warrant {
   readonly certificate: X509Certificate;
@@ -31,13 +25,7 @@ export interface Warrant {
 }
 
 function proxyCertInfo(policy: Buffer): object {
-  const value = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, '\x00'),
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-      asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, oidDerContent(OID.warrantPolicy).toString('binary')),
-      asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, policy.toString('binary')),
-    ]),
-  ]);
+  const value = proxyCertInfoAsn1({ pathLength: 0, policyLanguage: oidDerContent(OID.warrantPolicy), policy });
   return { id: OID.proxyCertInfo, critical: true, value };
 }
 
@@ -86,25 +74,16 @@ export function parseWarrant(certificate: X509Certificate): Warrant {
   const ext = readExtension(certificate, OID.proxyCertInfo);
   if (!ext) throw new DecodeError('warrant', 'the certificate has no RFC 3820 proxyCertInfo extension: it is not a warrant');
   if (!ext.critical) throw new DecodeError('warrant', 'proxyCertInfo must be critical (RFC 3820)');
-  let seq: forge.asn1.Asn1[];
+  let info: ProxyCertInfo;
   try {
-    seq = asn1.fromDer(ext.value.toString('binary')).value as forge.asn1.Asn1[];
-  } catch {
-    throw new DecodeError('warrant', 'proxyCertInfo is not valid DER');
+    info = decodeProxyCertInfo(ext.value);
+  } catch (err) {
+    if (err instanceof DecodeError) throw new DecodeError('warrant', err.message);
+    throw err;
   }
-  let pathLength: number | undefined;
-  if (seq[0]?.type === asn1.Type.INTEGER) {
-    const bytes = Buffer.from(seq.shift()!.value as string, 'binary');
-    if (bytes.length === 0 || bytes.length > 4 || bytes[0]! & 0x80) throw new DecodeError('warrant', 'pCPathLenConstraint is not a small non-negative integer');
-    pathLength = bytes.readUIntBE(0, bytes.length);
-  }
-  const policySeq = seq[0]?.value as forge.asn1.Asn1[] | undefined;
-  if (!Array.isArray(policySeq) || seq.length !== 1) throw new DecodeError('warrant', 'proxyCertInfo must hold one ProxyPolicy');
-  const language = policySeq[0];
-  if (language?.type !== asn1.Type.OID || language.value !== oidDerContent(OID.warrantPolicy).toString('binary')) {
-    throw new DecodeError('warrant', 'the proxy policy is not in the qtm warrant policy language');
-  }
-  const policyBytes = policySeq[1]?.type === asn1.Type.OCTETSTRING ? Buffer.from(policySeq[1].value as string, 'binary') : undefined;
+  const { pathLength } = info;
+  if (!info.policyLanguage.equals(oidDerContent(OID.warrantPolicy))) throw new DecodeError('warrant', 'the proxy policy is not in the qtm warrant policy language');
+  const policyBytes = info.policy;
   if (!policyBytes) throw new DecodeError('warrant', 'the proxy policy is empty');
   const notBefore = new Date(certificate.validFrom);
   const notAfter = new Date(certificate.validTo);
@@ -149,7 +128,14 @@ export interface WarrantContext {
   readonly customerIssuer: X509Certificate | undefined;
   /** The transaction time. */
   readonly at: Date;
-  readonly revocations?: Revocations;
+  /** X's revocation list, verified as X's (./crl.ts). */
+  readonly revocations?: { lookup(serial: string, issuerFingerprint: string): Date | undefined };
+  /**
+   * T, how far a record's time may be off the signer's clock (`qtm sign --clock-tolerance`). A
+   * server may backdate a record by up to T, so a proxy signature dated later than the
+   * revocation time minus T is refused. 0 on the server, which uses its own clock.
+   */
+  readonly clockToleranceMs?: number;
 }
 
 /** Every reason the warrant does not let S sign for X with this customer at this time. */
@@ -167,7 +153,10 @@ export function warrantProblems(w: Warrant, c: WarrantContext): string[] {
   if (t < w.notBefore.getTime()) problems.push(`warrant ${w.serial} is not valid until ${w.notBefore.toISOString()}`);
   if (t > w.notAfter.getTime()) problems.push(`warrant ${w.serial} expired at ${w.notAfter.toISOString()}`);
   const revoked = c.revocations?.lookup(w.serial, keyFingerprint(c.manager.publicKey));
-  if (revoked && revoked.getTime() <= t) problems.push(`warrant ${w.serial} was revoked at ${revoked.toISOString()}`);
+  const tolerance = c.clockToleranceMs ?? 0;
+  if (revoked && revoked.getTime() - tolerance <= t) {
+    problems.push(`warrant ${w.serial} was revoked at ${revoked.toISOString()}${tolerance ? ` (a proxy signature dated later than ${tolerance / 1000} s before that may have been backdated: refused)` : ''}`);
+  }
   if (!coversCustomer(w.policy, c.customer, c.customerIssuer)) {
     problems.push(`warrant ${w.serial} does not cover "${c.customer.subject.replace(/\n/g, ', ')}" (it covers ${describeCustomers(w.policy)})`);
   }

@@ -15,6 +15,8 @@ import { encodeCommand } from '../../src/card/apdu.js';
 import { INS, PSO_CDS_WARRANT } from '../../src/card/app-spec.js';
 import { CardStatusError, SW } from '../../src/card/status-words.js';
 import { warrantTbsProblem } from '../../src/card/virtual/warrant-tbs.js';
+import { crlTbsProblem } from '../../src/card/virtual/crl-tbs.js';
+import { buildTbsCertList, crlPem, issueCrlWithSigner } from '../../src/warrant/crl.js';
 import { issueWarrantWithCard, parseWarrant } from '../../src/warrant/warrant.js';
 import { encodeHeader } from '../../src/protocol/qtm-package.js';
 import { requireTool, tempDir } from '../helpers.js';
@@ -88,5 +90,42 @@ test('property: the warrant check never throws, whatever the bytes', () => {
   const cert = Buffer.from(authority().ca.certificate.raw);
   fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
     assert.equal(typeof warrantTbsProblem(Buffer.from(bytes), cert), 'string');
+  }));
+});
+
+test('the card signs its own revocation list (PSO CDS, P2 AD) and nothing else that way; openssl checks it', async (t) => {
+  const x = await issuedCard({ role: 'manager', holder: 'CN=Xavier Card,O=Shop' });
+  await x.client.select();
+  await x.client.verifyPin(PIN);
+  const content = { crlNumber: 4n, thisUpdate: new Date(), nextUpdate: new Date(Date.now() + HOUR), entries: [{ serial: '1A2B', revocationDate: new Date() }] };
+  const list = await issueCrlWithSigner(content, { certificate: x.issued.certificate, sign: (tbs) => x.client.signCrl(tbs) });
+  assert.equal(list.crlNumber, 4n);
+  // Refused: a TBSCertList naming another issuer, a warrant's TBSCertificate, a pre-QTM package, cut or padded bytes.
+  const other = await issuedCard({ role: 'manager', holder: 'CN=Olga Card,O=Shop' });
+  const foreign = buildTbsCertList(content, other.issued.certificate).tbs;
+  const warrantTbs = buildTbsCertificate({ subject: 'CN=x', publicKey: s.publicKey, notBefore: new Date(), notAfter: new Date(Date.now() + HOUR), isCa: false, keyUsage: { digitalSignature: true }, proxyCommonName: 'AB' }, { certificate: x.issued.certificate, issuerKey: x.issued.certificate.publicKey }).tbs;
+  const pkg = encodeHeader({ version: 2, serverId: Buffer.alloc(32), transactionId: 1, time: 1, contentId: Buffer.alloc(32), fingerprintA: Buffer.alloc(32), fingerprintB: Buffer.alloc(32) });
+  const own = buildTbsCertList(content, x.issued.certificate).tbs;
+  for (const [what, data] of [['another issuer', foreign], ['a warrant', warrantTbs], ['a package', pkg], ['cut', own.subarray(0, own.length - 1)], ['trailing', Buffer.concat([own, Buffer.of(0)])]] as const) {
+    await assert.rejects(x.client.signCrl(data), refusedWith(SW.WRONG_DATA), what);
+  }
+  const customer = await issuedCard();
+  await customer.client.select();
+  await customer.client.verifyPin(PIN);
+  await assert.rejects(customer.client.signCrl(buildTbsCertList(content, customer.issued.certificate).tbs), refusedWith(SW.CONDITIONS_NOT_SATISFIED), 'a customer card that may not delegate signs no list');
+  if (!requireTool(t, 'openssl', 'apt-get install openssl')) return;
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'x.pem'), x.issued.certificate.toString());
+  writeFileSync(join(dir, 'x.crl'), crlPem(list.der));
+  const r = spawnSync('openssl', ['crl', '-in', join(dir, 'x.crl'), '-CAfile', join(dir, 'x.pem'), '-noout', '-text'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /verify OK/);
+  assert.match(r.stdout, /CRL Number: \s+4\b[\s\S]*Serial Number: 1A2B/);
+});
+
+test('property: the CRL check never throws, whatever the bytes', () => {
+  const cert = Buffer.from(authority().ca.certificate.raw);
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+    assert.equal(typeof crlTbsProblem(Buffer.from(bytes), cert), 'string');
   }));
 });

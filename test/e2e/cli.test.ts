@@ -205,7 +205,7 @@ test('qtm demo runs end to end and verifies; --json is machine-readable', () => 
   assert.match(human.stdout, /Both sides now hold proof of the same record/);
 });
 
-test('qtm demo --proxy: a proxy-signed transaction under a warrant, and a customer without one refused', () => {
+test('qtm demo --proxy: a proxy-signed transaction under a warrant, and a customer without one refused', (t) => {
   const dir2 = mkdtempSync(join(tmpdir(), 'qtm-demo-proxy-'));
   try {
     const r = qtm(['demo', '--proxy', '--json', '--keep', dir2]);
@@ -221,13 +221,26 @@ test('qtm demo --proxy: a proxy-signed transaction under a warrant, and a custom
     const list = JSON.parse(qtm(['warrant', 'list', '--dir', join(dir2, 'warrants'), '--json']).stdout);
     assert.equal(list[0].serial, j.proxy.warrant);
     assert.equal(list[0].state, 'valid');
-    const revoke = qtm(['warrant', 'revoke', '--dir', join(dir2, 'warrants'), j.proxy.warrant, '--reason', 'demo over']);
+    // X's first list (number 1, empty) predates the transaction: valid, revocation status unknown.
+    const crl = join(dir2, 'warrants', 'xavier.crl');
+    const early = qtm(['verify', j.bundleFile, '--trust', join(dir2, 'ca', 'ca.pem'), '--revocations', crl]);
+    assert.equal(early.status, 0, early.stdout + early.stderr);
+    assert.match(early.stdout, /under warrant [0-9A-F]{32} .*(revocation status unknown|not revoked) \(revocation list number 1 of \d{4}-[^)]*\)/);
+    const revoke = qtm(['warrant', 'revoke', '--issuer', join(dir2, 'xavier'), '--crl', crl, j.proxy.warrant, '--json'], { env: { QTM_KEY_PASSPHRASE: 'qtm-demo-only' } });
     assert.equal(revoke.status, 0, revoke.stderr);
+    assert.equal(JSON.parse(revoke.stdout).crlNumber, '2');
     assert.match(qtm(['warrant', 'list', '--dir', join(dir2, 'warrants')]).stdout, /revoked \d{4}-/);
-    // Signed before the revocation: still valid with the list.
-    const after = qtm(['verify', j.bundleFile, '--trust', join(dir2, 'ca', 'ca.pem'), '--revocations', join(dir2, 'warrants', 'revocations.json')]);
-    assert.equal(after.status, 0, after.stdout + after.stderr);
-    assert.match(after.stdout, /party A {2}signed by .* on behalf of "CN=Xavier Sales, O=Example Shop" under warrant [0-9A-F]{32} .*not revoked; signed fields 1-7/);
+    // openssl, which no one here wrote, reads the list and checks X's signature on it.
+    if (requireTool(t, 'openssl', 'apt-get install openssl')) {
+      const text = spawnSync('openssl', ['crl', '-in', crl, '-CAfile', join(dir2, 'xavier.pem'), '-noout', '-text'], { encoding: 'utf8' });
+      assert.equal(text.status, 0, text.stderr);
+      assert.match(text.stderr, /verify OK/);
+      assert.match(text.stdout, new RegExp(`X509v3 CRL Number: \\s+2\\b[\\s\\S]*Serial Number: ${j.proxy.warrant}`));
+    }
+    // Signed less than T = 120 s before the revocation: the server may have backdated it, so it fails.
+    const after = qtm(['verify', j.bundleFile, '--trust', join(dir2, 'ca', 'ca.pem'), '--revocations', crl]);
+    assert.equal(after.status, 1, after.stdout + after.stderr);
+    assert.match(after.stdout, /was revoked at .*may have been backdated: refused/);
   } finally {
     rmSync(dir2, { recursive: true, force: true });
   }
@@ -257,7 +270,10 @@ test('qtm warrant request / issue / list / revoke, and qtm server start --warran
   bad(['warrant', 'issue', '--issuer', join(dir, 'keys', 'xavier'), '--request', request.requestFile, '--customer', join(dir, 'alice-card.pem'), '--out', join(w, 'x.pem')], 2, /must end in \.warrant\.pem/);
   bad(['warrant', 'issue', '--issuer', join(dir, 'keys', 'xavier'), '--request', request.requestFile, '--out', join(w, 'none.warrant.pem')], 2, /must name at least one customer/);
   bad(['warrant', 'issue', '--issuer', join(dir, 'receipts'), '--request', request.requestFile, '--customer', join(dir, 'alice-card.pem'), '--out', join(w, 'notx.warrant.pem')], 1, /not a manager/);
-  bad(['warrant', 'revoke', '--dir', w, 'ABCDEF'], 2, /no warrant ABCDEF/);
+  bad(['warrant', 'revoke', '--issuer', join(dir, 'keys', 'xavier'), '--crl', join(w, 'xavier.crl'), 'NOT-HEX'], 2, /"NOT-HEX" is not a warrant serial/);
+  bad(['warrant', 'revoke', '--crl', join(w, 'xavier.crl'), 'ABCDEF'], 2, /give X's key as --issuer PREFIX/);
+  assert.ok(!existsSync(join(w, 'xavier.crl')), 'no list without X\'s key');
+  ok(['warrant', 'revoke', '--issuer', join(dir, 'keys', 'xavier'), '--crl', join(w, 'xavier.crl')]);
   bad(['server', 'start', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store-x'), '--warrants', w], 2, /--warrants and --on-behalf-of go together/);
   assert.ok(!existsSync(join(w, 'none.warrant.pem')) && !existsSync(join(w, 'notx.warrant.pem')));
 
@@ -269,7 +285,7 @@ test('qtm warrant request / issue / list / revoke, and qtm server start --warran
     const signed = JSON.parse(ok(['sign', '--server', proxyServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'NOTEBOOK:1', '--yes', '--json']));
     const report = ok(['verify', signed.proof, '--trust', join(dir, 'ca', 'ca.pem')]);
     assert.match(report, new RegExp(`on behalf of "CN=Xavier CLI, O=CLI Shop" under warrant ${issued.serial}`));
-    ok(['warrant', 'revoke', '--dir', w, issued.serial]);
+    ok(['warrant', 'revoke', '--issuer', join(dir, 'keys', 'xavier'), '--crl', join(w, 'xavier.crl'), issued.serial]);
     const refused = qtm(['sign', '--server', proxyServer.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'NOTEBOOK:1', '--yes'], { env });
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, new RegExp(`403 E_NO_WARRANT.*warrant ${issued.serial} was revoked at`));
@@ -293,8 +309,22 @@ test('qtm warrant issue --issuer-card: manager X keeps the key on a card', () =>
   const ok = run(args);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(JSON.parse(ok.stdout).onBehalfOf, /^CN=Xavier Card, O=CLI Shop, serialNumber=[0-9A-F]{16}$/);
+  assert.equal(JSON.parse(run(['warrant', 'list', '--dir', w, '--json']).stdout)[0].state, 'revocations unknown', 'no list from X yet');
+  // The card signs X's revocation list (PSO COMPUTE DIGITAL SIGNATURE (CRL)), naming its own subject.
+  const crl = join(w, 'xavier.crl');
+  const revoked = run(['warrant', 'revoke', '--issuer-card', '--card', join(dir, 'xavier.card.json'), '--crl', crl, '--json']);
+  assert.equal(revoked.status, 0, revoked.stderr);
+  assert.deepEqual(JSON.parse(revoked.stdout).revoked, []);
   const list = JSON.parse(run(['warrant', 'list', '--dir', w, '--json']).stdout);
   assert.equal(list[0].state, 'valid');
+  assert.equal(list[0].crlNumber, '1');
+  const serial = JSON.parse(ok.stdout).serial;
+  assert.equal(run(['warrant', 'revoke', '--issuer-card', '--card', join(dir, 'xavier.card.json'), '--crl', crl, serial]).status, 0);
+  assert.match(JSON.parse(run(['warrant', 'list', '--dir', w, '--json']).stdout)[0].state, /^revoked /);
+  // Another card's key cannot extend X's list: the list on file is not its own.
+  const other = run(['warrant', 'revoke', '--issuer-card', '--card', join(dir, 'alice.card.json'), '--crl', crl]);
+  assert.equal(other.status, 2, other.stderr);
+  assert.match(other.stderr, /xavier\.crl: .*revocation list is not issued by "CN=Alice/);
   // A customer's card is not a manager's: refused before anything is signed.
   const notManager = run(['warrant', 'issue', '--issuer-card', '--card', join(dir, 'alice.card.json'), '--request', request.requestFile, '--customer', join(dir, 'alice-card2.pem'), '--out', join(w, 'x.warrant.pem')]);
   assert.equal(notManager.status, 1);

@@ -19,6 +19,7 @@ import { OID } from '../../src/crypto/oids.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { createRequest, readRequest, WarrantRegistry } from '../../src/warrant/registry.js';
 import { issueWarrantWithCard } from '../../src/warrant/warrant.js';
+import { crlPem, issueCrlWithSigner } from '../../src/warrant/crl.js';
 import { keyFingerprint } from '../../src/crypto/keys.js';
 import { makeWorld, newCard, PIN, PUK, transact, type World } from './env.js';
 
@@ -52,6 +53,11 @@ test('the buyer\'s card issues a warrant naming a seller; the server signs for t
     notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000),
   });
   writeFileSync(join(warrantsDir, 'seller.warrant.pem'), [w, buyer.certificate].map((c) => c.toString()).join(''));
+  // The buyer's card also signs the buyer's revocation list (cRLSign): none, no proxy signature.
+  await assert.rejects(transact(world, seller), (e) => /403 .*no revocation list from "CN=Yara Buyer|no revocation list from "CN=Yara Buyer/.test(((e instanceof StepError ? e.cause : e) as Error).message));
+  const now = new Date();
+  const list = await issueCrlWithSigner({ crlNumber: 1n, thisUpdate: now, nextUpdate: new Date(now.getTime() + 3_600_000), entries: [] }, { certificate: buyer.certificate, sign: (tbs) => buyer.client.signCrl(tbs) });
+  writeFileSync(join(warrantsDir, 'yara.crl'), crlPem(list.der));
 
   const r = await transact(world, seller);
   const report = verifyBundle(r.bundle, { trustAnchors: [world.ca.certificate] });

@@ -16,7 +16,7 @@ import { memoryCa, memorySigner } from '../../src/proof/sample.js';
 import { PROFILES } from '../../src/protocol/profile.js';
 import { verifyBundle } from '../../src/verify/verify-bundle.js';
 import { issueWarrant, parseWarrant } from '../../src/warrant/warrant.js';
-import { Revocations } from '../../src/warrant/revocations.js';
+import { crlPem, issueCrl, type Crl } from '../../src/warrant/crl.js';
 import type { CustomerRef } from '../../src/warrant/policy.js';
 import { encodeBundle, type ProofBundle } from '../../src/bundle/proof-bundle.js';
 import { DecodeError } from '../../src/errors.js';
@@ -43,7 +43,7 @@ async function proxyProof(w: X509Certificate, customer = yara, time = now): Prom
   return { ...bundle, certificates: { ...bundle.certificates, partyA: [xavier.certificate.toString()] }, warrants: [w.toString()] };
 }
 
-const failed = (b: ProofBundle, opts: { revocations?: Revocations } = {}) => verifyBundle(b, { trustAnchors: [ca.certificate], ...opts }).failures.map((f) => `${f.name}: ${f.detail}`).join('\n');
+const failed = (b: ProofBundle, opts: { revocations?: Crl; clockToleranceSeconds?: number } = {}) => verifyBundle(b, { trustAnchors: [ca.certificate], ...opts }).failures.map((f) => `${f.name}: ${f.detail}`).join('\n');
 
 test('a proxy signature verifies and says on whose behalf, under which warrant, covering whom', async () => {
   const w = warrant();
@@ -64,17 +64,44 @@ test('expired and not-yet-valid warrants fail at the transaction time', async ()
   assert.match(failed(await proxyProof(warrant({ from: new Date(now.getTime() + HOUR), to: new Date(now.getTime() + 2 * HOUR) }))), /not valid until/);
 });
 
-test('a revoked warrant fails for signatures made at or after the revocation, not before', async () => {
+/** X's signed revocation list (src/warrant/crl.ts) revoking these serials at these times. */
+function crl(entries: { serial: string; revocationDate: Date }[], o: { thisUpdate?: Date; issuer?: typeof xavier; crlNumber?: bigint } = {}) {
+  const thisUpdate = o.thisUpdate ?? new Date(now.getTime() + 10 * 60_000);
+  return issueCrl({ crlNumber: o.crlNumber ?? 1n, thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + HOUR), entries }, o.issuer ?? xavier);
+}
+
+test('a revoked warrant fails for signatures dated later than the revocation minus T, not before', async () => {
   const w = warrant();
   const serial = w.serialNumber.toUpperCase();
-  const issuer = keyFingerprint(xavier.certificate.publicKey);
-  const before = new Revocations([{ serial, issuer, revokedAt: new Date(now.getTime() - 60_000).toISOString() }]);
-  const after = new Revocations([{ serial, issuer, revokedAt: new Date(now.getTime() + 60_000).toISOString() }]);
   const b = await proxyProof(w);
-  assert.match(failed(b, { revocations: before }), /was revoked at/);
-  assert.equal(failed(b, { revocations: after }), '');
-  // Another manager's revocation of the same serial does not count.
-  assert.equal(failed(b, { revocations: new Revocations([{ serial, issuer: 'ab'.repeat(32), revokedAt: new Date(0).toISOString() }]) }), '');
+  const at = (ms: number) => [{ serial, revocationDate: new Date(now.getTime() + ms) }];
+  assert.match(failed(b, { revocations: crl(at(-60_000)) }), /was revoked at/);
+  assert.equal(failed(b, { revocations: crl(at(180_000)) }), '', 'revoked 3 minutes after the record: valid');
+  // Revoked 60 s after the record's time: within T = 120 s, the server may have backdated it.
+  assert.match(failed(b, { revocations: crl(at(60_000)) }), /was revoked at .*may have been backdated: refused/);
+  assert.equal(failed(b, { revocations: crl(at(60_000)), clockToleranceSeconds: 30 }), '', 'with T = 30 s it is not');
+  const report = verifyBundle(b, { trustAnchors: [ca.certificate], revocations: crl([], { crlNumber: 7n }) });
+  assert.match(report.checks.find((c) => c.name === 'warrant')!.detail, /not revoked \(revocation list number 7 of \d{4}-.*\)/);
+  assert.equal(report.warrant?.revocation?.crlNumber, '7');
+});
+
+test('only X\'s own list counts: another manager\'s list of the same serial fails the check, it is not applied', async () => {
+  const other = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Olga Other,O=Example Shop' });
+  const w = warrant();
+  const b = await proxyProof(w);
+  const m = failed(b, { revocations: crl([], { issuer: other }) });
+  assert.match(m, /warrant: .*the revocation list is not issued by "CN=Xavier Manager, O=Example Shop": give X's own list to --revocations/);
+  // A list with X's name whose signature is another key's: forged.
+  const impostor = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Manager,O=Example Shop' });
+  assert.match(failed(b, { revocations: crl([], { issuer: impostor }) }), /naming "CN=Xavier Manager, O=Example Shop" is not signed by its key/);
+});
+
+test('a list older than the transaction says "revocation status unknown"', async () => {
+  const b = await proxyProof(warrant());
+  const report = verifyBundle(b, { trustAnchors: [ca.certificate], revocations: crl([], { thisUpdate: new Date(now.getTime() - HOUR), crlNumber: 3n }) });
+  assert.equal(report.valid, true);
+  assert.match(report.checks.find((c) => c.name === 'warrant')!.detail, /revocation status unknown \(revocation list number 3 of .* is older than the transaction\)/);
+  assert.equal(report.warrant?.revocation?.status, 'unknown');
 });
 
 test('a forged warrant (same name as X, another key) and a widened one (policy edited) fail', async () => {
@@ -159,4 +186,34 @@ test('the documented openssl-only script checks a proxy proof, and refuses one f
   const bad = spawnSync('sh', [script, join(dir, 'zed.json'), join(dir, 'ca.pem')], { encoding: 'utf8' });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /the warrant does not name party B's key/);
+});
+
+test('verify-with-openssl.sh checks X\'s CRL with `openssl crl -CAfile` and compares the dates itself, as qtm verify does', async (t) => {
+  if (!requireTool(t, 'openssl', 'apt-get install openssl') || !requireTool(t, 'jq', 'apt-get install jq')) return;
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'ca.pem'), ca.certificate.toString());
+  const w = warrant();
+  const serial = w.serialNumber.toUpperCase();
+  const b = await proxyProof(w);
+  writeFileSync(join(dir, 'good.json'), encodeBundle(b));
+  const other = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Olga Other,O=Example Shop' });
+  const impostor = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Manager,O=Example Shop' });
+  const lists: [string, Crl, RegExp | null][] = [
+    ['clean', crl([], { crlNumber: 5n }), /revocation: list 0x05 of .*: warrant [0-9A-F]+ not revoked: OK/],
+    ['old', crl([], { thisUpdate: new Date(now.getTime() - HOUR) }), /revocation status unknown/],
+    ['revoked', crl([{ serial, revocationDate: new Date(now.getTime() - 60_000) }]), null],
+    ['within-t', crl([{ serial, revocationDate: new Date(now.getTime() + 60_000) }]), null],
+    ['other', crl([], { issuer: other }), null],
+    ['impostor', crl([], { issuer: impostor }), null],
+  ];
+  const script = join(ROOT, 'docs', 'verify-with-openssl.sh');
+  for (const [name, list, ok] of lists) {
+    const file = join(dir, `${name}.crl`);
+    writeFileSync(file, name === 'clean' ? list.der : crlPem(list.der)); // DER and PEM both read
+    const o = spawnSync('sh', [script, join(dir, 'good.json'), join(dir, 'ca.pem'), file], { encoding: 'utf8' });
+    const q = verifyBundle(b, { trustAnchors: [ca.certificate], revocations: list });
+    assert.equal(o.status === 0, q.valid, `${name}: openssl and qtm agree: ${o.stdout}${o.stderr}`);
+    if (ok) assert.match(o.stdout, ok, name);
+    else assert.match(o.stderr, name === 'other' || name === 'impostor' ? /is not signed by party A/ : /was revoked at .* minus 120 s is refused/, name);
+  }
 });

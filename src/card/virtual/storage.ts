@@ -8,8 +8,9 @@
  * is gone), and reads the card afresh under it, so no process writes back a state another has
  * changed, and no PIN try is checked without being counted.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { checkFieldTypes, DamagedFileError, parseJsonObject, readLocalFile } from '../../util/local-file.js';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { dirname } from 'node:path';
 import { ensureParentDir, removeStaleTemps, writeFileAtomic } from '../../util/fs.js';
 import { lockWait, unlock } from '../../util/lock-file.js';
@@ -47,6 +48,43 @@ export interface CardStorage {
 
 /** How long an APDU waits for a card file another live process is using. */
 export const CARD_LOCK_TIMEOUT_MS = 30_000;
+
+const CARD_HINT = 'restore the card file from a backup; a damaged card is never repaired in place';
+
+/**
+ * Every field of a card file of the type it must have, the certificate a valid X.509 one: a
+ * damaged file is exit 2 naming it and the field, never a card error or an exception.
+ */
+export function checkCardImage(path: string, o: Record<string, unknown>): CardImage {
+  const bad = (problem: string): never => {
+    throw new DamagedFileError(path, 'virtual card', problem, CARD_HINT);
+  };
+  if (o.format !== CARD_FILE_FORMAT || o.version !== 1) bad(`is not a qtm virtual card (format "${CARD_FILE_FORMAT}", version 1)`);
+  checkFieldTypes(path, 'virtual card', o, {
+    serial: 'hex', profileVersion: 'number', lifecycle: 'string', slotCount: 'number', slots: 'array',
+    publicKey: 'base64?', certificate: 'base64?', pinTriesLeft: 'number?', pukTriesLeft: 'number?',
+    wrappedByPin: 'object?', wrappedByPuk: 'object?', secrets: 'object?', cardKeysPresent: 'boolean?',
+  }, '', CARD_HINT);
+  if ((o.serial as string).length !== 16) bad('field "serial" must be 16 hex digits');
+  if (![0, 1, 2].includes(o.profileVersion as number)) bad('field "profileVersion" must be 0, 1 or 2');
+  if (o.lifecycle !== 'personalisation' && o.lifecycle !== 'operational') bad('field "lifecycle" must be "personalisation" or "operational"');
+  const slots = o.slots as unknown[];
+  if (!Number.isInteger(o.slotCount) || (o.slotCount as number) < 1 || (o.slotCount as number) > 255 || slots.length !== o.slotCount) bad('fields "slotCount" and "slots" do not agree');
+  slots.forEach((v, i) => {
+    if (v !== null && (typeof v !== 'string' || !/^[0-9a-fA-F]+$/.test(v))) bad(`field "slots[${i}]" must be null or hex text`);
+  });
+  for (const k of ['wrappedByPin', 'wrappedByPuk', 'secrets'] as const) {
+    if (o[k] !== undefined) checkFieldTypes(path, 'virtual card', o[k] as Record<string, unknown>, { nonce: 'base64', data: 'base64', ...(k === 'secrets' ? {} : { salt: 'base64' }) }, `${k}.`, CARD_HINT);
+  }
+  if (o.certificate !== undefined) {
+    try {
+      new X509Certificate(Buffer.from(o.certificate as string, 'base64'));
+    } catch {
+      bad('field "certificate" is not a valid X.509 certificate (truncated or damaged)');
+    }
+  }
+  return o as unknown as CardImage;
+}
 
 export function blankImage(slotCount: number): CardImage {
   const serial = randomBytes(8);
@@ -129,16 +167,16 @@ export class FileStorage implements CardStorage {
   }
 
   load(): CardImage {
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch {
-      throw new InputError(`no virtual card at ${this.path}`, 'create one with `qtm card issue --card FILE` or check the path');
-    }
-    const image = JSON.parse(text) as CardImage;
-    if (image.format !== CARD_FILE_FORMAT || image.version !== 1) throw new InputError(`${this.path} is not a qtm virtual card`);
+    if (!existsSync(this.path)) throw new InputError(`no virtual card at ${this.path}`, 'create one with `qtm card issue --card FILE` or check the path');
+    const text = readLocalFile(this.path, 'virtual card', CARD_HINT).toString('utf8');
+    // Every APDU loads the card: the full check (certificate parse included) runs once per content.
+    if (text === this.checkedText) return JSON.parse(text) as CardImage;
+    const image = checkCardImage(this.path, parseJsonObject(text, this.path, 'virtual card', CARD_HINT));
+    this.checkedText = text;
     return image;
   }
+
+  private checkedText: string | undefined;
 
   save(image: CardImage): void {
     writeFileAtomic(this.path, JSON.stringify(image, null, 1) + '\n', 0o600);

@@ -9,7 +9,7 @@ import { createPublicKey, createPrivateKey, createHash, generateKeyPairSync, ran
 import { decodeCommand, encodeResponse, CLA_CHAINING, type CommandApdu } from '../apdu.js';
 import { SW } from '../status-words.js';
 import {
-  ATR, AUTH_PREFIX, CLA_ISO, CLA_PROPRIETARY, INS, MAX_SLOTS, PIN_REF, PIN_TRIES, PSO_CDS, PSO_CDS_WARRANT, PUK_TRIES, QTM_AID,
+  ATR, AUTH_PREFIX, CLA_ISO, CLA_PROPRIETARY, INS, MAX_SLOTS, PIN_REF, PIN_TRIES, PSO_CDS, PSO_CDS_CRL, PSO_CDS_WARRANT, PUK_TRIES, QTM_AID,
   READ_RECORD_ALL, READ_RECORD_ONE, STATUS_LENGTH, TAG, decodePinBlock, encodeStatus, isValidPin, isValidPuk,
 } from '../app-spec.js';
 import { CHALLENGE_LENGTH, openRecord, storageProof } from '../../crypto/secure-write.js';
@@ -18,6 +18,7 @@ import { decodeHeader } from '../../protocol/qtm-package.js';
 import { profileByPackageVersion, profileOfCard } from '../../protocol/profile.js';
 import type { CardImage, CardStorage } from './storage.js';
 import { OID } from '../../crypto/oids.js';
+import { crlTbsProblem } from './crl-tbs.js';
 import { warrantTbsProblem } from './warrant-tbs.js';
 import { newCardKey, openSecrets, sealSecrets, unwrapCardKey, wrapCardKey, type CardSecrets } from './vault.js';
 
@@ -96,9 +97,9 @@ export class VirtualCard {
     if (cmd.ins === INS.GET_RESPONSE && claBase === CLA_ISO) return this.getResponse(cmd);
     this.pendingResponse = undefined;
 
-    // Command chaining (ISO 7816-4 5.3.3): only PUT DATA and signing a warrant take more than 255 bytes.
+    // Command chaining (ISO 7816-4 5.3.3): only PUT DATA and signing a warrant or a CRL take more than 255 bytes.
     if (cmd.cla & CLA_CHAINING) {
-      const warrant = cmd.ins === INS.PSO && cmd.p1 === PSO_CDS_WARRANT.p1 && cmd.p2 === PSO_CDS_WARRANT.p2;
+      const warrant = cmd.ins === INS.PSO && cmd.p1 === PSO_CDS_WARRANT.p1 && (cmd.p2 === PSO_CDS_WARRANT.p2 || cmd.p2 === PSO_CDS_CRL.p2);
       if (cmd.ins !== INS.PUT_DATA && !warrant) return fail(SW.FUNCTION_NOT_SUPPORTED);
       if (this.chain && (this.chain.ins !== cmd.ins || this.chain.p1 !== cmd.p1 || this.chain.p2 !== cmd.p2)) {
         this.chain = undefined;
@@ -415,6 +416,7 @@ export class VirtualCard {
 
   private computeSignature(image: CardImage, cmd: CommandApdu): Reply {
     if (cmd.p1 === PSO_CDS_WARRANT.p1 && cmd.p2 === PSO_CDS_WARRANT.p2) return this.signWarrant(image, cmd);
+    if (cmd.p1 === PSO_CDS_CRL.p1 && cmd.p2 === PSO_CDS_CRL.p2) return this.signWarrant(image, cmd, crlTbsProblem);
     if (cmd.p1 !== PSO_CDS.p1 || cmd.p2 !== PSO_CDS.p2) return fail(SW.WRONG_P1P2);
     const ctx = this.signingContext(image);
     if ('sw' in ctx) return ctx;
@@ -431,13 +433,16 @@ export class VirtualCard {
     return ok(sign(ctx.hash, cmd.data, ctx.key));
   }
 
-  /** Only a manager's card signs warrants, and only warrants it issues (./warrant-tbs.ts). */
-  private signWarrant(image: CardImage, cmd: CommandApdu): Reply {
+  /**
+   * Only a card that issues warrants signs them, and only warrants it issues (./warrant-tbs.ts);
+   * the same card signs its own revocation lists, and only those (./crl-tbs.ts).
+   */
+  private signWarrant(image: CardImage, cmd: CommandApdu, problem: (tbs: Buffer, cert: Buffer) => string | undefined = warrantTbsProblem): Reply {
     const ctx = this.signingContext(image);
     if ('sw' in ctx) return ctx;
     const cert = image.certificate ? Buffer.from(image.certificate, 'base64') : undefined;
     if (!cert || !(new X509Certificate(cert).keyUsage ?? []).includes(OID.ekuWarrantIssuing)) return fail(SW.CONDITIONS_NOT_SATISFIED);
-    if (warrantTbsProblem(Buffer.from(cmd.data), cert)) return fail(SW.WRONG_DATA);
+    if (problem(Buffer.from(cmd.data), cert)) return fail(SW.WRONG_DATA);
     return ok(sign('sha256', cmd.data, ctx.key));
   }
 

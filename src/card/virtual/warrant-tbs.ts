@@ -4,10 +4,12 @@
  * issuer = the card certificate's subject, subject = that name + one CN, a critical
  * proxyCertInfo with path length 0 in the qtm warrant policy language, and not a CA. So the
  * card's key signs nothing but warrants here, and its package-signing command stays the only way
- * to sign a transaction. Read with forge's ASN.1 decoder (node has no API for it).
+ * to sign a transaction. Read with forge's ASN.1 decoder (node has no API for it); the
+ * proxyCertInfo itself with ../../crypto/proxy-cert-info.ts, as the warrant's reader does.
  */
 import forge from 'node-forge';
 import { OID, oidDerContent } from '../../crypto/oids.js';
+import { decodeProxyCertInfo, type ProxyCertInfo } from '../../crypto/proxy-cert-info.js';
 
 const { asn1 } = forge;
 type Node = forge.asn1.Asn1;
@@ -40,7 +42,7 @@ export function warrantTbsProblem(tbs: Buffer, cardCertificate: Buffer): string 
   const last = children(children(subjectRdns[subjectRdns.length - 1])[0]);
   if (children(subjectRdns[subjectRdns.length - 1]).length !== 1 || last[0]?.value !== CN) return 'subject is not the issuer plus one CN';
 
-  let proxy: Node[] | undefined;
+  let proxy: ProxyCertInfo | undefined;
   for (const ext of children(children(t[7])[0])) {
     const [id, maybeCritical, value] = children(ext);
     const critical = maybeCritical?.type === asn1.Type.BOOLEAN && maybeCritical.value === '\xff';
@@ -48,9 +50,9 @@ export function warrantTbsProblem(tbs: Buffer, cardCertificate: Buffer): string 
     if (id?.value === oidDerContent(OID.proxyCertInfo).toString('binary')) {
       if (!critical) return 'proxyCertInfo is not critical';
       try {
-        proxy = children(asn1.fromDer(octets));
-      } catch {
-        return 'proxyCertInfo is not DER';
+        proxy = decodeProxyCertInfo(Buffer.from(octets, 'binary'));
+      } catch (err) {
+        return err instanceof Error ? err.message : 'proxyCertInfo is not DER';
       }
     }
     if (id?.value === BASIC_CONSTRAINTS) {
@@ -63,7 +65,7 @@ export function warrantTbsProblem(tbs: Buffer, cardCertificate: Buffer): string 
     }
   }
   if (!proxy) return 'not a proxy certificate (no proxyCertInfo)';
-  if (proxy.length !== 2 || proxy[0]!.type !== asn1.Type.INTEGER || proxy[0]!.value !== '\x00') return 'path length must be 0';
-  if (children(proxy[1])[0]?.value !== oidDerContent(OID.warrantPolicy).toString('binary')) return 'policy language is not the qtm warrant policy';
+  if (proxy.pathLength !== 0) return 'path length must be 0';
+  if (!proxy.policyLanguage.equals(oidDerContent(OID.warrantPolicy))) return 'policy language is not the qtm warrant policy';
   return undefined;
 }
