@@ -164,7 +164,9 @@ Reads the store without locking it, so it can run beside the server.
     .option('--json', 'print as JSON')
     .addHelpText('after', `
 Reads the store without locking it, so it can run beside the server.
-Exit codes: 0 everything verifies, 1 some record is tampered with, 2 unusable input.
+Card serials stored with more than one card key (a second card made with a known serial) are
+listed and count as findings.
+Exit codes: 0 everything verifies, 1 some record is tampered with or a serial has two keys, 2 unusable input.
 ` + examples('qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem'))
     .action(async (o: { store: string; signerCert: string; trust: string; json?: boolean }) => {
       const signer = certificatesFromPemBundle(readFileSync(o.signerCert, 'utf8'), o.signerCert).map((c) => c.toString());
@@ -176,13 +178,16 @@ Exit codes: 0 everything verifies, 1 some record is tampered with, 2 unusable in
       const report = auditStore(store, signer, trust, (done) => progress.tick(done));
       progress.done();
       await store.close();
-      const bad = report.tampered.length + report.damagedLines.length;
+      const bad = report.tampered.length + report.damagedLines.length + report.sharedSerials.length;
       if (o.json) out.json(report);
       else {
         out.line(`${report.total} transactions: ${report.byState.delivered} delivered, ${report.byState.confirmed} signed but not acknowledged, ${report.byState.prepared} prepared only`);
         out.line(bad ? out.colour.red(`${bad} TAMPERED:`) : out.colour.green('every stored record verifies'));
         for (const line of report.damagedLines) out.line(`  line ${line} of the log is not a readable entry`);
         for (const t of report.tampered) out.line(`  transaction ${t.transactionId} (${t.state}): ${t.problems.join('; ')}`);
+        for (const c of report.sharedSerials) {
+          out.line(`  card serial ${c.serial} was used with ${c.keys.length} card keys (a second card made with its serial): ${c.keys.map((k) => `key ${k.cardKey.slice(0, 16)}… transactions ${k.transactions.join(',')}`).join('; ')}`);
+        }
       }
       process.exitCode = bad ? 1 : 0;
     });

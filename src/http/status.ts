@@ -20,6 +20,7 @@ export const HTTP_STATUS: { readonly [C in ErrorCode]?: number } = {
   E_NO_WARRANT: 403,
   E_CLIENT_AUTH: 403,
   E_CLIENT_CERT: 403,
+  E_CARD_KEY_CONFLICT: 403,
   E_NO_ORDER: 404,
   E_NO_TRANSACTION: 404,
   E_NOT_FOUND: 404,

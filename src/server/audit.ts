@@ -10,7 +10,7 @@ import { contentId, fingerprint } from '../crypto/keys.js';
 import { profileByPackageVersion } from '../protocol/profile.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
-import type { TransactionRecord, TransactionState, TransactionStore } from '../store/types.js';
+import { cardKeyOfEntry, type TransactionRecord, type TransactionState, type TransactionStore } from '../store/types.js';
 
 export interface AuditFinding {
   readonly transactionId: number;
@@ -24,6 +24,11 @@ export interface AuditReport {
   readonly tampered: AuditFinding[];
   /** Log lines that are not entries at all (edited or damaged), by line number. */
   readonly damagedLines: number[];
+  /**
+   * Card serials stored with more than one card key (issue 18): a second card made with a known
+   * serial. Each key with the transactions stored for it, first seen first.
+   */
+  readonly sharedSerials: { serial: string; keys: { cardKey: string; transactions: number[] }[] }[];
 }
 
 function auditOne(r: TransactionRecord, signerCertificates: string[], trustAnchors: readonly X509Certificate[]): string[] {
@@ -69,8 +74,13 @@ export function auditStore(
   const byState = store.countByState();
   const expected = byState.prepared + byState.confirmed + byState.delivered;
   let total = 0;
+  const keysBySerial = new Map<string, Map<string, number[]>>();
   for (const r of store.all()) {
     total++;
+    const keys = keysBySerial.get(r.prepared.cardSerial) ?? new Map<string, number[]>();
+    keysBySerial.set(r.prepared.cardSerial, keys);
+    const key = cardKeyOfEntry(r.prepared);
+    keys.set(key, [...(keys.get(key) ?? []), r.transactionId]);
     let problems: string[];
     try {
       problems = auditOne(r, signerCertificates, trustAnchors);
@@ -81,5 +91,7 @@ export function auditStore(
     if (problems.length) tampered.push({ transactionId: r.transactionId, state: r.state, problems });
     onProgress?.(total, expected);
   }
-  return { total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])] };
+  const sharedSerials = [...keysBySerial].filter(([, keys]) => keys.size > 1)
+    .map(([serial, keys]) => ({ serial, keys: [...keys].map(([cardKey, transactions]) => ({ cardKey, transactions })) }));
+  return { total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])], sharedSerials };
 }

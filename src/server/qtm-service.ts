@@ -17,6 +17,8 @@ import { composeOrder, type Catalogue } from './catalogue.js';
 import type { ClientIdentity } from './client-auth.js';
 import { ProxySigning, type ProxyOptions } from './proxy-signing.js';
 import { ServiceError } from './service-error.js';
+import type { CardKeyRegister } from './card-keys.js';
+import { belongsTo, ownRecord, storedCardKey, storedSerial } from './card-binding.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 
 export { ServiceError } from './service-error.js';
@@ -29,6 +31,8 @@ export interface ServiceOptions {
   /** The receipt-signing key and its certificate chain (claim 5: not the TLS key). */
   readonly signer: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
   readonly sam: Sam;
+  /** Card keys by serial: a login whose serial is registered with another key is refused. */
+  readonly cardKeys: CardKeyRegister;
   readonly catalogue: Catalogue;
   readonly now?: () => Date;
   /** Sign as party A by proxy for manager X, under X's warrants (claims 10-11). */
@@ -67,6 +71,14 @@ export class QtmService {
     this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
   }
 
+  /**
+   * After the card authenticated: a serial already registered with another card key (a second
+   * card made with a known serial) is refused; a serial seen for the first time is registered.
+   */
+  login(client: ClientIdentity): void {
+    this.o.cardKeys.bind(client.cardSerial, client.cardKey, this.now());
+  }
+
   /** The order application: compose a concept order from catalogue items. */
   composeOrder(items: readonly OrderItem[], buyer = '(authenticated at signing)'): { orderId: string; content: Buffer } {
     this.expireOrders();
@@ -87,10 +99,9 @@ export class QtmService {
   }
 
   private record(client: ClientIdentity, transactionId: number): TransactionRecord {
-    const rec = this.o.store.get(transactionId);
-    // Another card's transaction is reported as absent: its existence is not the caller's business.
-    if (!rec || rec.prepared.cardSerial !== client.cardSerial) throw new ServiceError('E_NO_TRANSACTION', `no transaction ${transactionId} for this card`);
-    return rec;
+    // Another card's transaction (another serial, or the same serial with another key) is
+    // reported as absent: its existence is not the caller's business (card-binding.ts).
+    return ownRecord(this.o.store.get(transactionId), client, transactionId);
   }
 
   /** Builds the record to sign: the pre-QTM package for this card and the content. */
@@ -102,7 +113,7 @@ export class QtmService {
     }
     if (order.transactionId !== undefined) {
       const existing = this.o.store.get(order.transactionId);
-      if (existing && existing.prepared.cardSerial === client.cardSerial) return this.preparedMessage(existing);
+      if (existing && belongsTo(existing, client)) return this.preparedMessage(existing);
       throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     }
     checkPlainText(order.content);
@@ -124,6 +135,7 @@ export class QtmService {
       header: encodeHeader(header).toString('base64'),
       clientCertificate: client.certificates.map((c) => c.toString()).join(''),
       cardSerial: client.cardSerial,
+      cardKey: client.cardKey,
       ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
       ...(fair ? { fair: this.fair!.makeEscrowOfX(encodeHeader(header), time + this.fair!.deadlineSeconds) } : {}),
     });
@@ -202,7 +214,7 @@ export class QtmService {
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
     const header = this.boundHeader(rec);
-    if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
+    if (!verifyBytes(this.o.profile, storedCardKey(rec), headerBytes, first.signature)) {
       // Block 317: in a fair exchange a bogus Y is no loss: the TTP extracts the real one.
       const fromTtp = rec.prepared.fair ? await this.fairService(rec).yFromTtp(rec) : undefined;
       if (!fromTtp) throw new ServiceError('E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
@@ -214,7 +226,7 @@ export class QtmService {
     const signatureServer = signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header));
     const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
     const record = cardRecordFor(header, first.priority);
-    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), first.challenge, first.slot, record);
+    const envelope = sealRecord(this.o.sam.cardKeys(storedSerial(rec)), first.challenge, first.slot, record);
     // Check-and-append in one step in the store: of two concurrent confirms only one is kept.
     const appended = await this.o.store.appendSigned({
       type: 'confirmed',
@@ -241,7 +253,7 @@ export class QtmService {
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
       return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.offer.envelope, 'base64'), slot };
     }
-    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
+    const envelope = sealRecord(this.o.sam.cardKeys(storedSerial(rec)), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
     await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
     return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope, slot };
   }
@@ -253,7 +265,7 @@ export class QtmService {
     if (rec.delivered) {
       if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
     }
-    const keys = this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex'));
+    const keys = this.o.sam.cardKeys(storedSerial(rec));
     const ok = checkStorageProof(keys, Buffer.from(rec.offer.challenge, 'base64'), Buffer.from(rec.confirmed.cardRecord, 'base64'), third.proof);
     if (!ok) throw new ServiceError('E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
     if (!rec.delivered) await this.o.store.append({ type: 'delivered', transactionId: third.transactionId, proof: third.proof.toString('base64'), at: this.now().toISOString() });
@@ -262,7 +274,11 @@ export class QtmService {
 
   /** Receipts signed for this card but not yet acknowledged (offered again on return). */
   pending(client: ClientIdentity): number[] {
-    return this.o.store.pendingFor(client.cardSerial);
+    // Indexed by card key; each checked again by the one helper (serial and key).
+    return this.o.store.pendingFor(client.cardKey).filter((id) => {
+      const rec = this.o.store.get(id);
+      return rec !== undefined && belongsTo(rec, client);
+    });
   }
 
   static newNonce(): Buffer {

@@ -8,6 +8,7 @@ import { createQtmServer } from './http-server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
+import { CardKeyRegister } from './card-keys.js';
 import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
@@ -42,8 +43,16 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
   }
   const store = LogStore.open(p.storeDir);
+  let cardKeys: CardKeyRegister;
+  try {
+    cardKeys = CardKeyRegister.open(p.storeDir, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const service = new QtmService({
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
+    cardKeys,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
   });

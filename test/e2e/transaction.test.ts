@@ -11,6 +11,7 @@ import { Archive } from '../../src/client/archive.js';
 import { fetchReceipts } from '../../src/client/fetch-receipts.js';
 import { DeclinedError, StepError } from '../../src/client/transaction.js';
 import { decodeBundle } from '../../src/bundle/proof-bundle.js';
+import { keyFingerprint } from '../../src/crypto/keys.js';
 import { CardStatusError, SW, WrongPinError } from '../../src/card/status-words.js';
 import { AUTH_PREFIX } from '../../src/card/app-spec.js';
 import * as M from '../../src/protocol/messages.js';
@@ -204,7 +205,8 @@ test('the server killed after storing and before replying: the retried first mes
     txId = prepared.transactionId;
     first = M.encodeFirstMessage({ signature: await card.client.signHeader(prepared.header), challenge: await card.client.getChallenge(), slot: 2, priority: 0 });
     // The service stores the confirmation; the reply never reaches the client.
-    const id = { certificates: [(await card.client.readCertificate())], cardSerial: card.issued.serial, subject: '', profile: (await import('../../src/protocol/profile.js')).PROFILES.v2 };
+    const cert = await card.client.readCertificate();
+    const id = { certificates: [cert], cardSerial: card.issued.serial, cardKey: keyFingerprint(cert.publicKey), subject: '', profile: (await import('../../src/protocol/profile.js')).PROFILES.v2 };
     await world.server.service.confirm(id, txId, M.decodeFirstMessage(first));
   } finally {
     api.close();
