@@ -27,6 +27,7 @@ import { runTransaction, type Step, type TransactionResult } from '../src/client
 import { signBytes } from '../src/crypto/keys.js';
 import { PROFILES } from '../src/protocol/profile.js';
 import { median, opsPerSecond, percentile } from './stats.js';
+import { IssuanceRegister } from '../src/card/issuance-register.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
 const QTM = join(ROOT, 'dist/bin/qtm.js');
@@ -81,7 +82,7 @@ async function setUp(): Promise<Bench> {
 
 async function issueMemoryCard(b: Bench, holder: string): Promise<CardClient> {
   const transport = new InProcessTransport(new MemoryStorage(blankImage(16)));
-  await issueCard(new CardClient(transport), { ca: b.ca, sam: b.sam, holder, pin: PIN, puk: '12345678', slots: 16, profile: 'v2' });
+  await issueCard(new CardClient(transport), { ca: b.ca, sam: b.sam, register: IssuanceRegister.open(join(b.ca.dir, 'register'), b.sam.kcv), holder, pin: PIN, puk: '12345678', slots: 16, profile: 'v2' });
   return new CardClient(transport);
 }
 
@@ -120,7 +121,7 @@ function line(label: string, times: number[]): string {
 
 async function pcscLatency(b: Bench): Promise<void> {
   const cardFile = join(b.dir, 'pcsc.card.json');
-  await issueCard(new CardClient(new InProcessTransport(FileStorage.create(cardFile, 16))), { ca: b.ca, sam: b.sam, holder: 'CN=Bench PC/SC', pin: PIN, puk: '12345678', slots: 16, profile: 'v2' });
+  await issueCard(new CardClient(new InProcessTransport(FileStorage.create(cardFile, 16))), { ca: b.ca, sam: b.sam, register: IssuanceRegister.open(join(b.ca.dir, 'register'), b.sam.kcv), holder: 'CN=Bench PC/SC', pin: PIN, puk: '12345678', slots: 16, profile: 'v2' });
   const emulator = spawn(process.execPath, [QTM, 'card', 'emulate', '--card', cardFile], { stdio: 'ignore' });
   try {
     const transport = await PcscTransport.connectWhenReady(READER).catch(() => undefined);

@@ -9,6 +9,7 @@ import { memoryCa } from '../../src/proof/sample.js';
 import { initSam, type Sam } from '../../src/sam/sam.js';
 import type { OpenCa } from '../../src/pki/ca.js';
 import type { ProfileName } from '../../src/protocol/profile.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 export const PIN = '1234';
 export const PUK = '12345678';
@@ -30,7 +31,7 @@ export function blankCard(slots = 4) {
 export async function issuedCard(opts: { slots?: number; profile?: ProfileName; role?: 'card' | 'manager'; holder?: string } = {}) {
   const { ca, sam } = authority();
   const blank = blankCard(opts.slots ?? 4);
-  const issued = await issueCard(blank.client, { ca, sam, holder: opts.holder ?? 'CN=Test Holder', pin: PIN, puk: PUK, slots: opts.slots ?? 4, profile: opts.profile ?? 'v2', role: opts.role ?? 'card' });
+  const issued = await issueCard(blank.client, { ca, sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), sam.kcv), holder: opts.holder ?? 'CN=Test Holder', pin: PIN, puk: PUK, slots: opts.slots ?? 4, profile: opts.profile ?? 'v2', role: opts.role ?? 'card' });
   const serial = Buffer.from(issued.serial, 'hex');
   return { ...blank, ca, sam, issued, serial, keys: sam.cardKeys(serial) };
 }

@@ -6,7 +6,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { CardClient } from '../../src/card/client.js';
@@ -21,6 +22,7 @@ import { createRequest, readRequest, WarrantRegistry } from '../../src/warrant/r
 import { issueWarrantWithCard } from '../../src/warrant/warrant.js';
 import { keyFingerprint } from '../../src/crypto/keys.js';
 import { makeWorld, newCard, PIN, PUK, transact, type World } from './env.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 const PASS = 'reverse auction passphrase';
 let world: World;
@@ -30,7 +32,7 @@ let warrantsDir: string;
 before(async () => {
   world = await makeWorld(async ({ dir, ca, sam }) => {
     const client = new CardClient(new InProcessTransport(new MemoryStorage(blankImage(4))));
-    const issued = await issueCard(client, { ca, sam, holder: 'CN=Yara Buyer,O=Buyer BV', pin: PIN, puk: PUK, slots: 4, profile: 'v2', mayDelegate: true });
+    const issued = await issueCard(client, { ca, sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), sam.kcv), holder: 'CN=Yara Buyer,O=Buyer BV', pin: PIN, puk: PUK, slots: 4, profile: 'v2', mayDelegate: true });
     buyer = { client, certificate: issued.certificate };
     warrantsDir = join(dir, 'warrants');
     createRequest(warrantsDir, 'auction', PASS);
