@@ -172,7 +172,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const profile = profileOfCard(status.profileVersion)!;
 
   const prepared = await step('prepare', hooks, timings, async () => {
-    const p = await api.call('POST', PATHS.transactions, { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
+    const p = await api.call('POST', PATHS.transactions, { orderId: concept.orderId, content: concept.content.toString('base64'), ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
     // What is signed is what was read: the record's content must be the bytes shown.
     if (!p.content.equals(concept.content)) throw new RefusedError('the server offered content other than the order that was shown and accepted');
     const header = decodeHeader(p.header);

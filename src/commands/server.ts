@@ -39,6 +39,7 @@ interface StartOptions {
   ttp?: string;
   ttpCert?: string;
   fairDeadline?: number;
+  anonymousRate?: number;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -60,10 +61,10 @@ function withConfig(o: StartOptions) {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
-  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline') };
+  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), anonymousRate: pick('anonymousRate') };
   if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
-  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>;
+  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate'>;
 }
 
 /** The server's side of the fair exchange: the TTP it offers, reached over HTTPS. */
@@ -93,6 +94,7 @@ export function serverCommand(): Command {
     .option('--ttp <url>', 'offer the fair exchange (qtm sign --fair) through this TTP (qtm ttp start)')
     .option('--ttp-cert <ttp.pem>', 'with --ttp: the TTP\'s escrow certificate (role ttp)')
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
+    .option('--anonymous-rate <n>', 'requests a second per source address before a card login (default 20, bursts of 10 times it); beyond: 429 E_RATE_LIMITED', parsePositiveInt)
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
@@ -114,6 +116,7 @@ manager covers is refused (HTTP 403 naming both).
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
+        ...(c.anonymousRate ? { anonymousRate: { perSecond: c.anonymousRate, burst: 10 * c.anonymousRate } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(c.warrants && c.onBehalfOf ? {
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },

@@ -22,6 +22,8 @@ export const HTTP_STATUS: { readonly [C in ErrorCode]?: number } = {
   E_CLIENT_CERT: 403,
   E_CARD_KEY_CONFLICT: 403,
   E_NO_ORDER: 404,
+  E_BAD_ORDER: 403,
+  E_RATE_LIMITED: 429,
   E_NO_TRANSACTION: 404,
   E_NOT_FOUND: 404,
   E_ORDER_TAKEN: 409,

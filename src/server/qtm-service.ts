@@ -14,6 +14,7 @@ import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, Third
 import type { TransactionRecord, TransactionStore } from '../store/types.js';
 import type { Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
+import { checkOrder, newOrderNonce, orderIdFor, ORDER_LIFETIME_SECONDS } from './concept-orders.js';
 import type { ClientIdentity } from './client-auth.js';
 import { ProxySigning, type ProxyOptions } from './proxy-signing.js';
 import { ServiceError } from './service-error.js';
@@ -34,6 +35,8 @@ export interface ServiceOptions {
   /** Card keys by serial: a login whose serial is registered with another key is refused. */
   readonly cardKeys: CardKeyRegister;
   readonly catalogue: Catalogue;
+  /** The key concept order IDs are MACs under (concept-orders.ts; `<store>/order-key`). */
+  readonly orderKey: Buffer;
   readonly now?: () => Date;
   /** Sign as party A by proxy for manager X, under X's warrants (claims 10-11). */
   readonly proxy?: ProxyOptions;
@@ -41,17 +44,14 @@ export interface ServiceOptions {
   readonly fair?: FairOptions;
 }
 
-interface ConceptOrder {
-  readonly content: Buffer;
-  readonly createdAt: number;
-  transactionId?: number;
-}
-
-const ORDER_LIFETIME_MS = 3_600_000;
-const MAX_CONCEPTS = 10_000;
-
 export class QtmService {
-  private readonly orders = new Map<string, ConceptOrder>();
+  /**
+   * Orders prepared by a logged-in card, to their transaction: a retried prepare gets the same
+   * transaction, another card gets E_ORDER_TAKEN. Only authenticated prepares, each of which
+   * stores a transaction, add to it; concept orders themselves are not kept (concept-orders.ts).
+   */
+  private readonly preparedOrders = new Map<string, { transactionId: number; expiry: number }>();
+  private preparesSincePrune = 0;
   private nextId: number;
   private readonly now: () => Date;
   /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
@@ -81,21 +81,17 @@ export class QtmService {
 
   /** The order application: compose a concept order from catalogue items. */
   composeOrder(items: readonly OrderItem[], buyer = '(authenticated at signing)'): { orderId: string; content: Buffer } {
-    this.expireOrders();
-    const order = composeOrder(this.o.catalogue, items, buyer, this.now());
-    this.orders.set(order.orderId, { content: order.content, createdAt: Date.now() });
-    return order;
+    const now = this.now();
+    const nonce = newOrderNonce();
+    const reference = `${now.toISOString().slice(0, 10).replace(/-/g, '')}-${nonce.toString('hex')}`;
+    const { content } = composeOrder(this.o.catalogue, items, buyer, now, reference);
+    const expiry = Math.floor(now.getTime() / 1000) + ORDER_LIFETIME_SECONDS;
+    return { orderId: orderIdFor(this.o.orderKey, nonce, expiry, content), content };
   }
 
+  /** Concept orders are not kept: the content travels with the ID (POST /orders, then prepare). */
   getOrder(orderId: string): Buffer {
-    const order = this.orders.get(orderId);
-    if (!order) throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
-    return order.content;
-  }
-
-  private expireOrders(): void {
-    const cutoff = Date.now() - ORDER_LIFETIME_MS;
-    for (const [id, o] of this.orders) if (o.createdAt < cutoff || this.orders.size > MAX_CONCEPTS) this.orders.delete(id);
+    throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" on this server: orders are not kept, their content comes with the ID from POST /orders (qtm sign --items)`);
   }
 
   private record(client: ClientIdentity, transactionId: number): TransactionRecord {
@@ -105,14 +101,17 @@ export class QtmService {
   }
 
   /** Builds the record to sign: the pre-QTM package for this card and the content. */
-  async prepare(client: ClientIdentity, orderId: string, fair = false): Promise<PreparedTransaction> {
-    const order = this.orders.get(orderId);
-    if (!order) throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
+  async prepare(client: ClientIdentity, orderId: string, content: Buffer, fair = false): Promise<PreparedTransaction> {
+    // The ID must be this server's MAC over this content, unexpired: nothing else is checked first.
+    const nowSeconds = Math.floor(this.now().getTime() / 1000);
+    const expiry = checkOrder(this.o.orderKey, orderId, content, nowSeconds);
+    const order = { content };
     if (client.profile.name !== this.o.profile.name) {
       throw new ServiceError('E_PROFILE', `the card uses profile ${client.profile.name}, this server ${this.o.profile.name}`);
     }
-    if (order.transactionId !== undefined) {
-      const existing = this.o.store.get(order.transactionId);
+    const already = this.preparedOrders.get(orderId)?.transactionId;
+    if (already !== undefined) {
+      const existing = this.o.store.get(already);
       if (existing && belongsTo(existing, client)) return this.preparedMessage(existing);
       throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     }
@@ -121,7 +120,12 @@ export class QtmService {
     if (fair && this.o.proxy) throw new ServiceError('E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
     const warrant = this.proxy?.warrantFor(client);
     const transactionId = this.nextId++;
-    order.transactionId = transactionId;
+    // An expired order cannot be prepared again, so its entry is no longer needed.
+    if (++this.preparesSincePrune >= 1024) {
+      this.preparesSincePrune = 0;
+      for (const [id, p] of this.preparedOrders) if (p.expiry <= nowSeconds) this.preparedOrders.delete(id);
+    }
+    this.preparedOrders.set(orderId, { transactionId, expiry });
     const time = Math.floor(this.now().getTime() / 1000);
     const signer = { certificates: this.o.signer.certificates };
     const partyA = warrant ? { certificates: [warrant.warrant.certificate] } : signer;

@@ -4,11 +4,12 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { createQtmServer } from './http-server.js';
+import { createQtmServer, type RateLimit } from './http-server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
 import { CardKeyRegister } from './card-keys.js';
+import { orderKeyFor } from './concept-orders.js';
 import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
@@ -29,6 +30,8 @@ export interface ServerParts {
   readonly proxy?: { readonly registry: WarrantRegistry; readonly manager: X509Certificate[] };
   /** Offer the fair exchange through a TTP (claims 12-14). */
   readonly fair?: FairOptions;
+  /** Requests per source address without a card login (default ANONYMOUS_RATE in http-server.ts). */
+  readonly anonymousRate?: RateLimit;
 }
 
 export interface RunningServer {
@@ -52,7 +55,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   }
   const service = new QtmService({
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
-    cardKeys,
+    cardKeys, orderKey: orderKeyFor(p.storeDir),
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
   });
@@ -75,7 +78,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     }
   }, 1000) : undefined;
   sweeper?.unref();
-  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}) });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});

@@ -79,7 +79,7 @@ before(async () => {
     await card.select();
     await card.verifyPin(PIN);
     const order = await api.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 3 }] }, M.decodeConceptOrder);
-    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId }, M.decodePrepared);
+    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64') }, M.decodePrepared);
     const first = M.encodeFirstMessage({ signature: await card.signHeader(prepared.header), challenge: await card.getChallenge(), slot: 1, priority: 0 });
     await api.call('POST', `/transactions/${prepared.transactionId}/confirm`, first, M.decodeSecondMessage);
     aliceTx = prepared.transactionId;

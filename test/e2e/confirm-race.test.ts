@@ -63,7 +63,7 @@ test('two concurrent confirms with different first messages: one 200, one 409 E_
       await openAndAuthenticate(api1, card, PIN, hooks, {});
       await openAndAuthenticate(api2, card, PIN, hooks, {});
       const concept = await api1.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
-      const prepared = await api1.call('POST', '/transactions', { orderId: concept.orderId }, M.decodePrepared);
+      const prepared = await api1.call('POST', '/transactions', { orderId: concept.orderId, content: concept.content.toString('base64') }, M.decodePrepared);
       ids.push(prepared.transactionId);
       const signature = await card.signHeader(prepared.header);
       // Two first messages, built by hand: the same card signature, another challenge R.
