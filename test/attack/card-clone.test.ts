@@ -128,7 +128,7 @@ test('a clone certificate for Alice\'s serial, made with the CA directly: its lo
   assert.equal(audit.status, 0, 'the refused clone stored nothing');
 });
 
-test('the clone admitted (its serial unknown to the login register): it sees none of Alice\'s transactions and cannot have her receipt sealed; Alice still fetches hers', async () => {
+test('the clone admitted (its serial unknown to the login register): it sees none of Alice\'s transactions and cannot have her receipt sealed; the audit lists the serial with two keys; Alice still fetches hers', async () => {
   // As if the server's login register had no row for Alice's serial (lost, or a server
   // instance that has not seen her yet): the per-transaction binding must hold on its own.
   await server.stop();
@@ -146,6 +146,15 @@ test('the clone admitted (its serial unknown to the login register): it sees non
     await assert.rejects(api.call('POST', `/transactions/${aliceTx}/redeliver`, redeliver), (e) => e instanceof ServerError && e.status === 404 && e.serverCode === 'E_NO_TRANSACTION');
     const third = M.encodeThirdMessage({ transactionId: aliceTx, proof: Buffer.alloc(8) });
     await assert.rejects(api.call('POST', `/transactions/${aliceTx}/ack`, third), (e) => e instanceof ServerError && e.status === 404 && e.serverCode === 'E_NO_TRANSACTION');
+    // The clone's own order: the store now holds Alice's serial with two card keys, which the audit lists.
+    const order = await api.call('POST', '/orders', { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, M.decodeConceptOrder);
+    const own = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64') }, M.decodePrepared);
+    const audit = qtm(['server', 'audit', '--store', path('store'), '--signer-cert', path('receipts.pem'), '--trust', path('ca', 'ca.pem'), '--json']);
+    assert.equal(audit.status, 1, audit.stdout + audit.stderr);
+    const shared = JSON.parse(audit.stdout).sharedSerials as { serial: string; keys: { transactions: number[] }[] }[];
+    assert.deepEqual(shared.map((c) => [c.serial, c.keys.map((k) => k.transactions)]), [[aliceSerial, [[aliceTx], [own.transactionId]]]]);
+    const text = qtm(['server', 'audit', '--store', path('store'), '--signer-cert', path('receipts.pem'), '--trust', path('ca', 'ca.pem')]);
+    assert.match(text.stdout, new RegExp(`card serial ${aliceSerial} was used with 2 card keys`));
   } finally {
     api.close();
   }
