@@ -6,10 +6,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initCa, openCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
+import { initCa, openCa, issueCertificate, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { initSam, openSam } from '../../src/sam/sam.js';
 import { CardClient } from '../../src/card/client.js';
@@ -43,12 +44,13 @@ function blankWithSerial(file: string, serial: string): void {
   writeFileSync(file, JSON.stringify(image));
 }
 
-async function login(cardFile: string): Promise<QtmApi> {
+/** Logs in with the card's key; `certificate` replaces the one on the card (a renewed one). */
+async function login(cardFile: string, certificate?: X509Certificate): Promise<QtmApi> {
   const card = new CardClient(InProcessTransport.forFile(cardFile));
   await card.select();
   await card.verifyPin(PIN);
   const api = new QtmApi(server.url, readFileSync(path('ca', 'ca.pem'), 'utf8'));
-  const cert = await card.readCertificate();
+  const cert = certificate ?? await card.readCertificate();
   const { nonce } = await api.call('POST', '/auth/challenge', {}, M.decodeAuthChallenge);
   const signature = await card.internalAuthenticate(authenticationData(api.exporter(nonce), nonce));
   try {
@@ -168,4 +170,24 @@ test('the clone admitted (its serial unknown to the login register): it sees non
   assert.match(fetched.stdout, new RegExp(`"transactionId":\\s*${aliceTx}\\b`));
   const list = JSON.parse(qtm(['receipts', 'list', '--card', path('alice.card.json'), '--json']).stdout);
   assert.ok(list.slots.some((s: { transactionId?: number }) => s.transactionId === aliceTx), 'Alice\'s receipt is on her card');
+});
+
+test('Alice\'s key certified again (a renewal, or the old form whose certificate serial is the card serial): she logs in and keeps her transactions', async () => {
+  const card = new CardClient(InProcessTransport.forFile(path('alice.card.json')));
+  await card.select();
+  const current = await card.readCertificate();
+  const ca = openCa(path('ca'), PASS);
+  const renewed = issueCertificate(ca, { role: 'card', subject: current.subject.replace(/\n/g, ','), publicKey: current.publicKey });
+  const oldForm = issueCertificate(ca, { role: 'card', subject: current.subject.replace(/\n/g, ','), publicKey: current.publicKey, serialHex: aliceSerial });
+  assert.notEqual(renewed.serialNumber, current.serialNumber);
+  assert.equal(oldForm.serialNumber, aliceSerial);
+  for (const certificate of [renewed, oldForm]) {
+    const api = await login(path('alice.card.json'), certificate);
+    try {
+      const tx = await api.call('GET', `/transactions/${aliceTx}`, undefined, M.decodePrepared);
+      assert.equal(tx.transactionId, aliceTx);
+    } finally {
+      api.close();
+    }
+  }
 });
