@@ -72,7 +72,8 @@ export interface TransactionInput {
   readonly card: CardClient;
   readonly trustAnchors: readonly X509Certificate[];
   readonly archive: Archive;
-  readonly order: { readonly orderId: string } | { readonly items: M.OrderItem[] };
+  /** A concept order handed over whole (the server keeps none: issue 18), or items to compose one from. */
+  readonly order: { readonly concept: M.ConceptOrder } | { readonly items: M.OrderItem[] };
   readonly priority?: number;
   readonly hooks: TransactionHooks;
   /** Fair exchange of signatures through the server's TTP (claims 12-14). */
@@ -159,8 +160,8 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const apdusBefore = card.apduCount; // the client may be reused across transactions
 
   const concept = await step('order', hooks, timings, async () => {
-    const c = 'orderId' in input.order
-      ? await api.call('GET', PATHS.order(input.order.orderId), undefined, M.decodeConceptOrder)
+    const c = 'concept' in input.order
+      ? input.order.concept
       : await api.call('POST', PATHS.orders, { items: input.order.items }, M.decodeConceptOrder);
     checkPlainText(c.content); // claim 8: refuse before anything is shown or signed
     return c;

@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -141,4 +141,25 @@ test('order IDs forged, with the content changed, with the expiry moved, or expi
   } finally {
     api.close();
   }
+});
+
+test('qtm sign --order FILE: an order handed over whole is signed; the same file with its content changed is refused at prepare (exit 1), nothing is written to the card', async () => {
+  const shopper = new QtmApi(server.url, trust());
+  const order = await shopper.call('POST', '/orders', { items: [{ sku: 'NOTEBOOK', quantity: 2 }] });
+  shopper.close();
+  const genuine = order as { orderId: string; content: string };
+  const changed = { ...genuine, content: Buffer.from(Buffer.from(genuine.content, 'base64').toString('utf8').replace('  2 x ', '  1 x '), 'utf8').toString('base64') };
+  assert.notEqual(changed.content, genuine.content);
+  writeFileSync(path('changed.order.json'), JSON.stringify(changed));
+  writeFileSync(path('genuine.order.json'), JSON.stringify(genuine));
+  await sleep(500);
+  const client = ['--server', server.url, '--trust', path('ca', 'ca.pem'), '--card', path('alice.card.json'), '--archive', path('archive'), '--yes', '--json'];
+  const slotsBefore = qtm(['receipts', 'list', '--card', path('alice.card.json'), '--json']).stdout;
+  const bad = qtm(['sign', ...client, '--order', path('changed.order.json')], { env });
+  assert.equal(bad.status, 1, bad.stderr);
+  assert.match(bad.stderr, /E_BAD_ORDER|does not match its content/);
+  assert.equal(qtm(['receipts', 'list', '--card', path('alice.card.json'), '--json']).stdout, slotsBefore, 'nothing was written to the card');
+  const good = qtm(['sign', ...client, '--order', path('genuine.order.json')], { env });
+  assert.equal(good.status, 0, good.stderr);
+  assert.ok(JSON.parse(good.stdout).transactionId > 0);
 });
