@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CardClient } from '../../src/card/client.js';
 import { issueCard } from '../../src/card/issue.js';
@@ -30,10 +29,10 @@ const pinBlock = (pin: string) => Buffer.concat([Buffer.from(pin, 'ascii'), Buff
 const VERIFY = (blockHex: string) => `0020008108${blockHex}`;
 
 async function issuedFile(dir: string, slots = 4): Promise<string> {
-  const { ca, sam } = authority();
+  const { ca, sam, register } = authority();
   const file = join(dir, 'card.json');
   FileStorage.create(file, slots);
-  await issueCard(new CardClient(InProcessTransport.forFile(file)), { ca, sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), sam.kcv), holder: 'CN=Lock Test', pin: PIN, puk: PUK, slots, profile: 'v2' });
+  await issueCard(new CardClient(InProcessTransport.forFile(file)), { ca, sam, register, holder: 'CN=Lock Test', pin: PIN, puk: PUK, slots, profile: 'v2' });
   return file;
 }
 
