@@ -41,7 +41,7 @@ before(async () => {
   const sam = initSam(join(dir, 'shop.sam'), PASS);
   cardFile = join(dir, 'card.json');
   FileStorage.create(cardFile, 8);
-  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), sam.kcv), holder: 'CN=Race Customer', pin: PIN, puk: '12345678', slots: 8, profile: 'v2' });
+  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Race Customer', pin: PIN, puk: '12345678', slots: 8, profile: 'v2' });
   caPem = join(dir, 'ca', 'ca.pem');
   server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', caPem, '--store', join(dir, 'store')],
     { QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS });

@@ -66,7 +66,7 @@ export class FairProcesses {
   async newCard() {
     const n = ++this.cards;
     const file = join(this.dir, `card-${n}.json`);
-    const issued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(file, 4))), { ca: this.ca, sam: this.sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), this.sam.kcv), holder: `CN=Fair customer ${n}`, pin: PIN, puk: '12345678', slots: 4, profile: 'v2' });
+    const issued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(file, 4))), { ca: this.ca, sam: this.sam, register: IssuanceRegister.open(join(this.dir, 'ca', 'register'), this.sam.kcv), holder: `CN=Fair customer ${n}`, pin: PIN, puk: '12345678', slots: 4, profile: 'v2' });
     return { issued, client: new CardClient(new InProcessTransport(new FileStorage(file))), archive: await Archive.open(join(this.dir, `archive-${n}`)) };
   }
 

@@ -6,8 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { CardClient } from '../../src/card/client.js';
@@ -32,7 +31,7 @@ let warrantsDir: string;
 before(async () => {
   world = await makeWorld(async ({ dir, ca, sam }) => {
     const client = new CardClient(new InProcessTransport(new MemoryStorage(blankImage(4))));
-    const issued = await issueCard(client, { ca, sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), sam.kcv), holder: 'CN=Yara Buyer,O=Buyer BV', pin: PIN, puk: PUK, slots: 4, profile: 'v2', mayDelegate: true });
+    const issued = await issueCard(client, { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Yara Buyer,O=Buyer BV', pin: PIN, puk: PUK, slots: 4, profile: 'v2', mayDelegate: true });
     buyer = { client, certificate: issued.certificate };
     warrantsDir = join(dir, 'warrants');
     createRequest(warrantsDir, 'auction', PASS);

@@ -36,7 +36,7 @@ before(async () => {
   const sam = initSam(join(dir, 'shop.sam'), PASS);
   cardFile = join(dir, 'card.json');
   FileStorage.create(cardFile, 4);
-  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, register: IssuanceRegister.open(mkdtempSync(join(tmpdir(), 'qtm-register-')), sam.kcv), holder: 'CN=Refusals Customer', pin: '123456', puk: '12345678', slots: 4, profile: 'v2' });
+  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Refusals Customer', pin: '123456', puk: '12345678', slots: 4, profile: 'v2' });
 });
 
 after(() => rmSync(dir, { recursive: true, force: true }));
