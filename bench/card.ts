@@ -17,6 +17,7 @@ import { issueBatch } from '../src/card/batch.js';
 import { memoryCa } from '../src/proof/sample.js';
 import { initSam } from '../src/sam/sam.js';
 import { median, percentile } from './stats.js';
+import { IssuanceRegister } from '../src/card/issuance-register.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
 const READER = 'Virtual PCD 00 00';
@@ -62,14 +63,14 @@ export async function benchCard(): Promise<void> {
   const sam = initSam(join(dir, 'bench.sam'), 'bench passphrase');
   const rows = Array.from({ length: 100 }, (_, i) => ({ line: i + 2, holder: `CN=Bench Holder ${i}` }));
   const t0 = performance.now();
-  const results = await issueBatch(rows, dir, { ca, sam, pin: '1234', puk: '12345678', slots: 16, profile: 'v2' }, () => {});
+  const results = await issueBatch(rows, dir, { ca, sam, register: IssuanceRegister.open(join(dir, 'register'), sam.kcv), pin: '1234', puk: '12345678', slots: 16, profile: 'v2' }, () => {});
   const ms = performance.now() - t0;
   const failed = results.filter((r) => r.status !== 'issued').length;
   console.log(`issue 100 virtual cards (RSA-2048 on card, in-process, written to disk): ${(ms / 1000).toFixed(1)} s, ${(ms / 100).toFixed(0)} ms/card${failed ? `, ${failed} FAILED` : ''}`);
 
   const client = new CardClient(new InProcessTransport(new MemoryStorage(blankImage(16))));
   const { issueCard } = await import('../src/card/issue.js');
-  await issueCard(client, { ca, sam, holder: 'CN=Count', pin: '1234', puk: '12345678', slots: 16, profile: 'v2' });
+  await issueCard(client, { ca, sam, register: IssuanceRegister.open(join(dir, 'register'), sam.kcv), holder: 'CN=Count', pin: '1234', puk: '12345678', slots: 16, profile: 'v2' });
   console.log(`APDUs to issue one card (including the post-LOCK self-test): ${client.apduCount}`);
   rmSync(dir, { recursive: true, force: true });
 }

@@ -17,14 +17,16 @@ export const ERROR_CODES = [
   'E_INPUT', 'E_DECODE', 'E_JSON', 'E_PASSPHRASE', 'E_CATALOGUE', 'E_UNKNOWN_SKU', 'E_ORDER_TOO_LARGE', 'E_PLAIN_TEXT', 'E_FILE', 'E_FILE_DAMAGED', 'E_CRL', 'E_CRL_STATE',
   // refusals (exit 1)
   'E_REFUSED', 'E_DECLINED', 'E_CANCELLED', 'E_WRONG_PIN', 'E_PIN_BLOCKED', 'E_CARD_SW', 'E_CARD_UNAVAILABLE', 'E_CARD_BUSY', 'E_NOT_ISSUED',
+  // card issuing: the issuance register (issue 18)
+  'E_SERIAL_TAKEN', 'E_SERIAL_RESERVED',
   // the client's view of a server (exit 1 or 2)
   'E_SERVER', 'E_SERVER_AUTH', 'E_UNREACHABLE', 'E_UNKNOWN',
   // the HTTP layer
   'E_BAD_URL', 'E_TOO_LARGE', 'E_NOT_FOUND', 'E_INTERNAL',
   // card authentication
-  'E_NOT_AUTHENTICATED', 'E_NONCE', 'E_CLIENT_AUTH', 'E_CLIENT_CERT',
+  'E_NOT_AUTHENTICATED', 'E_NONCE', 'E_CLIENT_AUTH', 'E_CLIENT_CERT', 'E_CARD_KEY_CONFLICT',
   // the transaction core
-  'E_PROFILE', 'E_NO_ORDER', 'E_ORDER_TAKEN', 'E_NO_TRANSACTION', 'E_TX_MISMATCH', 'E_BAD_SIGNATURE', 'E_ALREADY_CONFIRMED',
+  'E_PROFILE', 'E_NO_ORDER', 'E_BAD_ORDER', 'E_RATE_LIMITED', 'E_ORDER_TAKEN', 'E_NO_TRANSACTION', 'E_TX_MISMATCH', 'E_BAD_SIGNATURE', 'E_ALREADY_CONFIRMED',
   'E_NOT_CONFIRMED', 'E_BAD_PROOF',
   // one ID, one record (issue 18): what the client refuses of a server
   'E_ID_REUSED', 'E_BAD_HEAD',

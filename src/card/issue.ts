@@ -1,8 +1,9 @@
 /**
- * Personalising one card (SPEC 5): layout, PIN and PUK, on-card key generation, a certificate
- * from the CA for that key with the card serial as certificate serial and in the subject,
- * diversified keys from the SAM, LOCK, and a self-test. The private key never leaves the card:
- * the CA sees only the public key the card returns.
+ * Personalising one card (SPEC 5): layout, PIN and PUK, on-card key generation, the serial
+ * reserved for that key in the issuance register (issuance-register.ts), a certificate from the
+ * CA for that key with the card serial in the subject (its certificate serial is 16 random bytes
+ * the CA chooses), diversified keys from the SAM, LOCK, a self-test, and the register row marked
+ * issued. The private key never leaves the card: the CA sees only the public key the card returns.
  */
 import { randomBytes, verify, type X509Certificate } from 'node:crypto';
 import type { CardClient } from './client.js';
@@ -13,6 +14,8 @@ import type { Sam } from '../sam/sam.js';
 import { PROFILES, type ProfileName } from '../protocol/profile.js';
 import { RefusedError } from '../errors.js';
 import { OID } from '../crypto/oids.js';
+import { keyFingerprint } from '../crypto/keys.js';
+import type { IssuanceRegister } from './issuance-register.js';
 
 export interface IssueOptions {
   readonly ca: OpenCa;
@@ -31,6 +34,10 @@ export interface IssueOptions {
    * signs for the customer (a reverse auction) with the sellers the customer names.
    */
   readonly mayDelegate?: boolean;
+  /** The issuance register of the SAM's master key: a serial is tied to one card key for good. */
+  readonly register: IssuanceRegister;
+  /** Take over a reservation left by a failed run (its certificate is recorded void). */
+  readonly retry?: boolean;
 }
 
 export interface IssuedCard {
@@ -53,7 +60,11 @@ export async function issueCard(client: CardClient, opts: IssueOptions): Promise
   await client.setPinAndPuk(opts.pin, opts.puk);
   const publicKey = await client.generateKeyPair();
   const subject = `${opts.holder},serialNumber=${serial}`;
-  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', ...(opts.mayDelegate ? { extraExtKeyUsage: [OID.ekuWarrantIssuing], extraKeyUsage: { cRLSign: true } } : {}), subject, publicKey, serialHex: serial, ...(opts.days ? { days: opts.days } : {}) });
+  // The serial comes from the card, which may be anyone's blank card: it is tied to this key
+  // before anything is signed, and a serial issued to another key is refused.
+  const reservation = opts.register.reserve({ serial, cardKey: keyFingerprint(publicKey), holder: opts.holder, ...(opts.retry ? { retry: true } : {}) });
+  const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', ...(opts.mayDelegate ? { extraExtKeyUsage: [OID.ekuWarrantIssuing], extraKeyUsage: { cRLSign: true } } : {}), subject, publicKey, ...(opts.days ? { days: opts.days } : {}) });
+  opts.register.recordCertificate(reservation, certificate.serialNumber);
   await client.putCertificate(certificate);
   await client.putCardKeys(opts.sam.cardKeys(status.serial));
   await client.lock();
@@ -65,5 +76,6 @@ export async function issueCard(client: CardClient, opts: IssueOptions): Promise
   if (!verify(PROFILES[profile].hash, Buffer.concat([AUTH_PREFIX, challenge]), certificate.publicKey, sig)) {
     throw new RefusedError(`card ${serial} failed its self-test: its signature does not match its certificate`);
   }
+  opts.register.markIssued(reservation);
   return { serial, profile, slots: opts.slots, certificate, subject };
 }

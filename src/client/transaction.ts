@@ -77,7 +77,8 @@ export interface TransactionInput {
   readonly card: CardClient;
   readonly trustAnchors: readonly X509Certificate[];
   readonly archive: Archive;
-  readonly order: { readonly orderId: string } | { readonly items: M.OrderItem[] };
+  /** A concept order handed over whole (the server keeps none: issue 18), or items to compose one from. */
+  readonly order: { readonly concept: M.ConceptOrder } | { readonly items: M.OrderItem[] };
   readonly priority?: number;
   readonly hooks: TransactionHooks;
   /** Fair exchange of signatures through the server's TTP (claims 12-14). */
@@ -202,8 +203,8 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
   const tolerance = input.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
 
   const concept = await step('order', hooks, timings, async () => {
-    const c = 'orderId' in input.order
-      ? await api.call('GET', PATHS.order(input.order.orderId), undefined, M.decodeConceptOrder)
+    const c = 'concept' in input.order
+      ? input.order.concept
       : await api.call('POST', PATHS.orders, { items: input.order.items }, M.decodeConceptOrder);
     checkUnambiguousText(c.content); // claim 8: plain, NFC, no confusables (UTS #39); refused before anything is shown or signed
     return c;
@@ -216,7 +217,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
 
   let recordInfo: Parameters<NonNullable<TransactionHooks['onRecordTime']>>[0] | undefined;
   const prepared = await step('prepare', hooks, timings, async () => {
-    const p = await api.call('POST', PATHS.transactions, { orderId: concept.orderId, ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
+    const p = await api.call('POST', PATHS.transactions, { orderId: concept.orderId, content: concept.content.toString('base64'), ...(input.fair ? { fair: true } : {}) }, M.decodePrepared);
     // What is signed is what was read: the record's content must be the bytes shown.
     if (!p.content.equals(concept.content)) throw new RefusedError('the server offered content other than the order that was shown and accepted');
     const header = decodeHeader(p.header);

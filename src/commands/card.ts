@@ -11,6 +11,7 @@ import { CA_PASSPHRASE, NEW_PIN, PIN, PUK, SAM_PASSPHRASE } from '../cli/secret-
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../card/app-spec.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { issueCard } from '../card/issue.js';
+import { IssuanceRegister } from '../card/issuance-register.js';
 import { batchReportCsv, issueBatch, readBatchCsv } from '../card/batch.js';
 import { listReaders } from '../card/transports/pcsc.js';
 import { runVpcdBridge, VPCD_DEFAULT_PORT } from '../card/vpcd-bridge.js';
@@ -128,8 +129,13 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
     .option('--generate-pin', 'generate PIN and PUK and show them once on the terminal')
     .option('--batch <holders.csv>', 'issue one virtual card per CSV row (header: holder)')
     .option('--out-dir <dir>', 'with --batch: where the card files and report.csv/report.json go')
+    .option('--register <dir>', 'issuance register (default: CA/register); one folder per SAM master key inside, shared by every CA that uses the SAM')
+    .option('--retry', 'take over a serial reserved by an issuing run that failed (its certificate is recorded void)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
+Every card serial is tied to one card key for good in the issuance register (docs/CARD.md,
+"The issuance register"): a blank card whose serial was issued to another key is refused
+(exit 1, E_SERIAL_TAKEN), and nothing is signed for it.
 PIN (4-8 digits) and PUK (8 digits) come from QTM_PIN / QTM_PUK, a prompt, or --generate-pin.
 With --batch every card gets the same transport PIN and PUK, which holders change with
 \`qtm card pin change\`; the report never contains them.
@@ -138,7 +144,7 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Alice Example" --reader "Virtual PCD 00 00"',
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Xavier Sales,O=Shop" --role manager --card xavier.card.json',
       'QTM_PIN=123456 QTM_PUK=12345678 qtm card issue --ca ./ca --sam shop.sam --batch holders.csv --out-dir cards/'))
-    .action(async (o: CardChoice & { ca: string; sam: string; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
+    .action(async (o: CardChoice & { ca: string; sam: string; register?: string; retry?: boolean; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
       if (o.batch) {
         if (!o.outDir) throw new InputError('--batch needs --out-dir');
         if (o.reader || o.card || o.holder) throw new InputError('--batch issues new virtual cards from the CSV: drop --reader, --card and --holder');
@@ -150,7 +156,8 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
       const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE, o));
       const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin), o);
       if (o.mayDelegate && o.role !== 'card') throw new InputError('--may-delegate is for customer cards (--role card); a manager card issues warrants already');
-      const common = { ca, sam, pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.mayDelegate ? { mayDelegate: true } : {}), ...(o.profile ? { profile: o.profile } : {}) };
+      const register = IssuanceRegister.open(o.register ?? join(o.ca, 'register'), sam.kcv);
+      const common = { ca, sam, register, ...(o.retry ? { retry: true } : {}), pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.mayDelegate ? { mayDelegate: true } : {}), ...(o.profile ? { profile: o.profile } : {}) };
 
       if (o.batch) {
         mkdirSync(o.outDir!, { recursive: true });

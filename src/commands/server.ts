@@ -40,6 +40,7 @@ interface StartOptions {
   ttp?: string;
   ttpCert?: string;
   fairDeadline?: number;
+  anonymousRate?: number;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -61,10 +62,10 @@ function withConfig(o: StartOptions) {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
-  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline') };
+  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), anonymousRate: pick('anonymousRate') };
   if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
-  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>;
+  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate'>;
 }
 
 /**
@@ -120,6 +121,7 @@ export function serverCommand(): Command {
     .option('--ttp-cert <ttp.pem>', 'with --ttp: the TTP\'s escrow certificate (role ttp)')
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
     .option('--first-id <n>', 'the first transaction ID of an empty store, when the receipt key signed in another store before', parsePositiveInt)
+    .option('--anonymous-rate <n>', 'requests a second per source address before a card login (default 20, bursts of 10 times it); beyond: 429 E_RATE_LIMITED', parsePositiveInt)
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
@@ -144,6 +146,7 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
+        ...(c.anonymousRate ? { anonymousRate: { perSecond: c.anonymousRate, burst: 10 * c.anonymousRate } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(marker.read() ? { signedBefore: marker.read()! } : {}),
         ...(o.firstId !== undefined ? { firstTransactionId: o.firstId } : {}),
@@ -203,7 +206,10 @@ auditor would, and the log itself: the chain of entries (an entry edited, remove
 the signed heads (entries after the last one were never acknowledged), one prepared entry per
 transaction, no gaps in the IDs, no entry for a transaction never prepared, none delivered
 unsigned. A customer's saved head (--min-head) shows a store that was cut back or rewritten.
-Exit codes: 0 everything verifies, 1 some record or the log is tampered with, 2 unusable input.
+Card serials stored with more than one card key (a second card made with a known serial) are
+listed and count as findings.
+Exit codes: 0 everything verifies, 1 some record or the log is tampered with, or a serial has two
+keys, 2 unusable input.
 ` + examples(
       'qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem',
       'qtm server audit --store ./store --signer-cert keys/receipts.pem --trust ca/ca.pem --sam shop.sam --json',
@@ -233,7 +239,7 @@ Exit codes: 0 everything verifies, 1 some record or the log is tampered with, 2 
       });
       progress.done();
       await store.close();
-      const bad = report.tampered.length + report.damagedLines.length + report.logProblems.length;
+      const bad = report.tampered.length + report.damagedLines.length + report.logProblems.length + report.sharedSerials.length;
       if (o.json) out.json(report);
       else {
         out.line(`${report.total} transactions: ${report.byState.delivered} delivered, ${report.byState.confirmed} signed but not acknowledged, ${report.byState.prepared} prepared only`);
@@ -242,6 +248,9 @@ Exit codes: 0 everything verifies, 1 some record or the log is tampered with, 2 
         for (const line of report.damagedLines) out.line(`  line ${line} of the log is not a readable entry`);
         for (const p of report.logProblems) out.line(`  log: ${p}`);
         for (const t of report.tampered) out.line(`  transaction ${t.transactionId} (${t.state}): ${t.problems.join('; ')}`);
+        for (const c of report.sharedSerials) {
+          out.line(`  card serial ${c.serial} was used with ${c.keys.length} card keys (a second card made with its serial): ${c.keys.map((k) => `key ${k.cardKey.slice(0, 16)}… transactions ${k.transactions.join(',')}`).join('; ')}`);
+        }
       }
       process.exitCode = bad ? 1 : 0;
     });

@@ -12,7 +12,8 @@ import { fetchReceipts } from '../client/fetch-receipts.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { InputError } from '../errors.js';
 import { PIN } from '../cli/secret-sources.js';
-import type { OrderItem } from '../protocol/messages.js';
+import { decodeConceptOrder, type ConceptOrder, type OrderItem } from '../protocol/messages.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 
 export interface ClientOptions extends CardChoice {
   server?: string;
@@ -56,10 +57,21 @@ const withClientOptions = (cmd: Command) => cardOptions(cmd
   .option('--pin-file <file>', 'read the PIN from the first line of FILE (or QTM_PIN, or a prompt)')
   .option('--json', 'print the result as JSON');
 
+/** A concept order in a file, as POST /orders answered it: the server keeps none (docs/FORMATS.md). */
+function readConceptOrder(file: string): ConceptOrder {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new InputError(`cannot read the concept order ${file}`, 'save the answer of POST /orders ({"orderId": ..., "content": ...}) to a file');
+  }
+  return decodeConceptOrder(parseStrictJson(text, `concept order ${file}`));
+}
+
 export function signCommand(): Command {
   return withClientOptions(new Command('sign'))
     .description('sign an order with the card: see the exact text, accept, PIN, receipt on the card, proof archived')
-    .option('--order <id>', 'a concept order composed earlier')
+    .option('--order <file>', 'a concept order composed earlier, as POST /orders answered it (JSON: orderId, content)')
     .option('--items <list>', 'compose a new order: SKU:QTY,SKU:QTY')
     .option('--priority <n>', 'receipt priority on the card, 0 (replaced first) to 255', parsePositiveInt)
     .option('-y, --yes', 'accept the order without asking (for scripts; the text is still checked)')
@@ -74,15 +86,15 @@ clock is refused before the card signs (E_CLOCK_SKEW); the time and T are in the
 Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or unreachable.
 ` + examples(
       'qtm sign --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:2,PEN-BLUE:1',
-      'qtm sign --server https://shop.example:8443 --trust ca.pem --reader "Virtual PCD 00 00" --order 20261124-1a2b3c4d',
+      'qtm sign --server https://shop.example:8443 --trust ca.pem --reader "Virtual PCD 00 00" --order order.json',
       'echo "$PIN" | qtm sign --yes --pin-stdin --json --card alice.card.json --items NOTEBOOK:3 --server ... --trust ...',
       'qtm sign --fair --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:1',
       'qtm sign --clock-tolerance 30 --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:1'))
     .action(async (o: ClientOptions & { order?: string; items?: string; priority?: number; yes?: boolean; fair?: boolean; clockTolerance?: number }) => {
-      if (!o.order === !o.items) throw new InputError('give exactly one of --order ID or --items SKU:QTY,...');
+      if (!o.order === !o.items) throw new InputError('give exactly one of --order FILE or --items SKU:QTY,...');
       const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
       if (!o.yes && !interactive) throw new InputError('not on a terminal: nobody can read and accept the order', 'pass --yes for an unattended run');
-      const order = o.order ? { orderId: o.order } : { items: parseItems(o.items!) };
+      const order = o.order ? { concept: readConceptOrder(o.order) } : { items: parseItems(o.items!) };
       const { api, trustAnchors } = clientContext(o);
       const archive = await Archive.open(o.archive);
       const hooks: TransactionHooks = {

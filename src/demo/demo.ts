@@ -34,6 +34,7 @@ import { issueWarrant } from '../warrant/warrant.js';
 import { keyFingerprint } from '../crypto/keys.js';
 import { runCheat, runLoss, startDemoTtp, type Cheat, type CheatSwitch } from './fair-demo.js';
 import type { LostMessage } from './lossy-api.js';
+import { IssuanceRegister } from '../card/issuance-register.js';
 
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
@@ -102,7 +103,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const cardFile = join(dir, 'alice.card.json');
     const storage = FileStorage.create(cardFile, 8);
     const issuer = new CardClient(new InProcessTransport(storage));
-    const issued = await issueCard(issuer, { ca, sam, holder: 'CN=Alice Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
+    const issued = await issueCard(issuer, { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Alice Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
     tell(`Virtual card ${issued.serial} issued to "CN=Alice Demo": RSA-2048 key made on the card, certificate with the card serial, diversified keys, PIN set, locked.`);
 
     const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell) : undefined;
@@ -186,7 +187,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     let refused: string | undefined;
     if (proxy) {
       const zedFile = join(dir, 'zed.card.json');
-      const zedIssued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(zedFile, 8))), { ca, sam, holder: 'CN=Zed Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
+      const zedIssued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(zedFile, 8))), { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Zed Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
       const zed = new CardClient(new InProcessTransport(new FileStorage(zedFile)));
       const zedApi = new QtmApi(server.url.replace('127.0.0.1', 'localhost'), ca.certificate.toString());
       try {

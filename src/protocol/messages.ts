@@ -133,6 +133,8 @@ export const decodeAuthResponse = (j: unknown) => decode('auth response', j, AUT
 
 const PREPARE_REQUEST = {
   orderId: { kind: 'string', max: 64 },
+  /** The concept order's content as POST /orders gave it: the server keeps no orders (issue 18). */
+  content: { kind: 'b64', max: MAX_CONTENT_BYTES },
   /** Ask for the fair exchange of signatures through the server's TTP (claims 12-14). */
   fair: { kind: 'bool', optional: true },
 } as const satisfies Spec;

@@ -10,7 +10,7 @@ import { contentId, fingerprint } from '../crypto/keys.js';
 import { profileByPackageVersion } from '../protocol/profile.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
-import type { TransactionRecord, TransactionState, TransactionStore } from '../store/types.js';
+import { cardKeyOfEntry, type TransactionRecord, type TransactionState, type TransactionStore } from '../store/types.js';
 import type { LogFindings } from '../store/log-store.js';
 import { headStatement, type SignedHead } from '../store/head.js';
 import type { Sam } from '../sam/sam.js';
@@ -28,6 +28,11 @@ export interface AuditReport {
   readonly tampered: AuditFinding[];
   /** Log lines that are not entries at all (edited or damaged), by line number. */
   readonly damagedLines: number[];
+  /**
+   * Card serials stored with more than one card key (issue 18): a second card made with a known
+   * serial. Each key with the transactions stored for it, first seen first.
+   */
+  readonly sharedSerials: { serial: string; keys: { cardKey: string; transactions: number[] }[] }[];
   /** What the log's chain, heads and ID sequence show: edits, removals, insertions, gaps. */
   readonly logProblems: string[];
   /** The last signed head, when the store has them. */
@@ -98,9 +103,14 @@ export function auditStore(
   const expected = byState.prepared + byState.confirmed + byState.delivered;
   let total = 0;
   const ids: number[] = [];
+  const keysBySerial = new Map<string, Map<string, number[]>>();
   for (const r of store.all()) {
     total++;
     ids.push(r.transactionId);
+    const keys = keysBySerial.get(r.prepared.cardSerial) ?? new Map<string, number[]>();
+    keysBySerial.set(r.prepared.cardSerial, keys);
+    const key = cardKeyOfEntry(r.prepared);
+    keys.set(key, [...(keys.get(key) ?? []), r.transactionId]);
     let problems: string[];
     try {
       problems = auditOne(r, signerCertificates, trustAnchors);
@@ -128,8 +138,10 @@ export function auditStore(
       else if (held !== h.hash) logProblems.push(`entry ${h.seq} is not the one the head given signed: the store's history was rewritten`);
     }
   }
+  const sharedSerials = [...keysBySerial].filter(([, keys]) => keys.size > 1)
+    .map(([serial, keys]) => ({ serial, keys: [...keys].map(([cardKey, transactions]) => ({ cardKey, transactions })) }));
   return {
-    total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])], logProblems,
+    total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])], logProblems, sharedSerials,
     ...(last ? { head: { seq: last.seq, hash: last.hash } } : {}),
   };
 }

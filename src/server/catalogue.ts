@@ -44,8 +44,9 @@ function money(cents: number): string {
   return `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
 }
 
-export function composeOrder(catalogue: Catalogue, items: readonly OrderItem[], buyer: string, now: Date): { orderId: string; content: Buffer } {
-  const orderId = `${now.toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(4).toString('hex')}`;
+/** `reference` names the order in its text (the server passes one made from the order's nonce). */
+export function composeOrder(catalogue: Catalogue, items: readonly OrderItem[], buyer: string, now: Date, reference?: string): { orderId: string; content: Buffer } {
+  const orderId = reference ?? `${now.toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(4).toString('hex')}`;
   const lines: string[] = [];
   let total = 0;
   for (const { sku, quantity } of items) {

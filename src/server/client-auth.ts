@@ -3,12 +3,16 @@
  * a value bound to this TLS session (an RFC 5705/8446 keying-material exporter value) and a
  * server nonce. A signature made for one TLS session is useless in another, so a relayed or
  * replayed authentication fails. The certificate must chain to the trusted CA, carry the card
- * role, and hold the card serial both as its serial number and in its subject.
+ * role, and hold the card serial in its subject (serialNumber). Its certificate serial is the
+ * CA's own random choice (issue 18); cards issued before, whose certificate serial is the card
+ * serial, are accepted as well. The identity carries the SHA-256 of the card's key: a serial is
+ * public and names no one by itself (src/server/card-binding.ts).
  */
 import { verify, type X509Certificate } from 'node:crypto';
 import { AUTH_PREFIX } from '../protocol/card-application.js';
 import { authenticationData } from '../protocol/card-authentication.js';
 import { OID } from '../crypto/oids.js';
+import { keyFingerprint } from '../crypto/keys.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { parsedCertificate } from '../verify/cert-cache.js';
 import { validateChain } from '../verify/chain.js';
@@ -18,6 +22,8 @@ import { PROFILES, type Profile } from '../protocol/profile.js';
 export interface ClientIdentity {
   readonly certificates: X509Certificate[];
   readonly cardSerial: string;
+  /** SHA-256 (hex) of the card key's DER SubjectPublicKeyInfo: what transactions are bound to. */
+  readonly cardKey: string;
   readonly subject: string;
   readonly profile: Profile;
 }
@@ -43,8 +49,8 @@ export function verifyCardAuthentication(opts: {
   if (!chain.ok) throw new RefusedError(`client certificate refused: ${chain.reason}`, undefined, 'E_CLIENT_CERT');
   if (!(leaf.keyUsage ?? []).includes(OID.ekuCardSigning)) throw new RefusedError('client certificate is not a qtm card certificate', undefined, 'E_CLIENT_CERT');
   const serial = /(?:^|\n)serialNumber=([0-9A-F]{16})(?:\n|$)/.exec(leaf.subject)?.[1];
-  if (!serial || serial !== leaf.serialNumber.toUpperCase()) {
-    throw new RefusedError('client certificate does not hold the card serial as its serial number and in its subject', undefined, 'E_CLIENT_CERT');
+  if (!serial) {
+    throw new RefusedError('client certificate does not hold a card serial (serialNumber, 16 hex digits) in its subject', 'issue the card with qtm card issue', 'E_CLIENT_CERT');
   }
   const bits = leaf.publicKey.asymmetricKeyDetails?.modulusLength;
   const profile = bits === 1024 ? PROFILES.v1 : PROFILES.v2;
@@ -52,5 +58,5 @@ export function verifyCardAuthentication(opts: {
   if (!verify(profile.hash, signed, parsedCertificate(leaf).publicKey, opts.signature)) {
     throw new RefusedError('card authentication signature does not verify for this TLS session', undefined, 'E_CLIENT_AUTH');
   }
-  return { certificates: certs, cardSerial: serial, subject: leaf.subject.replace(/\n/g, ', '), profile };
+  return { certificates: certs, cardSerial: serial, cardKey: keyFingerprint(leaf.publicKey), subject: leaf.subject.replace(/\n/g, ', '), profile };
 }

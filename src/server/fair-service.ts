@@ -17,6 +17,7 @@ import { oaepEncrypt } from '../fair/oaep.js';
 import { escrowProblems } from '../fair/verifiable-escrow.js';
 import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, verifyAbortToken, type Exchange, type TtpAnswer, type TtpRequest } from '../fair/ttp.js';
 import { ServiceError } from './service-error.js';
+import { ownRecord, storedCardKey } from './card-binding.js';
 
 /**
  * A cheating server, for the demo and the tests only (`qtm demo --fair --cheat server`): each
@@ -190,8 +191,10 @@ export class FairService {
   }
 
   /** Blocks 306-308: check the client's verifiable escrow of Y; release X, or abort at the TTP. */
-  async escrow(client: ClientIdentity, rec: TransactionRecord, escrowY: Buffer): Promise<Buffer> {
-    const transactionId = rec.transactionId;
+  async escrow(client: ClientIdentity, stored: TransactionRecord, escrowY: Buffer): Promise<Buffer> {
+    const transactionId = stored.transactionId;
+    // The caller's card must be the card the transaction is bound to (serial and key).
+    const rec = ownRecord(stored, client, transactionId);
     // The server already holds Y (a first message or the TTP): X costs it nothing.
     if (rec.confirmed) return this.releaseX(rec);
     if (rec.fairAborted) throw new ServiceError('E_ABORTED', `transaction ${transactionId} was aborted at the TTP: ${rec.fairAborted.reason}`);
@@ -204,7 +207,7 @@ export class FairService {
     if (this.pastDeadline(rec)) throw new ServiceError('E_DEADLINE', `transaction ${transactionId}: the fair exchange's deadline has passed; it is settled at the TTP (resolve there)`);
     const exchange = this.exchangeOf(rec);
     const label = this.fairLabel(exchange.header, exchange.deadline);
-    const problems = escrowProblems(escrowY, { cardKey: client.certificates[0]!.publicKey, ttpKey: this.o.fair.ttp.certificates[0]!.publicKey, label, message: exchange.header });
+    const problems = escrowProblems(escrowY, { cardKey: storedCardKey(rec), ttpKey: this.o.fair.ttp.certificates[0]!.publicKey, label, message: exchange.header });
     if (problems.length) {
       const why = `the escrow of Y does not verify (${problems[0]}${problems.length > 1 ? ` and ${problems.length - 1} more` : ''})`;
       const after = await this.abortAtTtp(rec, `the client's escrow of Y does not verify (${problems[0]})`);

@@ -21,6 +21,51 @@ export interface HttpServerOptions {
   readonly trustAnchors: readonly X509Certificate[];
   readonly log?: (line: Record<string, unknown>) => void;
   readonly maxBodyBytes?: number;
+  /** Requests per source address on connections with no card login (default ANONYMOUS_RATE). */
+  readonly anonymousRate?: RateLimit;
+}
+
+export interface RateLimit {
+  /** Tokens added per second. */
+  readonly perSecond: number;
+  /** Most tokens an address can hold (a burst). */
+  readonly burst: number;
+}
+
+/**
+ * Issue 18, section 5: requests on a connection without a card login (composing orders, the
+ * login itself) cost the server work and anyone can send them, so each source address gets a
+ * token bucket: 20 requests a second, bursts of 200. Beyond that: 429 E_RATE_LIMITED.
+ */
+export const ANONYMOUS_RATE: RateLimit = { perSecond: 20, burst: 200 };
+/** Buckets kept at most; beyond, the full (idle) ones are dropped first. */
+const MAX_BUCKETS = 100_000;
+
+/** One token bucket per source address. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(readonly limit: RateLimit, private readonly clock: () => number = () => performance.now()) {}
+
+  take(address: string): boolean {
+    const now = this.clock();
+    const b = this.buckets.get(address) ?? { tokens: this.limit.burst, at: now };
+    b.tokens = Math.min(this.limit.burst, b.tokens + ((now - b.at) / 1000) * this.limit.perSecond);
+    b.at = now;
+    if (!this.buckets.has(address)) {
+      if (this.buckets.size >= MAX_BUCKETS) this.prune(now);
+      this.buckets.set(address, b);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Drops buckets that have refilled (their addresses are owed nothing); the oldest if none has. */
+  private prune(now: number): void {
+    for (const [a, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * this.limit.perSecond >= this.limit.burst) this.buckets.delete(a);
+    if (this.buckets.size >= MAX_BUCKETS) this.buckets.delete(this.buckets.keys().next().value!);
+  }
 }
 
 /** A verifiable escrow is ~168 KB, ~224 KB in base64: the one request larger than the default limit. */
@@ -32,6 +77,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
   const max = o.maxBodyBytes ?? 256 * 1024;
   const log = o.log ?? ((line) => process.stderr.write(JSON.stringify(line) + '\n'));
   const service = o.service;
+  const anonymous = new RateLimiter(o.anonymousRate ?? ANONYMOUS_RATE);
 
   const identity = (socket: TLSSocket): ClientIdentity => {
     const id = identities.get(socket);
@@ -45,6 +91,10 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const method = req.method ?? 'GET';
     const r = matchRoute(method, path);
     if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
+    if (r.name !== 'health' && !identities.has(socket) && !anonymous.take(socket.remoteAddress ?? 'unknown')) {
+      const { perSecond, burst } = anonymous.limit;
+      throw new HttpError('E_RATE_LIMITED', `too many requests from ${socket.remoteAddress ?? 'this address'} without a card login (at most ${perSecond} a second, bursts of ${burst}): wait a second and retry`);
+    }
     switch (r.name) {
       case 'health':
         return { body: { ok: true, serverId: service.serverId.toString('hex') } };
@@ -66,6 +116,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
         if (!nonce || !nonce.equals(a.nonce)) throw new HttpError('E_NONCE', 'unknown or used nonce: ask /auth/challenge on this connection');
         const exporter = socket.exportKeyingMaterial(EXPORTER_LENGTH, EXPORTER_LABEL, nonce);
         const id = verifyCardAuthentication({ certificates: a.certificates, nonce: a.nonce, signature: a.signature, exporter, trustAnchors: o.trustAnchors, now: new Date() });
+        service.login(id); // a serial registered with another card key is refused (card-keys.ts)
         identities.set(socket, id);
         return { body: { cardSerial: id.cardSerial, subject: id.subject } };
       }
@@ -74,8 +125,9 @@ export function createQtmServer(o: HttpServerOptions): Server {
       case 'transaction':
         return { body: M.encodePrepared(service.prepared(identity(socket), r.transactionId)), tx: r.transactionId };
       case 'prepare': {
+        const id = identity(socket);
         const p = M.decodePrepareRequest(await readJson(req, max));
-        const prepared = await service.prepare(identity(socket), p.orderId, p.fair ?? false);
+        const prepared = await service.prepare(id, p.orderId, p.content, p.fair ?? false);
         return { status: 201, body: M.encodePrepared(prepared), tx: prepared.transactionId };
       }
       case 'escrow': {

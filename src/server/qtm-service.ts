@@ -14,10 +14,13 @@ import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, Third
 import type { TransactionRecord, TransactionStore } from '../store/types.js';
 import type { Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
+import { checkOrder, newOrderNonce, orderIdFor, ORDER_LIFETIME_SECONDS } from './concept-orders.js';
 import type { ClientIdentity } from './client-auth.js';
 import { ProxySigning, type ProxyOptions } from './proxy-signing.js';
 import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../protocol/clock.js';
 import { ServiceError } from './service-error.js';
+import type { CardKeyRegister } from './card-keys.js';
+import { belongsTo, ownRecord, storedCardKey, storedSerial } from './card-binding.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 
 export { ServiceError } from './service-error.js';
@@ -30,7 +33,11 @@ export interface ServiceOptions {
   /** The receipt-signing key and its certificate chain (claim 5: not the TLS key). */
   readonly signer: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
   readonly sam: Sam;
+  /** Card keys by serial: a login whose serial is registered with another key is refused. */
+  readonly cardKeys: CardKeyRegister;
   readonly catalogue: Catalogue;
+  /** The key concept order IDs are MACs under (concept-orders.ts; `<store>/order-key`). */
+  readonly orderKey: Buffer;
   readonly now?: () => Date;
   /** Sign as party A by proxy for manager X, under X's warrants (claims 10-11). */
   readonly proxy?: ProxyOptions;
@@ -40,17 +47,14 @@ export interface ServiceOptions {
   readonly firstTransactionId?: number;
 }
 
-interface ConceptOrder {
-  readonly content: Buffer;
-  readonly createdAt: number;
-  transactionId?: number;
-}
-
-const ORDER_LIFETIME_MS = 3_600_000;
-const MAX_CONCEPTS = 10_000;
-
 export class QtmService {
-  private readonly orders = new Map<string, ConceptOrder>();
+  /**
+   * Orders prepared by a logged-in card, to their transaction: a retried prepare gets the same
+   * transaction, another card gets E_ORDER_TAKEN. Only authenticated prepares, each of which
+   * stores a transaction, add to it; concept orders themselves are not kept (concept-orders.ts).
+   */
+  private readonly preparedOrders = new Map<string, { transactionId: number; expiry: number }>();
+  private preparesSincePrune = 0;
   private readonly now: () => Date;
   /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
   readonly serverId: Buffer;
@@ -68,55 +72,66 @@ export class QtmService {
     this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
   }
 
+  /**
+   * After the card authenticated: a serial already registered with another card key (a second
+   * card made with a known serial) is refused; a serial seen for the first time is registered.
+   */
+  login(client: ClientIdentity): void {
+    this.o.cardKeys.bind(client.cardSerial, client.cardKey, this.now());
+  }
+
   /** The order application: compose a concept order from catalogue items. */
   composeOrder(items: readonly OrderItem[], buyer = '(authenticated at signing)'): { orderId: string; content: Buffer } {
-    this.expireOrders();
-    const order = composeOrder(this.o.catalogue, items, buyer, this.now());
-    this.orders.set(order.orderId, { content: order.content, createdAt: Date.now() });
-    return order;
+    const now = this.now();
+    const nonce = newOrderNonce();
+    const reference = `${now.toISOString().slice(0, 10).replace(/-/g, '')}-${nonce.toString('hex')}`;
+    const { content } = composeOrder(this.o.catalogue, items, buyer, now, reference);
+    const expiry = Math.floor(now.getTime() / 1000) + ORDER_LIFETIME_SECONDS;
+    return { orderId: orderIdFor(this.o.orderKey, nonce, expiry, content), content };
   }
 
+  /** Concept orders are not kept: the content travels with the ID (POST /orders, then prepare). */
   getOrder(orderId: string): Buffer {
-    const order = this.orders.get(orderId);
-    if (!order) throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
-    return order.content;
-  }
-
-  private expireOrders(): void {
-    const cutoff = Date.now() - ORDER_LIFETIME_MS;
-    for (const [id, o] of this.orders) if (o.createdAt < cutoff || this.orders.size > MAX_CONCEPTS) this.orders.delete(id);
+    throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" on this server: orders are not kept, their content comes with the ID from POST /orders (qtm sign --items)`);
   }
 
   private record(client: ClientIdentity, transactionId: number): TransactionRecord {
-    const rec = this.o.store.get(transactionId);
-    // Another card's transaction is reported as absent: its existence is not the caller's business.
-    if (!rec || rec.prepared.cardSerial !== client.cardSerial) throw new ServiceError('E_NO_TRANSACTION', `no transaction ${transactionId} for this card`);
-    return rec;
+    // Another card's transaction (another serial, or the same serial with another key) is
+    // reported as absent: its existence is not the caller's business (card-binding.ts).
+    return ownRecord(this.o.store.get(transactionId), client, transactionId);
   }
 
   /** Builds the record to sign: the pre-QTM package for this card and the content. */
-  async prepare(client: ClientIdentity, orderId: string, fair = false): Promise<PreparedTransaction> {
-    const order = this.orders.get(orderId);
-    if (!order) throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" (it may have expired: compose it again)`);
+  async prepare(client: ClientIdentity, orderId: string, content: Buffer, fair = false): Promise<PreparedTransaction> {
+    // The ID must be this server's MAC over this content, unexpired: nothing else is checked first.
+    const nowSeconds = Math.floor(this.now().getTime() / 1000);
+    const expiry = checkOrder(this.o.orderKey, orderId, content, nowSeconds);
+    const order = { content };
     if (client.profile.name !== this.o.profile.name) {
       throw new ServiceError('E_PROFILE', `the card uses profile ${client.profile.name}, this server ${this.o.profile.name}`);
     }
-    if (order.transactionId !== undefined) {
-      const existing = this.o.store.get(order.transactionId);
-      if (existing && existing.prepared.cardSerial === client.cardSerial) return this.preparedMessage(existing);
+    const already = this.preparedOrders.get(orderId)?.transactionId;
+    if (already !== undefined) {
+      const existing = this.o.store.get(already);
+      if (existing && belongsTo(existing, client)) return this.preparedMessage(existing);
       throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     }
     checkPlainText(order.content);
     if (fair && !this.o.fair) throw new ServiceError('E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
     if (fair && this.o.proxy) throw new ServiceError('E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
     const warrant = this.proxy?.warrantFor(client);
+    // An expired order cannot be prepared again, so its entry is no longer needed.
+    if (++this.preparesSincePrune >= 1024) {
+      this.preparesSincePrune = 0;
+      for (const [id, p] of this.preparedOrders) if (p.expiry <= nowSeconds) this.preparedOrders.delete(id);
+    }
     const time = Math.floor(this.now().getTime() / 1000);
     const signer = { certificates: this.o.signer.certificates };
     const partyA = warrant ? { certificates: [warrant.warrant.certificate] } : signer;
     // The store picks the ID in the same durable write as the entry (no ID twice, none lost);
     // the builder runs before anything is awaited, so the order is taken at once.
     const transactionId = await this.o.store.appendPrepared((id) => {
-      order.transactionId = id;
+      this.preparedOrders.set(orderId, { transactionId: id, expiry });
       const header = encodeHeader(headerFor({ profile: this.o.profile, transactionId: id, time, content: order.content, server: signer, partyA, partyB: { certificates: client.certificates } }));
       return {
         type: 'prepared',
@@ -127,6 +142,7 @@ export class QtmService {
         header: header.toString('base64'),
         clientCertificate: client.certificates.map((c) => c.toString()).join(''),
         cardSerial: client.cardSerial,
+        cardKey: client.cardKey,
         ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
         ...(fair ? { fair: this.fair!.makeEscrowOfX(header, time + this.fair!.deadlineSeconds) } : {}),
       };
@@ -215,7 +231,7 @@ export class QtmService {
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
     const header = this.boundHeader(rec);
-    if (!verifyBytes(this.o.profile, client.certificates[0]!.publicKey, headerBytes, first.signature)) {
+    if (!verifyBytes(this.o.profile, storedCardKey(rec), headerBytes, first.signature)) {
       // Block 317: in a fair exchange a bogus Y is no loss: the TTP extracts the real one.
       const fromTtp = rec.prepared.fair ? await this.fairService(rec).yFromTtp(rec) : undefined;
       if (!fromTtp) throw new ServiceError('E_BAD_SIGNATURE', `the card signature on transaction ${transactionId} does not verify with the client certificate`);
@@ -227,7 +243,7 @@ export class QtmService {
     const signatureServer = signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header));
     const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
     const record = cardRecordFor(header, first.priority);
-    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), first.challenge, first.slot, record);
+    const envelope = sealRecord(this.o.sam.cardKeys(storedSerial(rec)), first.challenge, first.slot, record);
     // Check-and-append in one step in the store: of two concurrent confirms only one is kept.
     const appended = await this.o.store.appendSigned({
       type: 'confirmed',
@@ -260,7 +276,7 @@ export class QtmService {
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
       return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.offer.envelope, 'base64'), slot);
     }
-    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
+    const envelope = sealRecord(this.o.sam.cardKeys(storedSerial(rec)), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
     await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
     return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), envelope, slot);
   }
@@ -272,7 +288,7 @@ export class QtmService {
     if (rec.delivered) {
       if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
     }
-    const keys = this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex'));
+    const keys = this.o.sam.cardKeys(storedSerial(rec));
     const ok = checkStorageProof(keys, Buffer.from(rec.offer.challenge, 'base64'), Buffer.from(rec.confirmed.cardRecord, 'base64'), third.proof);
     if (!ok) throw new ServiceError('E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
     if (!rec.delivered) await this.o.store.append({ type: 'delivered', transactionId: third.transactionId, proof: third.proof.toString('base64'), at: this.now().toISOString() });
@@ -281,7 +297,11 @@ export class QtmService {
 
   /** Receipts signed for this card but not yet acknowledged (offered again on return). */
   pending(client: ClientIdentity): number[] {
-    return this.o.store.pendingFor(client.cardSerial);
+    // Indexed by card key; each checked again by the one helper (serial and key).
+    return this.o.store.pendingFor(client.cardKey).filter((id) => {
+      const rec = this.o.store.get(id);
+      return rec !== undefined && belongsTo(rec, client);
+    });
   }
 
   static newNonce(): Buffer {

@@ -4,11 +4,13 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { createQtmServer } from './http-server.js';
+import { createQtmServer, type RateLimit } from './http-server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
 import { headSigner } from '../store/head.js';
+import { CardKeyRegister } from './card-keys.js';
+import { orderKeyFor } from './concept-orders.js';
 import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
@@ -39,6 +41,8 @@ export interface ServerParts {
   readonly markSigned?: (lastTransactionId: number) => void;
   /** The server's clock (tests inject a skewed one). */
   readonly now?: () => Date;
+  /** Requests per source address without a card login (default ANONYMOUS_RATE in http-server.ts). */
+  readonly anonymousRate?: RateLimit;
 }
 
 export interface RunningServer {
@@ -65,9 +69,17 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
       `this receipt key signed transactions up to at least ${p.signedBefore.lastTransactionId} in the store ${p.signedBefore.store}, and this store is empty: it would hand their IDs out again`,
       `start it on the store it signed them in, or give --first-id ${p.signedBefore.lastTransactionId + 1} (or higher)`);
   }
+  let cardKeys: CardKeyRegister;
+  try {
+    cardKeys = CardKeyRegister.open(p.storeDir, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const service = new QtmService({
     ...(p.firstTransactionId !== undefined ? { firstTransactionId: p.firstTransactionId } : {}),
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
+    cardKeys, orderKey: orderKeyFor(p.storeDir),
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
     ...(p.now ? { now: p.now } : {}),
@@ -90,7 +102,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     }
   }, 1000) : undefined;
   sweeper?.unref();
-  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}) });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});

@@ -31,7 +31,7 @@ import { fsyncDirectory, writeFileAtomic } from '../util/fs.js';
 import { decodeSignedHead, encodeSignedHead, GENESIS_HASH, headStatement, lineHash, type HeadSigner, type SignedHead } from './head.js';
 import { tryLock } from '../util/lock-file.js';
 import { InputError } from '../errors.js';
-import { fold, type AlreadySigned, type ConfirmedEntry, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
+import { cardKeyOfEntry, fold, type AlreadySigned, type ConfirmedEntry, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
 export const LOCK_FILE = 'LOCK';
@@ -50,7 +50,8 @@ interface Span {
 
 interface IndexEntry {
   state: TransactionState;
-  cardSerial: string;
+  /** The card key the transaction is bound to (see cardKeyOfEntry). */
+  cardKey: string;
   /** Entries in log order; folding them gives the record. */
   spans: Span[];
 }
@@ -84,7 +85,7 @@ export interface LogFindings {
 
 export class LogStore implements TransactionStore {
   private readonly index = new Map<number, IndexEntry>();
-  /** Confirmed but not delivered, by card serial: what a returning client is offered again. */
+  /** Confirmed but not delivered, by card key: what a returning client is offered again. */
   private readonly pendingByCard = new Map<string, Set<number>>();
   /** Fair exchanges not settled yet: transaction ID to deadline. Survives restarts with the log. */
   private readonly openFair = new Map<number, number>();
@@ -274,7 +275,7 @@ export class LogStore implements TransactionStore {
         if (writer !== undefined) this.problem(writer, `transaction ${id} is prepared a second time at line ${this.lineNo}`);
         return;
       }
-      at = { state: 'prepared', cardSerial: entry.cardSerial, spans: [span] };
+      at = { state: 'prepared', cardKey: cardKeyOfEntry(entry), spans: [span] };
       this.index.set(id, at);
       if (entry.fair) this.openFair.set(id, entry.fair.deadline);
       else this.openFair.delete(id);
@@ -295,15 +296,15 @@ export class LogStore implements TransactionStore {
   }
 
   private setState(id: number, at: IndexEntry, state: TransactionState): void {
-    const set = this.pendingByCard.get(at.cardSerial);
+    const set = this.pendingByCard.get(at.cardKey);
     if (at.state === 'confirmed') {
       set?.delete(id);
-      if (set?.size === 0) this.pendingByCard.delete(at.cardSerial);
+      if (set?.size === 0) this.pendingByCard.delete(at.cardKey);
     }
     at.state = state;
     if (state === 'confirmed') {
       if (set) set.add(id);
-      else this.pendingByCard.set(at.cardSerial, new Set([id]));
+      else this.pendingByCard.set(at.cardKey, new Set([id]));
     }
   }
 
@@ -441,8 +442,8 @@ export class LogStore implements TransactionStore {
     for (const id of ids) yield this.get(id)!;
   }
 
-  pendingFor(cardSerial: string): number[] {
-    return [...(this.pendingByCard.get(cardSerial) ?? [])].sort((a, b) => a - b);
+  pendingFor(cardKey: string): number[] {
+    return [...(this.pendingByCard.get(cardKey) ?? [])].sort((a, b) => a - b);
   }
 
   openFairExchanges(): ReadonlyMap<number, number> {

@@ -4,6 +4,8 @@
  * Binary values are base64 so entries stay plain JSON in any backend.
  */
 import type { SignedHead } from './head.js';
+import { keyFingerprint } from '../crypto/keys.js';
+import { certificatesFromPemBundle } from '../crypto/x509.js';
 
 export interface PreparedEntry {
   readonly type: 'prepared';
@@ -14,6 +16,12 @@ export interface PreparedEntry {
   readonly header: string; // base64 pre-QTM package
   readonly clientCertificate: string; // PEM
   readonly cardSerial: string; // hex
+  /**
+   * SHA-256 (hex) of the card key's DER SubjectPublicKeyInfo: party B's key, to which the
+   * transaction is bound (issue 18). Entries stored before it existed lack it: the key is then
+   * derived from `clientCertificate`.
+   */
+  readonly cardKey?: string;
   /** When A signs by proxy: the warrant's serial and PEMs (warrant, then X's chain). */
   readonly warrant?: { readonly serial: string; readonly certificates: readonly string[] };
   /** Fair exchange: the deadline, X (signature A, released at block 308), its escrow and the receipt key's signature on the escrow. */
@@ -144,8 +152,12 @@ export interface TransactionStore {
   /** The highest transaction ID ever stored, 0 when empty. */
   lastTransactionId(): number;
   all(): Iterable<TransactionRecord>;
-  /** Confirmed and not yet delivered for this card (hex serial), in transaction order. */
-  pendingFor(cardSerial: string): number[];
+  /**
+   * Confirmed and not yet delivered for this card key (`cardKey`, or derived from the stored
+   * certificate for older entries), in transaction order: a second card with the same serial
+   * and another key sees none of them.
+   */
+  pendingFor(cardKey: string): number[];
   /** Fair exchanges neither signed, resolved nor aborted, with their deadlines (Unix seconds). */
   openFairExchanges(): ReadonlyMap<number, number>;
   /** Stored entries that could not be read at all, by position (read-only opens, for audits). */
@@ -183,5 +195,20 @@ export function fold(record: TransactionRecord | undefined, e: StoreEntry): Tran
         state: record.state === 'delivered' ? 'delivered' : 'confirmed',
         confirmed: { type: 'confirmed', transactionId: e.transactionId, firstMessage: { signatureB: e.signatureB, challenge: '', slot: 0, priority: 0 }, package: e.package, cardRecord: e.cardRecord, envelope: '' },
       };
+  }
+}
+
+/**
+ * The card key a prepared entry is bound to: its `cardKey`, or for an entry stored before that
+ * field existed, the SHA-256 of the stored client certificate's key. An entry whose certificate
+ * cannot be read (damage; the audit reports it) is indexed under its card serial (16 hex
+ * digits), which no key fingerprint (64 hex digits) can equal.
+ */
+export function cardKeyOfEntry(entry: PreparedEntry): string {
+  if (entry.cardKey) return entry.cardKey;
+  try {
+    return keyFingerprint(certificatesFromPemBundle(entry.clientCertificate, 'stored client certificate')[0]!.publicKey);
+  } catch {
+    return entry.cardSerial;
   }
 }

@@ -9,15 +9,20 @@ import { memoryCa } from '../../src/proof/sample.js';
 import { initSam, type Sam } from '../../src/sam/sam.js';
 import type { OpenCa } from '../../src/pki/ca.js';
 import type { ProfileName } from '../../src/protocol/profile.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 export const PIN = '1234';
 export const PUK = '12345678';
 
-let shared: { ca: OpenCa; sam: Sam } | undefined;
+let shared: { ca: OpenCa; sam: Sam; register: IssuanceRegister } | undefined;
 
 /** One CA and SAM for the whole test process (key generation is the slow part). */
-export function authority(): { ca: OpenCa; sam: Sam } {
-  shared ??= { ca: memoryCa(), sam: initSam(join(mkdtempSync(join(tmpdir(), 'qtm-sam-')), 'test.sam'), 'test passphrase') };
+export function authority(): { ca: OpenCa; sam: Sam; register: IssuanceRegister } {
+  if (!shared) {
+    const dir = mkdtempSync(join(tmpdir(), 'qtm-sam-'));
+    const sam = initSam(join(dir, 'test.sam'), 'test passphrase');
+    shared = { ca: memoryCa(), sam, register: IssuanceRegister.open(join(dir, 'register'), sam.kcv) };
+  }
   return shared;
 }
 
@@ -28,9 +33,9 @@ export function blankCard(slots = 4) {
 }
 
 export async function issuedCard(opts: { slots?: number; profile?: ProfileName; role?: 'card' | 'manager'; holder?: string } = {}) {
-  const { ca, sam } = authority();
+  const { ca, sam, register } = authority();
   const blank = blankCard(opts.slots ?? 4);
-  const issued = await issueCard(blank.client, { ca, sam, holder: opts.holder ?? 'CN=Test Holder', pin: PIN, puk: PUK, slots: opts.slots ?? 4, profile: opts.profile ?? 'v2', role: opts.role ?? 'card' });
+  const issued = await issueCard(blank.client, { ca, sam, register, holder: opts.holder ?? 'CN=Test Holder', pin: PIN, puk: PUK, slots: opts.slots ?? 4, profile: opts.profile ?? 'v2', role: opts.role ?? 'card' });
   const serial = Buffer.from(issued.serial, 'hex');
   return { ...blank, ca, sam, issued, serial, keys: sam.cardKeys(serial) };
 }

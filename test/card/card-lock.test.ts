@@ -22,16 +22,17 @@ import { QTM_AID } from '../../src/card/app-spec.js';
 import { decodeCardRecord } from '../../src/protocol/card-record.js';
 import { authority, PIN, PUK } from './card-helpers.js';
 import { qtm, QTM_BIN, ROOT, tempDir } from '../helpers.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 const SELECT = Buffer.concat([Buffer.from([0x00, 0xa4, 0x04, 0x00, QTM_AID.length]), QTM_AID]).toString('hex');
 const pinBlock = (pin: string) => Buffer.concat([Buffer.from(pin, 'ascii'), Buffer.alloc(8 - pin.length, 0xff)]).toString('hex');
 const VERIFY = (blockHex: string) => `0020008108${blockHex}`;
 
 async function issuedFile(dir: string, slots = 4): Promise<string> {
-  const { ca, sam } = authority();
+  const { ca, sam, register } = authority();
   const file = join(dir, 'card.json');
   FileStorage.create(file, slots);
-  await issueCard(new CardClient(InProcessTransport.forFile(file)), { ca, sam, holder: 'CN=Lock Test', pin: PIN, puk: PUK, slots, profile: 'v2' });
+  await issueCard(new CardClient(InProcessTransport.forFile(file)), { ca, sam, register, holder: 'CN=Lock Test', pin: PIN, puk: PUK, slots, profile: 'v2' });
   return file;
 }
 
@@ -184,7 +185,7 @@ test('qtm sign beside qtm card pin change loops on one card file: every acknowle
   t.after(() => world.close());
   const file = join(world.dir, 'shared.card.json');
   FileStorage.create(file, 8);
-  await issue(new CardClient(InProcessTransport.forFile(file)), { ca: world.ca, sam: world.sam, holder: 'CN=Concurrent Customer', pin: E2E_PIN, puk: PUK, slots: 8, profile: 'v2' });
+  await issue(new CardClient(InProcessTransport.forFile(file)), { ca: world.ca, sam: world.sam, register: IssuanceRegister.open(join(world.dir, 'register'), world.sam.kcv), holder: 'CN=Concurrent Customer', pin: E2E_PIN, puk: PUK, slots: 8, profile: 'v2' });
   const caPem = join(world.dir, 'trust.pem');
   writeFileSync(caPem, world.ca.certificate.toString());
   const env = { ...process.env, QTM_PIN: E2E_PIN, QTM_NEW_PIN: E2E_PIN, QTM_ARCHIVE: join(world.dir, 'archive') };

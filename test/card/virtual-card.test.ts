@@ -20,12 +20,14 @@ function recordFor(serverCertOwner: ReturnType<typeof authority>, cardCertificat
   return { header, record: cardRecordFor(header, priority), server };
 }
 
-test('issuing: 14 APDUs, locked, certificate for the on-card key with the card serial', async () => {
+test('issuing: 14 APDUs, locked, certificate for the on-card key with the card serial in its subject and a random certificate serial', async () => {
   const c = await issuedCard();
   assert.ok(c.client.apduCount <= 14, `issuing took ${c.client.apduCount} APDUs`);
   const status = await c.client.status();
   assert.equal(status.lifecycle, 'operational');
-  assert.equal(c.issued.certificate.serialNumber, c.issued.serial);
+  // Issue 18: the certificate serial is the CA's (16 random bytes), the card serial is in the subject.
+  assert.match(c.issued.certificate.serialNumber, /^[0-9A-F]{32}$/);
+  assert.notEqual(c.issued.certificate.serialNumber, c.issued.serial);
   assert.match(c.issued.certificate.subject, new RegExp(`serialNumber=${c.issued.serial}`));
   assert.ok(c.issued.certificate.publicKey.equals(await c.client.readPublicKey()));
   assert.deepEqual((await c.client.readCertificate()).raw, c.issued.certificate.raw);

@@ -22,6 +22,7 @@ import { QtmApi, ServerError } from '../../src/client/api.js';
 import { openAndAuthenticate } from '../../src/client/transaction.js';
 import * as M from '../../src/protocol/messages.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 const PASS = 'race passphrase';
 const PIN = '123456';
@@ -40,7 +41,7 @@ before(async () => {
   const sam = initSam(join(dir, 'shop.sam'), PASS);
   cardFile = join(dir, 'card.json');
   FileStorage.create(cardFile, 8);
-  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, holder: 'CN=Race Customer', pin: PIN, puk: '12345678', slots: 8, profile: 'v2' });
+  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Race Customer', pin: PIN, puk: '12345678', slots: 8, profile: 'v2' });
   caPem = join(dir, 'ca', 'ca.pem');
   server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', caPem, '--store', join(dir, 'store')],
     { QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS });
@@ -62,7 +63,7 @@ test('two concurrent confirms with different first messages: one 200, one 409 E_
       await openAndAuthenticate(api1, card, PIN, hooks, {});
       await openAndAuthenticate(api2, card, PIN, hooks, {});
       const concept = await api1.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
-      const prepared = await api1.call('POST', '/transactions', { orderId: concept.orderId }, M.decodePrepared);
+      const prepared = await api1.call('POST', '/transactions', { orderId: concept.orderId, content: concept.content.toString('base64') }, M.decodePrepared);
       ids.push(prepared.transactionId);
       const signature = await card.signHeader(prepared.header);
       // Two first messages, built by hand: the same card signature, another challenge R.

@@ -18,6 +18,7 @@ import { loadCatalogue } from '../../src/server/catalogue.js';
 import { startServer, type RunningServer, type ServerParts } from '../../src/server/run-server.js';
 import { PROFILES } from '../../src/protocol/profile.js';
 import { FIXTURES } from '../helpers.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 export const PIN = '123456';
 export const PUK = '12345678';
@@ -73,7 +74,7 @@ let cardCount = 0;
 export async function newCard(world: World, slots = 4) {
   const file = join(world.dir, `card-${++cardCount}.json`);
   const storage = FileStorage.create(file, slots);
-  const issued = await issueCard(new CardClient(new InProcessTransport(storage)), { ca: world.ca, sam: world.sam, holder: `CN=Customer ${cardCount}`, pin: PIN, puk: PUK, slots, profile: 'v2' });
+  const issued = await issueCard(new CardClient(new InProcessTransport(storage)), { ca: world.ca, sam: world.sam, register: IssuanceRegister.open(join(world.dir, 'ca', 'register'), world.sam.kcv), holder: `CN=Customer ${cardCount}`, pin: PIN, puk: PUK, slots, profile: 'v2' });
   const transport = new InProcessTransport(new FileStorage(file));
   return { file, issued, storage, client: new CardClient(transport), transport };
 }

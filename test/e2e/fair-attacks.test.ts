@@ -42,7 +42,7 @@ async function begin() {
   const api = new QtmApi(w.server.url, w.caPem);
   const { certificate } = await openAndAuthenticate(api, card.client, PIN, hooks, {});
   const order = await api.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
-  const p = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
+  const p = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64'), fair: true }, M.decodePrepared);
   const y = await card.client.signHeader(p.header);
   const ttpCert = new X509Certificate(p.ttpCertificates![0]!);
   const label = (header: Buffer, deadline = p.deadline!) => transactionLabel({ header, ttpFingerprint: Buffer.from(keyFingerprint(ttpCert.publicKey), 'hex'), deadline });

@@ -195,7 +195,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     try {
       const { certificate } = await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {});
       const order = await api.call('POST', '/orders', { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, M.decodeConceptOrder);
-      const p = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
+      const p = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64'), fair: true }, M.decodePrepared);
       const y = await card.client.signHeader(p.header);
       const t = holdings.watchTtp(new TtpClient(p.ttpUrl!, caPem()));
       try {
@@ -221,7 +221,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     try {
       const { certificate } = await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {});
       const order = await api.call('POST', '/orders', { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, M.decodeConceptOrder);
-      const p = await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared);
+      const p = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64'), fair: true }, M.decodePrepared);
       const y = await card.client.signHeader(p.header);
       await sleep((p.deadline! + 1) * 1000 - Date.now());
       await openAndAuthenticate(api, card.client, PIN, { accept: async () => true, pin: async () => PIN }, {}); // the idle connection was closed

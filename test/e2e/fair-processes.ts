@@ -19,6 +19,7 @@ import { serverHoldsY } from '../../src/demo/fair-demo.js';
 import { LogStore } from '../../src/store/log-store.js';
 import type { TransactionRecord } from '../../src/store/types.js';
 import { startListeningProcess, startServerProcess, type ServerProcess } from './server-process.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 export const PASS = 'fair processes passphrase';
 export const PIN = '123456';
@@ -65,7 +66,7 @@ export class FairProcesses {
   async newCard() {
     const n = ++this.cards;
     const file = join(this.dir, `card-${n}.json`);
-    const issued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(file, 4))), { ca: this.ca, sam: this.sam, holder: `CN=Fair customer ${n}`, pin: PIN, puk: '12345678', slots: 4, profile: 'v2' });
+    const issued = await issueCard(new CardClient(new InProcessTransport(FileStorage.create(file, 4))), { ca: this.ca, sam: this.sam, register: IssuanceRegister.open(join(this.dir, 'ca', 'register'), this.sam.kcv), holder: `CN=Fair customer ${n}`, pin: PIN, puk: '12345678', slots: 4, profile: 'v2' });
     return { issued, client: new CardClient(new InProcessTransport(new FileStorage(file))), archive: await Archive.open(join(this.dir, `archive-${n}`)) };
   }
 

@@ -57,7 +57,7 @@ async function prepareFair() {
   const api = new QtmApi(world.url, world.ca.certificate.toString());
   await openAndAuthenticate(api, card.client, PIN, autoHooks(), {});
   const order = await api.call('POST', '/orders', { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, M.decodeConceptOrder);
-  return { api, prepared: await api.call('POST', '/transactions', { orderId: order.orderId, fair: true }, M.decodePrepared) };
+  return { api, prepared: await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64'), fair: true }, M.decodePrepared) };
 }
 
 test('honest parties: X comes from the server, the TTP is never consulted, the proof verifies', async () => {

@@ -22,6 +22,7 @@ import { issueWarrantWithCard } from '../../src/warrant/warrant.js';
 import { crlPem, issueCrlWithSigner } from '../../src/warrant/crl.js';
 import { keyFingerprint } from '../../src/crypto/keys.js';
 import { makeWorld, newCard, PIN, PUK, transact, type World } from './env.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 const PASS = 'reverse auction passphrase';
 let world: World;
@@ -31,7 +32,7 @@ let warrantsDir: string;
 before(async () => {
   world = await makeWorld(async ({ dir, ca, sam }) => {
     const client = new CardClient(new InProcessTransport(new MemoryStorage(blankImage(4))));
-    const issued = await issueCard(client, { ca, sam, holder: 'CN=Yara Buyer,O=Buyer BV', pin: PIN, puk: PUK, slots: 4, profile: 'v2', mayDelegate: true });
+    const issued = await issueCard(client, { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Yara Buyer,O=Buyer BV', pin: PIN, puk: PUK, slots: 4, profile: 'v2', mayDelegate: true });
     buyer = { client, certificate: issued.certificate };
     warrantsDir = join(dir, 'warrants');
     createRequest(warrantsDir, 'auction', PASS);

@@ -18,6 +18,7 @@ import { FileStorage } from '../../src/card/virtual/storage.js';
 import { MAX_CONTENT_BYTES } from '../../src/protocol/plain-text.js';
 import { FIXTURES, qtm } from '../helpers.js';
 import { startServerProcess } from './server-process.js';
+import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 const PASS = 'refusals passphrase';
 const env = { QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS };
@@ -35,7 +36,7 @@ before(async () => {
   const sam = initSam(join(dir, 'shop.sam'), PASS);
   cardFile = join(dir, 'card.json');
   FileStorage.create(cardFile, 4);
-  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, holder: 'CN=Refusals Customer', pin: '123456', puk: '12345678', slots: 4, profile: 'v2' });
+  await issueCard(new CardClient(InProcessTransport.forFile(cardFile)), { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Refusals Customer', pin: '123456', puk: '12345678', slots: 4, profile: 'v2' });
 });
 
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -11,6 +11,7 @@ import { Archive } from '../../src/client/archive.js';
 import { fetchReceipts } from '../../src/client/fetch-receipts.js';
 import { DeclinedError, StepError } from '../../src/client/transaction.js';
 import { decodeBundle } from '../../src/bundle/proof-bundle.js';
+import { keyFingerprint } from '../../src/crypto/keys.js';
 import { CardStatusError, SW, WrongPinError } from '../../src/card/status-words.js';
 import { AUTH_PREFIX } from '../../src/card/app-spec.js';
 import * as M from '../../src/protocol/messages.js';
@@ -146,7 +147,7 @@ test('claim 1: a wrong client signature is refused by the server and nothing is 
   const { api } = await authenticated(card);
   try {
     const order = await api.call('POST', '/orders', { items: [{ sku: 'NOTEBOOK', quantity: 1 }] }, M.decodeConceptOrder);
-    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId }, M.decodePrepared);
+    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64') }, M.decodePrepared);
     const bad = M.encodeFirstMessage({ signature: randomBytes(256), challenge: randomBytes(16), slot: 1, priority: 0 });
     await assert.rejects(api.call('POST', `/transactions/${prepared.transactionId}/confirm`, bad), (e) => e instanceof ServerError && e.status === 403 && e.serverCode === 'E_BAD_SIGNATURE');
     assert.equal(world.server.store.get(prepared.transactionId)!.state, 'prepared');
@@ -161,7 +162,7 @@ test('claim 1: replayed first messages: same one is idempotent, a different one 
   try {
     const prepareOne = async () => {
       const order = await api.call('POST', '/orders', { items: [{ sku: 'STAPLER', quantity: 1 }] }, M.decodeConceptOrder);
-      return api.call('POST', '/transactions', { orderId: order.orderId }, M.decodePrepared);
+      return api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64') }, M.decodePrepared);
     };
     const p1 = await prepareOne();
     const p2 = await prepareOne();
@@ -226,11 +227,12 @@ test('the server killed after storing and before replying: the retried first mes
   let txId: number;
   try {
     const order = await api.call('POST', '/orders', { items: [{ sku: 'INK-BLUE', quantity: 2 }] }, M.decodeConceptOrder);
-    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId }, M.decodePrepared);
+    const prepared = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64') }, M.decodePrepared);
     txId = prepared.transactionId;
     first = M.encodeFirstMessage({ signature: await card.client.signHeader(prepared.header), challenge: await card.client.getChallenge(), slot: 2, priority: 0 });
     // The service stores the confirmation; the reply never reaches the client.
-    const id = { certificates: [(await card.client.readCertificate())], cardSerial: card.issued.serial, subject: '', profile: (await import('../../src/protocol/profile.js')).PROFILES.v2 };
+    const cert = await card.client.readCertificate();
+    const id = { certificates: [cert], cardSerial: card.issued.serial, cardKey: keyFingerprint(cert.publicKey), subject: '', profile: (await import('../../src/protocol/profile.js')).PROFILES.v2 };
     await world.server.service.confirm(id, txId, M.decodeFirstMessage(first));
   } finally {
     api.close();
