@@ -3,7 +3,8 @@
  * transaction, without HTTP. Every step is idempotent: repeating a request returns the stored
  * answer, and a reply is given only once its entry is durable in the store.
  */
-import { randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
 import { fingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
 import { sealRecord, checkStorageProof } from '../crypto/secure-write.js';
 import { cardRecordFor, headerFor, warrantBindingFor } from '../proof/make-proof.js';
@@ -12,7 +13,7 @@ import { decodeHeader, encodeHeader, encodePackage, encodeServerSigned, type Pac
 import type { Profile } from '../protocol/profile.js';
 import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, ThirdMessage } from '../protocol/messages.js';
 import type { TransactionRecord, TransactionStore } from '../store/types.js';
-import type { Sam } from '../sam/sam.js';
+import { withCardKeys, type Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import type { ClientIdentity } from './client-auth.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
@@ -27,7 +28,7 @@ export interface ServiceOptions {
   readonly store: TransactionStore;
   readonly profile: Profile;
   /** The receipt-signing key and its certificate chain (claim 5: not the TLS key). */
-  readonly signer: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
+  readonly signer: { readonly privateKey: SigningKey; readonly certificates: readonly X509Certificate[] };
   readonly sam: Sam;
   readonly catalogue: Catalogue;
   readonly now?: () => Date;
@@ -153,7 +154,7 @@ export class QtmService {
   }
 
   /** S for a prepared proxy transaction, checked again now: a revoked warrant is never used. */
-  private proxyKey(client: ClientIdentity, serial: string): KeyObject {
+  private proxyKey(client: ClientIdentity, serial: string): SigningKey {
     const proxy = this.o.proxy;
     proxy?.registry.reloadIfChanged();
     const stored = proxy?.registry.get(serial);
@@ -243,7 +244,7 @@ export class QtmService {
     const signatureServer = signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header));
     const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
     const record = cardRecordFor(header, first.priority);
-    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), first.challenge, first.slot, record);
+    const envelope = withCardKeys(this.o.sam, Buffer.from(client.cardSerial, 'hex'), (keys) => sealRecord(keys, first.challenge, first.slot, record));
     // Check-and-append in one step in the store: of two concurrent confirms only one is kept.
     const appended = await this.o.store.appendSigned({
       type: 'confirmed',
@@ -270,7 +271,7 @@ export class QtmService {
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
       return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.offer.envelope, 'base64'), slot };
     }
-    const envelope = sealRecord(this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex')), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
+    const envelope = withCardKeys(this.o.sam, Buffer.from(client.cardSerial, 'hex'), (keys) => sealRecord(keys, challenge, slot, Buffer.from(rec.confirmed!.cardRecord, 'base64')));
     await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
     return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope, slot };
   }
@@ -282,8 +283,8 @@ export class QtmService {
     if (rec.delivered) {
       if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
     }
-    const keys = this.o.sam.cardKeys(Buffer.from(client.cardSerial, 'hex'));
-    const ok = checkStorageProof(keys, Buffer.from(rec.offer.challenge, 'base64'), Buffer.from(rec.confirmed.cardRecord, 'base64'), third.proof);
+    const offer = rec.offer, confirmed = rec.confirmed;
+    const ok = withCardKeys(this.o.sam, Buffer.from(client.cardSerial, 'hex'), (keys) => checkStorageProof(keys, Buffer.from(offer.challenge, 'base64'), Buffer.from(confirmed.cardRecord, 'base64'), third.proof));
     if (!ok) throw new ServiceError(403, 'E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
     if (!rec.delivered) await this.o.store.append({ type: 'delivered', transactionId: third.transactionId, proof: third.proof.toString('base64'), at: this.now().toISOString() });
     return { transactionId: third.transactionId, state: 'delivered' };
