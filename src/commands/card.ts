@@ -5,10 +5,7 @@ import { join } from 'node:path';
 import { examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
-import { openCa } from '../pki/ca.js';
-import { openSam } from '../sam/sam.js';
-import { CA_PASSPHRASE } from './ca.js';
-import { SAM_PASSPHRASE } from './sam.js';
+import { caReferences, openCaReference, openSamReference, PKCS11_HELP, pkcs11ModuleOption, preparePkcs11 } from '../cli/pkcs11.js';
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../card/app-spec.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { issueCard } from '../card/issue.js';
@@ -108,8 +105,9 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
 
   cardOptions(card.command('issue'))
     .description('personalise a card: on-card key pair, CA certificate, diversified keys, PIN/PUK, LOCK')
-    .requiredOption('--ca <dir>', 'CA directory (passphrase from QTM_CA_PASSPHRASE)')
-    .requiredOption('--sam <file>', 'SAM keystore (passphrase from QTM_SAM_PASSPHRASE)')
+    .requiredOption('--ca <dir>', 'CA directory (passphrase from QTM_CA_PASSPHRASE, or none when its key is in a token)')
+    .requiredOption('--sam <file|uri>', 'SAM keystore (passphrase from QTM_SAM_PASSPHRASE), or the PKCS#11 URI of its master key')
+    .addOption(pkcs11ModuleOption())
     .option('--holder <dn>', 'card holder, e.g. "CN=Alice Example,O=Customer"; serialNumber=<card serial> is added')
     .addOption(new Option('--profile <profile>', 'card profile (default: the CA\'s)').argParser(parseProfile))
     .option('--slots <n>', 'receipt slots', parseSlots, DEFAULT_SLOTS)
@@ -124,12 +122,13 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
 PIN (4-8 digits) and PUK (8 digits) come from QTM_PIN / QTM_PUK, a prompt, or --generate-pin.
 With --batch every card gets the same transport PIN and PUK, which holders change with
 \`qtm card pin change\`; the report never contains them.
-` + examples(
+` + PKCS11_HELP + examples(
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Alice Example" --card alice.card.json',
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Alice Example" --reader "Virtual PCD 00 00"',
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Xavier Sales,O=Shop" --role manager --card xavier.card.json',
-      'QTM_PIN=123456 QTM_PUK=12345678 qtm card issue --ca ./ca --sam shop.sam --batch holders.csv --out-dir cards/'))
-    .action(async (o: CardChoice & { ca: string; sam: string; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
+      'QTM_PIN=123456 QTM_PUK=12345678 qtm card issue --ca ./ca --sam shop.sam --batch holders.csv --out-dir cards/',
+      'QTM_PKCS11_PIN=... qtm card issue --ca ./ca --sam "pkcs11:token=personaliser;object=master" --holder "CN=Alice Example" --card alice.card.json'))
+    .action(async (o: CardChoice & { ca: string; sam: string; pkcs11Module?: string; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
       if (o.batch) {
         if (!o.outDir) throw new InputError('--batch needs --out-dir');
         if (o.reader || o.card || o.holder) throw new InputError('--batch issues new virtual cards from the CSV: drop --reader, --card and --holder');
@@ -137,8 +136,9 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
         throw new InputError('--holder is required', 'e.g. --holder "CN=Alice Example"');
       }
       const rows = o.batch ? readBatchCsv(o.batch) : [];
-      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE));
-      const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE));
+      await preparePkcs11([...caReferences(o.ca), o.sam], o.pkcs11Module);
+      const ca = await openCaReference(o.ca);
+      const sam = await openSamReference(o.sam);
       const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin));
       if (o.mayDelegate && o.role !== 'card') throw new InputError('--may-delegate is for customer cards (--role card); a manager card issues warrants already');
       const common = { ca, sam, pin, puk, slots: o.slots, days: o.days, role: o.role, ...(o.mayDelegate ? { mayDelegate: true } : {}), ...(o.profile ? { profile: o.profile } : {}) };

@@ -5,7 +5,7 @@ import { examples, parsePort, parsePositiveInt, parseProfile } from '../cli/opti
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
-import { openSam } from '../sam/sam.js';
+import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { loadCatalogue } from '../server/catalogue.js';
 import { startServer } from '../server/run-server.js';
 import { auditStore } from '../server/audit.js';
@@ -21,7 +21,7 @@ import { WarrantRegistry } from '../warrant/registry.js';
 import { TtpClient } from '../fair/ttp-server.js';
 import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE } from './ca.js';
-import { SAM_PASSPHRASE } from './sam.js';
+import { openSamReference, PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, readSigningIdentity, warrantTokenReferences } from '../cli/pkcs11.js';
 
 interface StartOptions {
   config?: string;
@@ -39,6 +39,7 @@ interface StartOptions {
   ttp?: string;
   ttpCert?: string;
   fairDeadline?: number;
+  pkcs11Module?: string;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -80,8 +81,8 @@ export function serverCommand(): Command {
     .description('serve HTTPS (TLS 1.3) orders and transactions until stopped')
     .option('--config <file>', 'JSON file with any of the options below as keys')
     .option('--tls <prefix>', 'TLS identity (PREFIX.pem, PREFIX-key.pem; role server)')
-    .option('--signer <prefix>', 'receipt-signing identity, separate from TLS (role signer)')
-    .option('--sam <file>', 'SAM keystore (passphrase QTM_SAM_PASSPHRASE)')
+    .option('--signer <prefix|uri>', 'receipt-signing identity, separate from TLS (role signer), or its key\'s PKCS#11 URI')
+    .option('--sam <file|uri>', 'SAM keystore (passphrase QTM_SAM_PASSPHRASE), or the PKCS#11 URI of its master key')
     .option('--trust <ca.pem>', 'CA that issued the customers\' cards')
     .option('--store <dir>', 'transaction store directory')
     .option('--catalogue <file>', 'catalogue JSON (default: the shipped sample)')
@@ -93,21 +94,24 @@ export function serverCommand(): Command {
     .option('--ttp <url>', 'offer the fair exchange (qtm sign --fair) through this TTP (qtm ttp start)')
     .option('--ttp-cert <ttp.pem>', 'with --ttp: the TTP\'s escrow certificate (role ttp)')
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
-    .addHelpText('after', `
+    .addOption(pkcs11ModuleOption())
+    .addHelpText('after', PKCS11_HELP + `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
 manager covers is refused (HTTP 403 naming both).
 ` + examples(
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
-      'qtm server start --config server.json --port 9443'))
+      'qtm server start --config server.json --port 9443',
+      'QTM_PKCS11_PIN=... qtm server start --tls keys/tls --signer "pkcs11:token=shop;object=receipts" --sam "pkcs11:token=shop;object=master" --trust ca/ca.pem --store ./store --pkcs11-module /usr/lib/softhsm/libsofthsm2.so'))
     .action(async (o: StartOptions) => {
       const c = withConfig(o);
+      await preparePkcs11([c.signer, c.sam, ...(c.warrants ? warrantTokenReferences(c.warrants) : [])], o.pkcs11Module);
       const keyPass = await readSecret(KEY_PASSPHRASE);
       const running = await startServer({
         tls: readIdentity(c.tls, keyPass),
-        signer: readIdentity(c.signer, keyPass),
-        sam: openSam(c.sam, await readSecret(SAM_PASSPHRASE)),
+        signer: isPkcs11Uri(c.signer) ? await readSigningIdentity(c.signer) : readIdentity(c.signer, keyPass),
+        sam: await openSamReference(c.sam),
         trustAnchors: loadTrustAnchors([c.trust]),
         storeDir: c.store,
         catalogue: loadCatalogue(c.catalogue),
@@ -131,13 +135,15 @@ manager covers is refused (HTTP 403 naming both).
     .description('attest, from the store, a package version 2 proof signed by proxy (its signature does not bind the warrant)')
     .argument('<bundle>', 'the proof bundle (.json) to attest')
     .requiredOption('--store <dir>', 'the transaction store of the server that signed it')
-    .requiredOption('--signer <prefix>', 'the receipt-signing identity (key passphrase from QTM_KEY_PASSPHRASE)')
+    .requiredOption('--signer <prefix|uri>', 'the receipt-signing identity (key passphrase from QTM_KEY_PASSPHRASE), or its key\'s PKCS#11 URI')
     .option('--out <file>', 'write the attested bundle here (default: stdout)')
+    .addOption(pkcs11ModuleOption())
     .addHelpText('after', `
 Refuses (exit 1) unless the store holds this exact package, signed under this exact warrant.
 Reads the store without locking it, so it can run beside the server.
 ` + examples('qtm server attest old-proxy-receipt.json --store ./store --signer keys/receipts --out attested.json'))
-    .action(async (file: string, o: { store: string; signer: string; out?: string }) => {
+    .action(async (file: string, o: { store: string; signer: string; out?: string; pkcs11Module?: string }) => {
+      await preparePkcs11([o.signer], o.pkcs11Module);
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
@@ -145,7 +151,7 @@ Reads the store without locking it, so it can run beside the server.
         throw new InputError(`cannot read ${file}`);
       }
       const bundle = decodeBundle(text);
-      const signer = readIdentity(o.signer, await readSecret(KEY_PASSPHRASE));
+      const signer = await readSigningIdentity(o.signer);
       const store = LogStore.open(o.store, { readOnly: true });
       try {
         const attested = encodeBundle(attestProxyBundle(store, bundle, signer));

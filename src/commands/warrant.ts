@@ -15,6 +15,8 @@ import { describeCustomers, issueWarrant, issueWarrantWithCard } from '../warran
 import { keyFingerprint } from '../crypto/keys.js';
 import { KEY_PASSPHRASE } from './ca.js';
 import { cardOptions, PIN } from './card.js';
+import { PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, requireUri } from '../cli/pkcs11.js';
+import { createTokenRequest } from '../pki/token-keys.js';
 
 const DAY_MS = 86_400_000;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -50,13 +52,16 @@ export function warrantCommand(): Command {
     .description('make a proxy signing key S in the server\'s warrants folder, and the request to give the manager')
     .requiredOption('--dir <dir>', 'the server\'s warrants folder')
     .requiredOption('--name <name>', 'a name for the key (files NAME-key.pem, NAME.request.pem)')
+    .option('--pkcs11 <uri>', 'generate S in this PKCS#11 token object instead (never extractable); NAME-key.pkcs11 holds its URI')
+    .addOption(pkcs11ModuleOption())
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
 S's private key is written encrypted with QTM_KEY_PASSPHRASE (or a prompt) and never leaves the
 folder; the request is its public key.
-` + examples('qtm warrant request --dir ./warrants --name sales-2026'))
-    .action(async (o: { dir: string; name: string; json?: boolean }) => {
-      const r = createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }));
+` + PKCS11_HELP + examples('qtm warrant request --dir ./warrants --name sales-2026', 'QTM_PKCS11_PIN=... qtm warrant request --dir ./warrants --name sales-2026 --pkcs11 "pkcs11:token=shop;object=proxy-sales-2026"'))
+    .action(async (o: { dir: string; name: string; pkcs11?: string; pkcs11Module?: string; json?: boolean }) => {
+      await preparePkcs11([requireUri(o.pkcs11)], o.pkcs11Module);
+      const r = o.pkcs11 ? createTokenRequest(o.dir, o.name, o.pkcs11) : createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }));
       if (o.json) return out.json(r);
       out.line(`request ${r.requestFile} (key ${r.fingerprint}); give it to the manager for \`qtm warrant issue\``);
     });

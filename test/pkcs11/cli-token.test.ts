@@ -1,0 +1,154 @@
+/**
+ * Every long-term key in a SoftHSM2 token, through the real CLI: SAM master key, CA key, receipt
+ * key and the warrants' proxy key S. Card issuing (one card and a batch), the transaction, a
+ * proxy signature; the proofs verify offline and with docs/verify-with-openssl.sh. Then the
+ * operator's mistakes and an attacker's reads: one clear line each, exit 2, nothing changed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { qtm, requireTool, ROOT, tempDir, type RunResult } from '../helpers.js';
+import { startServerProcess } from '../e2e/server-process.js';
+import { requireSoftHsm, softHsmToken, USER_PIN, type TestToken } from './softhsm-helper.js';
+
+const PASS = 'token e2e passphrase';
+
+function runner(tok: TestToken) {
+  const env = { ...tok.env, QTM_KEY_PASSPHRASE: PASS, QTM_PIN: '123456', QTM_PUK: '12345678' };
+  const ok = (args: string[], extra: Record<string, string> = {}) => {
+    const r = qtm(args, { env: { ...env, ...extra } });
+    assert.equal(r.status, 0, `qtm ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  return { env, ok };
+}
+
+/** The token's objects as pkcs11-tool (OpenSC) lists them after logging in. */
+function listObjects(tok: TestToken): string {
+  const r = spawnSync('pkcs11-tool', ['--module', tok.module, '--token-label', tok.label, '--login', '--pin', USER_PIN, '--list-objects'], { env: { ...process.env, SOFTHSM2_CONF: tok.conf }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+test('every key in a token: sam init, ca init/issue, card issue (one and a batch), transaction, proxy signature; proofs verify offline and with openssl', async (t) => {
+  if (!requireSoftHsm(t) || !requireTool(t, 'openssl', 'apt-get install openssl') || !requireTool(t, 'jq', 'apt-get install jq')) return;
+  const tok = softHsmToken(t, 'shop');
+  const dir = tempDir(t);
+  const { env, ok } = runner(tok);
+
+  ok(['sam', 'init', '--pkcs11', tok.uri('master')]);
+  const ca = JSON.parse(ok(['ca', 'init', '--out', join(dir, 'ca'), '--pkcs11', tok.uri('ca'), '--json']));
+  assert.ok(!existsSync(join(dir, 'ca', 'ca-key.pem')), 'no CA key file');
+  assert.equal(JSON.parse(readFileSync(join(dir, 'ca', 'ca.json'), 'utf8')).key, tok.uri('ca'));
+  const signer = JSON.parse(ok(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'signer', '--subject', 'CN=Token receipts', '--out', join(dir, 'receipts'), '--pkcs11', tok.uri('receipts'), '--json']));
+  assert.equal(signer.privateKey, tok.uri('receipts'));
+  assert.ok(!existsSync(join(dir, 'receipts-key.pem')));
+  // TLS stays a file key (Node's TLS cannot use a token key without an OpenSSL engine).
+  ok(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'server', '--subject', 'CN=localhost', '--out', join(dir, 'tls')]);
+  ok(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'manager', '--subject', 'CN=Xavier Token,O=Shop', '--out', join(dir, 'xavier')]);
+  assert.equal(spawnSync('openssl', ['verify', '-CAfile', ca.certificate, join(dir, 'receipts.pem'), join(dir, 'tls.pem')], { encoding: 'utf8' }).status, 0);
+
+  ok(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', tok.uri('master'), '--holder', 'CN=Alice Token', '--card', join(dir, 'alice.card.json')]);
+  writeFileSync(join(dir, 'holders.csv'), 'holder\nCN=Bob Token\nCN=Carol Token\n');
+  const batch = JSON.parse(ok(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', tok.uri('master'), '--batch', join(dir, 'holders.csv'), '--out-dir', join(dir, 'cards'), '--json']));
+  assert.equal(batch.summary.issued, 2);
+  assert.equal(batch.summary.failed, 0);
+
+  // The proxy key S in the token, a warrant for Alice from Xavier.
+  const request = JSON.parse(ok(['warrant', 'request', '--dir', join(dir, 'warrants'), '--name', 'sales', '--pkcs11', tok.uri('proxy-sales'), '--json']));
+  assert.equal(readFileSync(request.keyFile, 'utf8').trim(), tok.uri('proxy-sales'));
+  writeFileSync(join(dir, 'alice.pem'), ok(['card', 'info', '--card', join(dir, 'alice.card.json'), '--pem']));
+  ok(['warrant', 'issue', '--issuer', join(dir, 'xavier'), '--request', request.requestFile, '--customer', join(dir, 'alice.pem'), '--days', '7', '--out', join(dir, 'warrants', 'alice.warrant.pem')]);
+
+  const server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', tok.uri('receipts'), '--sam', tok.uri('master'), '--trust', ca.certificate, '--store', join(dir, 'store')], env);
+  const proofs: string[] = [];
+  try {
+    for (const card of [join(dir, 'alice.card.json'), join(dir, 'cards', readdirSync(join(dir, 'cards')).find((f) => f.endsWith('.card.json'))!)]) {
+      const signed = JSON.parse(ok(['sign', '--server', server.url, '--trust', ca.certificate, '--card', card, '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:2', '--yes', '--json']));
+      proofs.push(signed.proof);
+    }
+  } finally {
+    await server.stop();
+  }
+  const proxy = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', tok.uri('receipts'), '--sam', tok.uri('master'), '--trust', ca.certificate,
+    '--store', join(dir, 'store-proxy'), '--warrants', join(dir, 'warrants'), '--on-behalf-of', join(dir, 'xavier.pem')], env);
+  try {
+    const signed = JSON.parse(ok(['sign', '--server', proxy.url, '--trust', ca.certificate, '--card', join(dir, 'alice.card.json'), '--archive', join(dir, 'archive'), '--items', 'NOTEBOOK:1', '--yes', '--json']));
+    assert.match(ok(['verify', signed.proof, '--trust', ca.certificate]), /on behalf of "CN=Xavier Token, O=Shop" under warrant/);
+    proofs.push(signed.proof);
+  } finally {
+    await proxy.stop();
+  }
+  for (const proof of proofs) {
+    assert.equal(qtm(['verify', proof, '--trust', ca.certificate]).status, 0, proof);
+    const o = spawnSync('sh', [join(ROOT, 'docs', 'verify-with-openssl.sh'), proof, ca.certificate], { encoding: 'utf8' });
+    assert.equal(o.status, 0, `${proof}: ${o.stdout}${o.stderr}`);
+  }
+  // The receipts are on the cards: the token SAM's diversified keys are the ones the cards got.
+  const receipts = JSON.parse(ok(['receipts', 'list', '--card', join(dir, 'alice.card.json'), '--json']));
+  assert.equal(receipts.slots.filter((s: { state: string }) => s.state === 'used').length, 2, JSON.stringify(receipts).slice(0, 300));
+  const audit = qtm(['server', 'audit', '--store', join(dir, 'store'), '--signer-cert', join(dir, 'receipts.pem'), '--trust', ca.certificate]);
+  assert.equal(audit.status, 0, audit.stdout + audit.stderr);
+});
+
+test('pkcs11-tool (OpenSC) lists the master key as sensitive and never extractable; reading its value fails', (t) => {
+  if (!requireSoftHsm(t) || !requireTool(t, 'pkcs11-tool', 'apt-get install opensc')) return;
+  const tok = softHsmToken(t, 'shop');
+  const { ok } = runner(tok);
+  ok(['sam', 'init', '--pkcs11', tok.uri('master')]);
+  const listing = listObjects(tok);
+  const master = /Secret Key Object;[^\n]*\n\s+label:\s+master\n(?:\s+[^\n]*\n)*?\s+Access:\s+([^\n]*)/.exec(listing);
+  assert.ok(master, listing);
+  assert.match(master[1]!, /sensitive, always sensitive, never extractable, local/);
+  const read = spawnSync('pkcs11-tool', ['--module', tok.module, '--token-label', tok.label, '--login', '--pin', USER_PIN, '--read-object', '--type', 'secrkey', '--label', 'master'], { env: { ...process.env, SOFTHSM2_CONF: tok.conf } });
+  assert.notEqual(read.status, 0, 'reading the value must fail');
+  assert.equal(read.stdout.length, 0, 'no key bytes on stdout');
+  const info = JSON.parse(ok(['sam', 'info', tok.uri('master'), '--json']));
+  assert.deepEqual(info.attributes, { sensitive: true, always_sensitive: true, extractable: false, never_extractable: true, sign: true, encrypt: false, decrypt: false, wrap: false });
+  assert.doesNotMatch(JSON.stringify(info), /value/i);
+});
+
+test('operator errors: wrong PIN, missing token, missing object, not a PKCS#11 module, pin-value: one line each, exit 2, nothing changed', (t) => {
+  if (!requireSoftHsm(t) || !requireTool(t, 'pkcs11-tool', 'apt-get install opensc')) return;
+  const tok = softHsmToken(t, 'shop');
+  const dir = tempDir(t);
+  const { env, ok } = runner(tok);
+  ok(['sam', 'init', '--pkcs11', tok.uri('master')]);
+  ok(['ca', 'init', '--out', join(dir, 'ca'), '--pkcs11', tok.uri('ca')]);
+  const before = listObjects(tok);
+  const filesBefore = readdirSync(dir).sort();
+
+  const refused = (args: string[], extra: Record<string, string>, why: RegExp): RunResult => {
+    const r = qtm(args, { env: { ...env, ...extra } });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.doesNotMatch(r.stderr + r.stdout, new RegExp(USER_PIN));
+    return r;
+  };
+  const issue = (uri: string) => ['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'signer', '--subject', 'CN=x', '--out', join(dir, 'receipts'), '--pkcs11', uri];
+  const card = (sam: string) => ['card', 'issue', '--ca', join(dir, 'ca'), '--sam', sam, '--holder', 'CN=Eve', '--card', join(dir, 'eve.card.json')];
+
+  refused(issue(tok.uri('receipts')), { QTM_PKCS11_PIN: 'not-the-pin' }, /wrong user PIN for token "shop" \(CKR_PIN_INCORRECT\)/);
+  refused(card(tok.uri('master')), { QTM_PKCS11_PIN: 'not-the-pin' }, /wrong user PIN/);
+  refused(card('pkcs11:token=elsewhere;object=master'), {}, /no PKCS#11 token token=elsewhere in .*libsofthsm2\.so/);
+  refused(card(tok.uri('no-such-key')), {}, /no secret-key object object=no-such-key in token "shop"/);
+  refused(card(tok.uri('master')), { QTM_PKCS11_MODULE: '/lib/x86_64-linux-gnu/libc.so.6' }, /libc\.so\.6 is not a PKCS#11 module/);
+  refused(card(tok.uri('master')), { QTM_PKCS11_MODULE: join(dir, 'missing.so') }, /cannot load the PKCS#11 module .*missing\.so: no such file/);
+  refused(card(`${tok.uri('master')}?pin-value=${USER_PIN}`), {}, /pin-value puts the PIN where any user can read it/);
+  refused(card('pkcs11:token=shop;object=mas ter'), {}, /not a PKCS#11 URI \(RFC 7512\): " " in "object" must be percent-encoded/);
+  // A key is never replaced: refused (exit 1, as for an existing key file).
+  const again = qtm(['sam', 'init', '--pkcs11', tok.uri('master')], { env });
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /already holds an object labelled "master"/);
+
+  assert.equal(listObjects(tok), before, 'the token is unchanged');
+  assert.deepEqual(readdirSync(dir).sort(), filesBefore, 'no file written');
+
+  // pin-source: the PIN from a file the URI names (and QTM_PKCS11_PIN unset).
+  writeFileSync(join(dir, 'pin'), `${USER_PIN}\n`, { mode: 0o600 });
+  const withSource = qtm(['sam', 'info', `${tok.uri('master')}?pin-source=file:${join(dir, 'pin')}`], { env: { ...env, QTM_PKCS11_PIN: '' } });
+  assert.equal(withSource.status, 0, withSource.stderr);
+});
