@@ -152,3 +152,24 @@ test('operator errors: wrong PIN, missing token, missing object, not a PKCS#11 m
   const withSource = qtm(['sam', 'info', `${tok.uri('master')}?pin-source=file:${join(dir, 'pin')}`], { env: { ...env, QTM_PKCS11_PIN: '' } });
   assert.equal(withSource.status, 0, withSource.stderr);
 });
+
+test('qtm demo --pkcs11: the whole transaction with every long-term key in a throwaway SoftHSM2 token, or a new token in SOFTHSM2_CONF', (t) => {
+  if (!requireSoftHsm(t) || !requireTool(t, 'pkcs11-tool', 'apt-get install opensc')) return;
+  const dir = tempDir(t);
+  const throwaway = qtm(['demo', '--pkcs11', '--proxy', '--json', '--keep', join(dir, 'demo')]);
+  assert.equal(throwaway.status, 0, throwaway.stderr);
+  const result = JSON.parse(throwaway.stdout);
+  assert.equal(result.valid, true);
+  assert.match(result.story[0], /throwaway SoftHSM2/);
+  assert.ok(existsSync(join(dir, 'demo', 'softhsm', 'softhsm2.conf')));
+  assert.ok(!existsSync(join(dir, 'demo', 'shop.sam')) && !existsSync(join(dir, 'demo', 'ca', 'ca-key.pem')) && !existsSync(join(dir, 'demo', 'receipts-key.pem')), 'no key files');
+  assert.deepEqual(readdirSync(join(dir, 'demo', 'warrants')).filter((f) => f.endsWith('-key.pem')), []);
+
+  const tok = softHsmToken(t, 'existing');
+  const inConf = qtm(['demo', '--pkcs11', '--json'], { env: { SOFTHSM2_CONF: tok.conf } });
+  assert.equal(inConf.status, 0, inConf.stderr);
+  assert.equal(JSON.parse(inConf.stdout).valid, true);
+  const slots = spawnSync('pkcs11-tool', ['--module', tok.module, '--list-token-slots'], { env: { ...process.env, SOFTHSM2_CONF: tok.conf }, encoding: 'utf8' });
+  assert.match(slots.stdout, /token label\s+:\s+existing/);
+  assert.match(slots.stdout, /token label\s+:\s+qtm-demo-[0-9a-f]{8}/);
+});
