@@ -214,7 +214,7 @@ export interface TokenSession {
 
 const sessions = new Map<string, TokenSession>();
 
-/** The PIN for a token: the URI's pin-source, else QTM_PKCS11_PIN, else what the CLI prompted for. */
+/** The PIN for a token: the URI's pin-source, else what this process was given for it (a prompt), else QTM_PKCS11_PIN. */
 const promptedPins = new Map<string, string>();
 
 export function tokenKey(ref: TokenRef): string {
@@ -229,7 +229,8 @@ export function rememberPin(ref: TokenRef, pin: string): void {
 /** The PIN without prompting, or undefined when only a prompt could give it. */
 export function pinWithoutPrompt(ref: TokenRef): string | undefined {
   if (ref.uri.pinSource !== undefined) return readPinSource(ref.uri.pinSource);
-  return process.env[PIN_ENV] ?? promptedPins.get(tokenKey(ref));
+  // A PIN this process was given for this token (a prompt, the demo's token) before the global one.
+  return promptedPins.get(tokenKey(ref)) ?? process.env[PIN_ENV];
 }
 
 function readPinSource(source: string): string {

@@ -166,7 +166,8 @@ test('qtm demo --pkcs11: the whole transaction with every long-term key in a thr
   assert.deepEqual(readdirSync(join(dir, 'demo', 'warrants')).filter((f) => f.endsWith('-key.pem')), []);
 
   const tok = softHsmToken(t, 'existing');
-  const inConf = qtm(['demo', '--pkcs11', '--json'], { env: { SOFTHSM2_CONF: tok.conf } });
+  // An operator's QTM_PKCS11_PIN (for their own tokens) is not the demo token's PIN: the demo uses its own.
+  const inConf = qtm(['demo', '--pkcs11', '--json'], { env: { SOFTHSM2_CONF: tok.conf, QTM_PKCS11_PIN: USER_PIN } });
   assert.equal(inConf.status, 0, inConf.stderr);
   assert.equal(JSON.parse(inConf.stdout).valid, true);
   const slots = spawnSync('pkcs11-tool', ['--module', tok.module, '--list-token-slots'], { env: { ...process.env, SOFTHSM2_CONF: tok.conf }, encoding: 'utf8' });
