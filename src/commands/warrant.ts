@@ -7,7 +7,6 @@ import { out } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { certificatesFromPemBundle, parseDistinguishedName } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
-import { readIdentity } from '../pki/key-files.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
@@ -15,7 +14,7 @@ import { describeCustomers, issueWarrant, issueWarrantWithCard } from '../warran
 import { keyFingerprint } from '../crypto/keys.js';
 import { KEY_PASSPHRASE } from './ca.js';
 import { cardOptions, PIN } from './card.js';
-import { PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, requireUri } from '../cli/pkcs11.js';
+import { PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, readSigningIdentity, requireUri } from '../cli/pkcs11.js';
 import { createTokenRequest } from '../pki/token-keys.js';
 
 const DAY_MS = 86_400_000;
@@ -68,7 +67,8 @@ folder; the request is its public key.
 
   cardOptions(warrant.command('issue'))
     .description('as manager X: sign a warrant (RFC 3820 proxy certificate) for the server\'s key S')
-    .option('--issuer <prefix>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem (role manager)')
+    .option('--issuer <prefix|uri>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem (role manager), or its key\'s PKCS#11 URI (certificate stored beside it)')
+    .addOption(pkcs11ModuleOption())
     .option('--issuer-card', 'X\'s key is on a manager\'s card (--card FILE or --reader NAME); PIN from QTM_PIN, --pin-stdin or a prompt')
     .option('--pin-stdin', 'with --issuer-card: read the PIN from the first line of standard input')
     .requiredOption('--request <file>', 'the server\'s request (NAME.request.pem)')
@@ -87,7 +87,7 @@ sign for X only with the customers named here; every verifier checks that too.
       'qtm warrant issue --issuer keys/xavier --request warrants/sales.request.pem --customer alice-card.pem --out warrants/alice.warrant.pem',
       'qtm warrant issue --issuer-card --reader "Virtual PCD 00 00" --request sales.request.pem --customer alice-card.pem --out alice.warrant.pem',
       'qtm warrant issue --issuer keys/xavier --request sales.request.pem --customer-subject "CN=Bob Buyer,O=Bob BV" --customer-ca ca/ca.pem --days 90 --out bob.warrant.pem'))
-    .action(async (o: CardChoice & { issuer?: string; issuerCard?: boolean; pinStdin?: boolean; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; json?: boolean }) => {
+    .action(async (o: CardChoice & { issuer?: string; issuerCard?: boolean; pinStdin?: boolean; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; pkcs11Module?: string; json?: boolean }) => {
       if (Boolean(o.issuer) === Boolean(o.issuerCard)) throw new InputError('give X\'s key as --issuer PREFIX (files) or --issuer-card (a manager\'s card), one of the two');
       if (!o.out.endsWith('.warrant.pem')) throw new InputError(`--out ${o.out} must end in .warrant.pem`, 'the server picks up warrants by that ending');
       if (existsSync(o.out)) throw new RefusedError(`${o.out} already exists`, 'choose another --out; warrants are never overwritten');
@@ -98,7 +98,8 @@ sign for X only with the customers named here; every verifier checks that too.
       let w: X509Certificate;
       let chain: X509Certificate[];
       if (o.issuer) {
-        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
+        await preparePkcs11([o.issuer], o.pkcs11Module);
+        const x = await readSigningIdentity(o.issuer);
         w = issueWarrant({ ...validity, issuer: { certificate: x.certificates[0]!, privateKey: x.privateKey } });
         chain = x.certificates;
       } else {

@@ -9,6 +9,7 @@
  *                                proxyPolicy SEQUENCE { policyLanguage OBJECT IDENTIFIER,
  *                                                       policy OCTET STRING OPTIONAL } }
  */
+import type { SigningKey } from '../crypto/signer.js';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { keyFingerprint } from '../crypto/keys.js';
@@ -43,7 +44,7 @@ function proxyCertInfo(policy: Buffer): object {
 
 export interface IssueWarrantInput {
   /** X: the manager's certificate and key (X's own end-entity certificate issues the warrant). */
-  readonly issuer: { readonly certificate: X509Certificate; readonly privateKey: KeyObject };
+  readonly issuer: { readonly certificate: X509Certificate; readonly privateKey: SigningKey };
   /** S: the server's proxy signing key (its private half never leaves the server). */
   readonly subjectKey: KeyObject;
   readonly customers: readonly CustomerRef[];

@@ -174,3 +174,32 @@ test('qtm demo --pkcs11: the whole transaction with every long-term key in a thr
   assert.match(slots.stdout, /token label\s+:\s+existing/);
   assert.match(slots.stdout, /token label\s+:\s+qtm-demo-[0-9a-f]{8}/);
 });
+
+test('qtm hsm list shows tokens (no PIN) and a token\'s objects with their attributes, never values; warrant issue --issuer takes a manager key in a token', (t) => {
+  if (!requireSoftHsm(t)) return;
+  const tok = softHsmToken(t, 'shop');
+  const dir = tempDir(t);
+  const { ok } = runner(tok);
+  ok(['sam', 'init', '--pkcs11', tok.uri('master')]);
+  ok(['ca', 'init', '--out', join(dir, 'ca'), '--pkcs11', tok.uri('ca')]);
+  ok(['ca', 'issue', '--ca', join(dir, 'ca'), '--role', 'manager', '--subject', 'CN=Xavier HSM', '--key', 'p256', '--out', join(dir, 'xavier'), '--pkcs11', tok.uri('xavier')]);
+
+  const tokens = JSON.parse(ok(['hsm', 'list', '--json'], { QTM_PKCS11_PIN: '' })).tokens;
+  assert.ok(tokens.some((x: { label: string; initialized: boolean; uri: string }) => x.label === 'shop' && x.initialized && x.uri.startsWith('pkcs11:token=shop;serial=')), JSON.stringify(tokens));
+  const listing = JSON.parse(ok(['hsm', 'list', 'pkcs11:token=shop', '--json']));
+  const byLabel = (label: string, cls: string) => listing.objects.find((x: { label: string; class: string }) => x.label === label && x.class === cls);
+  assert.deepEqual([byLabel('master', 'secret-key').keyType, byLabel('master', 'secret-key').bits], ['AES', 128]);
+  assert.equal(byLabel('master', 'secret-key').attributes.extractable, false);
+  assert.equal(byLabel('ca', 'private').bits, 3072);
+  assert.equal(byLabel('xavier', 'private').keyType, 'EC');
+  assert.equal(byLabel('xavier', 'private').attributes.never_extractable, true);
+  assert.ok(byLabel('xavier', 'cert'), 'the certificate is stored beside the key');
+  assert.doesNotMatch(JSON.stringify(listing), /"value"|modulus|exponent/i);
+
+  // A warrant signed with X's key in the token (P-256: CKM_ECDSA, r||s converted to DER).
+  const request = JSON.parse(ok(['warrant', 'request', '--dir', join(dir, 'warrants'), '--name', 'sales', '--pkcs11', tok.uri('proxy'), '--json']));
+  writeFileSync(join(dir, 'someone.pem'), readFileSync(join(dir, 'xavier.pem')));
+  ok(['warrant', 'issue', '--issuer', tok.uri('xavier'), '--request', request.requestFile, '--customer', join(dir, 'someone.pem'), '--out', join(dir, 'warrants', 'w.warrant.pem')]);
+  const list = JSON.parse(ok(['warrant', 'list', '--dir', join(dir, 'warrants'), '--json']));
+  assert.equal(JSON.stringify(list).includes('"valid"'), true, JSON.stringify(list));
+});
