@@ -203,3 +203,39 @@ test('qtm hsm list shows tokens (no PIN) and a token\'s objects with their attri
   const list = JSON.parse(ok(['warrant', 'list', '--dir', join(dir, 'warrants'), '--json']));
   assert.equal(JSON.stringify(list).includes('"valid"'), true, JSON.stringify(list));
 });
+
+test('at a terminal, the token PIN is asked once, masked, and never echoed', async (t) => {
+  if (!requireSoftHsm(t) || !requireTool(t, 'tmux', 'apt-get install tmux')) return;
+  const tok = softHsmToken(t, 'shop');
+  const dir = tempDir(t);
+  const { ok } = runner(tok);
+  ok(['sam', 'init', '--pkcs11', tok.uri('master')]);
+  ok(['ca', 'init', '--out', join(dir, 'ca'), '--pkcs11', tok.uri('ca')]);
+  const tmux = (args: string[]) => spawnSync('tmux', args, { encoding: 'utf8' }).stdout;
+  const session = `qtm-pin-${process.pid}`;
+  const exitFile = join(dir, 'exit');
+  const cmd = [process.execPath, join(ROOT, 'dist', 'bin', 'qtm.js'), 'card', 'issue', '--ca', join(dir, 'ca'), '--sam', tok.uri('master'), '--holder', 'CN=Tty', '--card', join(dir, 'tty.card.json')].map((a) => `'${a}'`).join(' ');
+  tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '30', `env -u QTM_PKCS11_PIN SOFTHSM2_CONF='${tok.conf}' QTM_PKCS11_MODULE='${tok.module}' QTM_PIN=123456 QTM_PUK=12345678 NO_COLOR=1 ${cmd}; echo $? > '${exitFile}'; sleep 30`]);
+  const screen = async (pattern: RegExp) => {
+    const deadline = Date.now() + 20_000;
+    let s = '';
+    while (Date.now() < deadline) {
+      s = tmux(['capture-pane', '-p', '-t', session, '-S', '-30']);
+      if (pattern.test(s)) return s;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`screen never showed ${pattern}:\n${s}`);
+  };
+  try {
+    await screen(/user PIN of token shop/);
+    tmux(['send-keys', '-t', session, USER_PIN, 'Enter']);
+    const done = await screen(/issued card [0-9A-F]{16}/);
+    assert.doesNotMatch(done, new RegExp(USER_PIN), 'the PIN is never echoed');
+    assert.equal(done.match(/user PIN of token shop/g)?.length, 1, 'one prompt for the CA key and the master key in the same token');
+    const deadline = Date.now() + 5000;
+    while (!existsSync(exitFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(readFileSync(exitFile, 'utf8').trim(), '0');
+  } finally {
+    tmux(['kill-session', '-t', session]);
+  }
+});
