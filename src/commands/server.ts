@@ -106,6 +106,7 @@ manager covers is refused (HTTP 403 naming both).
       'QTM_PKCS11_PIN=... qtm server start --tls keys/tls --signer "pkcs11:token=shop;object=receipts" --sam "pkcs11:token=shop;object=master" --trust ca/ca.pem --store ./store --pkcs11-module /usr/lib/softhsm/libsofthsm2.so'))
     .action(async (o: StartOptions) => {
       const c = withConfig(o);
+      if (isPkcs11Uri(c.tls)) throw new InputError('the TLS key cannot be in a PKCS#11 token', 'keep --tls a key file (PREFIX.pem, PREFIX-key.pem); the receipt key (--signer) and the SAM (--sam) may be in the token');
       await preparePkcs11([c.signer, c.sam, ...(c.warrants ? warrantTokenReferences(c.warrants) : [])], o.pkcs11Module);
       const keyPass = await readSecret(KEY_PASSPHRASE);
       const running = await startServer({

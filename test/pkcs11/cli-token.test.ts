@@ -138,6 +138,7 @@ test('operator errors: wrong PIN, missing token, missing object, not a PKCS#11 m
   refused(card(tok.uri('master')), { QTM_PKCS11_MODULE: '/lib/x86_64-linux-gnu/libc.so.6' }, /libc\.so\.6 is not a PKCS#11 module/);
   refused(card(tok.uri('master')), { QTM_PKCS11_MODULE: join(dir, 'missing.so') }, /cannot load the PKCS#11 module .*missing\.so: no such file/);
   refused(card(`${tok.uri('master')}?pin-value=${USER_PIN}`), {}, /pin-value puts the PIN where any user can read it/);
+  refused(['server', 'start', '--tls', tok.uri('tls'), '--signer', tok.uri('receipts'), '--sam', tok.uri('master'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store')], {}, /the TLS key cannot be in a PKCS#11 token/);
   refused(card('pkcs11:token=shop;object=mas ter'), {}, /not a PKCS#11 URI \(RFC 7512\): " " in "object" must be percent-encoded/);
   // A key is never replaced: refused (exit 1, as for an existing key file).
   const again = qtm(['sam', 'init', '--pkcs11', tok.uri('master')], { env });
