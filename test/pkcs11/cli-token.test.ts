@@ -240,3 +240,17 @@ test('at a terminal, the token PIN is asked once, masked, and never echoed', asy
     tmux(['kill-session', '-t', session]);
   }
 });
+
+test('without the pkcs11js binding (it did not build): one line saying how to get it, exit 2; file keys still work', (t) => {
+  const dir = tempDir(t);
+  // Preloaded into the qtm process: resolving pkcs11js fails as on a machine where it did not build.
+  const preload = join(dir, 'no-pkcs11js.cjs');
+  writeFileSync(preload, `const M = require('node:module'); const r = M._resolveFilename; M._resolveFilename = function (req, ...a) { if (req === 'pkcs11js') throw Object.assign(new Error("Cannot find module 'pkcs11js'"), { code: 'MODULE_NOT_FOUND' }); return r.call(this, req, ...a); };\n`);
+  const env = { NODE_OPTIONS: `--require ${preload}`, QTM_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so', QTM_PKCS11_PIN: '1234', QTM_SAM_PASSPHRASE: PASS };
+  const r = qtm(['sam', 'info', 'pkcs11:token=shop;object=master'], { env });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /PKCS#11 is not available: the pkcs11js binding did not load \(Cannot find module 'pkcs11js'\).*install python3, make and g\+\+, then run npm ci again/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  const file = qtm(['sam', 'init', '--out', join(dir, 'shop.sam')], { env });
+  assert.equal(file.status, 0, file.stderr);
+});
