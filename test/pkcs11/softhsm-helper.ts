@@ -3,7 +3,6 @@
  * token, user PIN USER_PIN. Without softhsm2 the test fails in CI and is skipped locally, naming
  * the package (requireTool).
  */
-import { existsSync } from 'node:fs';
 import { createSoftHsm, findSoftHsmModule } from '../../src/pkcs11/softhsm.js';
 import { closeModules } from '../../src/pkcs11/token.js';
 import { tempDir } from '../helpers.js';
@@ -44,5 +43,3 @@ export function softHsmToken(t: { after(fn: () => void): void }, label = 'qtm-te
     uri: (object, extra = '') => `pkcs11:token=${encodeURIComponent(label)};object=${encodeURIComponent(object)}${extra}`,
   };
 }
-
-export { existsSync };
