@@ -7,6 +7,7 @@ import { benchCard } from './card.js';
 import { benchTransaction } from './transaction.js';
 import { benchStore } from './store.js';
 import { benchFair, benchTtp, benchTtpRequestCost } from './fair.js';
+import { benchPkcs11 } from './pkcs11.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
@@ -16,6 +17,7 @@ const sections: [string, () => Promise<void>][] = [
   ['fair exchange escrows', benchFair],
   ['fair exchange TTP', benchTtp],
   ['fair exchange TTP request cost', benchTtpRequestCost],
+  ['keys in a token', benchPkcs11],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {

@@ -10,7 +10,7 @@ import type { CardClient } from './client.js';
 import { AUTH_PREFIX } from './app-spec.js';
 import type { OpenCa } from '../pki/ca.js';
 import { issueCertificate } from '../pki/ca.js';
-import type { Sam } from '../sam/sam.js';
+import { withCardKeys, type Sam } from '../sam/sam.js';
 import { PROFILES, type ProfileName } from '../protocol/profile.js';
 import { RefusedError } from '../errors.js';
 import { OID } from '../crypto/oids.js';
@@ -66,7 +66,7 @@ export async function issueCard(client: CardClient, opts: IssueOptions): Promise
   const certificate = issueCertificate(opts.ca, { role: opts.role ?? 'card', ...(opts.mayDelegate ? { extraExtKeyUsage: [OID.ekuWarrantIssuing], extraKeyUsage: { cRLSign: true } } : {}), subject, publicKey, ...(opts.days ? { days: opts.days } : {}) });
   opts.register.recordCertificate(reservation, certificate.serialNumber);
   await client.putCertificate(certificate);
-  await client.putCardKeys(opts.sam.cardKeys(status.serial));
+  await withCardKeys(opts.sam, status.serial, (keys) => client.putCardKeys(keys));
   await client.lock();
 
   // Self-test: the locked card answers with the key its certificate names.

@@ -5,9 +5,8 @@ import { join } from 'node:path';
 import { cardOptions, examples, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
-import { openCa } from '../pki/ca.js';
-import { openSam } from '../sam/sam.js';
 import { CA_PASSPHRASE, NEW_PIN, PIN, PUK, SAM_PASSPHRASE } from '../cli/secret-sources.js';
+import { caReferences, openCaReference, openSamReference, PKCS11_HELP, pkcs11ModuleOption, preparePkcs11 } from '../cli/pkcs11.js';
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../card/app-spec.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { issueCard } from '../card/issue.js';
@@ -118,8 +117,9 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
 
   secretOptions(cardOptions(card.command('issue')), [CA_PASSPHRASE, SAM_PASSPHRASE, PIN, PUK])
     .description('personalise a card: on-card key pair, CA certificate, diversified keys, PIN/PUK, LOCK')
-    .requiredOption('--ca <dir>', 'CA directory (passphrase from QTM_CA_PASSPHRASE)')
-    .requiredOption('--sam <file>', 'SAM keystore (passphrase from QTM_SAM_PASSPHRASE)')
+    .requiredOption('--ca <dir>', 'CA directory (passphrase from QTM_CA_PASSPHRASE, or none when its key is in a token)')
+    .requiredOption('--sam <file|uri>', 'SAM keystore (passphrase from QTM_SAM_PASSPHRASE), or the PKCS#11 URI of its master key')
+    .addOption(pkcs11ModuleOption())
     .option('--holder <dn>', 'card holder, e.g. "CN=Alice Example,O=Customer"; serialNumber=<card serial> is added')
     .addOption(new Option('--profile <profile>', 'card profile (default: the CA\'s)').argParser(parseProfile))
     .option('--slots <n>', 'receipt slots', parseSlots, DEFAULT_SLOTS)
@@ -139,12 +139,13 @@ Every card serial is tied to one card key for good in the issuance register (doc
 PIN (4-8 digits) and PUK (8 digits) come from QTM_PIN / QTM_PUK, a prompt, or --generate-pin.
 With --batch every card gets the same transport PIN and PUK, which holders change with
 \`qtm card pin change\`; the report never contains them.
-` + examples(
+` + PKCS11_HELP + examples(
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Alice Example" --card alice.card.json',
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Alice Example" --reader "Virtual PCD 00 00"',
       'qtm card issue --ca ./ca --sam shop.sam --holder "CN=Xavier Sales,O=Shop" --role manager --card xavier.card.json',
-      'QTM_PIN=123456 QTM_PUK=12345678 qtm card issue --ca ./ca --sam shop.sam --batch holders.csv --out-dir cards/'))
-    .action(async (o: CardChoice & { ca: string; sam: string; register?: string; retry?: boolean; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
+      'QTM_PIN=123456 QTM_PUK=12345678 qtm card issue --ca ./ca --sam shop.sam --batch holders.csv --out-dir cards/',
+      'QTM_PKCS11_PIN=... qtm card issue --ca ./ca --sam "pkcs11:token=personaliser;object=master" --holder "CN=Alice Example" --card alice.card.json'))
+    .action(async (o: CardChoice & { ca: string; sam: string; pkcs11Module?: string; register?: string; retry?: boolean; holder?: string; profile?: 'v1' | 'v2'; slots: number; days: number; role: 'card' | 'manager'; mayDelegate?: boolean; generatePin?: boolean; batch?: string; outDir?: string; json?: boolean }) => {
       if (o.batch) {
         if (!o.outDir) throw new InputError('--batch needs --out-dir');
         if (o.reader || o.card || o.holder) throw new InputError('--batch issues new virtual cards from the CSV: drop --reader, --card and --holder');
@@ -152,8 +153,9 @@ With --batch every card gets the same transport PIN and PUK, which holders chang
         throw new InputError('--holder is required', 'e.g. --holder "CN=Alice Example"');
       }
       const rows = o.batch ? readBatchCsv(o.batch) : [];
-      const ca = openCa(o.ca, await readSecret(CA_PASSPHRASE, o));
-      const sam = openSam(o.sam, await readSecret(SAM_PASSPHRASE, o));
+      await preparePkcs11([...caReferences(o.ca), o.sam], o.pkcs11Module);
+      const ca = await openCaReference(o.ca, o);
+      const sam = await openSamReference(o.sam, o);
       const { pin, puk, generated } = await issuingSecrets(Boolean(o.generatePin), o);
       if (o.mayDelegate && o.role !== 'card') throw new InputError('--may-delegate is for customer cards (--role card); a manager card issues warrants already');
       const register = IssuanceRegister.open(o.register ?? join(o.ca, 'register'), sam.kcv);

@@ -20,10 +20,11 @@ export function demoCommand(): Command {
     .option('--fair', 'exchange signatures fairly through a trusted third party (claims 12-14)')
     .addOption(new Option('--cheat <party>', 'with --fair: let the server or the client cheat, and watch the TTP restore fairness').choices(['server', 'client']))
     .addOption(new Option('--lose <message>', 'with --fair: both parties honest, this message of the exchange is lost; watch the TTP settle it fairly').choices(['escrow-y', 'x', 'y', 'first-message']))
+    .option('--pkcs11', 'every long-term key (SAM master key, CA, receipt and proxy keys) in a PKCS#11 token: a throwaway SoftHSM2 one, or a new token in the SoftHSM2 of SOFTHSM2_CONF')
     .option('--keep <dir>', 'keep every file the demo makes (CA, keys, card, store, archive) in this directory')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --fair --lose escrow-y --json', 'qtm demo --pcsc --keep ./demo-files'))
-    .action(async (o: { interactive?: boolean; pcsc?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; lose?: LostMessage; keep?: string; json?: boolean }) => {
+    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --fair --lose escrow-y --json', 'qtm demo --pcsc --keep ./demo-files', 'qtm demo --pkcs11', 'qtm demo --pkcs11 --proxy --keep ./demo-hsm'))
+    .action(async (o: { interactive?: boolean; pcsc?: boolean; pkcs11?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; lose?: LostMessage; keep?: string; json?: boolean }) => {
       if (o.cheat && !o.fair) throw new InputError('--cheat goes with --fair', 'run qtm demo --fair --cheat server');
       if (o.lose && !o.fair) throw new InputError('--lose goes with --fair', 'run qtm demo --fair --lose escrow-y');
       if (o.lose && o.cheat) throw new InputError('--lose shows honest parties: it does not go with --cheat');
@@ -36,6 +37,7 @@ export function demoCommand(): Command {
         ...(o.keep ? { keepDir: o.keep } : {}),
         ...(o.pcsc ? { pcsc: true } : {}),
         ...(o.proxy ? { proxy: true } : {}),
+        ...(o.pkcs11 ? { pkcs11: true } : {}),
         ...(o.fair ? { fair: true } : {}),
         ...(o.cheat ? { cheat: o.cheat } : {}),
         ...(o.lose ? { lose: o.lose } : {}),

@@ -5,7 +5,7 @@ import { examples, parsePort, parsePositiveInt, parseProfile } from '../cli/opti
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { readIdentity } from '../pki/key-files.js';
-import { openSam } from '../sam/sam.js';
+import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { loadCatalogue } from '../server/catalogue.js';
 import { startServer } from '../server/run-server.js';
 import { auditStore } from '../server/audit.js';
@@ -23,6 +23,7 @@ import { WarrantRegistry } from '../warrant/registry.js';
 import { TtpClient } from '../fair/ttp-client.js';
 import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE, SAM_PASSPHRASE } from '../cli/secret-sources.js';
+import { openSamReference, PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, readSigningIdentity, warrantTokenReferences } from '../cli/pkcs11.js';
 
 interface StartOptions {
   config?: string;
@@ -41,6 +42,7 @@ interface StartOptions {
   ttpCert?: string;
   fairDeadline?: number;
   anonymousRate?: number;
+  pkcs11Module?: string;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -72,11 +74,11 @@ function withConfig(o: StartOptions) {
  * Beside the receipt key, a marker that it has signed in a store (PREFIX.signed.json): an empty
  * store started with a key that signed before would hand its transaction IDs out again.
  */
-function signerMarker(signerPrefix: string) {
-  const path = `${signerPrefix}.signed.json`;
+function signerMarker(signerPrefix: string | undefined) {
+  const path = signerPrefix ? `${signerPrefix}.signed.json` : undefined;
   return {
     read(): { store: string; lastTransactionId: number } | undefined {
-      if (!existsSync(path)) return undefined;
+      if (!path || !existsSync(path)) return undefined;
       try {
         const m = JSON.parse(readFileSync(path, 'utf8')) as { store?: unknown; lastTransactionId?: unknown };
         if (typeof m.store !== 'string' || !Number.isSafeInteger(m.lastTransactionId)) throw new Error('fields');
@@ -86,6 +88,7 @@ function signerMarker(signerPrefix: string) {
       }
     },
     write(store: string, lastTransactionId: number): void {
+      if (!path) return;
       const before = this.read();
       const last = Math.max(lastTransactionId, before && before.store === resolve(store) ? before.lastTransactionId : 0);
       writeFileAtomic(path, JSON.stringify({ store: resolve(store), lastTransactionId: last, updated: new Date().toISOString() }, null, 2) + '\n', 0o600);
@@ -107,8 +110,8 @@ export function serverCommand(): Command {
     .description('serve HTTPS (TLS 1.3) orders and transactions until stopped')
     .option('--config <file>', 'JSON file with any of the options below as keys')
     .option('--tls <prefix>', 'TLS identity (PREFIX.pem, PREFIX-key.pem; role server)')
-    .option('--signer <prefix>', 'receipt-signing identity, separate from TLS (role signer)')
-    .option('--sam <file>', 'SAM keystore (passphrase QTM_SAM_PASSPHRASE)')
+    .option('--signer <prefix|uri>', 'receipt-signing identity, separate from TLS (role signer), or its key\'s PKCS#11 URI')
+    .option('--sam <file|uri>', 'SAM keystore (passphrase QTM_SAM_PASSPHRASE), or the PKCS#11 URI of its master key')
     .option('--trust <ca.pem>', 'CA that issued the customers\' cards')
     .option('--store <dir>', 'transaction store directory')
     .option('--catalogue <file>', 'catalogue JSON (default: the shipped sample)')
@@ -122,7 +125,8 @@ export function serverCommand(): Command {
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
     .option('--first-id <n>', 'the first transaction ID of an empty store, when the receipt key signed in another store before', parsePositiveInt)
     .option('--anonymous-rate <n>', 'requests a second per source address before a card login (default 20, bursts of 10 times it); beyond: 429 E_RATE_LIMITED', parsePositiveInt)
-    .addHelpText('after', `
+    .addOption(pkcs11ModuleOption())
+    .addHelpText('after', PKCS11_HELP + `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
 manager covers is refused (HTTP 403 naming both), and nothing is signed for the manager without
@@ -131,15 +135,19 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
 ` + examples(
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
-      'qtm server start --config server.json --port 9443'))
+      'qtm server start --config server.json --port 9443',
+      'QTM_PKCS11_PIN=... qtm server start --tls keys/tls --signer "pkcs11:token=shop;object=receipts" --sam "pkcs11:token=shop;object=master" --trust ca/ca.pem --store ./store --pkcs11-module /usr/lib/softhsm/libsofthsm2.so'))
     .action(async (o: StartOptions & { firstId?: number }) => {
       const c = withConfig(o);
+      if (isPkcs11Uri(c.tls)) throw new InputError('the TLS key cannot be in a PKCS#11 token', 'keep --tls a key file (PREFIX.pem, PREFIX-key.pem); the receipt key (--signer) and the SAM (--sam) may be in the token');
+      await preparePkcs11([c.signer, c.sam, ...(c.warrants ? warrantTokenReferences(c.warrants) : [])], o.pkcs11Module);
       const keyPass = await readSecret(KEY_PASSPHRASE, o);
-      const marker = signerMarker(c.signer);
+      // The marker of a receipt key lives beside its files; a key in a token has none.
+      const marker = signerMarker(isPkcs11Uri(c.signer) ? undefined : c.signer);
       const running = await startServer({
         tls: readIdentity(c.tls, keyPass),
-        signer: readIdentity(c.signer, keyPass),
-        sam: openSam(c.sam, await readSecret(SAM_PASSPHRASE, o)),
+        signer: isPkcs11Uri(c.signer) ? await readSigningIdentity(c.signer) : readIdentity(c.signer, keyPass),
+        sam: await openSamReference(c.sam, o),
         trustAnchors: loadTrustAnchors([c.trust]),
         storeDir: c.store,
         catalogue: loadCatalogue(c.catalogue),
@@ -167,13 +175,15 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
     .description('attest, from the store, a package version 2 proof signed by proxy (its signature does not bind the warrant)')
     .argument('<bundle>', 'the proof bundle (.json) to attest')
     .requiredOption('--store <dir>', 'the transaction store of the server that signed it')
-    .requiredOption('--signer <prefix>', 'the receipt-signing identity (key passphrase from QTM_KEY_PASSPHRASE)')
+    .requiredOption('--signer <prefix|uri>', 'the receipt-signing identity (key passphrase from QTM_KEY_PASSPHRASE), or its key\'s PKCS#11 URI')
     .option('--out <file>', 'write the attested bundle here (default: stdout)')
+    .addOption(pkcs11ModuleOption())
     .addHelpText('after', `
 Refuses (exit 1) unless the store holds this exact package, signed under this exact warrant.
 Reads the store without locking it, so it can run beside the server.
 ` + examples('qtm server attest old-proxy-receipt.json --store ./store --signer keys/receipts --out attested.json'))
-    .action(async (file: string, o: { store: string; signer: string; out?: string }) => {
+    .action(async (file: string, o: { store: string; signer: string; out?: string; pkcs11Module?: string }) => {
+      await preparePkcs11([o.signer], o.pkcs11Module);
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
@@ -181,7 +191,7 @@ Reads the store without locking it, so it can run beside the server.
         throw new InputError(`cannot read ${file}`);
       }
       const bundle = decodeBundle(text);
-      const signer = readIdentity(o.signer, await readSecret(KEY_PASSPHRASE, o));
+      const signer = await readSigningIdentity(o.signer, o);
       const store = LogStore.open(o.store, { readOnly: true });
       try {
         const attested = encodeBundle(attestProxyBundle(store, bundle, signer));
@@ -228,7 +238,7 @@ keys, 2 unusable input.
         }
         minHead = decodeSignedHead(json, o.minHead);
       }
-      const sam = o.sam ? openSam(o.sam, await readSecret(SAM_PASSPHRASE, o)) : undefined;
+      const sam = o.sam ? await openSamReference(o.sam, o) : undefined;
       // Read-only: safe beside a running server, and damaged lines are reported, not fatal.
       const store = LogStore.open(o.store, { readOnly: true, heads });
       const trust = loadTrustAnchors([o.trust]);

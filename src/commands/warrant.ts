@@ -7,7 +7,6 @@ import { out } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { certificatesFromPemBundle, parseDistinguishedName } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
-import { readIdentity } from '../pki/key-files.js';
 import { ensureParentDir, writeFileAtomic } from '../util/fs.js';
 import type { CustomerRef } from '../warrant/policy.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
@@ -16,6 +15,8 @@ import { keyFingerprint } from '../crypto/keys.js';
 import { crlPem, crlSignatureProblem, evenHex, issueCrl, issueCrlWithSigner, readCrlFile, verifyCrl, type CrlContent, type CrlEntry, type RevocationList } from '../warrant/crl.js';
 import { Revocations } from '../warrant/revocations.js';
 import { KEY_PASSPHRASE, PIN } from '../cli/secret-sources.js';
+import { PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, readSigningIdentity, requireUri } from '../cli/pkcs11.js';
+import { createTokenRequest } from '../pki/token-keys.js';
 
 const DAY_MS = 86_400_000;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -51,20 +52,24 @@ export function warrantCommand(): Command {
     .description('make a proxy signing key S in the server\'s warrants folder, and the request to give the manager')
     .requiredOption('--dir <dir>', 'the server\'s warrants folder')
     .requiredOption('--name <name>', 'a name for the key (files NAME-key.pem, NAME.request.pem)')
+    .option('--pkcs11 <uri>', 'generate S in this PKCS#11 token object instead (never extractable); NAME-key.pkcs11 holds its URI')
+    .addOption(pkcs11ModuleOption())
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
 S's private key is written encrypted with QTM_KEY_PASSPHRASE (or a prompt) and never leaves the
 folder; the request is its public key.
-` + examples('qtm warrant request --dir ./warrants --name sales-2026'))
-    .action(async (o: { dir: string; name: string; json?: boolean }) => {
-      const r = createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }, o));
+` + PKCS11_HELP + examples('qtm warrant request --dir ./warrants --name sales-2026', 'QTM_PKCS11_PIN=... qtm warrant request --dir ./warrants --name sales-2026 --pkcs11 "pkcs11:token=shop;object=proxy-sales-2026"'))
+    .action(async (o: { dir: string; name: string; pkcs11?: string; pkcs11Module?: string; json?: boolean }) => {
+      await preparePkcs11([requireUri(o.pkcs11)], o.pkcs11Module);
+      const r = o.pkcs11 ? createTokenRequest(o.dir, o.name, o.pkcs11) : createRequest(o.dir, o.name, await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }, o));
       if (o.json) return out.json(r);
       out.line(`request ${r.requestFile} (key ${r.fingerprint}); give it to the manager for \`qtm warrant issue\``);
     });
 
   secretOptions(cardOptions(warrant.command('issue')), [KEY_PASSPHRASE])
     .description('as manager X: sign a warrant (RFC 3820 proxy certificate) for the server\'s key S')
-    .option('--issuer <prefix>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem (role manager)')
+    .option('--issuer <prefix|uri>', 'X\'s identity in files: PREFIX.pem and PREFIX-key.pem (role manager), or its key\'s PKCS#11 URI (certificate stored beside it)')
+    .addOption(pkcs11ModuleOption())
     .option('--issuer-card', 'X\'s key is on a manager\'s card (--card FILE or --reader NAME); PIN from QTM_PIN, --pin-stdin or a prompt')
     .option('--pin-stdin', 'with --issuer-card: read the PIN from the first line of standard input')
     .option('--pin-file <file>', 'with --issuer-card: read the PIN from the first line of FILE')
@@ -84,7 +89,7 @@ sign for X only with the customers named here; every verifier checks that too.
       'qtm warrant issue --issuer keys/xavier --request warrants/sales.request.pem --customer alice-card.pem --out warrants/alice.warrant.pem',
       'qtm warrant issue --issuer-card --reader "Virtual PCD 00 00" --request sales.request.pem --customer alice-card.pem --out alice.warrant.pem',
       'qtm warrant issue --issuer keys/xavier --request sales.request.pem --customer-subject "CN=Bob Buyer,O=Bob BV" --customer-ca ca/ca.pem --days 90 --out bob.warrant.pem'))
-    .action(async (o: CardChoice & { issuer?: string; issuerCard?: boolean; pinStdin?: boolean; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; json?: boolean }) => {
+    .action(async (o: CardChoice & { issuer?: string; issuerCard?: boolean; pinStdin?: boolean; request: string; customer?: string[]; customerSubject?: string[]; customerCa?: string; days?: number; notBefore?: Date; out: string; pkcs11Module?: string; json?: boolean }) => {
       if (Boolean(o.issuer) === Boolean(o.issuerCard)) throw new InputError('give X\'s key as --issuer PREFIX (files) or --issuer-card (a manager\'s card), one of the two');
       if (!o.out.endsWith('.warrant.pem')) throw new InputError(`--out ${o.out} must end in .warrant.pem`, 'the server picks up warrants by that ending');
       if (existsSync(o.out)) throw new RefusedError(`${o.out} already exists`, 'choose another --out; warrants are never overwritten');
@@ -95,7 +100,8 @@ sign for X only with the customers named here; every verifier checks that too.
       let w: X509Certificate;
       let chain: X509Certificate[];
       if (o.issuer) {
-        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE, o));
+        await preparePkcs11([o.issuer], o.pkcs11Module);
+        const x = await readSigningIdentity(o.issuer, o);
         w = issueWarrant({ ...validity, issuer: { certificate: x.certificates[0]!, privateKey: x.privateKey } });
         chain = x.certificates;
       } else {
@@ -184,7 +190,8 @@ an entry or backdates one. Give the same file to auditors: \`qtm verify --revoca
       };
       let list: RevocationList;
       if (o.issuer) {
-        const x = readIdentity(o.issuer, await readSecret(KEY_PASSPHRASE));
+        await preparePkcs11([o.issuer]);
+        const x = await readSigningIdentity(o.issuer, o);
         list = issueCrl(next(x.certificates[0]!), { certificate: x.certificates[0]!, privateKey: x.privateKey });
       } else {
         const pin = await readSecret({ ...PIN, fromStdin: Boolean(o.pinStdin) });

@@ -17,6 +17,7 @@ import {
 } from 'node:crypto';
 import forge from 'node-forge';
 import type { Profile } from '../protocol/profile.js';
+import { isSigner, type SigningKey } from './signer.js';
 
 export type KeySpec = 'rsa1024' | 'rsa2048' | 'rsa3072' | 'p256';
 
@@ -54,8 +55,8 @@ export function contentId(content: Uint8Array, profile: Profile): Buffer {
  * profile's hash over the exact bytes. `openssl dgst -sha256 -verify pub.pem -signature s f`
  * checks it.
  */
-export function signBytes(profile: Profile, privateKey: KeyObject, data: Uint8Array): Buffer {
-  return sign(profile.hash, data, privateKey);
+export function signBytes(profile: Profile, privateKey: SigningKey, data: Uint8Array): Buffer {
+  return isSigner(privateKey) ? privateKey.sign(profile.hash, data) : sign(profile.hash, data, privateKey);
 }
 
 export function verifyBytes(profile: Profile, publicKey: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {

@@ -5,6 +5,7 @@
  * RSA), and node:crypto signs. Parsing and chain checks use node's X509Certificate.
  */
 import { createHash, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { isSigner, type SigningKey } from './signer.js';
 import forge from 'node-forge';
 import { spkiDer } from './keys.js';
 import { OID, oidDerContent } from './oids.js';
@@ -38,7 +39,8 @@ export interface CertificateRequest {
 export interface Issuer {
   /** Absent for a self-signed root. */
   readonly certificate?: X509Certificate;
-  readonly privateKey: KeyObject;
+  /** A key file's KeyObject or a key in a token: see ./signer.ts. */
+  readonly privateKey: SigningKey;
 }
 
 const DN_SHORT_NAMES = new Set(['CN', 'O', 'OU', 'C', 'L', 'ST', 'serialNumber', 'E']);
@@ -184,8 +186,9 @@ function assembleCertificate(tbs: Buffer, algorithm: { asn1: forge.asn1.Asn1 }, 
 }
 
 export function buildCertificate(req: CertificateRequest, issuer: Issuer): X509Certificate {
-  const { tbs, algorithm } = buildTbsCertificate(req, { ...(issuer.certificate ? { certificate: issuer.certificate } : {}), issuerKey: issuer.privateKey });
-  return assembleCertificate(tbs, algorithm, sign('sha256', tbs, issuer.privateKey));
+  const key = issuer.privateKey;
+  const { tbs, algorithm } = buildTbsCertificate(req, { ...(issuer.certificate ? { certificate: issuer.certificate } : {}), issuerKey: isSigner(key) ? key.publicKey : key });
+  return assembleCertificate(tbs, algorithm, isSigner(key) ? key.sign('sha256', tbs) : sign('sha256', tbs, key));
 }
 
 /** For an issuer whose key signs elsewhere (a smart card): `sign` gets the DER TBSCertificate. */

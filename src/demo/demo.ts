@@ -26,7 +26,12 @@ import { startServer } from '../server/run-server.js';
 import { PROFILES } from '../protocol/profile.js';
 import { verifyFile } from '../verify/verify-files.js';
 import { InputError } from '../errors.js';
-import type { X509Certificate } from 'node:crypto';
+import { randomBytes, type X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
+import { generateTokenMasterKey, tokenSigner } from '../pkcs11/keys.js';
+import { createSoftHsm, findSoftHsmModule, initSoftHsmToken } from '../pkcs11/softhsm.js';
+import { closeModules, rememberPin, setPkcs11Module, tokenRef } from '../pkcs11/token.js';
+import { createTokenRequest, initTokenCa, issueTokenKeyAndCertificate } from '../pki/token-keys.js';
 import { StepError } from '../client/transaction.js';
 import { createRequest, readRequest, WarrantRegistry } from '../warrant/registry.js';
 import { crlPem, issueCrl } from '../warrant/crl.js';
@@ -39,6 +44,7 @@ import { IssuanceRegister } from '../card/issuance-register.js';
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
 const DEMO_PASSPHRASE = 'qtm-demo-only';
+const DEMO_TOKEN_PIN = 'qtm-demo-token-pin';
 export const DEMO_READER = 'Virtual PCD 00 00';
 
 export interface DemoOptions {
@@ -51,6 +57,8 @@ export interface DemoOptions {
   readonly cheat?: Cheat;
   /** With fair: both honest, this message of the exchange is lost; the TTP settles it. */
   readonly lose?: LostMessage;
+  /** Every long-term key (SAM master key, CA key, receipt key, proxy key S) in a PKCS#11 token. */
+  readonly pkcs11?: boolean;
   readonly catalogue: string;
   readonly hooks: (pin: string) => TransactionHooks;
   readonly onStage?: (text: string) => void;
@@ -90,15 +98,30 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   };
   const cleanups: (() => Promise<void> | void)[] = [];
   try {
-    const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=qtm Demo CA,O=qtm demo', passphrase: DEMO_PASSPHRASE });
+    const token = o.pkcs11 ? demoToken(dir) : undefined;
+    if (token) {
+      cleanups.push(() => closeModules());
+      tell(`PKCS#11 token "${token.label}" ready in ${token.where} (module ${token.module}): every long-term key below is generated in it, sensitive and never extractable.`);
+    }
+    const ca = token
+      ? initTokenCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=qtm Demo CA,O=qtm demo', uri: token.uri('ca') })
+      : initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=qtm Demo CA,O=qtm demo', passphrase: DEMO_PASSPHRASE });
     const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost,O=Example Shop' });
-    const signer = issueKeyAndCertificate(ca, { role: 'signer', subject: 'CN=Example Shop receipts,O=Example Shop' });
     writeIdentity(join(dir, 'tls'), [tls.certificate], tls.privateKey, DEMO_PASSPHRASE);
-    writeIdentity(join(dir, 'receipts'), [signer.certificate], signer.privateKey, DEMO_PASSPHRASE);
-    tell(`CA "CN=qtm Demo CA" created; it issued a TLS certificate for localhost and a separate receipt-signing certificate (claim 5).`);
+    let signer: { certificate: X509Certificate; privateKey: SigningKey };
+    if (token) {
+      const issuedSigner = issueTokenKeyAndCertificate(ca, { role: 'signer', subject: 'CN=Example Shop receipts,O=Example Shop', uri: token.uri('receipts') });
+      writeFileSync(join(dir, 'receipts.pem'), issuedSigner.certificate.toString());
+      signer = { certificate: issuedSigner.certificate, privateKey: tokenSigner(token.uri('receipts')) };
+    } else {
+      const issuedSigner = issueKeyAndCertificate(ca, { role: 'signer', subject: 'CN=Example Shop receipts,O=Example Shop' });
+      writeIdentity(join(dir, 'receipts'), [issuedSigner.certificate], issuedSigner.privateKey, DEMO_PASSPHRASE);
+      signer = issuedSigner;
+    }
+    tell(`CA "CN=qtm Demo CA" created${token ? ' (its key in the token)' : ''}; it issued a TLS certificate for localhost and a separate receipt-signing certificate (claim 5)${token ? ', whose key is in the token' : ''}.`);
 
-    const sam = initSam(join(dir, 'shop.sam'), DEMO_PASSPHRASE);
-    tell(`SAM created: master key for card key diversification (check value ${sam.kcv}); the key itself never leaves it.`);
+    const sam = token ? generateTokenMasterKey(token.uri('master')) : initSam(join(dir, 'shop.sam'), DEMO_PASSPHRASE);
+    tell(`SAM created: master key for card key diversification (check value ${sam.kcv}); the key itself never leaves ${token ? 'the token (AES-CMAC only)' : 'it'}.`);
 
     const cardFile = join(dir, 'alice.card.json');
     const storage = FileStorage.create(cardFile, 8);
@@ -106,7 +129,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const issued = await issueCard(issuer, { ca, sam, register: IssuanceRegister.open(join(dir, 'ca', 'register'), sam.kcv), holder: 'CN=Alice Demo,O=Customer', pin: DEMO_PIN, puk: DEMO_PUK, slots: 8, profile: 'v2' });
     tell(`Virtual card ${issued.serial} issued to "CN=Alice Demo": RSA-2048 key made on the card, certificate with the card serial, diversified keys, PIN set, locked.`);
 
-    const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell) : undefined;
+    const proxy = o.proxy ? setUpProxy(dir, ca, issued.certificate, tell, token) : undefined;
 
     // Only the demo's --cheat passes a cheating-party switch to the server.
     const cheatSwitch: CheatSwitch | undefined = o.cheat ? {} : undefined;
@@ -224,11 +247,34 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 }
 
 /** Manager X, the server's proxy key S, and X's warrant letting S sign with Alice only. */
-function setUpProxy(dir: string, ca: OpenCa, alice: X509Certificate, tell: (s: string) => void) {
+/**
+ * The demo's token: in a throwaway SoftHSM2 under DIR when SOFTHSM2_CONF is unset, else a new
+ * token in the SoftHSM2 it names. Its user PIN is the demo's, kept in this process only.
+ */
+function demoToken(dir: string): { label: string; module: string; where: string; uri(object: string): string } {
+  const label = `qtm-demo-${randomBytes(4).toString('hex')}`;
+  let module: string;
+  let where: string;
+  if (process.env['SOFTHSM2_CONF']) {
+    module = process.env['QTM_PKCS11_MODULE'] ?? findSoftHsmModule() ?? '';
+    if (!module) throw new InputError('SoftHSM2 is not installed', 'install it: apt-get install softhsm2');
+    initSoftHsmToken(module, label, randomBytes(12).toString('hex'), DEMO_TOKEN_PIN);
+    where = `the SoftHSM2 of SOFTHSM2_CONF=${process.env['SOFTHSM2_CONF']}`;
+  } else {
+    module = createSoftHsm(join(dir, 'softhsm'), label, { so: randomBytes(12).toString('hex'), user: DEMO_TOKEN_PIN }).module;
+    where = `a throwaway SoftHSM2 (${join(dir, 'softhsm')})`;
+  }
+  setPkcs11Module(module);
+  const uri = (object: string) => `pkcs11:token=${label};object=${object}`;
+  rememberPin(tokenRef(uri('master')), DEMO_TOKEN_PIN);
+  return { label, module, where, uri };
+}
+
+function setUpProxy(dir: string, ca: OpenCa, alice: X509Certificate, tell: (s: string) => void, token?: { uri(object: string): string }) {
   const manager = issueKeyAndCertificate(ca, { role: 'manager', subject: 'CN=Xavier Sales,O=Example Shop' });
   writeIdentity(join(dir, 'xavier'), [manager.certificate], manager.privateKey, DEMO_PASSPHRASE);
   const warrants = join(dir, 'warrants');
-  const request = createRequest(warrants, 'sales', DEMO_PASSPHRASE);
+  const request = token ? createTokenRequest(warrants, 'sales', token.uri('proxy-sales')) : createRequest(warrants, 'sales', DEMO_PASSPHRASE);
   const w = issueWarrant({
     issuer: manager, subjectKey: readRequest(request.requestFile), customers: [{ fingerprint: keyFingerprint(alice.publicKey) }],
     notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 30 * 86_400_000),

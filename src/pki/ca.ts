@@ -10,6 +10,9 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { checkFieldTypes, DamagedFileError, readJsonObject } from '../util/local-file.js';
 import { join } from 'node:path';
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
+import { tokenSigner } from '../pkcs11/keys.js';
+import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { decryptPrivateKey, encryptPrivateKey, generateKeyPair } from '../crypto/keys.js';
 import { buildCertificate, certificateFromPem } from '../crypto/x509.js';
 import { InputError, RefusedError } from '../errors.js';
@@ -21,13 +24,16 @@ export interface CaInfo {
   readonly profile: ProfileName;
   readonly subject: string;
   readonly created: string;
+  /** The PKCS#11 URI of the CA key when it is in a token (then there is no ca-key.pem). */
+  readonly key?: string;
 }
 
 export interface OpenCa {
   readonly dir: string;
   readonly info: CaInfo;
   readonly certificate: X509Certificate;
-  readonly privateKey: KeyObject;
+  /** The CA key: from ca-key.pem, or in a token (see ./ca-token.ts). */
+  readonly privateKey: SigningKey;
 }
 
 const DAY_MS = 86_400_000;
@@ -43,7 +49,7 @@ export function initCa(
   opts: { profile: ProfileName; subject: string; passphrase: string; days?: number; now?: Date },
 ): OpenCa {
   const paths = caPaths(dir);
-  if (existsSync(paths.key)) {
+  if (existsSync(paths.key) || existsSync(paths.info)) {
     throw new RefusedError(`a CA already exists in ${dir}`, 'choose another --out directory; an existing CA is never overwritten');
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -69,7 +75,8 @@ export function initCa(
 
 export function openCa(dir: string, passphrase: string): OpenCa {
   const paths = caPaths(dir);
-  if (!existsSync(paths.cert) || !existsSync(paths.key) || !existsSync(paths.info)) {
+  const tokenKey = caKeyInToken(dir);
+  if (!existsSync(paths.cert) || (!tokenKey && !existsSync(paths.key)) || !existsSync(paths.info)) {
     throw new InputError(`${dir} is not a qtm CA directory (ca.pem, ca-key.pem, ca.json)`, 'create one with `qtm ca init --out DIR`');
   }
   const o = readJsonObject(paths.info, 'CA description', 'restore ca.json from a backup: {"profile":"v2","subject":"CN=...","created":"<ISO time>"}');
@@ -77,6 +84,11 @@ export function openCa(dir: string, passphrase: string): OpenCa {
   if (o.profile !== 'v1' && o.profile !== 'v2') throw new DamagedFileError(paths.info, 'CA description', `field "profile" must be "v1" or "v2", not ${JSON.stringify(o.profile)}`);
   const info = o as unknown as CaInfo;
   const certificate = certificateFromPem(readFileSync(paths.cert, 'utf8'), paths.cert);
+  if (tokenKey) {
+    const privateKey = tokenSigner(tokenKey);
+    if (!privateKey.publicKey.equals(certificate.publicKey)) throw new InputError(`the key ${tokenKey} is not the key of ${paths.cert}`, 'check the URI in ca.json');
+    return { dir, info, certificate, privateKey };
+  }
   let privateKey: KeyObject;
   try {
     privateKey = decryptPrivateKey(readFileSync(paths.key, 'utf8'), passphrase);
@@ -84,6 +96,16 @@ export function openCa(dir: string, passphrase: string): OpenCa {
     throw new RefusedError(`wrong CA passphrase for ${dir}`, 'check QTM_CA_PASSPHRASE');
   }
   return { dir, info, certificate, privateKey };
+}
+
+/** The PKCS#11 URI of a CA's key when it is in a token (ca.json `key`), else undefined. */
+export function caKeyInToken(dir: string): string | undefined {
+  try {
+    const key = (JSON.parse(readFileSync(caPaths(dir).info, 'utf8')) as CaInfo).key;
+    return typeof key === 'string' && isPkcs11Uri(key) ? key : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface IssueRequest {

@@ -31,6 +31,28 @@ export interface Sam {
   cardKeys(cardSerial: Uint8Array): CardKeys;
 }
 
+/**
+ * Diversifies one card's keys, lets `use` have them, then overwrites them with zeros, whether
+ * `use` returns, resolves or throws: a card's K_enc and K_mac live only for one operation.
+ */
+export function withCardKeys<T>(sam: Sam, cardSerial: Uint8Array, use: (keys: CardKeys) => T): T {
+  const keys = sam.cardKeys(cardSerial);
+  const zero = () => {
+    keys.kEnc.fill(0);
+    keys.kMac.fill(0);
+  };
+  let result: T;
+  try {
+    result = use(keys);
+  } catch (err) {
+    zero();
+    throw err;
+  }
+  if (result instanceof Promise) return result.finally(zero) as T;
+  zero();
+  return result;
+}
+
 function keyCheckValue(key: Buffer): string {
   const c = createCipheriv('aes-128-ecb', key, null).setAutoPadding(false);
   return Buffer.concat([c.update(Buffer.alloc(16)), c.final()]).subarray(0, 3).toString('hex').toUpperCase();

@@ -3,7 +3,8 @@
  * signature does not bind the warrant, so the server, and only from its own store, says which
  * package it signed under which warrant. It refuses whatever its store does not hold byte for byte.
  */
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
 import type { ProofBundle } from '../bundle/proof-bundle.js';
 import { fingerprint, signBytes } from '../crypto/keys.js';
 import { RefusedError } from '../errors.js';
@@ -13,7 +14,7 @@ import { decodePackage } from '../protocol/qtm-package.js';
 import type { TransactionStore } from '../store/types.js';
 
 export interface ReceiptSigner {
-  readonly privateKey: KeyObject;
+  readonly privateKey: SigningKey;
   readonly certificates: readonly X509Certificate[];
 }
 

@@ -4,7 +4,8 @@
  * and the choice of the exchanges the deadline sweeper settles. The transaction core
  * (`qtm-service.ts`) calls it; it never calls back into the core.
  */
-import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
 import { keyFingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
 import { cardRecordFor, warrantBindingFor } from '../proof/make-proof.js';
 import { decodeHeader, encodePackage, encodeServerSigned } from '../protocol/qtm-package.js';
@@ -47,7 +48,7 @@ export interface FairOptions {
 export interface FairServiceOptions {
   readonly store: TransactionStore;
   readonly profile: Profile;
-  readonly signer: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
+  readonly signer: { readonly privateKey: SigningKey; readonly certificates: readonly X509Certificate[] };
   readonly fair: FairOptions;
   readonly now?: () => Date;
 }

@@ -5,7 +5,8 @@
  * looked up again, and the warrant checked again, right before each signature, so a warrant
  * revoked in between is never used.
  */
-import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
 import type { ClientIdentity } from './client-auth.js';
 import { ServiceError } from './service-error.js';
 import type { StoredWarrant, WarrantRegistry } from '../warrant/registry.js';
@@ -37,7 +38,7 @@ export class ProxySigning {
   }
 
   /** S for a prepared proxy transaction, checked again now: a revoked warrant is never used. */
-  keyFor(client: ClientIdentity, serial: string): KeyObject {
+  keyFor(client: ClientIdentity, serial: string): SigningKey {
     this.o.registry.reloadIfChanged();
     const stored = this.o.registry.get(serial);
     if (!stored?.key) throw new ServiceError('E_WARRANT_GONE', `warrant ${serial} of this transaction is no longer on this server`);

@@ -3,7 +3,8 @@
  * transaction, without HTTP. Every step is idempotent: repeating a request returns the stored
  * answer, and a reply is given only once its entry is durable in the store.
  */
-import { randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
 import { fingerprint, signBytes, verifyBytes } from '../crypto/keys.js';
 import { sealRecord, checkStorageProof } from '../crypto/secure-write.js';
 import { cardRecordFor, headerFor, warrantBindingFor } from '../proof/make-proof.js';
@@ -12,7 +13,7 @@ import { decodeHeader, encodeHeader, encodePackage, encodeServerSigned, type Pac
 import type { Profile } from '../protocol/profile.js';
 import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, ThirdMessage } from '../protocol/messages.js';
 import type { TransactionRecord, TransactionStore } from '../store/types.js';
-import type { Sam } from '../sam/sam.js';
+import { withCardKeys, type Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import { checkOrder, newOrderNonce, orderIdFor, ORDER_LIFETIME_SECONDS } from './concept-orders.js';
 import type { ClientIdentity } from './client-auth.js';
@@ -31,7 +32,7 @@ export interface ServiceOptions {
   readonly store: TransactionStore;
   readonly profile: Profile;
   /** The receipt-signing key and its certificate chain (claim 5: not the TLS key). */
-  readonly signer: { readonly privateKey: KeyObject; readonly certificates: readonly X509Certificate[] };
+  readonly signer: { readonly privateKey: SigningKey; readonly certificates: readonly X509Certificate[] };
   readonly sam: Sam;
   /** Card keys by serial: a login whose serial is registered with another key is refused. */
   readonly cardKeys: CardKeyRegister;
@@ -151,7 +152,7 @@ export class QtmService {
   }
 
   /** S for a transaction prepared under a warrant; a server restarted without its warrants has none. */
-  private proxyKey(client: ClientIdentity, serial: string): KeyObject {
+  private proxyKey(client: ClientIdentity, serial: string): SigningKey {
     if (!this.proxy) throw new ServiceError('E_WARRANT_GONE', `warrant ${serial} of this transaction is no longer on this server`);
     return this.proxy.keyFor(client, serial);
   }
@@ -243,7 +244,7 @@ export class QtmService {
     const signatureServer = signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(header));
     const pkg = encodePackage({ ...header, signatureA, signatureB: first.signature, signatureServer });
     const record = cardRecordFor(header, first.priority);
-    const envelope = sealRecord(this.o.sam.cardKeys(storedSerial(rec)), first.challenge, first.slot, record);
+    const envelope = withCardKeys(this.o.sam, storedSerial(rec), (keys) => sealRecord(keys, first.challenge, first.slot, record));
     // Check-and-append in one step in the store: of two concurrent confirms only one is kept.
     const appended = await this.o.store.appendSigned({
       type: 'confirmed',
@@ -276,7 +277,7 @@ export class QtmService {
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
       return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.offer.envelope, 'base64'), slot);
     }
-    const envelope = sealRecord(this.o.sam.cardKeys(storedSerial(rec)), challenge, slot, Buffer.from(rec.confirmed.cardRecord, 'base64'));
+    const envelope = withCardKeys(this.o.sam, storedSerial(rec), (keys) => sealRecord(keys, challenge, slot, Buffer.from(rec.confirmed!.cardRecord, 'base64')));
     await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
     return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), envelope, slot);
   }
@@ -288,8 +289,8 @@ export class QtmService {
     if (rec.delivered) {
       if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
     }
-    const keys = this.o.sam.cardKeys(storedSerial(rec));
-    const ok = checkStorageProof(keys, Buffer.from(rec.offer.challenge, 'base64'), Buffer.from(rec.confirmed.cardRecord, 'base64'), third.proof);
+    const offer = rec.offer, confirmed = rec.confirmed;
+    const ok = withCardKeys(this.o.sam, storedSerial(rec), (keys) => checkStorageProof(keys, Buffer.from(offer.challenge, 'base64'), Buffer.from(confirmed.cardRecord, 'base64'), third.proof));
     if (!ok) throw new ServiceError('E_BAD_PROOF', `the storage proof for transaction ${third.transactionId} is wrong: the card did not store this receipt`);
     if (!rec.delivered) await this.o.store.append({ type: 'delivered', transactionId: third.transactionId, proof: third.proof.toString('base64'), at: this.now().toISOString() });
     return { transactionId: third.transactionId, state: 'delivered' };

@@ -4,6 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import { sameKey, type SigningKey } from '../crypto/signer.js';
 import { createQtmServer, type RateLimit } from './http-server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
@@ -18,7 +19,7 @@ import type { WarrantRegistry } from '../warrant/registry.js';
 
 export interface ServerParts {
   readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
-  readonly signer: { privateKey: KeyObject; certificates: X509Certificate[] };
+  readonly signer: { privateKey: SigningKey; certificates: X509Certificate[] };
   readonly sam: Sam;
   readonly trustAnchors: X509Certificate[];
   readonly storeDir: string;
@@ -53,7 +54,7 @@ export interface RunningServer {
 }
 
 export async function startServer(p: ServerParts): Promise<RunningServer> {
-  if (p.tls.privateKey.equals(p.signer.privateKey)) {
+  if (sameKey(p.tls.privateKey, p.signer.privateKey)) {
     throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
   }
   const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));

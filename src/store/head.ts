@@ -13,7 +13,8 @@
  * The customer gets the head of the commit that stored her receipt (in the second message) and
  * can later prove with it that the store once held this history (`qtm server audit --min-head`).
  */
-import { createHash, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, verify, type KeyObject } from 'node:crypto';
+import { asSigner, type SigningKey } from '../crypto/signer.js';
 import { DecodeError } from '../errors.js';
 import { checkFields } from '../protocol/strict-json.js';
 
@@ -42,11 +43,12 @@ export interface HeadSigner {
  * Heads are signed with SHA-256 whatever the profile (RSASSA-PKCS1-v1_5, or ECDSA for a P-256
  * key), as `openssl dgst -sha256 -sign` makes them. Without the private key only verify works.
  */
-export function headSigner(publicKey: KeyObject, privateKey?: KeyObject): HeadSigner {
+export function headSigner(publicKey: KeyObject, privateKey?: SigningKey): HeadSigner {
+  const signer = privateKey ? asSigner(privateKey) : undefined;
   return {
     sign: (statement) => {
-      if (!privateKey) throw new Error('this store head signer can only verify');
-      return sign('sha256', statement, privateKey);
+      if (!signer) throw new Error('this store head signer can only verify');
+      return signer.sign('sha256', statement);
     },
     verify: (statement, signature) => verify('sha256', statement, publicKey, signature),
   };

@@ -18,6 +18,7 @@
  *
  * Time is UTCTime through 2049 and GeneralizedTime after, in whole seconds (RFC 5280 5.1.2.4).
  */
+import { asSigner, type SigningKey } from '../crypto/signer.js';
 import { readFileSync } from 'node:fs';
 import { createHash, sign as nodeSign, verify as nodeVerify, type KeyObject, type X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
@@ -144,9 +145,10 @@ function assemble(tbs: Buffer, algorithm: Node, signature: Buffer): Buffer {
 }
 
 /** X signs with its key file. */
-export function issueCrl(content: CrlContent, issuer: { certificate: X509Certificate; privateKey: KeyObject }): RevocationList {
+export function issueCrl(content: CrlContent, issuer: { certificate: X509Certificate; privateKey: SigningKey }): RevocationList {
   const { tbs, algorithm } = buildTbsCertList(content, issuer.certificate);
-  return verifyCrl(decodeCrl(assemble(tbs, algorithm, nodeSign('sha256', tbs, issuer.privateKey))), issuer.certificate);
+  // A key file or a key in a token (src/crypto/signer.ts): ECDSA comes back as DER either way.
+  return verifyCrl(decodeCrl(assemble(tbs, algorithm, asSigner(issuer.privateKey).sign('sha256', tbs))), issuer.certificate);
 }
 
 /** X's key signs elsewhere (a manager's card): `sign` gets the DER TBSCertList. */

@@ -1,6 +1,7 @@
 /**
  * The server's warrants folder:
  *   NAME-key.pem        a proxy signing key S (PKCS#8, encrypted with QTM_KEY_PASSPHRASE)
+ *   NAME-key.pkcs11     or: the PKCS#11 URI of S in a token (`qtm warrant request --pkcs11`)
  *   NAME.request.pem    its public key: the request a manager turns into a warrant
  *   *.warrant.pem       a warrant followed by its issuer X's certificate (and intermediates)
  *   *.crl               each issuer X's revocation list, an X.509 CRL X signs (./crl.ts)
@@ -13,6 +14,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { SigningKey } from '../crypto/signer.js';
+import { tokenSigner } from '../pkcs11/keys.js';
 import { createPublicKey } from 'node:crypto';
 import { decryptPrivateKey, encryptPrivateKey, generateKeyPair, keyFingerprint, type KeySpec } from '../crypto/keys.js';
 import { certificatesFromPemBundle } from '../crypto/x509.js';
@@ -29,14 +32,16 @@ export const LEGACY_REVOCATIONS_FILE = 'revocations.json';
 const CRL_SUFFIX = '.crl';
 const WARRANT_SUFFIX = '.warrant.pem';
 const KEY_SUFFIX = '-key.pem';
+export { TOKEN_KEY_SUFFIX } from '../pki/token-keys.js';
+import { TOKEN_KEY_SUFFIX } from '../pki/token-keys.js';
 
 export interface StoredWarrant {
   readonly file: string;
   readonly warrant: Warrant;
   /** X's certificate first, then any intermediates. */
   readonly issuerChain: readonly X509Certificate[];
-  /** S, when this server holds it. */
-  readonly key?: KeyObject;
+  /** S, when this server holds it (a key file or a key in a token). */
+  readonly key?: SigningKey;
 }
 
 export type WarrantLookup =
@@ -77,7 +82,7 @@ export function readWarrantFile(file: string): Omit<StoredWarrant, 'key'> {
 
 export class WarrantRegistry {
   private warrants: StoredWarrant[] = [];
-  private keys = new Map<string, KeyObject>();
+  private keys = new Map<string, SigningKey>();
   private loadedAt = -1;
 
   private constructor(
@@ -99,7 +104,7 @@ export class WarrantRegistry {
     if (mtime === this.loadedAt) return;
     const files = readdirSync(this.dir).sort();
     if (this.passphrase !== undefined) {
-      const keys = new Map<string, KeyObject>();
+      const keys = new Map<string, SigningKey>();
       for (const f of files.filter((n) => n.endsWith(KEY_SUFFIX))) {
         let key: KeyObject;
         try {
@@ -108,6 +113,10 @@ export class WarrantRegistry {
           throw new RefusedError(`cannot open the proxy key ${join(this.dir, f)}`, 'check QTM_KEY_PASSPHRASE');
         }
         keys.set(keyFingerprint(key), key);
+      }
+      for (const f of files.filter((n) => n.endsWith(TOKEN_KEY_SUFFIX))) {
+        const key = tokenSigner(readFileSync(join(this.dir, f), 'utf8').trim());
+        keys.set(keyFingerprint(key.publicKey), key);
       }
       this.keys = keys;
     }

@@ -6,6 +6,7 @@
  * `openssl verify -allow_proxy_certs` accepts the chain; the customer list is enforced here.
  * The extension's ASN.1 definition, encoder and decoder are in ../crypto/proxy-cert-info.ts.
  */
+import type { SigningKey } from '../crypto/signer.js';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { keyFingerprint } from '../crypto/keys.js';
 import { decodeProxyCertInfo, proxyCertInfoAsn1, type ProxyCertInfo } from '../crypto/proxy-cert-info.js';
@@ -31,7 +32,7 @@ function proxyCertInfo(policy: Buffer): object {
 
 export interface IssueWarrantInput {
   /** X: the manager's certificate and key (X's own end-entity certificate issues the warrant). */
-  readonly issuer: { readonly certificate: X509Certificate; readonly privateKey: KeyObject };
+  readonly issuer: { readonly certificate: X509Certificate; readonly privateKey: SigningKey };
   /** S: the server's proxy signing key (its private half never leaves the server). */
   readonly subjectKey: KeyObject;
   readonly customers: readonly CustomerRef[];
