@@ -21,6 +21,8 @@ import { WarrantRegistry } from '../warrant/registry.js';
 import { TtpClient } from '../fair/ttp-server.js';
 import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE } from './ca.js';
+import { readNoteKey } from '../tlog/log-key.js';
+import { ed25519NoteSigner, SIG_TYPE_ED25519 } from '../tlog/note.js';
 import { SAM_PASSPHRASE } from './sam.js';
 
 interface StartOptions {
@@ -39,6 +41,8 @@ interface StartOptions {
   ttp?: string;
   ttpCert?: string;
   fairDeadline?: number;
+  log?: string;
+  logKey?: string;
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -60,10 +64,11 @@ function withConfig(o: StartOptions) {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
-  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline') };
+  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), log: pick('log'), logKey: pick('logKey') };
+  if (Boolean(proxy.log) !== Boolean(proxy.logKey)) throw new InputError('--log and --log-key go together', 'give the log directory and the log key made by `qtm log init`');
   if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
-  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline'>;
+  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'log' | 'logKey'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'log' | 'logKey'>;
 }
 
 /** The server's side of the fair exchange: the TTP it offers, reached over HTTPS. */
@@ -93,6 +98,8 @@ export function serverCommand(): Command {
     .option('--ttp <url>', 'offer the fair exchange (qtm sign --fair) through this TTP (qtm ttp start)')
     .option('--ttp-cert <ttp.pem>', 'with --ttp: the TTP\'s escrow certificate (role ttp)')
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
+    .option('--log <dir>', 'keep a transparency log of every signed transaction here; DIR/www is its C2SP tlog-tiles prefix for any static web server')
+    .option('--log-key <prefix>', 'with --log: the log\'s signing key (qtm log init; passphrase QTM_KEY_PASSPHRASE)')
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
@@ -100,7 +107,8 @@ manager covers is refused (HTTP 403 naming both).
 ` + examples(
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
-      'qtm server start --config server.json --port 9443'))
+      'qtm server start --config server.json --port 9443',
+      'qtm server start --config server.json --log ./tlog --log-key keys/log'))
     .action(async (o: StartOptions) => {
       const c = withConfig(o);
       const keyPass = await readSecret(KEY_PASSPHRASE);
@@ -114,12 +122,13 @@ manager covers is refused (HTTP 403 naming both).
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
+        ...(c.log && c.logKey ? { transparency: { dir: c.log, signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)) } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(c.warrants && c.onBehalfOf ? {
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
         } : {}),
       });
-      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId() }));
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId(), ...(running.transparency ? { log: running.transparency.www, logSize: running.transparency.size } : {}) }));
       await new Promise<void>((resolve) => {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
       });

@@ -19,6 +19,7 @@ import type { WarrantRegistry } from '../warrant/registry.js';
 import { warrantProblems } from '../warrant/warrant.js';
 import { ServiceError } from './service-error.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
+import type { TransparencyLog } from '../tlog/log-dir.js';
 
 export { ServiceError } from './service-error.js';
 export type { FairOptions, ServerCheat } from './fair-service.js';
@@ -35,6 +36,8 @@ export interface ServiceOptions {
   readonly proxy?: ProxyOptions;
   /** Offer the fair exchange of signatures through this TTP (claims 12-14). */
   readonly fair?: FairOptions;
+  /** Every signed transaction gets a leaf here before its reply goes out (issue 12). */
+  readonly transparency?: TransparencyLog;
 }
 
 export interface ProxyOptions {
@@ -69,7 +72,7 @@ export class QtmService {
     this.now = o.now ?? (() => new Date());
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
-    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
+    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now, ...(o.transparency ? { transparency: o.transparency } : {}) }) : undefined;
   }
 
   /** The order application: compose a concept order from catalogue items. */
@@ -227,6 +230,7 @@ export class QtmService {
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
       if (!same) throw new ServiceError(409, 'E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
+      await this.o.transparency?.append({ transactionId, package: Buffer.from(rec.confirmed.package, 'base64') }); // a no-op unless an earlier append failed
       return { transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), envelope: Buffer.from(rec.confirmed.envelope, 'base64'), slot: first.slot };
     }
     const headerBytes = Buffer.from(rec.prepared.header, 'base64');
@@ -254,6 +258,8 @@ export class QtmService {
       cardRecord: record.toString('base64'),
       envelope: envelope.toString('base64'),
     });
+    // The signed transaction's leaf, durable before the reply (idempotent for the one that stands).
+    await this.o.transparency?.append({ transactionId, package: appended.stored ? pkg : Buffer.from(appended.existing.package, 'base64') });
     if (!appended.stored) {
       if (JSON.stringify(appended.existing.firstMessage) !== JSON.stringify(firstStored)) {
         throw new ServiceError(409, 'E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);

@@ -12,6 +12,8 @@ import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
+import { LogDir } from '../tlog/log-dir.js';
+import type { NoteSigner } from '../tlog/note.js';
 
 export interface ServerParts {
   readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
@@ -28,12 +30,15 @@ export interface ServerParts {
   readonly proxy?: { readonly registry: WarrantRegistry; readonly manager: X509Certificate[] };
   /** Offer the fair exchange through a TTP (claims 12-14). */
   readonly fair?: FairOptions;
+  /** Keep a transparency log of every signed transaction in this directory, signed by this key (issue 12). */
+  readonly transparency?: { readonly dir: string; readonly signer: NoteSigner };
 }
 
 export interface RunningServer {
   readonly url: string;
   readonly service: QtmService;
   readonly store: LogStore;
+  readonly transparency?: LogDir;
   close(): Promise<void>;
 }
 
@@ -42,10 +47,21 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
   }
   const store = LogStore.open(p.storeDir);
+  let tlog: LogDir | undefined;
+  try {
+    tlog = p.transparency ? LogDir.open(p.transparency.dir, p.transparency.signer) : undefined;
+    // Transactions signed before a crash cut their log append short get their leaves now.
+    await tlog?.catchUp(signedLeaves(store));
+  } catch (err) {
+    await tlog?.close();
+    await store.close();
+    throw err;
+  }
   const service = new QtmService({
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
+    ...(tlog ? { transparency: tlog } : {}),
   });
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).
@@ -70,6 +86,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});
+      tlog?.close().catch(() => {});
       reject(err.code === 'EADDRINUSE' ? new InputError(`port ${p.port} on ${p.host} is in use`, 'choose another --port') : err);
     });
     server.listen(p.port, p.host, () => resolve());
@@ -80,11 +97,20 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     url: `https://${host}:${addr.port}`,
     service,
     store,
+    ...(tlog ? { transparency: tlog } : {}),
     async close() {
       if (sweeper) clearInterval(sweeper);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await store.close();
+      await tlog?.close();
     },
   };
+}
+
+/** The leaves of every signed transaction in the store (confirmed, or resolved at the TTP), in transaction order. */
+export function* signedLeaves(store: { all(): Iterable<import('../store/types.js').TransactionRecord> }) {
+  for (const rec of store.all()) {
+    if (rec.confirmed) yield { transactionId: rec.transactionId, package: Buffer.from(rec.confirmed.package, 'base64') };
+  }
 }

@@ -35,7 +35,7 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair'>> | ((w: { dir: string; ca: OpenCa; sam: Sam }) => Partial<Pick<ServerParts, 'proxy' | 'fair'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair'>>>) = {}): Promise<World> {
+export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair' | 'transparency'>> | ((w: { dir: string; ca: OpenCa; sam: Sam }) => Partial<Pick<ServerParts, 'proxy' | 'fair' | 'transparency'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair' | 'transparency'>>>) = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'qtm-e2e-'));
   const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=E2E CA', passphrase: 'e2e passphrase' });
   const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });
