@@ -16,6 +16,7 @@ import { ttpCommand } from '../src/commands/ttp.js';
 import { signCommand } from '../src/commands/sign.js';
 import { demoCommand } from '../src/commands/demo.js';
 import { keyCommand } from '../src/commands/key.js';
+import { logCommand } from '../src/commands/log.js';
 import { reportError } from '../src/cli/run.js';
 import { ExitCode } from '../src/errors.js';
 import { examples } from '../src/cli/options.js';
@@ -31,7 +32,7 @@ Environment: QTM_CA_PASSPHRASE, QTM_KEY_PASSPHRASE, QTM_SAM_PASSPHRASE, QTM_PIN,
   QTM_READER, QTM_CARD, NO_COLOR, QTM_DEBUG=1.
 ` + examples('qtm demo', 'qtm package sizes --profile v1', 'qtm verify fixtures/bundles/sample-v2.json --trust fixtures/ca/ca.pem'));
 
-for (const cmd of [demoCommand(), caCommand(), keyCommand(), samCommand(), cardCommand(), serverCommand(), warrantCommand(), ttpCommand(), signCommand(), receiptsCommand(), verifyCommand(), packageCommand()]) program.addCommand(cmd);
+for (const cmd of [demoCommand(), caCommand(), keyCommand(), samCommand(), cardCommand(), serverCommand(), warrantCommand(), ttpCommand(), signCommand(), receiptsCommand(), verifyCommand(), logCommand(), packageCommand()]) program.addCommand(cmd);
 
 // Every subcommand reports usage errors with exit code 2 instead of commander's default 1.
 function applyExitOverride(cmd: Command): void {

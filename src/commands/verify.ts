@@ -9,6 +9,9 @@ import { collectBundleFiles } from '../verify/collect.js';
 import { Revocations } from '../warrant/revocations.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { exitCodeFor, summarise, verifyFile, type FileResult } from '../verify/verify-files.js';
+import { readVkeyFile } from '../tlog/log-key.js';
+import { SIG_TYPE_COSIGNATURE_V1 } from '../tlog/note.js';
+import type { LogTrust } from '../tlog/bundle-proof.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -45,6 +48,7 @@ function printReport(r: FileResult, many: boolean): void {
   }
   out.line(`  party B  ${r.partyB?.subject} signed fields 1-7`);
   out.line(`  content  ${r.profile === 'v1' ? 'sha1' : 'sha256'} ${r.contentId}`);
+  for (const l of r.checks.filter((x) => x.name.startsWith('log-') && !x.warning)) out.line(`  ${l.name.padEnd(8)} ${l.detail}`);
   out.line(`  checked  ${r.checks.length} checks; certificates valid at ${r.evaluatedAt}`);
   for (const w of r.checks.filter((x) => x.warning)) out.line(`  ${c.yellow('!')} ${w.detail}`);
 }
@@ -57,6 +61,9 @@ export function verifyCommand(): Command {
     .option('--content <file>', 'the content, for bundles that do not carry it')
     .option('--at <time>', 'check certificate validity at this time instead of the transaction time', parseTime)
     .option('--revocations <file>', 'revoked warrants (a server\'s warrants/revocations.json): proxy signatures made after a revocation fail')
+    .option('--log-key <vkey>', 'the server\'s transparency log key (.vkey file or text): the bundle must prove its inclusion (checks log-checkpoint, log-inclusion)')
+    .option('--witness <vkey>', 'with --log-key: a witness key (cosignature/v1) whose cosignature counts (repeatable; check log-witnesses)', collect, [])
+    .option('--witness-quorum <k>', 'with --witness: cosignatures required (default: all given witnesses)')
     .option('--json', 'print results as JSON')
     .addHelpText('after', `
 Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle),
@@ -68,9 +75,19 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       'qtm verify archive/ --trust ca.pem --json > report.json',
       'qtm verify order.json --content order.txt --trust ca.pem',
       "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem",
-      'qtm verify proxy-receipt.json --trust ca.pem --revocations warrants/revocations.json'))
-    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; json?: boolean }) => {
+      'qtm verify proxy-receipt.json --trust ca.pem --revocations warrants/revocations.json',
+      'qtm verify receipt-logged.json --trust ca.pem --log-key shop-log.vkey',
+      'qtm verify receipt-logged.json --trust ca.pem --log-key shop-log.vkey --witness w1.vkey --witness w2.vkey --witness-quorum 1'))
+    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; json?: boolean; logKey?: string; witness: string[]; witnessQuorum?: string }) => {
       const trustAnchors = loadTrustAnchors(o.trust);
+      if ((o.witness.length || o.witnessQuorum) && !o.logKey) throw new InputError('--witness and --witness-quorum need --log-key');
+      const quorum = o.witnessQuorum === undefined ? o.witness.length : Number(o.witnessQuorum);
+      if ((o.witness.length || o.witnessQuorum) && (!Number.isInteger(quorum) || quorum < 1 || quorum > o.witness.length)) {
+        throw new InputError(`--witness-quorum must be 1 to ${o.witness.length}`);
+      }
+      const log: LogTrust | undefined = o.logKey
+        ? { logKey: readVkeyFile(o.logKey), ...(o.witness.length ? { witnesses: o.witness.map((w) => readVkeyFile(w, [SIG_TYPE_COSIGNATURE_V1])), quorum } : {}) }
+        : undefined;
       if (o.revocations && !existsSync(o.revocations)) throw new InputError(`no revocation list at ${o.revocations}`);
       const revocations = o.revocations ? Revocations.read(o.revocations) : undefined;
       let content: Buffer | undefined;
@@ -89,7 +106,7 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       for (const file of files) {
         let r: FileResult;
         try {
-          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}) });
+          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}), ...(log ? { log } : {}) });
         } catch (err) {
           // A bug met on one file must not hide the verdicts on the others: report it, go on, exit 3.
           internal++;
