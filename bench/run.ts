@@ -7,6 +7,7 @@ import { benchCard } from './card.js';
 import { benchTransaction } from './transaction.js';
 import { benchStore } from './store.js';
 import { benchFair, benchTtp, benchTtpRequestCost } from './fair.js';
+import { benchTlog } from './tlog.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
@@ -16,6 +17,7 @@ const sections: [string, () => Promise<void>][] = [
   ['fair exchange escrows', benchFair],
   ['fair exchange TTP', benchTtp],
   ['fair exchange TTP request cost', benchTtpRequestCost],
+  ['tlog: transparency log at 1M entries', benchTlog],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {
