@@ -29,3 +29,15 @@ test('qtm demo --fork: the shop rewrites its log and the witness refuses it', ()
   assert.match(human.stdout, /The rewritten history was caught: the witness refused to cosign it/);
   assert.equal(qtm(['demo', '--fork', '--fair', '--cheat', 'client']).status, 2);
 });
+
+test('a fair exchange the TTP resolves (the client\'s Y lost) gets its leaf too: qtm log audit finds store and log equal', (t) => {
+  const dir = tempDir(t);
+  const r = qtm(['demo', '--fair', '--lose', 'y', '--json', '--keep', dir]);
+  assert.equal(r.status, 0, r.stderr);
+  const a = qtm(['log', 'audit', '--store', join(dir, 'store'), '--log', join(dir, 'tlog', 'www'), '--log-key', join(dir, 'log.vkey'), '--json']);
+  assert.equal(a.status, 0, a.stdout + a.stderr);
+  const j = JSON.parse(a.stdout);
+  assert.equal(j.storeSigned, 1);
+  assert.equal(j.size, 1);
+  assert.equal(j.ok, true);
+});
