@@ -9,7 +9,8 @@
  *
  * Appends are serialised (dense indices in the order they are committed) and grouped: appends
  * that arrive while one batch is written share the next fsync and the next checkpoint. Tiles are
- * written before the checkpoint that needs them, each by rename (never torn). Opening rebuilds
+ * written before the checkpoint that needs them, each by rename (never torn), without fsync: they
+ * and the checkpoint are derived from entries.bin and written again on open. Opening rebuilds
  * the tree from entries.bin (a torn last record is cut off: its append never resolved), writes the
  * tiles and checkpoint again from the last published size, and refuses an entries file shorter
  * than the published checkpoint (a shrink).
@@ -18,7 +19,6 @@ import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { dirname, join } from 'node:path';
 import { InputError, RefusedError } from '../errors.js';
 import { tryLock, unlock } from '../util/lock-file.js';
-import { writeFileAtomic } from '../util/fs.js';
 import { decodeSignedCheckpoint, encodeCheckpointBody, signCheckpoint, type Checkpoint } from './checkpoint.js';
 import { leafHash } from './hash.js';
 import { ENTRY_BYTES, encodeEntry, type LeafInput } from './leaf.js';
@@ -96,8 +96,13 @@ export class LogDir implements TransparencyLog {
     for (let i = 0; i < whole / ENTRY_BYTES; i++) this.addToTree(buf.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES));
     const cpPath = join(this.www, 'checkpoint');
     let from = 0;
-    if (existsSync(cpPath)) {
-      const cp = decodeSignedCheckpoint(readFileSync(cpPath)).checkpoint;
+    let cp: Checkpoint | undefined;
+    try {
+      cp = existsSync(cpPath) ? decodeSignedCheckpoint(readFileSync(cpPath)).checkpoint : undefined;
+    } catch {
+      cp = undefined; // torn by a power loss (it is written without fsync): published again from entries.bin
+    }
+    if (cp) {
       if (cp.origin !== this.origin) throw new InputError(`log ${this.dir} is the log of ${cp.origin}, not ${this.origin}`, 'give the log key this log was made with');
       if (cp.size > this.size) {
         throw new RefusedError(`log ${this.dir} holds ${this.size} entries but published a checkpoint of size ${cp.size}: ${ENTRIES_FILE} lost entries`, 'restore entries.bin from a backup; never sign a smaller tree');
@@ -108,7 +113,7 @@ export class LogDir implements TransparencyLog {
       from = cp.size;
       this.published = from;
     }
-    this.publish(Math.max(0, from - 1), this.size === from && existsSync(cpPath));
+    this.publish(Math.max(0, from - 1), cp !== undefined && this.size === from);
   }
 
   private addToTree(entry: Buffer): number {
@@ -191,7 +196,9 @@ export class LogDir implements TransparencyLog {
     }
     if (tilesOnly) return;
     const cp: Checkpoint = { origin: this.origin, size, root: Buffer.from(treeRoot(this.tree)), extensions: [] };
-    writeFileAtomic(join(this.www, 'checkpoint'), signCheckpoint(cp, this.signer));
+    // No fsync: entries.bin (fsync'd first) is what makes the leaves durable, and opening signs the
+    // checkpoint again from it; one fsync per batch is the whole durability cost.
+    writeByRename(join(this.www, 'checkpoint'), Buffer.from(signCheckpoint(cp, this.signer), 'utf8'));
     this.published = size;
   }
 
@@ -253,6 +260,11 @@ export function changedTiles(from: number, to: number): TileRef[] {
 function writeTile(www: string, t: TileRef, data: Buffer): void {
   const path = join(www, tilePath(t));
   mkdirSync(dirname(path), { recursive: true });
+  writeByRename(path, data);
+}
+
+/** Never torn for a reader (a static web server sees the old file or the new one). */
+function writeByRename(path: string, data: Buffer): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, data);
   renameSync(tmp, path);

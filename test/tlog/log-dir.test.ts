@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCheckpoint } from '../../src/tlog/checkpoint.js';
 import { leafHash } from '../../src/tlog/hash.js';
@@ -69,6 +69,20 @@ test('reopening: continues, cuts a torn record, refuses a lost entry', async (t)
   const other = ed25519NoteSigner(decodeSkey(encodeSkey({ name: 'other.example/log', type: 1, seed: Buffer.alloc(32, 8) })));
   truncateSync(join(dir, 'entries.bin'), 303 * 33 - 0);
   assert.throws(() => LogDir.open(dir, other), /is the log of shop.example\/log/);
+});
+
+test('a checkpoint torn by a power loss (written without fsync) is signed again from entries.bin on open', async (t) => {
+  const dir = tempDir(t);
+  let log = LogDir.open(dir, signer);
+  await Promise.all(Array.from({ length: 300 }, (_, i) => log.append(leaf(i))));
+  const before = readFileSync(join(dir, 'www', 'checkpoint'), 'utf8');
+  await log.close();
+  writeFileSync(join(dir, 'www', 'checkpoint'), '');
+  rmSync(join(dir, 'www', 'tile', '0', '001.p', '44'));
+  log = LogDir.open(dir, signer);
+  assert.equal(readFileSync(join(dir, 'www', 'checkpoint'), 'utf8'), before); // Ed25519 is deterministic
+  assert.ok(existsSync(join(dir, 'www', 'tile', '0', '001.p', '44')));
+  await log.close();
 });
 
 test('changedTiles names exactly the tiles whose bytes change', () => {
