@@ -12,6 +12,9 @@ import * as M from '../protocol/messages.js';
 import { authenticationData, EXPORTER_LABEL, EXPORTER_LENGTH, verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
 import { QtmService } from './qtm-service.js';
 import { createJsonHttpsServer, HttpError, readJson, type Routed } from './json-https.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeTilePath, tilePath } from '../tlog/tiles.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -19,6 +22,8 @@ export interface HttpServerOptions {
   readonly trustAnchors: readonly X509Certificate[];
   readonly log?: (line: Record<string, unknown>) => void;
   readonly maxBodyBytes?: number;
+  /** The transparency log's www/ directory, served under /log/ (C2SP tlog-tiles), no authentication. */
+  readonly logWww?: string;
 }
 
 /** A verifiable escrow is ~168 KB, ~224 KB in base64: the one request larger than the default limit. */
@@ -42,6 +47,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const path = url.pathname;
     const method = req.method ?? 'GET';
     let m: RegExpExecArray | null;
+    if (method === 'GET' && o.logWww && path.startsWith('/log/')) return logFile(o.logWww, path.slice('/log/'.length));
     if (method === 'GET' && path === '/health') return { body: { ok: true, serverId: service.serverId.toString('hex') } };
     if (method === 'POST' && path === '/orders') {
       const r = M.decodeOrderRequest(await readJson(req, max));
@@ -108,3 +114,28 @@ export function createQtmServer(o: HttpServerOptions): Server {
   });
 }
 
+
+/** C2SP tlog-tiles static paths: only the checkpoint and canonical tile paths, so no other file is reachable. */
+function logFile(www: string, rel: string): Routed {
+  let file: string;
+  let contentType = 'application/octet-stream';
+  let cacheControl = 'public, max-age=31536000, immutable';
+  if (rel === 'checkpoint') {
+    file = 'checkpoint';
+    contentType = 'text/plain; charset=utf-8';
+    cacheControl = 'no-cache, max-age=2';
+  } else {
+    try {
+      file = tilePath(decodeTilePath(rel));
+    } catch {
+      throw new HttpError(404, 'E_NOT_FOUND', `no log resource ${rel}`);
+    }
+  }
+  let data: Buffer;
+  try {
+    data = readFileSync(join(www, file));
+  } catch {
+    throw new HttpError(404, 'E_NOT_FOUND', `no log resource ${rel}`);
+  }
+  return { body: undefined, raw: { contentType, data, cacheControl } };
+}

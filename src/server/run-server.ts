@@ -82,7 +82,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     }
   }, 1000) : undefined;
   sweeper?.unref();
-  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}) });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(tlog ? { logWww: tlog.www } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});

@@ -42,7 +42,13 @@ export function dirSource(dir: string): TileSource {
 export function httpSource(prefix: string): TileSource {
   const base = prefix.endsWith('/') ? prefix : `${prefix}/`;
   const get = async (p: string, max: number): Promise<Buffer | undefined> => {
-    const r = await fetch(new URL(p, base));
+    let r: Response;
+    try {
+      r = await fetch(new URL(p, base), { signal: AbortSignal.timeout(30_000) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new InputError(`cannot fetch ${base}${p}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 'check the URL; for a private CA set NODE_EXTRA_CA_CERTS');
+    }
     if (r.status === 404) return undefined;
     if (!r.ok) throw new InputError(`GET ${base}${p}: HTTP ${r.status}`);
     const b = Buffer.from(await r.arrayBuffer());

@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../src/store/log-store.js';
@@ -15,7 +15,7 @@ import { readNoteKey, writeNewNoteKey } from '../../src/tlog/log-key.js';
 import { decodeNote, ed25519NoteSigner, encodeNote, encodeSkey, decodeSkey, SIG_TYPE_ED25519 } from '../../src/tlog/note.js';
 import { signCheckpoint, decodeSignedCheckpoint } from '../../src/tlog/checkpoint.js';
 import { makeWorld, newCard, transact, type World } from '../e2e/env.js';
-import { qtm } from '../helpers.js';
+import { qtm, QTM_BIN } from '../helpers.js';
 
 const PASS = 'tlog test passphrase';
 const env = { QTM_KEY_PASSPHRASE: PASS };
@@ -241,4 +241,53 @@ test('a restarted server continues the same tree, and a served tile that lies is
   const m = qtm(['log', 'monitor', '--log', mirror, '--log-key', vkey, '--state', tmp('mon3.json')]);
   assert.equal(m.status, 1);
   assert.match(m.stderr, /entry 3 does not hash to its tile/);
+});
+
+async function get(path: string): Promise<{ status: number; type: string | undefined; body: Buffer }> {
+  const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, world.url), { ca: world.ca.certificate.toString() }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('the server serves the log under /log/ (checkpoint and canonical tile paths only), and a witness can work over HTTPS', async () => {
+  const cp = await get('/log/checkpoint');
+  assert.equal(cp.status, 200);
+  assert.equal(cp.type, 'text/plain; charset=utf-8');
+  assert.equal(cp.body.toString(), readFileSync(join(www, 'checkpoint'), 'utf8'));
+  const size = decodeSignedCheckpoint(cp.body.toString()).checkpoint.size;
+  const tile = await get(`/log/tile/0/000.p/${size}`);
+  assert.equal(tile.status, 200);
+  assert.equal(tile.type, 'application/octet-stream');
+  assert.equal(tile.body.length, 32 * size);
+  for (const bad of ['/log/../store/transactions.log', '/log/entries.bin', '/log/tile/0/0.p/1', '/log/%2e%2e/LOCK']) assert.equal((await get(bad)).status, 404, bad);
+  // Asynchronously: the server runs in this process and must answer while the CLI waits.
+  const { execFile } = await import('node:child_process');
+  const r = await new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [QTM_BIN, 'log', 'witness', '--log', `${world.url}/log/`, '--log-key', vkey, '--key', join(keys, 'w2'), '--state', tmp('https-state.json'), '--json'],
+      { env: { PATH: process.env.PATH ?? '', ...env, NODE_EXTRA_CA_CERTS: caPem() } },
+      (err, stdout, stderr) => resolve({ status: err ? Number(err.code) : 0, stdout, stderr }));
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).size, size);
+});
+
+test('a crash between the store\'s signing and the log append: the restarted server appends the missing leaf', async () => {
+  const signedBefore = storeLeaves().length;
+  await world.server.close();
+  world.server = { ...world.server, close: async () => {} }; // closed already: restart() only starts
+  // The crash: the last signing is in the store, its leaf neither in entries.bin nor in any checkpoint.
+  const entries = join(world.dir, 'tlog', 'entries.bin');
+  truncateSync(entries, (signedBefore - 1) * 33);
+  rmSync(join(www, 'checkpoint'));
+  await world.restart();
+  const a = qtm(['log', 'audit', '--store', join(world.dir, 'store'), '--log', www, '--log-key', vkey, '--json']);
+  assert.equal(a.status, 0, a.stdout + a.stderr);
+  assert.equal(JSON.parse(a.stdout).size, signedBefore);
 });
