@@ -54,7 +54,7 @@ export async function benchTlog(): Promise<void> {
       await log.append(leaf);
       one.push(performance.now() - t0);
     }
-    console.log(`append one leaf at a time (fsync + tiles + signed checkpoint): median ${median(one).toFixed(2)} ms, p99 ${percentile(one, 99).toFixed(2)} ms = the latency the log adds to a confirm`);
+    console.log(`append one leaf at a time (fsync + tiles + signed checkpoint): median ${median(one).toFixed(2)} ms, p99 ${percentile(one, 99).toFixed(2)} ms (what a confirm waits for; the end-to-end figure is the next section)`);
     for (const group of [10, 100]) {
       const times: number[] = [];
       for (let r = 0; r < 5; r++) {

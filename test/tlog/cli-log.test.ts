@@ -74,6 +74,12 @@ test('every signed transaction is a leaf; qtm log prove adds the proof and qtm v
   const v = verify(tmp('logged.json'));
   assert.equal(v.status, 0, JSON.stringify(v));
   assert.deepEqual(v.checks.filter((c) => c.name.startsWith('log-')).map((c) => [c.name, c.ok]), [['log-checkpoint', true], ['log-inclusion', true]]);
+  // A known index skips the scan; a wrong one is refused.
+  assert.equal(prove(bundles[1]!, tmp('indexed.json'), ['--index', '1']).transparency.index, 1);
+  const wrong = qtm(['log', 'prove', bundles[1]!, '--log', www, '--log-key', vkey, '--index', '0']);
+  assert.equal(wrong.status, 1);
+  assert.match(wrong.stderr, /is not leaf 0 of log shop.example\/log/);
+  assert.equal(qtm(['log', 'prove', bundles[1]!, '--log', www, '--log-key', vkey, '--index', '-1']).status, 2);
   // Without --log-key the proof is reported as unchecked, and the bundle still verifies.
   const plain = qtm(['verify', tmp('logged.json'), '--trust', caPem()]);
   assert.equal(plain.status, 0, plain.stderr);
