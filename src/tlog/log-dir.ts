@@ -135,7 +135,7 @@ export class LogDir implements TransparencyLog {
     if (this.closed) return Promise.reject(new Error('the transparency log is closed'));
     const entry = encodeEntry(leaf);
     const known = this.index.get(entry.toString('latin1'));
-    if (known !== undefined) return Promise.resolve({ index: known });
+    if (known !== undefined && this.published > known) return Promise.resolve({ index: known });
     return new Promise((resolve, reject) => {
       this.queue.push({ entry, resolve, reject });
       if (!this.flushing) this.flushing = this.flush();
@@ -157,11 +157,17 @@ export class LogDir implements TransparencyLog {
           fresh.push(b);
         }
         const data = Buffer.concat(fresh.map((b) => b.entry));
+        const before = this.size;
         if (data.length) {
-          let at = 0;
-          while (at < data.length) at += writeSync(this.fd, data, at, data.length - at);
-          fsyncSync(this.fd);
-          const before = this.size;
+          try {
+            let at = 0;
+            while (at < data.length) at += writeSync(this.fd, data, at, data.length - at);
+            fsyncSync(this.fd);
+          } catch (err) {
+            // Not durable, so refused: cut what may have been written, or the file and tree would part.
+            try { ftruncateSync(this.fd, before * ENTRY_BYTES); } catch { /* opening cuts or refuses it */ }
+            throw err;
+          }
           const need = (before * ENTRY_BYTES) + data.length;
           if (need > this.entries.length) {
             const grown = Buffer.alloc(Math.max(need, this.entries.length * 2, 4096 * ENTRY_BYTES));
@@ -170,8 +176,9 @@ export class LogDir implements TransparencyLog {
           }
           data.copy(this.entries, before * ENTRY_BYTES);
           for (const b of fresh) this.addToTree(b.entry);
-          this.publish(before, false);
         }
+        // From the last published size: tiles a failed publish left out are written now.
+        if (this.published < this.size) this.publish(this.published, false);
         for (const b of batch) b.resolve({ index: this.index.get(b.entry.toString('latin1'))! });
       } catch (err) {
         for (const b of batch) b.reject(err as Error);

@@ -85,6 +85,22 @@ test('a checkpoint torn by a power loss (written without fsync) is signed again 
   await log.close();
 });
 
+test('a publish that fails rejects the append; the retry publishes the tiles it left out', async (t) => {
+  const dir = tempDir(t);
+  const log = LogDir.open(dir, signer);
+  writeFileSync(join(dir, 'www', 'tile'), 'in the way'); // mkdir www/tile fails
+  await assert.rejects(log.append(leaf(0)), /ENOTDIR|EEXIST/);
+  assert.equal(log.size, 1); // durable in entries.bin: the store signed it, so it stays
+  rmSync(join(dir, 'www', 'tile'));
+  assert.equal((await log.append(leaf(0))).index, 0);
+  assert.equal(openCheckpoint(readFileSync(join(dir, 'www', 'checkpoint')), verifier).checkpoint.size, 1, 'the retry published');
+  assert.equal((await log.append(leaf(1))).index, 1);
+  const cp = openCheckpoint(readFileSync(join(dir, 'www', 'checkpoint')), verifier).checkpoint;
+  assert.equal(cp.size, 2);
+  assert.deepEqual(await withTiles(dirSource(join(dir, 'www')), 2, (r) => Buffer.from(treeRoot(r))), cp.root);
+  await log.close();
+});
+
 test('changedTiles names exactly the tiles whose bytes change', () => {
   assert.deepEqual(changedTiles(0, 1).map(tilePath), ['tile/0/000.p/1', 'tile/entries/000.p/1']);
   assert.deepEqual(changedTiles(255, 256).map(tilePath), ['tile/0/000', 'tile/entries/000', 'tile/1/000.p/1']);
