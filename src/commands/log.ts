@@ -112,6 +112,54 @@ signed and the state is kept), 2 unusable input.
       else out.line(r.cosigned.trimEnd());
     });
 
+  log.command('witness-serve')
+    .description('run a C2SP tlog-witness: POST /add-checkpoint cosigns a checkpoint whose consistency proof extends the last one it cosigned')
+    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey; passphrase QTM_KEY_PASSPHRASE)')
+    .requiredOption('--log-key <vkey>', 'a log this witness follows (repeatable)', collect, [])
+    .requiredOption('--state-dir <dir>', 'where the last cosigned checkpoint of each log is kept')
+    .option('--host <address>', 'bind address (default 127.0.0.1)', '127.0.0.1')
+    .option('--port <n>', 'TCP port (default 0: a free one, printed)', '0')
+    .addHelpText('after', `
+Prints one JSON line {"event":"listening","url":...} on stderr, and one per request.
+Answers as C2SP tlog-witness v1.0.0: 200 cosignature lines, 409 with the last cosigned size or on a
+fork, 422 for a consistency proof that does not verify, 403/404 for unknown keys or logs.
+` + examples('qtm log witness-serve --key keys/w1 --log-key shop-log.vkey --state-dir ./w1-state --port 8450'))
+    .action(async (o: { key: string; logKey: string[]; stateDir: string; host: string; port: string }) => {
+      const { createWitnessServer } = await import('../tlog/witness-server.js');
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE), SIG_TYPE_COSIGNATURE_V1));
+      const server = createWitnessServer({ logs: o.logKey.map((k) => readVkeyFile(k)), cosigner: w, stateDir: o.stateDir, log: (l) => process.stderr.write(`${JSON.stringify(l)}\n`) });
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(Number(o.port), o.host, () => resolve()); });
+      const addr = server.address() as import('node:net').AddressInfo;
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: `http://${o.host}:${addr.port}/`, witness: w.name })}\n`);
+      await new Promise<void>((resolve) => { for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve()); });
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+  log.command('push')
+    .description('send the log\'s checkpoint with a consistency proof to a witness (C2SP tlog-witness add-checkpoint) and keep its cosignature')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key')
+    .requiredOption('--witness <url>', 'the witness\'s submission prefix (http://host:port/)')
+    .option('--out <file>', 'write the cosigned checkpoint here (default: stdout); give it to qtm log prove --checkpoint')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Exit codes: 0 cosigned, 1 the witness refused (a fork, a shrink, a proof that does not verify),
+2 unusable input or an unreachable witness.
+` + examples('qtm log push --log ./tlog/www --log-key keys/log.vkey --witness http://witness.example:8450/ --out cosigned.txt'))
+    .action(async (o: { log: string; logKey: string; witness: string; out?: string; json?: boolean }) => {
+      const { pushToWitness } = await import('../tlog/witness-server.js');
+      const { fetchCheckpoint } = await import('../tlog/client-ops.js');
+      const src = sourceFor(o.log);
+      const { text, checkpoint } = await fetchCheckpoint(src, readVkeyFile(o.logKey));
+      const cosigned = await pushToWitness(src, text, o.witness);
+      if (o.out) writeFileAtomic(o.out, cosigned);
+      if (o.json) out.json({ origin: checkpoint.origin, size: checkpoint.size, cosigned });
+      else if (o.out) out.line(`${o.witness} cosigned ${checkpoint.origin} at size ${checkpoint.size}`);
+      else out.line(cosigned.trimEnd());
+    });
+
   log.command('monitor')
     .description('follow the log: check each checkpoint extends the last, every entry against its tile, and find given receipts')
     .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
