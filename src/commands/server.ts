@@ -43,6 +43,7 @@ interface StartOptions {
   fairDeadline?: number;
   log?: string;
   logKey?: string;
+  logWitness?: string[];
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -100,6 +101,7 @@ export function serverCommand(): Command {
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
     .option('--log <dir>', 'keep a transparency log of every signed transaction here; DIR/www is its C2SP tlog-tiles prefix for any static web server')
     .option('--log-key <prefix>', 'with --log: the log\'s signing key (qtm log init; passphrase QTM_KEY_PASSPHRASE)')
+    .option('--log-witness <url>', 'with --log: push each checkpoint to this C2SP witness (qtm log witness-serve) and serve its cosignatures (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
@@ -111,6 +113,7 @@ manager covers is refused (HTTP 403 naming both).
       'qtm server start --config server.json --log ./tlog --log-key keys/log'))
     .action(async (o: StartOptions) => {
       const c = withConfig(o);
+      if (o.logWitness?.length && !c.log) throw new InputError('--log-witness needs --log and --log-key');
       const keyPass = await readSecret(KEY_PASSPHRASE);
       const running = await startServer({
         tls: readIdentity(c.tls, keyPass),
@@ -122,7 +125,7 @@ manager covers is refused (HTTP 403 naming both).
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
-        ...(c.log && c.logKey ? { transparency: { dir: c.log, signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)) } } : {}),
+        ...(c.log && c.logKey ? { transparency: { dir: c.log, signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)), ...(o.logWitness?.length ? { witnesses: o.logWitness } : {}) } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(c.warrants && c.onBehalfOf ? {
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },

@@ -14,6 +14,7 @@ import { InputError } from '../errors.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
 import { LogDir } from '../tlog/log-dir.js';
 import type { NoteSigner } from '../tlog/note.js';
+import { WitnessPusher } from '../tlog/cosigning.js';
 
 export interface ServerParts {
   readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
@@ -31,7 +32,7 @@ export interface ServerParts {
   /** Offer the fair exchange through a TTP (claims 12-14). */
   readonly fair?: FairOptions;
   /** Keep a transparency log of every signed transaction in this directory, signed by this key (issue 12). */
-  readonly transparency?: { readonly dir: string; readonly signer: NoteSigner };
+  readonly transparency?: { readonly dir: string; readonly signer: NoteSigner; readonly witnesses?: readonly string[] };
 }
 
 export interface RunningServer {
@@ -57,6 +58,10 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     await store.close();
     throw err;
   }
+  const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
+  // Witnesses cosign each checkpoint in the background; a confirm never waits for them.
+  const pusher = tlog && p.transparency?.witnesses?.length ? new WitnessPusher(tlog, p.transparency.witnesses, log) : undefined;
+  pusher?.poke();
   const service = new QtmService({
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
@@ -66,7 +71,6 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).
   // The sweeper reports on the server's log (stderr by default, as the requests are).
-  const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
   const sweeper = p.fair ? setInterval(() => {
     for (const id of service.overdueFair()) {
       service.resolveAtTtp(id).then(
@@ -102,6 +106,8 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
       if (sweeper) clearInterval(sweeper);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      pusher?.stop();
+      await pusher?.settle();
       await store.close();
       await tlog?.close();
     },

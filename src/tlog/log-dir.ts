@@ -48,6 +48,8 @@ export class LogDir implements TransparencyLog {
   private flushing: Promise<void> | undefined;
   private published = 0;
   private closed = false;
+  /** Called after each checkpoint is written (the witness pusher listens here). */
+  onPublish?: (checkpoint: string, size: number) => void;
 
   private constructor(
     readonly dir: string,
@@ -205,14 +207,31 @@ export class LogDir implements TransparencyLog {
     const cp: Checkpoint = { origin: this.origin, size, root: Buffer.from(treeRoot(this.tree)), extensions: [] };
     // No fsync: entries.bin (fsync'd first) is what makes the leaves durable, and opening signs the
     // checkpoint again from it; one fsync per batch is the whole durability cost.
-    writeByRename(join(this.www, 'checkpoint'), Buffer.from(signCheckpoint(cp, this.signer), 'utf8'));
+    const text = signCheckpoint(cp, this.signer);
+    writeByRename(join(this.www, 'checkpoint'), Buffer.from(text, 'utf8'));
     this.published = size;
+    this.onPublish?.(text, size);
   }
 
   private entryBundle(t: TileRef): Buffer {
     const out: Buffer[] = [];
     for (let i = 0; i < t.width; i++) out.push(this.entryAt(t.index * TILE_WIDTH + i));
     return encodeEntryBundle(out);
+  }
+
+  /**
+   * Serves witnesses' cosignature lines with the checkpoint they cosigned, if it is still the
+   * latest (C2SP: a checkpoint may carry other signatures). Returns whether they were added.
+   */
+  addCosignatures(checkpoint: string, lines: string): boolean {
+    const path = join(this.www, 'checkpoint');
+    const current = readFileSync(path, 'utf8');
+    if (!current.startsWith(checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2))) return false;
+    const have = new Set(current.split('\n'));
+    const fresh = lines.split('\n').filter((l) => l.length && !have.has(l));
+    if (fresh.length === 0) return true;
+    writeByRename(path, Buffer.from(current + fresh.map((l) => `${l}\n`).join(''), 'utf8'));
+    return true;
   }
 
   get publishedSize(): number {
