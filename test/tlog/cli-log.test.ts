@@ -297,3 +297,15 @@ test('a crash between the store\'s signing and the log append: the restarted ser
   assert.equal(a.status, 0, a.stdout + a.stderr);
   assert.equal(JSON.parse(a.stdout).size, signedBefore);
 });
+
+test('concurrent confirms from several cards: one sequencer, dense leaves, the store and the log equal', async () => {
+  const cards = await Promise.all([1, 2, 3, 4].map(() => newCard(world, 2)));
+  const before = storeLeaves().length;
+  const results = await Promise.all(cards.map((c) => transact(world, c)));
+  assert.equal(results.length, 4);
+  const a = qtm(['log', 'audit', '--store', join(world.dir, 'store'), '--log', www, '--log-key', vkey, '--json']);
+  assert.equal(a.status, 0, a.stdout + a.stderr);
+  const j = JSON.parse(a.stdout);
+  assert.equal(j.size, before + 4);
+  assert.deepEqual(j.duplicateLeaves, []);
+});
