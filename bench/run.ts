@@ -4,10 +4,11 @@
  */
 import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
-import { benchTransaction } from './transaction.js';
+import { benchTransaction, benchTransactionLog } from './transaction.js';
 import { benchStore } from './store.js';
 import { benchFair, benchTtp, benchTtpRequestCost } from './fair.js';
 import { benchPkcs11 } from './pkcs11.js';
+import { benchTlog } from './tlog.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
@@ -18,6 +19,8 @@ const sections: [string, () => Promise<void>][] = [
   ['fair exchange TTP', benchTtp],
   ['fair exchange TTP request cost', benchTtpRequestCost],
   ['keys in a token', benchPkcs11],
+  ['tlog: transparency log at 1M entries', benchTlog],
+  ['tlog: latency the log adds to a transaction', benchTransactionLog],
 ];
 const only = process.argv[2];
 for (const [name, run] of sections) {

@@ -48,11 +48,11 @@ interface Bench {
   server: ChildProcess;
 }
 
-async function startServerProcess(dir: string): Promise<{ server: ChildProcess; url: string }> {
+async function startServerProcess(dir: string, extra: string[] = []): Promise<{ server: ChildProcess; url: string }> {
   const server = spawn(process.execPath, [...(process.env.QTM_BENCH_PROFILE_SERVER ? ['--cpu-prof', '--cpu-prof-dir', process.env.QTM_BENCH_PROFILE_SERVER] : []), QTM, 'server', 'start', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'),
     '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store'), '--port', '0',
     // Every bench client logs in from 127.0.0.1: the per-address limit before login is not what is measured.
-    '--anonymous-rate', '1000000'],
+    '--anonymous-rate', '1000000', ...extra],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
   let head = '';
   const url = await new Promise<string>((ok, fail) => {
@@ -241,6 +241,37 @@ export async function benchTransaction(): Promise<void> {
     const exited = new Promise((r) => b.server.once('exit', r));
     b.server.kill('SIGTERM');
     await exited;
+    rmSync(b.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Issue 12: the latency the transparency log adds to a transaction. The same transactions against
+ * a server without and with --log (the confirm awaits the leaf's fsync and the signed checkpoint);
+ * the 'confirm' step is where it shows.
+ */
+export async function benchTransactionLog(): Promise<void> {
+  const b = await setUp();
+  try {
+    const { writeNewNoteKey } = await import('../src/tlog/log-key.js');
+    writeNewNoteKey(join(b.dir, 'log'), 'bench.example/log', 1, PASS);
+    const card = await issueMemoryCard(b, 'CN=Bench Log');
+    const rows: [string, Awaited<ReturnType<typeof latency>>][] = [];
+    for (const withLog of [false, true, false, true]) {
+      b.server.kill('SIGTERM');
+      await new Promise((r) => b.server.once('exit', r));
+      Object.assign(b, await startServerProcess(b.dir, withLog ? ['--log', join(b.dir, 'tlog'), '--log-key', join(b.dir, 'log')] : []));
+      rows.push([withLog ? 'with --log' : 'without a log', await latency(b, card, await Archive.open(join(b.dir, `archive-log-${rows.length}`)), 15)]);
+    }
+    for (const label of ['without a log', 'with --log']) {
+      const rs = rows.filter(([l]) => l === label).map(([, r]) => r);
+      const times = rs.flatMap((r) => r.times);
+      const confirm = rs.flatMap((r) => r.steps.confirm ?? []);
+      console.log(`${line(`one transaction ${label}`, times)}; confirm step median ${median(confirm).toFixed(2)} ms`);
+    }
+  } finally {
+    b.server.kill('SIGTERM');
+    await new Promise((r) => b.server.once('exit', r));
     rmSync(b.dir, { recursive: true, force: true });
   }
 }

@@ -19,6 +19,7 @@ import { demoCommand } from '../src/commands/demo.js';
 import { keyCommand } from '../src/commands/key.js';
 import { inspectCommand } from '../src/commands/inspect.js';
 import { hsmCommand } from '../src/commands/hsm.js';
+import { logCommand } from '../src/commands/log.js';
 import { endQuietlyOnClosedStdout, jsonRequested, reportError } from '../src/cli/run.js';
 import { out } from '../src/cli/output.js';
 import { ExitCode, InputError } from '../src/errors.js';
@@ -40,7 +41,7 @@ Environment (a flag on the command line wins):
   ${ENVIRONMENT_HELP.replace(/\n/g, '\n  ')}
 ` + examples('qtm demo', 'qtm package sizes --profile v1', 'qtm verify fixtures/bundles/sample-v2.json --trust fixtures/ca/ca.pem'));
 
-for (const cmd of [demoCommand(), caCommand(), keyCommand(), samCommand(), hsmCommand(), cardCommand(), serverCommand(), warrantCommand(), ttpCommand(), signCommand(), receiptsCommand(), verifyCommand(), inspectCommand(), packageCommand(),
+for (const cmd of [demoCommand(), caCommand(), keyCommand(), samCommand(), hsmCommand(), cardCommand(), serverCommand(), warrantCommand(), ttpCommand(), signCommand(), receiptsCommand(), verifyCommand(), logCommand(), inspectCommand(), packageCommand(),
   completionCommand(() => program), manCommand(() => program, { exitCodes: EXIT_CODES_HELP, environment: ENVIRONMENT_HELP })]) program.addCommand(cmd);
 addGroupExamples(program);
 program.hook('preAction', () => {

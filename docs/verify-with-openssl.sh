@@ -1,13 +1,21 @@
 #!/bin/sh
 # Checks a qtm proof bundle with openssl, jq and coreutils only: no qtm code involved.
-# Usage: docs/verify-with-openssl.sh BUNDLE.json CA.pem [X.crl]
+# Usage: docs/verify-with-openssl.sh BUNDLE.json CA.pem [X.crl] [LOG.vkey]
 #   X.crl: the warrant issuer X's revocation list (from X), for a proxy-signed bundle; T, the
 #   clock tolerance (docs/FORMATS.md), is QTM_CLOCK_TOLERANCE seconds, default 120.
+#   LOG.vkey: the server's transparency-log key (a file or the vkey text): a version 2 bundle's
+#   inclusion proof and checkpoint signature are checked too (docs/FORMATS.md, "Transparency log").
+#   The two optional arguments may come in either order: a CRL is told by its PEM or DER form.
 # Exits non-zero at the first check that fails. See docs/FORMATS.md for every offset used here.
 set -eu
 bundle=$1
 ca=$2
-crl=${3:-}
+crl=
+logkey=
+for extra in "${3:-}" "${4:-}"; do
+  [ -n "$extra" ] || continue
+  if [ -f "$extra" ] && { grep -q 'BEGIN X509 CRL' "$extra" 2>/dev/null || [ "$(od -An -tx1 -N1 "$extra" | tr -d ' ')" = 30 ]; }; then crl=$extra; else logkey=$extra; fi
+done
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 fail() { echo "$*" >&2; exit 1; }
@@ -158,5 +166,53 @@ else
   else
     echo "         (revocation not checked: give X's revocation list as the third argument)"
   fi
+fi
+
+# Transparency log (bundle version 2): the checkpoint is signed by the log key (C2SP signed-note,
+# Ed25519), and the inclusion proof leads from this transaction's leaf to its root (RFC 9162).
+if [ -n "$logkey" ]; then
+  [ "$(jq -r '.transparency | type' "$bundle")" = object ] || fail "log: the bundle carries no inclusion proof (qtm log prove adds one)"
+  [ -f "$logkey" ] && logkey=$(cat "$logkey")
+  # vkey = name+hex key ID+base64(0x01 || 32-byte Ed25519 key); the base64 may hold '+'.
+  kname=${logkey%%+*}; rest=${logkey#*+}; kid=${rest%%+*}; kb64=${rest#*+}
+  printf '%s' "$kb64" | base64 -d > "$w/vkey.bin"
+  [ "$(wc -c < "$w/vkey.bin")" -eq 33 ] && [ "$(od -An -tx1 -N1 "$w/vkey.bin" | tr -d ' ')" = 01 ] || fail "log: $kname is not an Ed25519 vkey"
+  tail -c 32 "$w/vkey.bin" > "$w/log.raw"
+  { printf '%s\n' "$kname"; cat "$w/vkey.bin"; } | openssl dgst -sha256 -binary | head -c 4 | od -An -tx1 | tr -d ' \n' > "$w/kid.hex"
+  [ "$(cat "$w/kid.hex")" = "$kid" ] || fail "log: the vkey's key ID does not match its name and key"
+  { printf '\060\052\060\005\006\003\053\145\160\003\041\000'; cat "$w/log.raw"; } | openssl pkey -pubin -inform DER -out "$w/log.pub"
+  jq -j .transparency.checkpoint "$bundle" > "$w/checkpoint.txt"
+  # The note text is every line before the first blank one; signature lines follow it.
+  sed '/^$/,$d' "$w/checkpoint.txt" > "$w/checkpoint-body.txt"
+  origin=$(sed -n 1p "$w/checkpoint-body.txt"); size=$(sed -n 2p "$w/checkpoint-body.txt")
+  sed -n 3p "$w/checkpoint-body.txt" | base64 -d > "$w/root.bin"
+  [ "$origin" = "$kname" ] || fail "log: the checkpoint's origin $origin is not the log $kname"
+  line=$(sed '1,/^$/d' "$w/checkpoint.txt" | grep "^— $kname " | head -n 1) || fail "log: no signature by $kname on the checkpoint"
+  printf '%s' "${line##* }" | base64 -d > "$w/note-sig.bin"
+  [ "$(head -c 4 "$w/note-sig.bin" | od -An -tx1 | tr -d ' \n')" = "$kid" ] || fail "log: the signature line names another key ID"
+  tail -c +5 "$w/note-sig.bin" > "$w/checkpoint.sig"
+  openssl pkeyutl -verify -pubin -inkey "$w/log.pub" -rawin -in "$w/checkpoint-body.txt" -sigfile "$w/checkpoint.sig" > /dev/null \
+    || fail "log: the checkpoint signature does not verify with $kname+$kid"
+  echo "log: checkpoint of $origin at size $size signed by $kname+$kid: OK"
+  # Leaf: entry = 0x01 || SHA-256("qtm/tlog-leaf/v1" 0x00 || u64 transaction ID || package); hash = SHA-256(0x00 || entry).
+  { printf 'qtm/tlog-leaf/v1\000'; head -c 4 /dev/zero; slice $((1 + d)) 4; cat "$w/package.bin"; } | openssl dgst -sha256 -binary > "$w/commitment.bin"
+  { printf '\000\001'; cat "$w/commitment.bin"; } | openssl dgst -sha256 -binary > "$w/r.bin"
+  index=$(jq -r .transparency.index "$bundle")
+  fn=$index; sn=$((size - 1)); n=0
+  [ "$fn" -lt "$size" ] || fail "log: leaf $index is not in a tree of size $size"
+  for p in $(jq -r '.transparency.proof[]' "$bundle"); do
+    [ "$sn" -gt 0 ] || fail "log: the inclusion proof is too long"
+    printf '%s' "$p" | base64 -d > "$w/p.bin"
+    if [ $((fn % 2)) = 1 ] || [ "$fn" = "$sn" ]; then
+      { printf '\001'; cat "$w/p.bin" "$w/r.bin"; } | openssl dgst -sha256 -binary > "$w/r2.bin"
+      while [ $((fn % 2)) = 0 ] && [ "$fn" != 0 ]; do fn=$((fn / 2)); sn=$((sn / 2)); done
+    else
+      { printf '\001'; cat "$w/r.bin" "$w/p.bin"; } | openssl dgst -sha256 -binary > "$w/r2.bin"
+    fi
+    mv "$w/r2.bin" "$w/r.bin"; fn=$((fn / 2)); sn=$((sn / 2)); n=$((n + 1))
+  done
+  [ "$sn" = 0 ] || fail "log: the inclusion proof is too short"
+  cmp -s "$w/r.bin" "$w/root.bin" || fail "log: the inclusion proof does not lead to the checkpoint's root: transaction $txid is not proven in the log"
+  echo "log: transaction $txid is leaf $index of the tree of size $size ($n-hash proof): OK"
 fi
 echo "ALL CHECKS PASSED"

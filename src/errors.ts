@@ -19,6 +19,8 @@ export const ERROR_CODES = [
   'E_REFUSED', 'E_DECLINED', 'E_CANCELLED', 'E_WRONG_PIN', 'E_PIN_BLOCKED', 'E_CARD_SW', 'E_CARD_UNAVAILABLE', 'E_CARD_BUSY', 'E_NOT_ISSUED',
   // keys in a PKCS#11 token (issue 11)
   'E_PKCS11', 'E_PKCS11_BINDING', 'E_PKCS11_EXISTS', 'E_PKCS11_MODULE', 'E_PKCS11_OBJECT', 'E_PKCS11_PIN', 'E_PKCS11_TOKEN', 'E_PKCS11_URI',
+  // the transparency log (issue 12)
+  'E_TLOG_PROOF', 'E_TLOG_SIGNATURE', 'E_TLOG_MISBEHAVIOUR',
   // card issuing: the issuance register (issue 18)
   'E_SERIAL_TAKEN', 'E_SERIAL_RESERVED',
   // the client's view of a server (exit 1 or 2)

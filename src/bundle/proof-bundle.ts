@@ -13,7 +13,12 @@
  *   "warrants": [PEM] (optional: the one warrant party A signed under, proxy signing)
  *   "attestation": base64 (optional: the server's signature over a package version 2 proxy
  *                  proof's package and warrant, from its store: src/protocol/proxy-attestation.ts)
+ *   "transparency": { "index", "proof": [base64], "checkpoint": signed note } (version 2 only, and
+ *                  then required: the transaction's inclusion in the server's transparency log,
+ *                  src/tlog/bundle-proof.ts)
  * }
+ * A bundle is version 1 unless it carries a transparency proof: then version 2, which an older qtm
+ * refuses by its version rather than by an unknown field. Version 1 bundles are unchanged.
  * Each certificate list starts with the signer's own certificate, then any intermediates; the
  * root is never included (the auditor brings it as a trust anchor).
  */
@@ -21,9 +26,12 @@ import { DecodeError } from '../errors.js';
 import { decodeCanonicalBase64, isPemCertificate } from '../protocol/base64.js';
 import { MAX_PEM_CHARS, MAX_PEMS } from '../protocol/messages.js';
 import { checkFields, parseStrictJson, quoteName } from '../protocol/strict-json.js';
+import { decodeTransparency, encodeTransparency, type TransparencyProof } from '../tlog/bundle-proof.js';
 
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.qtm.proof+json';
 export const BUNDLE_VERSION = 1;
+/** A bundle with a transparency-log inclusion proof. */
+export const BUNDLE_VERSION_TLOG = 2;
 export const CONTENT_MEDIA_TYPE = 'text/plain; charset=utf-8';
 
 export interface ProofBundle {
@@ -34,6 +42,8 @@ export interface ProofBundle {
   readonly cardRecord?: Buffer;
   readonly warrants?: string[];
   readonly attestation?: Buffer;
+  /** The transaction's inclusion in the server's transparency log (bundle version 2). */
+  readonly transparency?: TransparencyProof;
 }
 
 const FORMAT = 'proof bundle';
@@ -47,14 +57,14 @@ export const MAX_BUNDLE_BYTES = 512 * 1024;
 const MAX_CONTENT_BYTES = 65536;
 const MAX_PACKAGE_BYTES = 4096;
 const MAX_CARD_RECORD_BYTES = 64;
-const KNOWN_KEYS = new Set(['mediaType', 'version', 'package', 'content', 'certificates', 'cardRecord', 'warrants', 'attestation']);
+const KNOWN_KEYS = new Set(['mediaType', 'version', 'package', 'content', 'certificates', 'cardRecord', 'warrants', 'attestation', 'transparency']);
 /** An RSA-8192 signature is 1024 bytes; nothing real is longer. */
 const MAX_ATTESTATION_BYTES = 1024;
 
 export function encodeBundle(b: ProofBundle): string {
   const json: Record<string, unknown> = {
     mediaType: BUNDLE_MEDIA_TYPE,
-    version: BUNDLE_VERSION,
+    version: b.transparency ? BUNDLE_VERSION_TLOG : BUNDLE_VERSION,
     package: b.package.toString('base64'),
   };
   if (b.content) json.content = { mediaType: CONTENT_MEDIA_TYPE, base64: b.content.toString('base64') };
@@ -62,6 +72,7 @@ export function encodeBundle(b: ProofBundle): string {
   if (b.cardRecord) json.cardRecord = b.cardRecord.toString('base64');
   if (b.warrants?.length) json.warrants = b.warrants;
   if (b.attestation) json.attestation = b.attestation.toString('base64');
+  if (b.transparency) json.transparency = encodeTransparency(b.transparency);
   return JSON.stringify(json, null, 2) + '\n';
 }
 
@@ -94,7 +105,12 @@ export function decodeBundle(text: string): ProofBundle {
   const json = parseStrictJson(text, FORMAT);
   if (!isObject(json)) fail('top level must be a JSON object');
   if (json.mediaType !== BUNDLE_MEDIA_TYPE) fail(`mediaType must be "${BUNDLE_MEDIA_TYPE}"`);
-  if (json.version !== BUNDLE_VERSION) fail(`unsupported version ${JSON.stringify(json.version)} (this qtm reads ${BUNDLE_VERSION})`);
+  if (json.version !== BUNDLE_VERSION && json.version !== BUNDLE_VERSION_TLOG) {
+    fail(`unsupported version ${JSON.stringify(json.version)} (this qtm reads ${BUNDLE_VERSION} and ${BUNDLE_VERSION_TLOG})`);
+  }
+  if ((json.version === BUNDLE_VERSION_TLOG) !== (json.transparency !== undefined)) {
+    fail(json.version === BUNDLE_VERSION_TLOG ? 'version 2 requires the transparency field' : 'the transparency field requires version 2');
+  }
   for (const key of Object.keys(json)) if (!KNOWN_KEYS.has(key)) fail(`unknown field ${quoteName(key)}`);
 
   const pkg = base64Field(json.package, 'package', MAX_PACKAGE_BYTES);
@@ -120,6 +136,7 @@ export function decodeBundle(text: string): ProofBundle {
     ...(json.cardRecord !== undefined ? { cardRecord: base64Field(json.cardRecord, 'cardRecord', MAX_CARD_RECORD_BYTES) } : {}),
     ...(json.warrants !== undefined ? { warrants: pemList(json.warrants, 'warrants', false) } : {}),
     ...(json.attestation !== undefined ? { attestation: base64Field(json.attestation, 'attestation', MAX_ATTESTATION_BYTES) } : {}),
+    ...(json.transparency !== undefined ? { transparency: decodeTransparency(FORMAT, json.transparency) } : {}),
   };
   return bundle;
 }

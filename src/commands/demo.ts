@@ -21,12 +21,14 @@ export function demoCommand(): Command {
     .addOption(new Option('--cheat <party>', 'with --fair: let the server or the client cheat, and watch the TTP restore fairness').choices(['server', 'client']))
     .addOption(new Option('--lose <message>', 'with --fair: both parties honest, this message of the exchange is lost; watch the TTP settle it fairly').choices(['escrow-y', 'x', 'y', 'first-message']))
     .option('--pkcs11', 'every long-term key (SAM master key, CA, receipt and proxy keys) in a PKCS#11 token: a throwaway SoftHSM2 one, or a new token in the SoftHSM2 of SOFTHSM2_CONF')
+    .option('--fork', 'after the transaction the shop rewrites its transparency log\'s history: watch the witness refuse to cosign it')
     .option('--keep <dir>', 'keep every file the demo makes (CA, keys, card, store, archive) in this directory')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --fair --lose escrow-y --json', 'qtm demo --pcsc --keep ./demo-files', 'qtm demo --pkcs11', 'qtm demo --pkcs11 --proxy --keep ./demo-hsm'))
-    .action(async (o: { interactive?: boolean; pcsc?: boolean; pkcs11?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; lose?: LostMessage; keep?: string; json?: boolean }) => {
+    .addHelpText('after', examples('qtm demo', 'qtm demo --interactive', 'qtm demo --proxy', 'qtm demo --fair', 'qtm demo --fair --cheat client', 'qtm demo --fair --lose escrow-y --json', 'qtm demo --pcsc --keep ./demo-files', 'qtm demo --pkcs11', 'qtm demo --pkcs11 --proxy --keep ./demo-hsm', 'qtm demo --fork'))
+    .action(async (o: { interactive?: boolean; pcsc?: boolean; pkcs11?: boolean; proxy?: boolean; fair?: boolean; cheat?: 'server' | 'client'; lose?: LostMessage; fork?: boolean; keep?: string; json?: boolean }) => {
       if (o.cheat && !o.fair) throw new InputError('--cheat goes with --fair', 'run qtm demo --fair --cheat server');
       if (o.lose && !o.fair) throw new InputError('--lose goes with --fair', 'run qtm demo --fair --lose escrow-y');
+      if (o.fork && (o.cheat || o.lose)) throw new InputError('--fork shows the transparency log after an ordinary transaction: it does not go with --cheat or --lose');
       if (o.lose && o.cheat) throw new InputError('--lose shows honest parties: it does not go with --cheat');
       if (o.interactive && !(process.stdin.isTTY && process.stderr.isTTY)) throw new InputError('--interactive needs a terminal');
       const tty = Boolean(process.stderr.isTTY) && !o.json;
@@ -41,6 +43,7 @@ export function demoCommand(): Command {
         ...(o.fair ? { fair: true } : {}),
         ...(o.cheat ? { cheat: o.cheat } : {}),
         ...(o.lose ? { lose: o.lose } : {}),
+        ...(o.fork ? { fork: true } : {}),
         onStage: (s) => {
           if (!o.json) out.line(`${String(++n).padStart(2)}. ${s}`);
         },
@@ -62,9 +65,14 @@ export function demoCommand(): Command {
           ? (result.fair ? out.colour.green(`Fairness held after losing the ${result.lost} message: server holds Y ${result.holds.server.y ? 'yes' : 'no'}, client holds X ${result.holds.client.x ? 'yes' : 'no'}.`) : out.colour.red('FAIRNESS BROKEN.'))
           : f?.cheat
           ? (f.fair ? out.colour.green(`Fairness held: client holds X ${f.clientHasX ? 'yes' : 'no'}, server holds Y ${f.serverHasY ? 'yes' : 'no'}.`) : out.colour.red('FAIRNESS BROKEN.'))
-          : (result.valid ? out.colour.green('Both sides now hold proof of the same record.') : out.colour.red('The proof did not verify.'));
+          : result.log?.forkRefused
+          ? (result.valid ? out.colour.green('The rewritten history was caught: the witness refused to cosign it.') : out.colour.red('The proof did not verify.'))
+          : (result.valid ? out.colour.green('Both sides now hold proof of the same record, and it is in the shop\'s public log.') : out.colour.red('The proof did not verify.'));
         out.line(`\n${verdict} ${(result.ms / 1000).toFixed(1)} s in all.`);
-        if (result.dir && result.bundleFile) out.line(`Files kept in ${result.dir}; verify again with: qtm verify ${result.bundleFile} --trust ${join(result.dir, 'ca', 'ca.pem')}`);
+        if (result.dir && result.bundleFile) {
+          const logArgs = result.log ? ` --log-key ${join(result.dir, 'log.vkey')} --witness ${join(result.dir, 'witness.vkey')}` : '';
+          out.line(`Files kept in ${result.dir}; verify again with: qtm verify ${result.bundleFile} --trust ${join(result.dir, 'ca', 'ca.pem')}${logArgs}`);
+        }
       }
       process.exitCode = result.valid ? 0 : 1;
     });

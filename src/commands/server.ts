@@ -24,6 +24,8 @@ import { TtpClient } from '../fair/ttp-client.js';
 import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE, SAM_PASSPHRASE } from '../cli/secret-sources.js';
 import { openSamReference, PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, readSigningIdentity, warrantTokenReferences } from '../cli/pkcs11.js';
+import { readNoteKey } from '../tlog/log-key.js';
+import { ed25519NoteSigner, SIG_TYPE_ED25519 } from '../tlog/note.js';
 
 interface StartOptions {
   config?: string;
@@ -43,6 +45,9 @@ interface StartOptions {
   fairDeadline?: number;
   anonymousRate?: number;
   pkcs11Module?: string;
+  log?: string;
+  logKey?: string;
+  logWitness?: string[];
 }
 
 const DEFAULT_CATALOGUE = join(import.meta.dirname ?? '.', '..', '..', '..', 'fixtures', 'catalogue.json');
@@ -64,10 +69,11 @@ function withConfig(o: StartOptions) {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
-  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), anonymousRate: pick('anonymousRate') };
+  const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), anonymousRate: pick('anonymousRate'), log: pick('log'), logKey: pick('logKey') };
+  if (Boolean(proxy.log) !== Boolean(proxy.logKey)) throw new InputError('--log and --log-key go together', 'give the log directory and the log key made by `qtm log init`');
   if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
-  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate'>;
+  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey'>;
 }
 
 /**
@@ -125,6 +131,9 @@ export function serverCommand(): Command {
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
     .option('--first-id <n>', 'the first transaction ID of an empty store, when the receipt key signed in another store before', parsePositiveInt)
     .option('--anonymous-rate <n>', 'requests a second per source address before a card login (default 20, bursts of 10 times it); beyond: 429 E_RATE_LIMITED', parsePositiveInt)
+    .option('--log <dir>', 'keep a transparency log of every signed transaction here; DIR/www is its C2SP tlog-tiles prefix for any static web server')
+    .option('--log-key <prefix>', 'with --log: the log\'s signing key (qtm log init; passphrase QTM_KEY_PASSPHRASE)')
+    .option('--log-witness <url>', 'with --log: push each checkpoint to this C2SP witness (qtm log witness-serve) and serve its cosignatures (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(pkcs11ModuleOption())
     .addHelpText('after', PKCS11_HELP + `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
@@ -136,9 +145,11 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
       'qtm server start --config server.json --port 9443',
+      'qtm server start --config server.json --log ./tlog --log-key keys/log',
       'QTM_PKCS11_PIN=... qtm server start --tls keys/tls --signer "pkcs11:token=shop;object=receipts" --sam "pkcs11:token=shop;object=master" --trust ca/ca.pem --store ./store --pkcs11-module /usr/lib/softhsm/libsofthsm2.so'))
     .action(async (o: StartOptions & { firstId?: number }) => {
       const c = withConfig(o);
+      if (o.logWitness?.length && !c.log) throw new InputError('--log-witness needs --log and --log-key');
       if (isPkcs11Uri(c.tls)) throw new InputError('the TLS key cannot be in a PKCS#11 token', 'keep --tls a key file (PREFIX.pem, PREFIX-key.pem); the receipt key (--signer) and the SAM (--sam) may be in the token');
       await preparePkcs11([c.signer, c.sam, ...(c.warrants ? warrantTokenReferences(c.warrants) : [])], o.pkcs11Module);
       const keyPass = await readSecret(KEY_PASSPHRASE, o);
@@ -155,6 +166,7 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
         host: c.host,
         port: c.port,
         ...(c.anonymousRate ? { anonymousRate: { perSecond: c.anonymousRate, burst: 10 * c.anonymousRate } } : {}),
+        ...(c.log && c.logKey ? { transparency: { dir: c.log, signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)), ...(o.logWitness?.length ? { witnesses: o.logWitness } : {}) } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(marker.read() ? { signedBefore: marker.read()! } : {}),
         ...(o.firstId !== undefined ? { firstTransactionId: o.firstId } : {}),
@@ -163,7 +175,7 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
         } : {}),
       });
-      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId() }));
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId(), ...(running.transparency ? { log: running.transparency.www, logSize: running.transparency.size } : {}) }));
       await new Promise<void>((resolve) => {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
       });

@@ -10,6 +10,9 @@ import { collectBundleFiles } from '../verify/collect.js';
 import { readCrlFile } from '../warrant/crl.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { exitCodeFor, summarise, verifyFile, type FileResult } from '../verify/verify-files.js';
+import { readVkeyFile } from '../tlog/log-key.js';
+import { SIG_TYPE_COSIGNATURE_V1 } from '../tlog/note.js';
+import type { LogTrust } from '../tlog/bundle-proof.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -46,6 +49,7 @@ function printReport(r: FileResult, many: boolean): void {
   }
   out.line(`  party B  ${r.partyB?.subject} signed fields 1-7`);
   out.line(`  content  ${r.profile === 'v1' ? 'sha1' : 'sha256'} ${r.contentId}`);
+  for (const l of r.checks.filter((x) => x.name.startsWith('log-') && !x.warning)) out.line(`  ${l.name.padEnd(8)} ${l.detail}`);
   out.line(`  checked  ${r.checks.length} checks; certificates valid at ${r.evaluatedAt}`);
   for (const w of r.checks.filter((x) => x.warning)) out.line(`  ${c.yellow('!')} ${w.detail}`);
 }
@@ -59,6 +63,9 @@ export function verifyCommand(): Command {
     .option('--at <time>', 'check certificate validity at this time instead of the transaction time', parseTime)
     .option('--revocations <X.crl>', 'the warrant issuer X\'s revocation list (X.509 CRL from X, PEM or DER, signed by X): a proxy signature dated later than a revocation minus T fails')
     .option('--clock-tolerance <seconds>', 'T: how far a signing client let the record time differ from its clock (default 120, as qtm sign)', parseNonNegativeInt)
+    .option('--log-key <vkey>', 'the server\'s transparency log key (.vkey file or text): the bundle must prove its inclusion (checks log-checkpoint, log-inclusion)')
+    .option('--witness <vkey>', 'with --log-key: a witness key (cosignature/v1) whose cosignature counts (repeatable; check log-witnesses)', collect, [])
+    .option('--witness-quorum <k>', 'with --witness: cosignatures required (default: all given witnesses)')
     .option('--json', 'print results as JSON')
     .addHelpText('after', `
 Exit codes: 0 all valid, 1 at least one invalid, 2 at least one unusable (unreadable, not a bundle),
@@ -76,12 +83,22 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       'jq .bundle response.json | qtm verify - --trust /etc/qtm/anchors/',
       'QTM_TRUST=ca.pem qtm verify receipt.json',
       "qtm verify 'proofs/*.json' --trust ca.pem --trust old-ca.pem",
-      'qtm verify proxy-receipt.json --trust ca.pem --revocations xavier.crl'))
-    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; clockTolerance?: number; json?: boolean }) => {
+      'qtm verify proxy-receipt.json --trust ca.pem --revocations xavier.crl',
+      'qtm verify receipt-logged.json --trust ca.pem --log-key shop-log.vkey',
+      'qtm verify receipt-logged.json --trust ca.pem --log-key shop-log.vkey --witness w1.vkey --witness w2.vkey --witness-quorum 1'))
+    .action((bundles: string[], o: { trust: string[]; content?: string; at?: Date; revocations?: string; clockTolerance?: number; json?: boolean; logKey?: string; witness: string[]; witnessQuorum?: string }) => {
       // QTM_TRUST is honoured here as by sign: one path, or several joined with ':'.
       const trust = o.trust.length ? o.trust : (process.env.QTM_TRUST ?? '').split(delimiter).filter(Boolean);
       const trustAnchors = loadTrustAnchors(trust);
       if (o.content === '-' && bundles.includes('-')) throw new InputError('only one of the bundle and --content can come from standard input');
+      if ((o.witness.length || o.witnessQuorum) && !o.logKey) throw new InputError('--witness and --witness-quorum need --log-key');
+      const quorum = o.witnessQuorum === undefined ? o.witness.length : Number(o.witnessQuorum);
+      if ((o.witness.length || o.witnessQuorum) && (!Number.isInteger(quorum) || quorum < 1 || quorum > o.witness.length)) {
+        throw new InputError(`--witness-quorum must be 1 to ${o.witness.length}`);
+      }
+      const log: LogTrust | undefined = o.logKey
+        ? { logKey: readVkeyFile(o.logKey), ...(o.witness.length ? { witnesses: o.witness.map((w) => readVkeyFile(w, [SIG_TYPE_COSIGNATURE_V1])), quorum } : {}) }
+        : undefined;
       if (o.revocations && !existsSync(o.revocations)) throw new InputError(`no revocation list at ${o.revocations}`);
       if (o.revocations && /^\s*\{/.test(readFileSync(o.revocations).subarray(0, 64).toString('latin1'))) {
         throw new InputError(`${o.revocations}: an unsigned JSON revocation list is no longer accepted`, 'ask the warrant issuer for its signed list (`qtm warrant revoke --import-json` signs an old one in)', 'E_CRL');
@@ -103,7 +120,7 @@ A file over ${MAX_BUNDLE_BYTES / 1024} KiB is unusable without being read: no ge
       for (const file of files) {
         let r: FileResult;
         try {
-          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}), ...(o.clockTolerance !== undefined ? { clockToleranceSeconds: o.clockTolerance } : {}) });
+          r = verifyFile(file, { trustAnchors, ...(content ? { content } : {}), ...(o.at ? { at: o.at } : {}), ...(revocations ? { revocations } : {}), ...(o.clockTolerance !== undefined ? { clockToleranceSeconds: o.clockTolerance } : {}), ...(log ? { log } : {}) });
         } catch (err) {
           // A bug met on one file must not hide the verdicts on the others: report it, go on, exit 3.
           internal++;

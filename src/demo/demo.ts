@@ -40,6 +40,7 @@ import { keyFingerprint } from '../crypto/keys.js';
 import { runCheat, runLoss, startDemoTtp, type Cheat, type CheatSwitch } from './fair-demo.js';
 import type { LostMessage } from './lossy-api.js';
 import { IssuanceRegister } from '../card/issuance-register.js';
+import { demoLogKeys, runLogDemo } from './tlog-demo.js';
 
 export const DEMO_PIN = '123456';
 const DEMO_PUK = '12345678';
@@ -59,6 +60,8 @@ export interface DemoOptions {
   readonly lose?: LostMessage;
   /** Every long-term key (SAM master key, CA key, receipt key, proxy key S) in a PKCS#11 token. */
   readonly pkcs11?: boolean;
+  /** After the transaction, the shop rewrites its log's history; the witness must refuse it. */
+  readonly fork?: boolean;
   readonly catalogue: string;
   readonly hooks: (pin: string) => TransactionHooks;
   readonly onStage?: (text: string) => void;
@@ -83,6 +86,8 @@ export interface DemoResult {
   readonly lost?: LostMessage;
   /** With cheat client: the cheating client's moves at the TTP and the code each was refused with. */
   readonly cheatMoves?: readonly { readonly move: string; readonly refused: string }[];
+  /** The receipt's leaf in the transparency log, and with fork the witness's refusal. */
+  readonly log?: { readonly index: number; readonly size: number; readonly forkRefused?: string };
 }
 
 const LOSS_DEADLINE_SECONDS = 3;
@@ -141,7 +146,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       tell(`Trusted third party listening on ${ttp.running.url.replace('127.0.0.1', 'localhost')}: an RSA-3072 escrow key, consulted only if the exchange goes wrong (claims 12-14).`);
     }
 
+    const logKeys = demoLogKeys(dir, DEMO_PASSPHRASE);
+    tell(`Transparency log key "${'shop.example/log'}" created (Ed25519, separate from the receipt and TLS keys), and a witness's cosigning key.`);
+
     const server = await startServer({
+      transparency: { dir: logKeys.dir, signer: logKeys.signer },
       ...(proxy ? { proxy: { registry: proxy.registry, manager: [proxy.manager] } } : {}),
       ...(ttp ? { fair: ttp.fair } : {}),
       tls: { privateKey: tls.privateKey, certificates: [tls.certificate] },
@@ -232,11 +241,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     tell(valid
       ? `Proof verified offline with only the CA certificate: VALID (${'checks' in verified ? verified.checks.length : 0} checks: three signatures, content ID, key fingerprints, chains at the transaction time, roles, card record${proxyLine ? ', warrant' : ''}).${proxyLine ? ` Party A: ${proxyLine}.` : ''}`
       : `Proof verification FAILED: ${'failures' in verified ? verified.failures.map((f) => f.name).join(', ') : verified.status}`);
+    const logged = await runLogDemo({ dir, keys: logKeys, passphrase: DEMO_PASSPHRASE, bundleFile: result.bundleFile, trustAnchors: [ca.certificate], fork: Boolean(o.fork), store: server.store });
+    logged.story.forEach(tell);
     if (o.keepDir) {
       writeFileSync(join(dir, 'README.txt'), `qtm demo files. Passphrases: ${DEMO_PASSPHRASE}; card PIN ${DEMO_PIN}, PUK ${DEMO_PUK} (demo only).\n`);
     }
     return {
-      story, valid, transactionId: result.transactionId, bundleFile: result.bundleFile, ...(o.keepDir ? { dir } : {}), apdus: result.apdus, ms: performance.now() - started,
+      story, valid: valid && logged.valid, transactionId: result.transactionId, bundleFile: logged.bundleFile, ...(o.keepDir ? { dir } : {}), apdus: result.apdus, ms: performance.now() - started,
+      log: { index: logged.index, size: logged.size, ...(logged.forkRefused ? { forkRefused: logged.forkRefused } : {}) },
       ...(proxy && refused ? { proxy: { warrant: proxy.serial, refused } } : {}),
       ...(result.fair ? { fairness: { cheat: null, clientHasX: true, serverHasY: true, fair: true } } : {}),
     };

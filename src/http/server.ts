@@ -53,6 +53,8 @@ export interface Routed {
   readonly body: unknown;
   /** Extra fields for the request's log line. */
   readonly log?: Record<string, unknown>;
+  /** A static file instead of JSON (the transparency log's /log/ paths). */
+  readonly raw?: { readonly contentType: string; readonly data: Buffer; readonly cacheControl: string };
 }
 
 /**
@@ -187,7 +189,12 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
     // A request target that is no URL (GET //[) is the client's error, not the server's.
     if (!URL.canParse(req.url ?? '/', 'https://qtm')) return fail(400, 'E_BAD_URL', 'the request target is not a valid URL path');
     o.route(req, socket).then(
-      (r) => send(r.status ?? 200, r.body, r.log),
+      (r) => {
+        if (!r.raw) return send(r.status ?? 200, r.body, r.log);
+        res.writeHead(r.status ?? 200, { 'content-type': r.raw.contentType, 'content-length': r.raw.data.length, 'cache-control': r.raw.cacheControl });
+        res.end(r.raw.data);
+        o.log({ time: new Date().toISOString(), method: req.method, path: req.url, status: r.status ?? 200, ms: Number((performance.now() - started).toFixed(2)), ...o.logContext?.(socket), ...r.log });
+      },
       (err: unknown) => {
         if (err instanceof HttpError || err instanceof QtmError) return fail(statusOf(err.code), err.code, err.message);
         send(500, { error: { code: 'E_INTERNAL', message: 'internal server error' } }, { error: 'E_INTERNAL', detail: (err as Error).message });

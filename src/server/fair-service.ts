@@ -19,6 +19,7 @@ import { escrowProblems } from '../fair/verifiable-escrow.js';
 import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, verifyAbortToken, type Exchange, type TtpAnswer, type TtpRequest } from '../fair/ttp.js';
 import { ServiceError } from './service-error.js';
 import { ownRecord, storedCardKey } from './card-binding.js';
+import type { TransparencyLog } from '../tlog/log-dir.js';
 
 /**
  * A cheating server, for the demo and the tests only (`qtm demo --fair --cheat server`): each
@@ -47,6 +48,8 @@ export interface FairOptions {
 
 export interface FairServiceOptions {
   readonly store: TransactionStore;
+  /** The transparency log: a TTP-settled exchange is a signed transaction too (issue 12). */
+  readonly transparency?: TransparencyLog;
   readonly profile: Profile;
   readonly signer: { readonly privateKey: SigningKey; readonly certificates: readonly X509Certificate[] };
   readonly fair: FairOptions;
@@ -181,7 +184,8 @@ export class FairService {
       const h = { ...decodeHeader(header), ...warrantBindingFor(decodeHeader(header), undefined) };
       const pkg = encodePackage({ ...h, signatureA: Buffer.from(rec.prepared.fair!.x, 'base64'), signatureB: answer.y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(h)) });
       // The one signing of the transaction: a confirm that raced it in stands, and this answer is then moot.
-      await this.o.store.appendSigned({ type: 'resolved', transactionId: id, signatureB: answer.y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(h).toString('base64') });
+      const signed = await this.o.store.appendSigned({ type: 'resolved', transactionId: id, signatureB: answer.y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(h).toString('base64') });
+      await this.o.transparency?.append({ transactionId: id, package: signed.stored ? pkg : Buffer.from(signed.existing.package, 'base64') });
     } else if (answer.outcome === 'aborted') {
       if (!verifyAbortToken(this.o.fair.ttp.certificates[0]!.publicKey, this.fairLabel(header, rec.prepared.fair!.deadline), answer.token)) {
         throw new ServiceError('E_TTP_ANSWER', `the TTP's abort token for transaction ${id} does not verify`);

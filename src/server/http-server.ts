@@ -14,6 +14,9 @@ import { verifyCardAuthentication, type ClientIdentity } from './client-auth.js'
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../protocol/card-authentication.js';
 import { QtmService } from './qtm-service.js';
 import { createJsonHttpsServer, HttpError, readJson, type Routed } from '../http/server.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeTilePath, tilePath } from '../tlog/tiles.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -21,6 +24,8 @@ export interface HttpServerOptions {
   readonly trustAnchors: readonly X509Certificate[];
   readonly log?: (line: Record<string, unknown>) => void;
   readonly maxBodyBytes?: number;
+  /** The transparency log's www/ directory, served under /log/ (C2SP tlog-tiles), no authentication. */
+  readonly logWww?: string;
   /** Requests per source address on connections with no card login (default ANONYMOUS_RATE). */
   readonly anonymousRate?: RateLimit;
 }
@@ -89,6 +94,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const url = new URL(req.url ?? '/', 'https://qtm');
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    if (method === 'GET' && o.logWww && path.startsWith('/log/')) return logFile(o.logWww, path.slice('/log/'.length));
     const r = matchRoute(method, path);
     if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
     if (r.name !== 'health' && !identities.has(socket) && !anonymous.take(socket.remoteAddress ?? 'unknown')) {
@@ -164,3 +170,28 @@ export function createQtmServer(o: HttpServerOptions): Server {
   });
 }
 
+
+/** C2SP tlog-tiles static paths: only the checkpoint and canonical tile paths, so no other file is reachable. */
+function logFile(www: string, rel: string): Routed {
+  let file: string;
+  let contentType = 'application/octet-stream';
+  let cacheControl = 'public, max-age=31536000, immutable';
+  if (rel === 'checkpoint') {
+    file = 'checkpoint';
+    contentType = 'text/plain; charset=utf-8';
+    cacheControl = 'no-cache, max-age=2';
+  } else {
+    try {
+      file = tilePath(decodeTilePath(rel));
+    } catch {
+      throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
+    }
+  }
+  let data: Buffer;
+  try {
+    data = readFileSync(join(www, file));
+  } catch {
+    throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
+  }
+  return { body: undefined, raw: { contentType, data, cacheControl } };
+}

@@ -23,6 +23,7 @@ import { ServiceError } from './service-error.js';
 import type { CardKeyRegister } from './card-keys.js';
 import { belongsTo, ownRecord, storedCardKey, storedSerial } from './card-binding.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
+import type { TransparencyLog } from '../tlog/log-dir.js';
 
 export { ServiceError } from './service-error.js';
 export type { FairOptions, ServerCheat } from './fair-service.js';
@@ -46,6 +47,8 @@ export interface ServiceOptions {
   readonly fair?: FairOptions;
   /** The first transaction ID of an empty store (`--first-id`), when its receipt key signed elsewhere before. */
   readonly firstTransactionId?: number;
+  /** Every signed transaction gets a leaf here before its reply goes out (issue 12). */
+  readonly transparency?: TransparencyLog;
 }
 
 export class QtmService {
@@ -70,7 +73,7 @@ export class QtmService {
     this.serverId = fingerprint(o.signer.certificates[0]!.publicKey, o.profile);
     this.signerCertificates = o.signer.certificates.map((c) => c.toString());
     this.proxy = o.proxy ? new ProxySigning(o.proxy, this.now) : undefined;
-    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now }) : undefined;
+    this.fair = o.fair ? new FairService({ store: o.store, profile: o.profile, signer: o.signer, fair: o.fair, now: this.now, ...(o.transparency ? { transparency: o.transparency } : {}) }) : undefined;
   }
 
   /**
@@ -219,6 +222,7 @@ export class QtmService {
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
       if (!same) throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
+      await this.o.transparency?.append({ transactionId, package: Buffer.from(rec.confirmed.package, 'base64') }); // a no-op unless an earlier append failed
       return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
     }
     // Issue 18 section 4: the record's time is what the card signs; a first message more than T
@@ -255,6 +259,8 @@ export class QtmService {
       cardRecord: record.toString('base64'),
       envelope: envelope.toString('base64'),
     });
+    // The signed transaction's leaf, durable before the reply (idempotent for the one that stands).
+    await this.o.transparency?.append({ transactionId, package: appended.stored ? pkg : Buffer.from(appended.existing.package, 'base64') });
     if (!appended.stored) {
       if (JSON.stringify(appended.existing.firstMessage) !== JSON.stringify(firstStored)) {
         throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);

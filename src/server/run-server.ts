@@ -16,6 +16,9 @@ import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
+import { LogDir } from '../tlog/log-dir.js';
+import type { NoteSigner } from '../tlog/note.js';
+import { WitnessPusher } from '../tlog/cosigning.js';
 
 export interface ServerParts {
   readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
@@ -44,12 +47,15 @@ export interface ServerParts {
   readonly now?: () => Date;
   /** Requests per source address without a card login (default ANONYMOUS_RATE in http-server.ts). */
   readonly anonymousRate?: RateLimit;
+  /** Keep a transparency log of every signed transaction in this directory, signed by this key (issue 12). */
+  readonly transparency?: { readonly dir: string; readonly signer: NoteSigner; readonly witnesses?: readonly string[] };
 }
 
 export interface RunningServer {
   readonly url: string;
   readonly service: QtmService;
   readonly store: LogStore;
+  readonly transparency?: LogDir;
   close(): Promise<void>;
 }
 
@@ -77,6 +83,19 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     await store.close();
     throw err;
   }
+  let tlog: LogDir | undefined;
+  try {
+    tlog = p.transparency ? LogDir.open(p.transparency.dir, p.transparency.signer) : undefined;
+    // Transactions signed before a crash cut their log append short get their leaves now.
+    await tlog?.catchUp(signedLeaves(store));
+  } catch (err) {
+    await tlog?.close();
+    await store.close();
+    throw err;
+  }
+  // Witnesses cosign each checkpoint in the background; a confirm never waits for them.
+  const pusher = tlog && p.transparency?.witnesses?.length ? new WitnessPusher(tlog, p.transparency.witnesses, log) : undefined;
+  pusher?.poke();
   const service = new QtmService({
     ...(p.firstTransactionId !== undefined ? { firstTransactionId: p.firstTransactionId } : {}),
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
@@ -84,6 +103,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
     ...(p.now ? { now: p.now } : {}),
+    ...(tlog ? { transparency: tlog } : {}),
   });
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).
@@ -103,10 +123,11 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     }
   }, 1000) : undefined;
   sweeper?.unref();
-  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}) });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}), ...(tlog ? { logWww: tlog.www } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});
+      tlog?.close().catch(() => {});
       reject(err.code === 'EADDRINUSE' ? new InputError(`port ${p.port} on ${p.host} is in use`, 'choose another --port') : err);
     });
     server.listen(p.port, p.host, () => resolve());
@@ -117,12 +138,23 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     url: `https://${host}:${addr.port}`,
     service,
     store,
+    ...(tlog ? { transparency: tlog } : {}),
     async close() {
       if (sweeper) clearInterval(sweeper);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      pusher?.stop();
+      await pusher?.settle();
       if (store.head()) p.markSigned?.(store.lastTransactionId());
       await store.close();
+      await tlog?.close();
     },
   };
+}
+
+/** The leaves of every signed transaction in the store (confirmed, or resolved at the TTP), in transaction order. */
+export function* signedLeaves(store: { all(): Iterable<import('../store/types.js').TransactionRecord> }) {
+  for (const rec of store.all()) {
+    if (rec.confirmed) yield { transactionId: rec.transactionId, package: Buffer.from(rec.confirmed.package, 'base64') };
+  }
 }

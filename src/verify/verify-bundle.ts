@@ -17,6 +17,7 @@ import { QtmError } from '../errors.js';
 import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../protocol/clock.js';
 import { crlSignatureProblem, verifyCrl, type Crl, type RevocationList } from '../warrant/crl.js';
 import { parseWarrant, warrantProblems, type Warrant } from '../warrant/warrant.js';
+import { transparencyChecks, type LogTrust } from '../tlog/bundle-proof.js';
 
 export type CheckName =
   | 'package'
@@ -38,7 +39,10 @@ export type CheckName =
   | 'party-a-is-server'
   | 'warrant-binding'
   | 'warrant'
-  | 'card-record';
+  | 'card-record'
+  | 'log-checkpoint'
+  | 'log-inclusion'
+  | 'log-witnesses';
 
 export interface Check {
   readonly name: CheckName;
@@ -107,6 +111,8 @@ export interface VerifyOptions {
    * needs. Never set for a bundle from anyone else.
    */
   readonly fromServerStore?: boolean;
+  /** The server's transparency log key (and witnesses): the bundle must prove its inclusion. */
+  readonly log?: LogTrust;
 }
 
 function subjectLine(cert: X509Certificate): string {
@@ -344,6 +350,12 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
     } catch (err) {
       add('card-record', false, (err as Error).message);
     }
+  }
+
+  if (options.log) {
+    for (const c of transparencyChecks({ transactionId: pkg.transactionId, package: bundle.package }, bundle.transparency, options.log)) add(c.name, c.ok, c.detail);
+  } else if (bundle.transparency) {
+    add('log-inclusion', true, `carries an inclusion proof (leaf ${bundle.transparency.index}) that was not checked: give the log's key with --log-key`, true);
   }
 
   return finish({

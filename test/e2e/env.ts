@@ -36,7 +36,7 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now'>> | ((w: { dir: string; ca: OpenCa; sam: Sam }) => Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now'>>>) = {}): Promise<World> {
+export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency'>> | ((w: { dir: string; ca: OpenCa; sam: Sam }) => Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency'>>>) = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'qtm-e2e-'));
   const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=E2E CA', passphrase: 'e2e passphrase' });
   const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });

@@ -1,0 +1,218 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { examples } from '../cli/options.js';
+import { out } from '../cli/output.js';
+import { readSecret } from '../cli/secrets.js';
+import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
+import { InputError } from '../errors.js';
+import { LogStore } from '../store/log-store.js';
+import { signedLeaves } from '../server/run-server.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { auditStoreAgainstLog, monitor, proveInclusion, witness } from '../tlog/client-ops.js';
+import { cosigner } from '../tlog/cosignature.js';
+import { readNoteKey, readVkeyFile, writeNewNoteKey } from '../tlog/log-key.js';
+import { SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519 } from '../tlog/note.js';
+import { sourceFor } from '../tlog/tile-source.js';
+import { KEY_PASSPHRASE } from '../cli/secret-sources.js';
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    throw new InputError(`cannot read ${file}`);
+  }
+}
+
+function parseNonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d{1,15}$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export function logCommand(): Command {
+  const log = new Command('log').description('the transparency log: keys, inclusion proofs, witnesses, monitors, audits (C2SP tlog-tiles)');
+
+  log.command('init')
+    .description('create the log\'s own Ed25519 signing key (separate from the receipt and TLS keys)')
+    .requiredOption('--out <prefix>', 'write PREFIX-key.pem (encrypted with QTM_KEY_PASSPHRASE) and PREFIX.vkey')
+    .requiredOption('--origin <name>', 'the log\'s name, the checkpoint origin (a schema-less URL: shop.example/log)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+The .vkey is public: give it to auditors (qtm verify --log-key) and witnesses. The private key
+is never printed.
+` + examples('qtm log init --out keys/log --origin shop.example/log', 'qtm server start --config server.json --log ./tlog --log-key keys/log'))
+    .action(async (o: { out: string; origin: string; json?: boolean }) => {
+      const pass = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
+      const r = writeNewNoteKey(o.out, o.origin, SIG_TYPE_ED25519, pass);
+      if (o.json) out.json({ vkey: r.vkey, files: r.paths });
+      else out.line(`log key ${r.vkey}\n  private ${r.paths.key} (encrypted)\n  public  ${r.paths.vkey}`);
+    });
+
+  log.command('witness-key')
+    .description('create a witness\'s cosigning key (C2SP cosignature/v1, type 0x04)')
+    .requiredOption('--out <prefix>', 'write PREFIX-key.pem (encrypted with QTM_KEY_PASSPHRASE) and PREFIX.vkey')
+    .requiredOption('--name <name>', 'the witness\'s name (a schema-less URL: witness.example/w1)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('qtm log witness-key --out keys/w1 --name witness.example/w1'))
+    .action(async (o: { out: string; name: string; json?: boolean }) => {
+      const pass = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
+      const r = writeNewNoteKey(o.out, o.name, SIG_TYPE_COSIGNATURE_V1, pass);
+      if (o.json) out.json({ vkey: r.vkey, files: r.paths });
+      else out.line(`witness key ${r.vkey}\n  private ${r.paths.key} (encrypted)\n  public  ${r.paths.vkey}`);
+    });
+
+  log.command('prove')
+    .description('add to a proof bundle the inclusion proof of its transaction in the log (bundle version 2)')
+    .argument('<bundle>', 'the proof bundle (.json)')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix: its www/ directory or https://.../log/')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key (.vkey file or vkey text)')
+    .option('--checkpoint <file>', 'prove against this checkpoint (e.g. one witnesses cosigned) instead of the log\'s latest')
+    .option('--index <n>', 'the leaf index, if known (otherwise the entry bundles are scanned: ~5 s at 1M entries)', parseNonNegativeInt)
+    .option('--out <file>', 'write the bundle here (default: stdout)')
+    .option('--json', 'print the leaf and checkpoint as JSON instead of the bundle (with --out)')
+    .addHelpText('after', `
+Exit codes: 0 proven, 1 the transaction is not in the log (or the log serves inconsistent tiles),
+2 unusable input.
+` + examples('qtm log prove receipt.json --log ./tlog/www --log-key keys/log.vkey --out receipt-logged.json',
+      'qtm log prove receipt.json --log ./tlog/www --log-key keys/log.vkey --checkpoint cosigned.txt --out r.json'))
+    .action(async (file: string, o: { log: string; logKey: string; checkpoint?: string; index?: number; out?: string; json?: boolean }) => {
+      const bundle = decodeBundle(readText(file));
+      const { decodePackage } = await import('../protocol/qtm-package.js');
+      const pkg = decodePackage(bundle.package);
+      const t = await proveInclusion(sourceFor(o.log), readVkeyFile(o.logKey), { transactionId: pkg.transactionId, package: bundle.package },
+        { ...(o.checkpoint ? { checkpoint: readText(o.checkpoint) } : {}), ...(o.index !== undefined ? { index: o.index } : {}) });
+      const text = encodeBundle({ ...bundle, transparency: t });
+      if (o.out) writeFileAtomic(o.out, text);
+      if (o.json) out.json({ transactionId: pkg.transactionId, index: t.index, proofHashes: t.proof.length, checkpoint: t.checkpoint });
+      else if (!o.out) out.line(text.trimEnd());
+    });
+
+  log.command('witness')
+    .description('cosign the log\'s checkpoint after checking it extends the last one this witness cosigned; refuse a fork or a shrink')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key')
+    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey; passphrase QTM_KEY_PASSPHRASE)')
+    .requiredOption('--state <file>', 'the last cosigned checkpoint (size and root), created on first use')
+    .option('--out <file>', 'write the cosigned checkpoint here (default: stdout)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Run it on a schedule. Exit codes: 0 cosigned, 1 REFUSED (the log forked or shrank: nothing is
+signed and the state is kept), 2 unusable input.
+` + examples('qtm log witness --log https://shop.example/log/ --log-key shop-log.vkey --key keys/w1 --state w1-state.json --out cosigned.txt'))
+    .action(async (o: { log: string; logKey: string; key: string; state: string; out?: string; json?: boolean }) => {
+      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE), SIG_TYPE_COSIGNATURE_V1));
+      const r = await witness(sourceFor(o.log), readVkeyFile(o.logKey), w, o.state);
+      if (o.out) writeFileAtomic(o.out, r.cosigned);
+      if (o.json) out.json({ origin: r.checkpoint.origin, size: r.checkpoint.size, root: r.checkpoint.root.toString('base64'), status: r.status, cosigned: r.cosigned });
+      else if (o.out) out.line(`cosigned ${r.checkpoint.origin} at size ${r.checkpoint.size}: ${r.status}`);
+      else out.line(r.cosigned.trimEnd());
+    });
+
+  log.command('witness-serve')
+    .description('run a C2SP tlog-witness: POST /add-checkpoint cosigns a checkpoint whose consistency proof extends the last one it cosigned')
+    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey; passphrase QTM_KEY_PASSPHRASE)')
+    .requiredOption('--log-key <vkey>', 'a log this witness follows (repeatable)', collect, [])
+    .requiredOption('--state-dir <dir>', 'where the last cosigned checkpoint of each log is kept')
+    .option('--host <address>', 'bind address (default 127.0.0.1)', '127.0.0.1')
+    .option('--port <n>', 'TCP port (default 0: a free one, printed)', '0')
+    .addHelpText('after', `
+Prints one JSON line {"event":"listening","url":...} on stderr, and one per request.
+Answers as C2SP tlog-witness v1.0.0: 200 cosignature lines, 409 with the last cosigned size or on a
+fork, 422 for a consistency proof that does not verify, 403/404 for unknown keys or logs.
+` + examples('qtm log witness-serve --key keys/w1 --log-key shop-log.vkey --state-dir ./w1-state --port 8450'))
+    .action(async (o: { key: string; logKey: string[]; stateDir: string; host: string; port: string }) => {
+      const { createWitnessServer } = await import('../tlog/witness-server.js');
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE), SIG_TYPE_COSIGNATURE_V1));
+      const server = createWitnessServer({ logs: o.logKey.map((k) => readVkeyFile(k)), cosigner: w, stateDir: o.stateDir, log: (l) => process.stderr.write(`${JSON.stringify(l)}\n`) });
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(Number(o.port), o.host, () => resolve()); });
+      const addr = server.address() as import('node:net').AddressInfo;
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: `http://${o.host}:${addr.port}/`, witness: w.name })}\n`);
+      await new Promise<void>((resolve) => { for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve()); });
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+  log.command('push')
+    .description('send the log\'s checkpoint with a consistency proof to a witness (C2SP tlog-witness add-checkpoint) and keep its cosignature')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key')
+    .requiredOption('--witness <url>', 'the witness\'s submission prefix (http://host:port/)')
+    .option('--out <file>', 'write the cosigned checkpoint here (default: stdout); give it to qtm log prove --checkpoint')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Exit codes: 0 cosigned, 1 the witness refused (a fork, a shrink, a proof that does not verify),
+2 unusable input or an unreachable witness.
+` + examples('qtm log push --log ./tlog/www --log-key keys/log.vkey --witness http://witness.example:8450/ --out cosigned.txt'))
+    .action(async (o: { log: string; logKey: string; witness: string; out?: string; json?: boolean }) => {
+      const { pushToWitness } = await import('../tlog/witness-server.js');
+      const { fetchCheckpoint } = await import('../tlog/client-ops.js');
+      const src = sourceFor(o.log);
+      const { text, checkpoint } = await fetchCheckpoint(src, readVkeyFile(o.logKey));
+      const cosigned = await pushToWitness(src, text, o.witness);
+      if (o.out) writeFileAtomic(o.out, cosigned);
+      if (o.json) out.json({ origin: checkpoint.origin, size: checkpoint.size, cosigned });
+      else if (o.out) out.line(`${o.witness} cosigned ${checkpoint.origin} at size ${checkpoint.size}`);
+      else out.line(cosigned.trimEnd());
+    });
+
+  log.command('monitor')
+    .description('follow the log: check each checkpoint extends the last, every entry against its tile, and find given receipts')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key')
+    .requiredOption('--state <file>', 'the last checkpoint seen (size and root), created on first use')
+    .option('--watch <bundle>', 'a proof bundle whose transaction must be in the log (repeatable)', collect, [])
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Exit codes: 0 consistent and every watched transaction found, 1 a fork, a shrink, a bad entry or a
+watched transaction missing, 2 unusable input.
+` + examples('qtm log monitor --log ./tlog/www --log-key keys/log.vkey --state monitor.json --watch receipts/*.json'))
+    .action(async (o: { log: string; logKey: string; state: string; watch: string[]; json?: boolean }) => {
+      const { decodePackage } = await import('../protocol/qtm-package.js');
+      const watch = o.watch.map((f) => {
+        const b = decodeBundle(readText(f));
+        return { label: f, leaf: { transactionId: decodePackage(b.package).transactionId, package: b.package } };
+      });
+      const r = await monitor(sourceFor(o.log), readVkeyFile(o.logKey), o.state, watch);
+      if (o.json) out.json(r);
+      else {
+        out.line(`${r.origin} at size ${r.size}: ${r.status}; ${r.newEntries} new entries checked`);
+        for (const f of r.found) out.line(`  found ${f.label} at leaf ${f.index}`);
+        for (const m of r.missing) out.line(out.colour.red(`  MISSING ${m}: its transaction is not in the log`));
+      }
+      process.exitCode = r.missing.length ? 1 : 0;
+    });
+
+  log.command('audit')
+    .description('compare the store\'s signed transactions with the log\'s leaves and its signed root')
+    .requiredOption('--store <dir>', 'the server\'s transaction store (read without locking)')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Exit codes: 0 same set, 1 a signed transaction missing from the log (dropped), a leaf the store
+does not hold, or tiles that do not rebuild the signed root; 2 unusable input.
+` + examples('qtm log audit --store ./store --log ./tlog/www --log-key keys/log.vkey'))
+    .action(async (o: { store: string; log: string; logKey: string; json?: boolean }) => {
+      const store = LogStore.open(o.store, { readOnly: true });
+      try {
+        const r = await auditStoreAgainstLog(sourceFor(o.log), readVkeyFile(o.logKey), signedLeaves(store));
+        if (o.json) out.json(r);
+        else {
+          out.line(`${r.origin} at size ${r.size}; store holds ${r.storeSigned} signed transactions`);
+          out.line(r.ok ? out.colour.green('the log and the store hold the same transactions') : out.colour.red('THE LOG AND THE STORE DIFFER:'));
+          if (r.missingFromLog.length) out.line(`  signed but not in the log: transactions ${r.missingFromLog.join(', ')}`);
+          if (r.leavesNotInStore.length) out.line(`  leaves the store does not hold: ${r.leavesNotInStore.join(', ')}`);
+          if (r.duplicateLeaves.length) out.line(`  duplicate leaves: ${r.duplicateLeaves.join(', ')}`);
+        }
+        process.exitCode = r.ok ? 0 : 1;
+      } finally {
+        await store.close();
+      }
+    });
+  return log;
+}

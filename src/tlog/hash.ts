@@ -1,0 +1,23 @@
+/**
+ * RFC 6962 / RFC 9162 section 2.1.1 hashing with SHA-256: a leaf is SHA-256(0x00 || entry), an
+ * interior node SHA-256(0x01 || left || right), and the empty tree SHA-256("").
+ */
+import { createHash } from 'node:crypto';
+
+export const HASH_SIZE = 32;
+
+const LEAF_PREFIX = Buffer.from([0x00]);
+const NODE_PREFIX = Buffer.from([0x01]);
+
+export function leafHash(entry: Uint8Array): Buffer {
+  return createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
+}
+
+export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+}
+
+/** MTH({}) = SHA-256() : the root of the empty tree. */
+export function emptyRoot(): Buffer {
+  return createHash('sha256').digest();
+}
