@@ -11,7 +11,7 @@ import { ROOT } from './helpers.js';
 
 /** Bottom first. Each folder may import the ones before it, never one after it. */
 export const LAYERS = [
-  'errors.ts', 'protocol', 'util', 'crypto', 'http', 'store', 'sam', 'pkcs11', 'pki', 'card', 'bundle', 'warrant', 'verify', 'proof', 'fair',
+  'errors.ts', 'protocol', 'util', 'crypto', 'tlog', 'http', 'store', 'sam', 'pkcs11', 'pki', 'card', 'bundle', 'warrant', 'verify', 'proof', 'fair',
   'client', 'server', 'demo', 'cli', 'commands',
 ] as const;
 const TERMINAL = new Set(['cli', 'commands']);

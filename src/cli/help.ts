@@ -47,4 +47,7 @@ QTM_ARCHIVE                     the client archive of proofs (--archive; default
                                 $XDG_DATA_HOME/qtm/archive, XDG_DATA_HOME defaulting to ~/.local/share)
 QTM_DEBUG=1                     stack traces with errors (--debug)
 NO_COLOR                        no colour, even on a terminal
-PCSCLITE_CSOCK_NAME             pcscd's socket (read by libpcsclite)`;
+PCSCLITE_CSOCK_NAME             pcscd's socket (read by libpcsclite)
+QTM_PKCS11_MODULE, QTM_PKCS11_PIN   the PKCS#11 module and a token's user PIN for pkcs11: key URIs
+                                (--pkcs11-module; the PIN also from the URI's pin-source, or a prompt)
+SOFTHSM2_CONF                   the SoftHSM2 configuration qtm demo --pkcs11 uses (a throwaway one if unset)`;

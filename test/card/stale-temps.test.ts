@@ -52,7 +52,7 @@ test('kill -9 during an archive write: its temp copy of the bundle is removed wh
   const left = await killUntilTempLeft(bundles, `
     import { Archive } from ${JSON.stringify(join(ROOT, 'dist/src/client/archive.js'))};
     const a = await Archive.open(${JSON.stringify(dir)});
-    for (let i = 1; ; i++) { await a.saveProof({ serverId: 'AB'.repeat(16), transactionId: i, cardSerial: '00', slot: 1, state: 'received' }, JSON.stringify({ padding: 'B'.repeat(2000000) })); if (i === 1) process.stdout.write('go'); }
+    for (let i = 1; ; i++) { await a.saveProof({ serverId: 'AB'.repeat(16), transactionId: i, cardSerial: '00', slot: 1, state: 'received' }, JSON.stringify({ padding: 'B'.repeat(2000000) }), Buffer.from('package ' + i)); if (i === 1) process.stdout.write('go'); }
   `);
   assert.match(left[0]!, /\.json\.\d+\.\d+\.tmp$/);
   await Archive.open(dir);

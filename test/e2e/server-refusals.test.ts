@@ -88,3 +88,21 @@ test('an order over the content limit is refused when the server composes it (40
     await server.stop();
   }
 });
+
+test('issue 18: a receipt key that signed before is refused an empty store (its IDs would be handed out again) unless --first-id is given', async () => {
+  // The marker a server leaves beside its receipt key once it has signed (PREFIX.signed.json).
+  writeFileSync(join(dir, 'receipts.signed.json'), JSON.stringify({ store: '/srv/qtm/old-store', lastTransactionId: 7, updated: new Date().toISOString() }));
+  const r = qtm([...base(), '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--store', join(dir, 'store-empty')], { env });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^qtm: error: this receipt key signed transactions up to at least 7 in the store \/srv\/qtm\/old-store, and this store is empty: it would hand their IDs out again/);
+  assert.match(r.stderr, /--first-id 8/);
+  const server = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'),
+    '--store', join(dir, 'store-empty'), '--first-id', '8'], env);
+  try {
+    const signed = qtm(['sign', '--server', server.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', cardFile, '--archive', join(dir, 'archive-first-id'), '--items', 'PAPER-A4:1', '--yes', '--json'], { env: { QTM_PIN: '123456' } });
+    assert.equal(signed.status, 0, signed.stderr);
+    assert.equal(JSON.parse(signed.stdout).transactionId, 8, 'the first ID of the new store is the one given');
+  } finally {
+    await server.stop();
+  }
+});

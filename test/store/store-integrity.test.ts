@@ -10,7 +10,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Archive } from '../../src/client/archive.js';
 import { StepError } from '../../src/client/transaction.js';
-import { lineHash } from '../../src/store/head.js';
+import { encodeSignedHead, headSigner, headStatement, lineHash } from '../../src/store/head.js';
 import { LOG_FILE } from '../../src/store/log-store.js';
 import { makeWorld, newCard, transact } from '../e2e/env.js';
 import { qtm } from '../helpers.js';
@@ -122,4 +122,34 @@ test('an ID handed out again after the newest transaction was cut from the store
   assert.equal(card.storage.load().slots.filter((s: string | null) => s).length, signedBefore, 'nothing written to the card');
   // The proof of the first use of the ID is still in the archive, untouched.
   assert.ok(archive.proofs.some((p) => p.transactionId === second.transactionId));
+});
+
+test('an operator holding the receipt key re-chains and re-signs a forged storage proof W: only the SAM check of qtm server audit --sam catches it', async (t) => {
+  const world = await makeWorld();
+  t.after(() => world.close());
+  const card = await newCard(world);
+  await transact(world, card, { archive: await Archive.open(join(world.dir, 'archive')) });
+  await world.server.close();
+  writeFileSync(join(world.dir, 'receipts.pem'), world.signer.certificate.toString());
+  writeFileSync(join(world.dir, 'ca.pem'), world.ca.certificate.toString());
+  // Rewrite the delivered entry's W, then recompute the whole chain and every head with the key.
+  const entries = parse(readFileSync(join(world.dir, 'store', LOG_FILE), 'utf8')).filter((l) => !('head' in l));
+  let prev = '0'.repeat(64);
+  const rebuilt: Line[] = [];
+  entries.forEach((e, i) => {
+    const { seq: _s, prev: _p, ...entry } = e;
+    const line = { seq: i + 1, prev, ...(entry.type === 'delivered' ? { ...entry, proof: Buffer.alloc(8, 0x42).toString('base64') } : entry) };
+    prev = lineHash(Buffer.from(JSON.stringify(line)));
+    rebuilt.push(line);
+  });
+  const signer = headSigner(world.signer.certificate.publicKey, world.signer.privateKey);
+  const head = { seq: rebuilt.length, hash: prev };
+  rebuilt.push({ head: encodeSignedHead({ ...head, sig: signer.sign(headStatement(head)) }) });
+  writeFileSync(join(world.dir, 'store', LOG_FILE), serialise(rebuilt));
+  const audit = (extra: string[]) => qtm(['server', 'audit', '--store', join(world.dir, 'store'), '--signer-cert', join(world.dir, 'receipts.pem'), '--trust', join(world.dir, 'ca.pem'), '--json', ...extra], { env: { QTM_SAM_PASSPHRASE: 'e2e passphrase' } });
+  const without = audit([]);
+  assert.equal(without.status, 0, 'chain and heads are consistent: the key holder made them');
+  const withSam = audit(['--sam', join(world.dir, 'shop.sam')]);
+  assert.equal(withSam.status, 1, withSam.stdout);
+  assert.match(withSam.stdout, /storage proof W does not verify with the card's keys/);
 });
