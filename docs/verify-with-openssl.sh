@@ -74,7 +74,10 @@ done
 
 check_party() {  # name, certificate list key, fingerprint offset, signed file, signature file, required EKU
   jq -r ".certificates.$2[0]" "$bundle" > "$w/$1.pem"
-  openssl verify -attime "$time" -CAfile "$ca" "$w/$1.pem" > /dev/null || fail "$1 certificate does not chain to $ca at the transaction time"
+  # Intermediates, if the list carries any, are offered as untrusted links (qtm verify does the same).
+  jq -r ".certificates.$2[1:][]" "$bundle" > "$w/$1-chain.pem"
+  if [ -s "$w/$1-chain.pem" ]; then set -- "$@" -untrusted "$w/$1-chain.pem"; else set -- "$@"; fi
+  openssl verify -attime "$time" -CAfile "$ca" ${7:+"$7"} ${8:+"$8"} "$w/$1.pem" > /dev/null || fail "$1 certificate does not chain to $ca at the transaction time"
   has_eku "$w/$1.pem" "$6" || fail "$1 certificate lacks the extended key usage $6 its role needs"
   openssl x509 -in "$w/$1.pem" -pubkey -noout > "$w/$1.pub"
   openssl pkey -pubin -in "$w/$1.pub" -outform DER | openssl dgst -"$hash" -binary > "$w/$1.fp"
