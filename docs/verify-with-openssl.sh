@@ -155,7 +155,8 @@ else
     crl_number=$(openssl crl -inform "$inform" -in "$crl" -noout -crlnumber | sed 's/^crlNumber=//')
     this_update=$(date -u -d "$(openssl crl -inform "$inform" -in "$crl" -noout -lastupdate | sed 's/^lastUpdate=//')" +%s)
     serial=$(openssl x509 -in "$w/warrant.pem" -noout -serial | sed 's/^serial=//')
-    revoked=$(awk -v s="$serial" '/Serial Number:/ {n = $3} /Revocation Date:/ && n == s {sub(/^ *Revocation Date: /, ""); print; exit}' "$w/crl.txt")
+    # Serials are compared as strings: awk would read 01E5 and 100000 as the same number.
+    revoked=$(awk -v s="$serial" '/Serial Number:/ {n = $3} /Revocation Date:/ && (n "") == (s "") {sub(/^ *Revocation Date: /, ""); print; exit}' "$w/crl.txt")
     tolerance=${QTM_CLOCK_TOLERANCE:-120}
     if [ -n "$revoked" ]; then
       r=$(date -u -d "$revoked" +%s)

@@ -154,6 +154,11 @@ export function verifyBundle(bundle: ProofBundle, options: VerifyOptions): Verif
 
   // Content and its ID.
   const content = bundle.content ?? options.content;
+  // Content given beside a bundle that carries its own must be that content: otherwise "does this
+  // receipt prove my file?" would be answered about another text.
+  if (bundle.content && options.content && !bundle.content.equals(options.content)) {
+    add('content-id', false, `the content given (${options.content.length} bytes) is not the content the bundle carries (${bundle.content.length} bytes): this receipt is not for that text`);
+  }
   if (!content) {
     add('content-id', false, 'the bundle has no content and none was given: pass the content file with --content');
   } else {

@@ -235,3 +235,15 @@ test('attack: flipping any bit of the v2 attestation fails warrant-binding', () 
   assert.equal(statement.subarray(0, 25).toString('latin1'), 'qtm proxy attestation v2\0');
 });
 
+
+test('attack: qtm verify --content with another text than the bundle carries is refused (content-id), not silently ignored', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'other.txt'), 'Pay 1000000 EUR to Mallory\n');
+  const r = qtm(['verify', fixture('bundles', 'sample-v3.json'), '--trust', caPem, '--content', join(dir, 'other.txt'), '--json']);
+  assert.equal(r.status, 1, r.stdout);
+  const failures = JSON.parse(r.stdout).results[0].failures as { name: string; detail: string }[];
+  assert.deepEqual(failures.map((f) => f.name), ['content-id']);
+  assert.match(failures[0]!.detail, /is not the content the bundle carries/);
+  // The same text the bundle carries is fine.
+  assert.equal(qtm(['verify', fixture('bundles', 'sample-v3.json'), '--trust', caPem, '--content', fixture('content', 'order.txt')]).status, 0);
+});
