@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { initSam } from '../../src/sam/sam.js';
-import { QTM_BIN, qtm, ROOT } from '../helpers.js';
+import { QTM_BIN, qtm } from '../helpers.js';
 import { startListeningProcess, type ServerProcess } from '../e2e/server-process.js';
 
 const PASS = 'hostile http passphrase';
@@ -26,30 +26,6 @@ let caPem: string;
 let server: ServerProcess;
 let ttp: ServerProcess;
 let tlsIdentity: ReturnType<typeof issueKeyAndCertificate>;
-
-/** Like startListeningProcess, but under `ulimit -n LIMIT` (the soft file-descriptor limit). */
-async function startUnderFdLimit(limit: number, args: string[]): Promise<ServerProcess> {
-  const child = spawn('sh', ['-c', `ulimit -n ${limit} && exec "$0" "$@"`, process.execPath, QTM_BIN, ...args],
-    { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(log);
-      if (m) resolve(`https://localhost:${m[1]}`);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)));
-  });
-  return {
-    child, url, log: () => log,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'qtm-hostile-http-'));
@@ -67,8 +43,8 @@ before(async () => {
   initSam(join(dir, 'shop.sam'), PASS);
   const issue = qtm(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', join(dir, 'shop.sam'), '--holder', 'CN=Alice Hostile', '--card', join(dir, 'alice.card.json')], { env });
   assert.equal(issue.status, 0, issue.stderr);
-  server = await startUnderFdLimit(256, ['server', 'start', '--port', '0', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
-    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store')]);
+  server = await startListeningProcess(['server', 'start', '--port', '0', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'), '--sam', join(dir, 'shop.sam'),
+    '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store')], env, { fdLimit: 256 });
   ttp = await startListeningProcess(['ttp', 'start', '--port', '0', '--identity', join(dir, 'ttp'), '--tls', join(dir, 'ttp-tls'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'ttp-store')], env);
 });
 

@@ -17,9 +17,15 @@ export function startServerProcess(args: string[], env: Record<string, string>):
   return startListeningProcess(['server', 'start', '--port', '0', ...args], env);
 }
 
-/** Any qtm service (`server start`, `ttp start`) started with --port 0. */
-export async function startListeningProcess(args: string[], env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [QTM_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Any qtm service (`server start`, `ttp start`) started with --port 0; with `fdLimit`, under
+ * `ulimit -n` (the soft file-descriptor limit).
+ */
+export async function startListeningProcess(args: string[], env: Record<string, string>, o: { fdLimit?: number } = {}): Promise<ServerProcess> {
+  const [command, argv] = o.fdLimit === undefined
+    ? [process.execPath, [QTM_BIN, ...args]]
+    : ['sh', ['-c', `ulimit -n ${o.fdLimit} && exec "$0" "$@"`, process.execPath, QTM_BIN, ...args]];
+  const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (d: Buffer) => {
