@@ -63,3 +63,10 @@ export function requireTool(t: { skip(msg: string): void }, cmd: string, install
   t.skip(`${cmd} not found; install with: ${install}`);
   return false;
 }
+
+/** An async iterable's items in an array (Array.fromAsync is Node 22). */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
+}

@@ -175,7 +175,7 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
         } : {}),
       });
-      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: running.store.lastTransactionId(), ...(running.transparency ? { log: running.transparency.www, logSize: running.transparency.size } : {}) }));
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, serverId: running.service.serverId.toString('hex'), stored: await running.store.lastTransactionId(), ...(running.transparency ? { log: running.transparency.www, logSize: running.transparency.size } : {}) }));
       await new Promise<void>((resolve) => {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
       });
@@ -206,7 +206,7 @@ Reads the store without locking it, so it can run beside the server.
       const signer = await readSigningIdentity(o.signer, o);
       const store = LogStore.open(o.store, { readOnly: true });
       try {
-        const attested = encodeBundle(attestProxyBundle(store, bundle, signer));
+        const attested = encodeBundle(await attestProxyBundle(store, bundle, signer));
         if (o.out) writeFileAtomic(o.out, attested);
         else out.line(attested.trimEnd());
       } finally {
@@ -254,9 +254,9 @@ keys, 2 unusable input.
       // Read-only: safe beside a running server, and damaged lines are reported, not fatal.
       const store = LogStore.open(o.store, { readOnly: true, heads });
       const trust = loadTrustAnchors([o.trust]);
-      const counts = store.countByState();
+      const counts = await store.countByState();
       const progress = new Progress(counts.prepared + counts.confirmed + counts.delivered, 'auditing');
-      const report = auditStore(store, signer, trust, (done) => progress.tick(done), {
+      const report = await auditStore(store, signer, trust, (done) => progress.tick(done), {
         findings: store.findings, verifyHead: heads.verify, ...(sam ? { sam } : {}), ...(minHead ? { minHead } : {}),
       });
       progress.done();

@@ -67,7 +67,7 @@ export interface CheatOutcome {
 }
 
 export async function runCheat(cheat: Cheat, o: { service: QtmService; store: TransactionStore; cheatSwitch: CheatSwitch; transaction: Omit<TransactionInput, 'fair'> }): Promise<CheatOutcome> {
-  const id = o.store.lastTransactionId() + 1;
+  const id = (await o.store.lastTransactionId()) + 1;
   const story: string[] = [];
   if (cheat === 'server') {
     o.cheatSwitch.current = BOGUS_SERVER;
@@ -81,7 +81,7 @@ export async function runCheat(cheat: Cheat, o: { service: QtmService; store: Tr
       story.push('The client found X wrong and resolved at the TTP with its Y; the TTP opened the escrow of X, found it bogus, and ABORTED the exchange: the client has an abort token, and its Y stayed with the TTP.');
     }
     const later = await o.service.resolveAtTtp(id);
-    const serverHasY = o.store.get(id)?.confirmed !== undefined;
+    const serverHasY = (await o.store.get(id))?.confirmed !== undefined;
     story.push(`At the deadline the server asked the TTP for Y: ${later === 'aborted' ? 'refused with the abort token' : later}. Neither side holds the other's signature: fair.`);
     return { story, clientHasX, serverHasY, transactionId: id };
   }
@@ -100,7 +100,7 @@ export async function runCheat(cheat: Cheat, o: { service: QtmService; store: Tr
   for (const m of moves) story.push(`  - ${m.move}: refused (${m.refused})`);
   story.push('At the deadline the server resolved at the TTP with X and the client\'s escrow:');
   const outcome = await o.service.resolveAtTtp(id);
-  const serverHasY = o.store.get(id)?.confirmed !== undefined;
+  const serverHasY = (await o.store.get(id))?.confirmed !== undefined;
   story.push(`the TTP ${outcome === 'resolved' ? 'extracted Y from the verifiable escrow (one of its 128 unopened halves), and the server signed the receipt with it' : `answered ${outcome}`}. Both sides hold both signatures: fair. The receipt reaches the card when the client returns (qtm receipts fetch).`);
   return { story, clientHasX: true, serverHasY, transactionId: id, moves };
 }
@@ -120,8 +120,8 @@ const LOSS_STORY: Record<LostMessage, string> = {
 };
 
 /** Whether the server holds a Y that verifies with the card's key for this transaction. */
-export function serverHoldsY(store: TransactionStore, transactionId: number): boolean {
-  const rec = store.get(transactionId);
+export async function serverHoldsY(store: TransactionStore, transactionId: number): Promise<boolean> {
+  const rec = await store.get(transactionId);
   if (!rec?.confirmed) return false;
   const header = Buffer.from(rec.prepared.header, 'base64');
   const card = certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate')[0]!;
@@ -149,8 +149,12 @@ export async function runLoss(lose: LostMessage, o: { url: string; trustPem: str
   }
   const id = holdings.transactionId!;
   const until = Date.now() + (o.deadlineSeconds + 20) * 1000;
-  while (!o.store.get(id)?.confirmed && !o.store.get(id)?.fairAborted && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
-  const rec = o.store.get(id)!;
+  let rec = await o.store.get(id);
+  while (!rec?.confirmed && !rec?.fairAborted && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    rec = await o.store.get(id);
+  }
+  if (!rec) throw new Error(`transaction ${id} is not in the store`);
   story.push(rec.fairAborted
     ? `The server settled at the TTP: ABORTED (${rec.fairAborted.reason}); it holds the TTP's abort token.`
     : rec.resolved ? 'At the deadline the server asked the TTP, which had the card\'s Y (deposited by the client, or extracted from its verifiable escrow): the server signed the receipt with it.'
@@ -164,7 +168,7 @@ export async function runLoss(lose: LostMessage, o: { url: string; trustPem: str
       back.close();
     }
   }
-  const holds = { server: { y: serverHoldsY(o.store, id) }, client: { x: holdings.x } };
+  const holds = { server: { y: await serverHoldsY(o.store, id) }, client: { x: holdings.x } };
   const fair = holds.server.y === holds.client.x;
   story.push(`Server holds Y: ${holds.server.y ? 'yes' : 'no'}; client holds X: ${holds.client.x ? 'yes' : 'no'}: ${fair ? 'fair' : 'UNFAIR'}.`);
   return { story, holds, fair, transactionId: id };

@@ -75,7 +75,7 @@ export async function runLogDemo(o: {
     // The shop rewrites its history: the same log key signs a tree without this transaction.
     const forkDir = join(o.dir, 'tlog-rewritten');
     const forked = LogDir.open(forkDir, o.keys.signer);
-    for (const rec of o.store.all()) {
+    for await (const rec of o.store.all()) {
       if (rec.confirmed && rec.transactionId !== pkg.transactionId) await forked.append({ transactionId: rec.transactionId, package: Buffer.from(rec.confirmed.package, 'base64') });
     }
     await forked.append({ transactionId: pkg.transactionId, package: Buffer.concat([bundle.package, Buffer.from('rewritten')]) });

@@ -18,7 +18,7 @@ export interface ReceiptSigner {
   readonly certificates: readonly X509Certificate[];
 }
 
-export function attestProxyBundle(store: TransactionStore, bundle: ProofBundle, signer: ReceiptSigner): ProofBundle {
+export async function attestProxyBundle(store: TransactionStore, bundle: ProofBundle, signer: ReceiptSigner): Promise<ProofBundle> {
   const pkg = decodePackage(bundle.package);
   const profile = profileByPackageVersion(pkg.version)!;
   if (pkg.version !== 2) throw new RefusedError(`the package is version ${pkg.version}: only a version 2 proxy proof needs an attestation (version 3 binds its warrant in the server's signature)`);
@@ -26,7 +26,7 @@ export function attestProxyBundle(store: TransactionStore, bundle: ProofBundle, 
   if (!fingerprint(signer.certificates[0]!.publicKey, profile).equals(pkg.serverId)) {
     throw new RefusedError('the package names another server (field 2 is not this receipt key)', 'attest with the receipt key of the server that signed it');
   }
-  const rec = store.get(pkg.transactionId);
+  const rec = await store.get(pkg.transactionId);
   if (!rec?.confirmed) throw new RefusedError(`this store holds no signed transaction ${pkg.transactionId}`);
   if (!Buffer.from(rec.confirmed.package, 'base64').equals(bundle.package)) {
     throw new RefusedError(`the store holds another package for transaction ${pkg.transactionId}: this one is not what the server signed`);

@@ -91,20 +91,20 @@ function auditOne(r: TransactionRecord, signerCertificates: string[], trustAncho
   return problems;
 }
 
-export function auditStore(
+export async function auditStore(
   store: TransactionStore,
   signerCertificates: string[],
   trustAnchors: readonly X509Certificate[],
   onProgress?: (done: number, total: number) => void,
   options: AuditOptions = {},
-): AuditReport {
+): Promise<AuditReport> {
   const tampered: AuditFinding[] = [];
-  const byState = store.countByState();
+  const byState = await store.countByState();
   const expected = byState.prepared + byState.confirmed + byState.delivered;
   let total = 0;
   const ids: number[] = [];
   const keysBySerial = new Map<string, Map<string, number[]>>();
-  for (const r of store.all()) {
+  for await (const r of store.all()) {
     total++;
     ids.push(r.transactionId);
     const keys = keysBySerial.get(r.prepared.cardSerial) ?? new Map<string, number[]>();

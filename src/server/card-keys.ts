@@ -28,14 +28,14 @@ export class CardKeyRegister {
    * Opens `<storeDir>/card-keys`; the first time, fills it from the store (the first key stored
    * for each serial) in a temporary folder renamed into place, so a crash leaves no half register.
    */
-  static open(storeDir: string, store: TransactionStore, now = new Date()): CardKeyRegister {
+  static async open(storeDir: string, store: TransactionStore, now = new Date()): Promise<CardKeyRegister> {
     const dir = join(storeDir, CARD_KEYS_DIR);
     if (!existsSync(dir)) {
       const tmp = `${dir}.filling`;
       rmSync(tmp, { recursive: true, force: true });
       mkdirSync(tmp, { recursive: true });
       const first = new Map<string, string>();
-      for (const r of store.all()) if (!first.has(r.prepared.cardSerial)) first.set(r.prepared.cardSerial, cardKeyOfEntry(r.prepared));
+      for await (const r of store.all()) if (!first.has(r.prepared.cardSerial)) first.set(r.prepared.cardSerial, cardKeyOfEntry(r.prepared));
       const register = new CardKeyRegister(tmp);
       for (const [serial, key] of first) register.claim(serial, key, now);
       fsyncDirectory(tmp);

@@ -73,7 +73,6 @@ const MAX_BACKOFF_SECONDS = 600;
 
 export class FairService {
   private readonly settling = new Set<number>();
-  private readonly applying = new Map<number, Promise<unknown>>();
   private readonly backoff = new Map<number, { attempts: number; next: number }>();
   /** The last unsettling answer per exchange ('refused: ...' or 'unreachable: ...'), for the report. */
   private readonly lastProblem = new Map<number, { outcome: 'refused' | 'unreachable'; reason: string }>();
@@ -163,18 +162,18 @@ export class FairService {
    * forged answer changes nothing. Returns the record as stored afterwards.
    */
   private apply(id: number, answer: TtpAnswer | { outcome: 'unreachable'; reason: string }, reason: string): Promise<TransactionRecord> {
-    // One at a time per exchange: the sweeper and a request may apply the same answer at once.
-    const turn = (this.applying.get(id) ?? Promise.resolve()).then(() => this.applyNow(id, answer, reason));
-    const settled = turn.catch(() => undefined);
-    this.applying.set(id, settled);
-    void settled.then(() => {
-      if (this.applying.get(id) === settled) this.applying.delete(id);
-    });
-    return turn;
+    // One at a time per exchange, across instances: the sweeper and a request may apply the same answer at once.
+    return this.o.store.exclusive(id, () => this.applyNow(id, answer, reason));
+  }
+
+  private async stored(id: number): Promise<TransactionRecord> {
+    const rec = await this.o.store.get(id);
+    if (!rec) throw new Error(`transaction ${id} is not in the store`);
+    return rec;
   }
 
   private async applyNow(id: number, answer: TtpAnswer | { outcome: 'unreachable'; reason: string }, reason: string): Promise<TransactionRecord> {
-    const rec = this.o.store.get(id)!;
+    const rec = await this.stored(id);
     const header = Buffer.from(rec.prepared.header, 'base64');
     if (rec.confirmed || rec.fairAborted) return rec; // settled already: the first settlement stands
     if (answer.outcome === 'y') {
@@ -192,7 +191,7 @@ export class FairService {
       }
       await this.o.store.append({ type: 'fair-aborted', transactionId: id, reason, token: answer.token.toString('base64') });
     }
-    return this.o.store.get(id)!;
+    return this.stored(id);
   }
 
   /** Blocks 306-308: check the client's verifiable escrow of Y; release X, or abort at the TTP. */
@@ -222,7 +221,7 @@ export class FairService {
           : 'the server asked the TTP to abort and waits for its answer'}`);
     }
     await this.o.store.append({ type: 'escrowed', transactionId, escrowY: escrowY.toString('base64') });
-    return this.releaseX(this.o.store.get(transactionId)!);
+    return this.releaseX(await this.stored(transactionId));
   }
 
   private pastDeadline(rec: TransactionRecord): boolean {
@@ -272,7 +271,7 @@ export class FairService {
   }
 
   private async settle(transactionId: number): Promise<SettleOutcome> {
-    const rec = this.o.store.get(transactionId);
+    const rec = await this.o.store.get(transactionId);
     if (!rec?.prepared.fair) return 'refused';
     if (rec.confirmed) return 'resolved';
     if (rec.fairAborted) return 'aborted';
@@ -316,8 +315,8 @@ export class FairService {
   }
 
   /** Fair transactions past their deadline and not settled, for the server's sweeper (skipping those backing off). */
-  overdue(now: Date): number[] {
-    return [...this.o.store.openFairExchanges()]
+  async overdue(now: Date): Promise<number[]> {
+    return [...await this.o.store.openFairExchanges()]
       .filter(([id, deadline]) => deadline * 1000 <= now.getTime() && (this.backoff.get(id)?.next ?? 0) <= Date.now())
       .map(([id]) => id);
   }

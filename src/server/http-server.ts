@@ -127,9 +127,9 @@ export function createQtmServer(o: HttpServerOptions): Server {
         return { body: { cardSerial: id.cardSerial, subject: id.subject } };
       }
       case 'pending':
-        return { body: { transactions: service.pending(identity(socket)) } };
+        return { body: { transactions: await service.pending(identity(socket)) } };
       case 'transaction':
-        return { body: M.encodePrepared(service.prepared(identity(socket), r.transactionId)), tx: r.transactionId };
+        return { body: M.encodePrepared(await service.prepared(identity(socket), r.transactionId)), tx: r.transactionId };
       case 'prepare': {
         const id = identity(socket);
         const p = M.decodePrepareRequest(await readJson(req, max));

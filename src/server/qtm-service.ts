@@ -52,13 +52,6 @@ export interface ServiceOptions {
 }
 
 export class QtmService {
-  /**
-   * Orders prepared by a logged-in card, to their transaction: a retried prepare gets the same
-   * transaction, another card gets E_ORDER_TAKEN. Only authenticated prepares, each of which
-   * stores a transaction, add to it; concept orders themselves are not kept (concept-orders.ts).
-   */
-  private readonly preparedOrders = new Map<string, { transactionId: number; expiry: number }>();
-  private preparesSincePrune = 0;
   private readonly now: () => Date;
   /** SPEC 2: the server ID is the fingerprint of the receipt-signing key. */
   readonly serverId: Buffer;
@@ -99,43 +92,32 @@ export class QtmService {
     throw new ServiceError('E_NO_ORDER', `no concept order "${orderId}" on this server: orders are not kept, their content comes with the ID from POST /orders (qtm sign --items)`);
   }
 
-  private record(client: ClientIdentity, transactionId: number): TransactionRecord {
+  private async record(client: ClientIdentity, transactionId: number): Promise<TransactionRecord> {
     // Another card's transaction (another serial, or the same serial with another key) is
     // reported as absent: its existence is not the caller's business (card-binding.ts).
-    return ownRecord(this.o.store.get(transactionId), client, transactionId);
+    return ownRecord(await this.o.store.get(transactionId), client, transactionId);
   }
 
   /** Builds the record to sign: the pre-QTM package for this card and the content. */
   async prepare(client: ClientIdentity, orderId: string, content: Buffer, fair = false): Promise<PreparedTransaction> {
     // The ID must be this server's MAC over this content, unexpired: nothing else is checked first.
     const nowSeconds = Math.floor(this.now().getTime() / 1000);
-    const expiry = checkOrder(this.o.orderKey, orderId, content, nowSeconds);
+    checkOrder(this.o.orderKey, orderId, content, nowSeconds);
     const order = { content };
     if (client.profile.name !== this.o.profile.name) {
       throw new ServiceError('E_PROFILE', `the card uses profile ${client.profile.name}, this server ${this.o.profile.name}`);
-    }
-    const already = this.preparedOrders.get(orderId)?.transactionId;
-    if (already !== undefined) {
-      const existing = this.o.store.get(already);
-      if (existing && belongsTo(existing, client)) return this.preparedMessage(existing);
-      throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     }
     checkPlainText(order.content);
     if (fair && !this.o.fair) throw new ServiceError('E_NO_TTP', 'this server offers no fair exchange (it was started without --ttp)');
     if (fair && this.o.proxy) throw new ServiceError('E_NO_TTP', 'the fair exchange is not offered together with proxy signing (docs/FAIR-EXCHANGE.md, "Fair exchange and proxy signing", says why)');
     const warrant = this.proxy?.warrantFor(client);
-    // An expired order cannot be prepared again, so its entry is no longer needed.
-    if (++this.preparesSincePrune >= 1024) {
-      this.preparesSincePrune = 0;
-      for (const [id, p] of this.preparedOrders) if (p.expiry <= nowSeconds) this.preparedOrders.delete(id);
-    }
     const time = Math.floor(this.now().getTime() / 1000);
     const signer = { certificates: this.o.signer.certificates };
     const partyA = warrant ? { certificates: [warrant.warrant.certificate] } : signer;
-    // The store picks the ID in the same durable write as the entry (no ID twice, none lost);
-    // the builder runs before anything is awaited, so the order is taken at once.
-    const transactionId = await this.o.store.appendPrepared((id) => {
-      this.preparedOrders.set(orderId, { transactionId: id, expiry });
+    // The store picks the ID in the same durable write as the entry (no ID twice, none lost),
+    // and one transaction per order: a retried prepare, through this instance or another, gets
+    // the same transaction; another card gets E_ORDER_TAKEN.
+    const { transactionId, created } = await this.o.store.appendPrepared((id) => {
       const header = encodeHeader(headerFor({ profile: this.o.profile, transactionId: id, time, content: order.content, server: signer, partyA, partyB: { certificates: client.certificates } }));
       return {
         type: 'prepared',
@@ -150,8 +132,11 @@ export class QtmService {
         ...(warrant ? { warrant: { serial: warrant.warrant.serial, certificates: [warrant.warrant.certificate, ...warrant.issuerChain].map((c) => c.toString()) } } : {}),
         ...(fair ? { fair: this.fair!.makeEscrowOfX(header, time + this.fair!.deadlineSeconds) } : {}),
       };
-    }, this.o.firstTransactionId);
-    return this.preparedMessage(this.o.store.get(transactionId)!);
+    }, { orderId, ...(this.o.firstTransactionId !== undefined ? { firstId: this.o.firstTransactionId } : {}) });
+    const stored = await this.o.store.get(transactionId);
+    if (!stored) throw new Error(`transaction ${transactionId} was prepared but cannot be read back`);
+    if (!created && !belongsTo(stored, client)) throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
+    return this.preparedMessage(stored);
   }
 
   /** S for a transaction prepared under a warrant; a server restarted without its warrants has none. */
@@ -161,8 +146,8 @@ export class QtmService {
   }
 
   /** The record of one of this card's transactions, for a client that lost it. */
-  prepared(client: ClientIdentity, transactionId: number): PreparedTransaction {
-    return this.preparedMessage(this.record(client, transactionId));
+  async prepared(client: ClientIdentity, transactionId: number): Promise<PreparedTransaction> {
+    return this.preparedMessage(await this.record(client, transactionId));
   }
 
   private preparedMessage(rec: TransactionRecord): PreparedTransaction {
@@ -187,7 +172,7 @@ export class QtmService {
 
   /** Blocks 306-308: check the client's verifiable escrow of Y; release X, or abort at the TTP. */
   async escrow(client: ClientIdentity, transactionId: number, escrowY: Buffer): Promise<Buffer> {
-    const rec = this.record(client, transactionId);
+    const rec = await this.record(client, transactionId);
     return this.fairService(rec).escrow(client, rec, escrowY);
   }
 
@@ -204,8 +189,8 @@ export class QtmService {
   }
 
   /** Fair transactions past their deadline and not settled, for the server's sweeper. */
-  overdueFair(now = this.now()): number[] {
-    return this.fair?.overdue(now) ?? [];
+  async overdueFair(now = this.now()): Promise<number[]> {
+    return this.fair ? this.fair.overdue(now) : [];
   }
 
   /**
@@ -215,7 +200,7 @@ export class QtmService {
    */
   async confirm(client: ClientIdentity, transactionId: number, firstMessage: FirstMessage): Promise<SecondMessage> {
     let first = firstMessage;
-    const rec = this.record(client, transactionId);
+    const rec = await this.record(client, transactionId);
     // A fair exchange the TTP settled with Y is answered from that state (fair-service.ts).
     if (rec.prepared.fair && (await this.fairService(rec).beforeConfirm(rec)) === 'resolved') return this.redeliver(client, transactionId, first.challenge, first.slot);
     const firstStored = { signatureB: first.signature.toString('base64'), challenge: first.challenge.toString('base64'), slot: first.slot, priority: first.priority };
@@ -223,7 +208,7 @@ export class QtmService {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
       if (!same) throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
       await this.o.transparency?.append({ transactionId, package: Buffer.from(rec.confirmed.package, 'base64') }); // a no-op unless an earlier append failed
-      return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
+      return await this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
     }
     // Issue 18 section 4: the record's time is what the card signs; a first message more than T
     // after it is refused for good, so no record is signed long after its date (a warrant revoked
@@ -271,14 +256,14 @@ export class QtmService {
   }
 
   /** The second message, with the store's signed head after the commit that holds this receipt. */
-  private second(transactionId: number, pkg: Buffer, envelope: Buffer, slot: number): SecondMessage {
-    const head = this.o.store.head();
+  private async second(transactionId: number, pkg: Buffer, envelope: Buffer, slot: number): Promise<SecondMessage> {
+    const head = await this.o.store.head();
     return { transactionId, package: pkg, envelope, slot, ...(head ? { headSeq: head.seq, headHash: Buffer.from(head.hash, 'hex'), headSignature: head.sig } : {}) };
   }
 
   /** A fresh envelope for a receipt that was never acknowledged (the card's R is new). */
   async redeliver(client: ClientIdentity, transactionId: number, challenge: Buffer, slot: number): Promise<SecondMessage> {
-    const rec = this.record(client, transactionId);
+    const rec = await this.record(client, transactionId);
     if (!rec.confirmed) throw new ServiceError('E_NOT_CONFIRMED', `transaction ${transactionId} has no signed receipt yet`);
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
       return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.offer.envelope, 'base64'), slot);
@@ -290,7 +275,7 @@ export class QtmService {
 
   /** The third message: W proves that this card stored this record under the offered R. */
   async acknowledge(client: ClientIdentity, third: ThirdMessage): Promise<{ transactionId: number; state: 'delivered' }> {
-    const rec = this.record(client, third.transactionId);
+    const rec = await this.record(client, third.transactionId);
     if (!rec.confirmed || !rec.offer) throw new ServiceError('E_NOT_CONFIRMED', `transaction ${third.transactionId} has no receipt to acknowledge`);
     if (rec.delivered) {
       if (rec.delivered.proof === third.proof.toString('base64')) return { transactionId: third.transactionId, state: 'delivered' };
@@ -303,12 +288,15 @@ export class QtmService {
   }
 
   /** Receipts signed for this card but not yet acknowledged (offered again on return). */
-  pending(client: ClientIdentity): number[] {
+  async pending(client: ClientIdentity): Promise<number[]> {
     // Indexed by card key; each checked again by the one helper (serial and key).
-    return this.o.store.pendingFor(client.cardKey).filter((id) => {
-      const rec = this.o.store.get(id);
-      return rec !== undefined && belongsTo(rec, client);
-    });
+    const ids = await this.o.store.pendingFor(client.cardKey);
+    const mine: number[] = [];
+    for (const id of ids) {
+      const rec = await this.o.store.get(id);
+      if (rec !== undefined && belongsTo(rec, client)) mine.push(id);
+    }
+    return mine;
   }
 
   static newNonce(): Buffer {

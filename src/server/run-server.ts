@@ -70,7 +70,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     onWarning: (message) => log({ time: new Date().toISOString(), event: 'store-warning', message }),
     ...(p.markSigned ? { onFirstSignedCommit: p.markSigned } : {}),
   });
-  if (store.lastTransactionId() === 0 && p.signedBefore && p.firstTransactionId === undefined) {
+  if ((await store.lastTransactionId()) === 0 && p.signedBefore && p.firstTransactionId === undefined) {
     await store.close();
     throw new InputError(
       `this receipt key signed transactions up to at least ${p.signedBefore.lastTransactionId} in the store ${p.signedBefore.store}, and this store is empty: it would hand their IDs out again`,
@@ -78,7 +78,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   }
   let cardKeys: CardKeyRegister;
   try {
-    cardKeys = CardKeyRegister.open(p.storeDir, store);
+    cardKeys = await CardKeyRegister.open(p.storeDir, store);
   } catch (err) {
     await store.close();
     throw err;
@@ -109,7 +109,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   // came, aborted if not (patent blocks 307, 316).
   // The sweeper reports on the server's log (stderr by default, as the requests are).
   const sweeper = p.fair ? setInterval(() => {
-    for (const id of service.overdueFair()) {
+    void service.overdueFair().then((overdue) => overdue.forEach((id) => {
       service.resolveAtTtp(id).then(
         (outcome) => {
           if (outcome === 'busy') return;
@@ -120,7 +120,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
         },
         (err: Error) => log({ time: new Date().toISOString(), event: 'fair-deadline', tx: id, error: err.message }),
       );
-    }
+    }), (err: Error) => log({ time: new Date().toISOString(), event: 'fair-sweep', error: err.message }));
   }, 1000) : undefined;
   sweeper?.unref();
   const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}), ...(tlog ? { logWww: tlog.www } : {}) });
@@ -145,7 +145,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
       await new Promise<void>((r) => server.close(() => r()));
       pusher?.stop();
       await pusher?.settle();
-      if (store.head()) p.markSigned?.(store.lastTransactionId());
+      if (await store.head()) p.markSigned?.(await store.lastTransactionId());
       await store.close();
       await tlog?.close();
     },
@@ -153,8 +153,8 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
 }
 
 /** The leaves of every signed transaction in the store (confirmed, or resolved at the TTP), in transaction order. */
-export function* signedLeaves(store: { all(): Iterable<import('../store/types.js').TransactionRecord> }) {
-  for (const rec of store.all()) {
+export async function* signedLeaves(store: { all(): AsyncIterable<import('../store/types.js').TransactionRecord> }) {
+  for await (const rec of store.all()) {
     if (rec.confirmed) yield { transactionId: rec.transactionId, package: Buffer.from(rec.confirmed.package, 'base64') };
   }
 }

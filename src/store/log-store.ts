@@ -31,7 +31,7 @@ import { fsyncDirectory, writeFileAtomic } from '../util/fs.js';
 import { decodeSignedHead, encodeSignedHead, GENESIS_HASH, headStatement, lineHash, type HeadSigner, type SignedHead } from './head.js';
 import { tryLock } from '../util/lock-file.js';
 import { InputError } from '../errors.js';
-import { cardKeyOfEntry, fold, type AlreadySigned, type ConfirmedEntry, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
+import { cardKeyOfEntry, fold, ORDER_MEMORY_SECONDS, type AlreadySigned, type ConfirmedEntry, type PrepareOptions, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
 export const LOCK_FILE = 'LOCK';
@@ -276,6 +276,7 @@ export class LogStore implements TransactionStore {
         return;
       }
       at = { state: 'prepared', cardKey: cardKeyOfEntry(entry), spans: [span] };
+      if (writer !== undefined) this.rememberOrder(entry);
       this.index.set(id, at);
       if (entry.fair) this.openFair.set(id, entry.fair.deadline);
       else this.openFair.delete(id);
@@ -315,7 +316,7 @@ export class LogStore implements TransactionStore {
     const id = entry.transactionId;
     for (;;) {
       // Check and claim with no await between them: the event loop makes this one atomic step.
-      const existing = this.get(id)?.confirmed;
+      const existing = this.record(id)?.confirmed;
       if (existing) return { stored: false, existing };
       const inFlight = this.signing.get(id);
       if (!inFlight) break;
@@ -353,15 +354,54 @@ export class LogStore implements TransactionStore {
    * ID and its prepared entry are durable together (no ID handed out without its entry, none
    * twice). `firstId` starts the numbering of an empty store elsewhere than 1.
    */
-  async appendPrepared(build: (transactionId: number) => PreparedEntry, firstId = 1): Promise<number> {
-    // Synchronous up to append(): no other caller can take the same ID in between.
-    const id = Math.max(this.maxId, this.allocated, firstId - 1) + 1;
-    await this.append(build(id));
-    return id;
+  async appendPrepared(build: (transactionId: number) => PreparedEntry, options: PrepareOptions = {}): Promise<{ transactionId: number; created: boolean }> {
+    // Synchronous up to append(): no other caller can take the same ID, or the same order, in between.
+    const { orderId } = options;
+    const known = orderId === undefined ? undefined : this.recentOrders.get(orderId);
+    if (known) return { transactionId: known.transactionId, created: false };
+    const id = Math.max(this.maxId, this.allocated, (options.firstId ?? 1) - 1) + 1;
+    const entry = build(id);
+    if (orderId !== undefined && entry.orderId !== orderId) throw new Error(`prepared entry for order ${orderId} names order ${entry.orderId}`);
+    const written = this.append(entry);
+    this.rememberOrder(entry);
+    try {
+      await written;
+    } catch (err) {
+      if (this.recentOrders.get(entry.orderId)?.transactionId === id) this.recentOrders.delete(entry.orderId);
+      throw err;
+    }
+    return { transactionId: id, created: true };
+  }
+
+  /** Which transaction each recent order was prepared as (ORDER_MEMORY_SECONDS), pruned as it grows. */
+  private readonly recentOrders = new Map<string, { transactionId: number; time: number }>();
+  private ordersSincePrune = 0;
+
+  private rememberOrder(entry: PreparedEntry): void {
+    const horizon = Math.floor(Date.now() / 1000) - ORDER_MEMORY_SECONDS;
+    if (entry.time <= horizon) return;
+    this.recentOrders.set(entry.orderId, { transactionId: entry.transactionId, time: entry.time });
+    if (++this.ordersSincePrune >= 1024) {
+      this.ordersSincePrune = 0;
+      for (const [order, o] of this.recentOrders) if (o.time <= horizon) this.recentOrders.delete(order);
+    }
+  }
+
+  /** Tasks per transaction, one after the other (one writer process: an in-process queue is enough). */
+  private readonly turns = new Map<number, Promise<unknown>>();
+
+  exclusive<T>(transactionId: number, task: () => Promise<T>): Promise<T> {
+    const turn = (this.turns.get(transactionId) ?? Promise.resolve()).then(task);
+    const settled = turn.catch(() => undefined);
+    this.turns.set(transactionId, settled);
+    void settled.then(() => {
+      if (this.turns.get(transactionId) === settled) this.turns.delete(transactionId);
+    });
+    return turn;
   }
 
   /** The last signed head: what the customer keeps to show later that this history existed. */
-  head(): SignedHead | undefined {
+  async head(): Promise<SignedHead | undefined> {
     return this.lastHead;
   }
 
@@ -424,7 +464,12 @@ export class LogStore implements TransactionStore {
     return entry as StoreEntry;
   }
 
-  get(transactionId: number): TransactionRecord | undefined {
+  async get(transactionId: number): Promise<TransactionRecord | undefined> {
+    return this.record(transactionId);
+  }
+
+  /** Read now, with no await: the log store's atomic check-and-claim steps rely on it. */
+  private record(transactionId: number): TransactionRecord | undefined {
     const at = this.index.get(transactionId);
     if (!at) return undefined;
     let record: TransactionRecord | undefined;
@@ -432,25 +477,28 @@ export class LogStore implements TransactionStore {
     return record;
   }
 
-  lastTransactionId(): number {
+  async lastTransactionId(): Promise<number> {
     return this.maxId;
   }
 
   /** In transaction order, read one at a time, so an audit of a large store stays small. */
-  *all(): Iterable<TransactionRecord> {
+  async *all(): AsyncIterable<TransactionRecord> {
     const ids = [...this.index.keys()].sort((a, b) => a - b);
-    for (const id of ids) yield this.get(id)!;
+    for (const id of ids) {
+      const rec = this.record(id);
+      if (rec) yield rec;
+    }
   }
 
-  pendingFor(cardKey: string): number[] {
+  async pendingFor(cardKey: string): Promise<number[]> {
     return [...(this.pendingByCard.get(cardKey) ?? [])].sort((a, b) => a - b);
   }
 
-  openFairExchanges(): ReadonlyMap<number, number> {
-    return this.openFair;
+  async openFairExchanges(): Promise<ReadonlyMap<number, number>> {
+    return new Map(this.openFair);
   }
 
-  countByState(): Record<TransactionState, number> {
+  async countByState(): Promise<Record<TransactionState, number>> {
     const counts = { prepared: 0, confirmed: 0, delivered: 0 };
     for (const r of this.index.values()) counts[r.state]++;
     return counts;

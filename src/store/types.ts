@@ -129,42 +129,72 @@ export interface AlreadySigned {
   readonly existing: ConfirmedEntry;
 }
 
+/**
+ * The store behind the QTM service. Every read is asynchronous, so a database (PostgreSQL) can
+ * implement it as well as the embedded log store: any server instance then reads what another
+ * one wrote. Writes resolve only once durable; a reply goes out only after that.
+ */
 export interface TransactionStore {
-  /** Durable when the promise resolves (fsync'd): only then may a reply go out. */
+  /** Durable when the promise resolves (fsync'd, or committed): only then may a reply go out. */
   append(entry: StoreEntry): Promise<void>;
   /**
    * The one signing of a transaction (a confirm, or a TTP resolve): appended only if the
    * transaction has no such entry yet, stored or being stored, as one atomic step per
-   * transaction, whatever the backend (one writer with an in-memory claim here; a unique key on
-   * the transaction ID in a database). Of two concurrent callers exactly one gets
+   * transaction, whatever the backend (one writer with an in-memory claim in the log store; a
+   * unique key on the transaction ID in a database). Of two concurrent callers exactly one gets
    * `{ stored: true }`; the other gets the entry that stands, so its answer can never be a
    * receipt the store does not keep. Durable when it resolves, as append.
    */
   appendSigned(entry: ConfirmedEntry | ResolvedEntry): Promise<{ readonly stored: true } | AlreadySigned>;
   /**
-   * A new transaction whose ID the store chooses (the next one, at least firstId) in the same
+   * A new transaction whose ID the store chooses (the next one, at least `firstId`) in the same
    * durable write as its prepared entry: no ID is handed out without its entry, none twice.
+   * With `orderId`, one concept order gives one transaction: when a transaction was prepared
+   * for that order already (by any instance), its ID comes back with `created: false` and
+   * `build` is not called. Order IDs expire (server/concept-orders.ts), so a store need only
+   * remember those of the last ORDER_MEMORY_SECONDS.
    */
-  appendPrepared(build: (transactionId: number) => PreparedEntry, firstId?: number): Promise<number>;
+  appendPrepared(build: (transactionId: number) => PreparedEntry, options?: PrepareOptions): Promise<{ readonly transactionId: number; readonly created: boolean }>;
+  /**
+   * Runs `task` while no other caller, in this process or in another instance on the same
+   * store, runs a task for the same transaction: the fair exchange's read-decide-append steps
+   * (applying a TTP answer, the deadline sweeper, an escrow) each happen once.
+   */
+  exclusive<T>(transactionId: number, task: () => Promise<T>): Promise<T>;
   /** The head the store's server signed at its last commit, if it signs heads. */
-  head(): SignedHead | undefined;
-  get(transactionId: number): TransactionRecord | undefined;
+  head(): Promise<SignedHead | undefined>;
+  get(transactionId: number): Promise<TransactionRecord | undefined>;
   /** The highest transaction ID ever stored, 0 when empty. */
-  lastTransactionId(): number;
-  all(): Iterable<TransactionRecord>;
+  lastTransactionId(): Promise<number>;
+  /** Every transaction in ID order, read a few at a time, so an audit of a large store stays small. */
+  all(): AsyncIterable<TransactionRecord>;
   /**
    * Confirmed and not yet delivered for this card key (`cardKey`, or derived from the stored
    * certificate for older entries), in transaction order: a second card with the same serial
    * and another key sees none of them.
    */
-  pendingFor(cardKey: string): number[];
+  pendingFor(cardKey: string): Promise<number[]>;
   /** Fair exchanges neither signed, resolved nor aborted, with their deadlines (Unix seconds). */
-  openFairExchanges(): ReadonlyMap<number, number>;
+  openFairExchanges(): Promise<ReadonlyMap<number, number>>;
   /** Stored entries that could not be read at all, by position (read-only opens, for audits). */
   readonly damagedLines?: readonly number[];
-  countByState(): Record<TransactionState, number>;
+  countByState(): Promise<Record<TransactionState, number>>;
   close(): Promise<void>;
 }
+
+export interface PrepareOptions {
+  /** The first transaction ID of an empty store (`--first-id`). */
+  readonly firstId?: number;
+  /** The concept order being prepared: one transaction per order. */
+  readonly orderId?: string;
+}
+
+/**
+ * How long a store remembers which transaction an order ID was prepared as: longer than any
+ * concept order lives (ORDER_LIFETIME_SECONDS, one hour, in server/concept-orders.ts), after
+ * which the server refuses the order ID before it reaches the store.
+ */
+export const ORDER_MEMORY_SECONDS = 2 * 3600;
 
 export function fold(record: TransactionRecord | undefined, e: StoreEntry): TransactionRecord | undefined {
   switch (e.type) {

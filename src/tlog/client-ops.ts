@@ -158,7 +158,7 @@ export async function monitor(src: TileSource, logKey: Vkey, statePath: string, 
 }
 
 /** Audit: the store's signed transactions and the log's leaves are the same set, and the tiles rebuild the signed root. */
-export async function auditStoreAgainstLog(src: TileSource, logKey: Vkey, signed: Iterable<LeafInput>) {
+export async function auditStoreAgainstLog(src: TileSource, logKey: Vkey, signed: AsyncIterable<LeafInput> | Iterable<LeafInput>) {
   const { checkpoint } = await fetchCheckpoint(src, logKey);
   const root = await withTiles(src, checkpoint.size, (r) => Buffer.from(treeRoot(r)));
   if (!root.equals(checkpoint.root)) throw new LogMisbehaviourError(`${checkpoint.origin}: the tiles do not rebuild the signed root of size ${checkpoint.size}`);
@@ -171,7 +171,7 @@ export async function auditStoreAgainstLog(src: TileSource, logKey: Vkey, signed
   }
   const missing: number[] = [];
   let storeCount = 0;
-  for (const leaf of signed) {
+  for await (const leaf of signed) {
     storeCount++;
     const k = encodeEntry(leaf).toString('hex');
     if (!inLog.delete(k)) missing.push(leaf.transactionId);

@@ -190,9 +190,9 @@ export class LogDir implements TransparencyLog {
   }
 
   /** Leaves the store has signed and the log lacks (a crash between the two): appended now. */
-  async catchUp(signed: Iterable<LeafInput>): Promise<number> {
+  async catchUp(signed: AsyncIterable<LeafInput> | Iterable<LeafInput>): Promise<number> {
     const missing: Promise<LeafPosition>[] = [];
-    for (const leaf of signed) if (this.find(leaf) === undefined) missing.push(this.append(leaf));
+    for await (const leaf of signed) if (this.find(leaf) === undefined) missing.push(this.append(leaf));
     await Promise.all(missing);
     return missing.length;
   }

@@ -64,12 +64,12 @@ test('attack: a server 30 days ahead: qtm sign refuses the record before the car
   const { card } = await coveredCard();
   offsetMs = 30 * 86_400_000;
   try {
-    const id = world.server.store.lastTransactionId() + 1;
+    const id = (await world.server.store.lastTransactionId()) + 1;
     const r = await sign(card.file);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /the record is dated \d{4}-\d\d-\d\dT[\d:.]+Z, 25(91|92)\d{3} s ahead of this computer's clock \(.*\): more than the clock tolerance of 120 s; nothing was signed/);
     assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('qtm: error')).length, 1, r.stderr);
-    assert.equal(world.server.store.get(id)?.state, 'prepared', 'the server never got a first message');
+    assert.equal((await world.server.store.get(id))?.state, 'prepared', 'the server never got a first message');
     await card.client.select();
     assert.equal(await card.client.readRecord(1), undefined, 'nothing on the card');
     // With a tolerance wide enough the same server is believed: the check is what refused.
@@ -111,7 +111,7 @@ test('attack: a server 40 s back signs under a warrant revoked meanwhile: qtm ve
 
 test('attack: a first message more than T after the record: 409 E_RECORD_EXPIRED, the record abandoned for good; preparing again gives a new ID and time', async () => {
   const { card } = await coveredCard();
-  const id = world.server.store.lastTransactionId() + 1;
+  const id = (await world.server.store.lastTransactionId()) + 1;
   await assert.rejects(transact(world, card, {
     hooks: autoHooks({ onStep: (step, phase) => { if (step === 'sign' && phase === 'start') offsetMs = 200_000; } }),
   }), (e) => {
@@ -123,7 +123,7 @@ test('attack: a first message more than T after the record: 409 E_RECORD_EXPIRED
     return true;
   });
   offsetMs = 0;
-  const rec = world.server.store.get(id)!;
+  const rec = (await world.server.store.get(id))!;
   assert.equal(rec.abandoned?.type, 'abandoned');
   assert.equal(rec.confirmed, undefined, 'never signed');
   const again = await transact(world, card);

@@ -53,7 +53,7 @@ const put = (pem: string, name = 'xavier.crl') => writeFileSync(join(warrantsDir
 
 /** The transaction is refused with 403 E_NO_WARRANT matching `why`, and nothing is stored. */
 async function refused(why: RegExp) {
-  const id = world.server.store.lastTransactionId();
+  const id = (await world.server.store.lastTransactionId());
   await assert.rejects(transact(world, card), (e) => {
     const err = (e instanceof StepError ? e.cause : e) as ServerError;
     assert.ok(err instanceof ServerError, String(e));
@@ -62,7 +62,7 @@ async function refused(why: RegExp) {
     assert.match(err.message, why);
     return true;
   });
-  assert.equal(world.server.store.lastTransactionId(), id, 'nothing prepared');
+  assert.equal((await world.server.store.lastTransactionId()), id, 'nothing prepared');
 }
 
 const A = { serial: 'AA01', revocationDate: new Date(t0.getTime() - 10 * MIN) };

@@ -21,7 +21,7 @@ import { RefusedError } from '../../src/errors.js';
 import { QTM_AID } from '../../src/card/app-spec.js';
 import { decodeCardRecord } from '../../src/protocol/card-record.js';
 import { authority, PIN, PUK } from './card-helpers.js';
-import { qtm, QTM_BIN, ROOT, tempDir } from '../helpers.js';
+import { collect, qtm, QTM_BIN, ROOT, tempDir } from '../helpers.js';
 import { IssuanceRegister } from '../../src/card/issuance-register.js';
 
 const SELECT = Buffer.concat([Buffer.from([0x00, 0xa4, 0x04, 0x00, QTM_AID.length]), QTM_AID]).toString('hex');
@@ -226,7 +226,7 @@ test('qtm sign beside qtm card pin change loops on one card file: every acknowle
   await new Promise((r) => looper.once('exit', r));
   assert.deepEqual(changeFailures, []);
   assert.ok(changes >= 2, `the PIN was changed ${changes} times while signing`);
-  const delivered = [...world.server.store.all()].filter((rec) => rec.state === 'delivered').map((rec) => rec.transactionId);
+  const delivered = (await collect(world.server.store.all())).filter((rec) => rec.state === 'delivered').map((rec) => rec.transactionId);
   assert.equal(delivered.length, SIGNS, 'every receipt acknowledged to the server');
   const image = new FileStorage(file).load();
   const onCard = image.slots.filter((s): s is string => s !== null).map((s) => decodeCardRecord(Buffer.from(s, 'hex')).transactionId).sort((a, b) => a - b);

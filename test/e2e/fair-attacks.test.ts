@@ -75,7 +75,7 @@ async function honestNext(): Promise<number> {
   try {
     const r = await runTransaction({ api, card: card.client, trustAnchors: [w.ca.certificate], archive: card.archive, order: { items: [{ sku: 'PEN-BLUE', quantity: 1 }] }, hooks, fair: true });
     assert.deepEqual(r.fair, { xFrom: 'server' });
-    assert.ok(w.holdsY(r.transactionId), 'the honest exchange ends with the server holding Y');
+    assert.ok((await w.holdsY(r.transactionId)), 'the honest exchange ends with the server holding Y');
     return r.transactionId;
   } finally {
     api.close();
@@ -100,7 +100,7 @@ describe('a card holder against the TTP (issue 17, section 2)', () => {
     a.api.close(); // she walks away with X and never sends Y
     const rec = await w.settled(a.p.transactionId);
     assert.ok(rec.resolved, 'the TTP was left NONE, so the server resolved and the TTP extracted Y');
-    assert.ok(w.holdsY(a.p.transactionId), 'client holds X, server holds Y: fair');
+    assert.ok((await w.holdsY(a.p.transactionId)), 'client holds X, server holds Y: fair');
   });
 
   test('squat the server\'s next transaction ID with her card certificate as "server": 403 E_TTP_ROLES; the real exchange ends fair', async () => {
@@ -172,7 +172,7 @@ describe('a card holder against the TTP (issue 17, section 2)', () => {
     assert.deepEqual([r.status, r.code], [403, 'E_TTP_NOT_SIGNED']);
     const rec = await w.settled(a.p.transactionId);
     assert.ok(rec.resolved, 'the server\'s resolve was not blocked');
-    assert.ok(w.holdsY(a.p.transactionId), 'client holds X, server holds Y: fair');
+    assert.ok((await w.holdsY(a.p.transactionId)), 'client holds X, server holds Y: fair');
   });
 
   test('X is no authentication: a client holding X cannot resolve as the server (403 E_TTP_NOT_SIGNED, nothing decrypted, state unchanged)', async () => {
@@ -189,7 +189,7 @@ describe('a card holder against the TTP (issue 17, section 2)', () => {
     const confirm = await a.api.call('POST', `/transactions/${a.p.transactionId}/confirm`, M.encodeFirstMessage({ signature: a.y, challenge: await a.card.client.getChallenge(), slot: 1, priority: 0 }), M.decodeSecondMessage);
     a.api.close();
     assert.equal(confirm.transactionId, a.p.transactionId);
-    assert.ok(w.holdsY(a.p.transactionId));
+    assert.ok((await w.holdsY(a.p.transactionId)));
   });
 
   test('the client tries to abort: 403 E_TTP_NOT_SIGNED (only the originator aborts); the exchange then completes', async () => {
@@ -199,7 +199,7 @@ describe('a card holder against the TTP (issue 17, section 2)', () => {
     const { x } = await a.api.call('POST', `/transactions/${a.p.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: a.escrowY }), M.decodeEscrowReply);
     await a.api.call('POST', `/transactions/${a.p.transactionId}/confirm`, M.encodeFirstMessage({ signature: a.y, challenge: await a.card.client.getChallenge(), slot: 1, priority: 0 }), M.decodeSecondMessage);
     a.api.close();
-    assert.ok(validX(a.p.header, x) && w.holdsY(a.p.transactionId));
+    assert.ok(validX(a.p.header, x) && (await w.holdsY(a.p.transactionId)));
   });
 });
 
@@ -211,7 +211,7 @@ describe('the server\'s abort whose answer is lost, and a late escrow (issue 17,
     try {
       await assert.rejects(a.api.call('POST', `/transactions/${a.p.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: randomBytes(3000) }), M.decodeEscrowReply),
         (e) => e instanceof ServerError && e.serverCode === 'E_BAD_ESCROW' && /waits for its answer/.test(e.message));
-      assert.ok(w.record(a.p.transactionId)!.fairAbortIntent, 'the intent to abort was stored before the request left');
+      assert.ok((await w.record(a.p.transactionId))!.fairAbortIntent, 'the intent to abort was stored before the request left');
       await assert.rejects(a.api.call('POST', `/transactions/${a.p.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: a.escrowY }), M.decodeEscrowReply),
         (e) => e instanceof ServerError && e.status === 409 && e.serverCode === 'E_ABORTING');
       await assert.rejects(a.api.call('POST', `/transactions/${a.p.transactionId}/confirm`, M.encodeFirstMessage({ signature: a.y, challenge: await a.card.client.getChallenge(), slot: 1, priority: 0 }), M.decodeSecondMessage),
@@ -226,7 +226,7 @@ describe('the server\'s abort whose answer is lost, and a late escrow (issue 17,
     a.api.close();
     const rec = await w.settled(a.p.transactionId);
     assert.ok(rec.fairAborted?.token);
-    assert.equal(w.holdsY(a.p.transactionId), false, 'neither holds the other\'s signature');
+    assert.equal((await w.holdsY(a.p.transactionId)), false, 'neither holds the other\'s signature');
     const late = await toTtp(a.exchange, { kind: 'resolve-client', y: a.y, escrowX: a.p.escrowX!, escrowXSignature: a.p.escrowXSignature! });
     assert.equal(late.outcome, 'aborted', 'Y is never released after an abort, and the client gets no X');
   });

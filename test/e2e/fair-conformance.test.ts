@@ -86,8 +86,8 @@ async function comeBack(run: Run): Promise<number[]> {
 }
 
 /** The fairness predicate for two honest parties: both signatures or neither. */
-function assertFair(run: Run, expected: { y: boolean; x: boolean }): void {
-  const holds = { y: serverY(run.id), x: run.holdings.x };
+async function assertFair(run: Run, expected: { y: boolean; x: boolean }): Promise<void> {
+  const holds = { y: (await serverY(run.id)), x: run.holdings.x };
   assert.deepEqual(holds, expected, `server holds Y ${holds.y}, client holds X ${holds.x}`);
   assert.equal(holds.y, holds.x, 'fair: both or neither');
 }
@@ -96,8 +96,8 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
   test('nothing lost: X from the server, Y in the first message; the TTP is never asked', async () => {
     const run = await honest(undefined);
     assert.equal(run.error, undefined);
-    assert.equal(serverRecord(run.id)!.state, 'delivered');
-    assertFair(run, { y: true, x: true });
+    assert.equal((await serverRecord(run.id))!.state, 'delivered');
+    await assertFair(run, { y: true, x: true });
   });
 
   test('first message (escrow of X) lost: the card signs nothing; at the deadline the server aborts', async () => {
@@ -105,22 +105,22 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     assert.ok(run.error instanceof StepError && run.error.step === 'prepare');
     const rec = await settled(run.id);
     assert.ok(rec.fairAborted?.token, 'the server holds the abort token');
-    assertFair(run, { y: false, x: false });
+    await assertFair(run, { y: false, x: false });
   });
 
   test('escrow of Y lost: the client resolves at the TTP (X), then its first message gives the server Y', async () => {
     const run = await honest('escrow-y');
     assert.equal(run.error, undefined, String(run.error));
-    assert.equal(serverRecord(run.id)!.escrowY, undefined, 'the server never saw the escrow');
+    assert.equal((await serverRecord(run.id))!.escrowY, undefined, 'the server never saw the escrow');
     assert.deepEqual(run.card.archive.fairOutcomes.map((f) => [f.transactionId, f.outcome, f.via]), [[run.id, 'x', 'ttp']], 'the client kept the TTP\'s X');
-    assertFair(run, { y: true, x: true });
+    await assertFair(run, { y: true, x: true });
   });
 
   test('X lost: the client resolves at the TTP, gets X, and completes', async () => {
     const run = await honest('x');
     assert.equal(run.error, undefined, String(run.error));
-    assert.equal(serverRecord(run.id)!.state, 'delivered');
-    assertFair(run, { y: true, x: true });
+    assert.equal((await serverRecord(run.id))!.state, 'delivered');
+    await assertFair(run, { y: true, x: true });
   });
 
   test('Y (the first message) lost: at the deadline the server resolves, the TTP extracts Y; the card gets the receipt later', async () => {
@@ -129,15 +129,15 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     const rec = await settled(run.id);
     assert.ok(rec.resolved, 'resolved at the TTP');
     assert.deepEqual(await comeBack(run), [run.id]);
-    assert.equal(serverRecord(run.id)!.state, 'delivered');
-    assertFair(run, { y: true, x: true });
+    assert.equal((await serverRecord(run.id))!.state, 'delivered');
+    await assertFair(run, { y: true, x: true });
   });
 
   test('the second message (package and envelope) lost: the server holds Y, the client X; the receipt comes later', async () => {
     const run = await honest('second-message');
     assert.ok(run.error instanceof StepError && run.error.step === 'confirm');
     assert.deepEqual(await comeBack(run), [run.id]);
-    assertFair(run, { y: true, x: true });
+    await assertFair(run, { y: true, x: true });
   });
 
   test('the client goes to the TTP early (resolves, never talks to the server again); the server\'s abort gets Y', async () => {
@@ -148,7 +148,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     assert.ok(rec.resolved, 'the TTP answered the abort with Y, and the server applied it');
     assert.equal(rec.fairAborted, undefined, 'never a false abort');
     assert.deepEqual(await comeBack(run), [run.id]);
-    assertFair(run, { y: true, x: true });
+    await assertFair(run, { y: true, x: true });
   });
 
   test('abort before resolve: the server aborts at the deadline, the client then resolves and gets the abort token', async () => {
@@ -166,8 +166,8 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
     assert.ok(run.error instanceof StepError && run.error.cause instanceof FairAbortedError, String(run.error));
     assert.equal(run.holdings.tokens.length, 1, 'the client holds the abort token');
     assert.deepEqual(run.card.archive.fairOutcomes.map((f) => [f.transactionId, f.outcome]), [[run.id, 'aborted']], 'and kept it');
-    assert.ok(serverRecord(run.id)!.fairAborted);
-    assertFair(run, { y: false, x: false });
+    assert.ok((await serverRecord(run.id))!.fairAborted);
+    await assertFair(run, { y: false, x: false });
   });
 
   test('a first message for an exchange the TTP resolved is answered from that state (a fresh envelope), never with "aborted"', async () => {
@@ -182,10 +182,10 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
       }),
     });
     assert.equal(run.error, undefined, String(run.error));
-    const rec = serverRecord(run.id)!;
+    const rec = (await serverRecord(run.id))!;
     assert.ok(rec.resolved, 'settled at the TTP first');
     assert.equal(rec.state, 'delivered', 'the first message was answered with the resolved package and written to the card');
-    assertFair(run, { y: true, x: true });
+    await assertFair(run, { y: true, x: true });
   });
 
   test('issue 13, case 3: after the TTP resolved, a bogus escrow of Y is answered with the truth, and the server keeps Y', async () => {
@@ -206,9 +206,9 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
       assert.ok(holdings.x);
       await assert.rejects(api.call('POST', `/transactions/${p.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: Buffer.alloc(3000, 1) }), M.decodeEscrowReply),
         (e: Error & { serverCode?: string }) => e.serverCode === 'E_BAD_ESCROW' && /TTP had already resolved/.test(e.message) && !/aborted at the TTP/.test(e.message));
-      const rec = serverRecord(p.transactionId)!;
+      const rec = (await serverRecord(p.transactionId))!;
       assert.ok(rec.resolved && !rec.fairAborted, 'the abort was answered with Y, which the server applied');
-      assertFair({ card, holdings, id: p.transactionId, error: undefined }, { y: true, x: true });
+      await assertFair({ card, holdings, id: p.transactionId, error: undefined }, { y: true, x: true });
     } finally {
       api.close();
     }
@@ -240,7 +240,7 @@ describe('fair exchange conformance over HTTPS (real server and TTP processes)',
       // Either the client was first (X; the server's abort then gets Y) or the server (both get the token).
       assert.equal(holdings.x, rec.resolved !== undefined);
       assert.equal(holdings.tokens.length, rec.fairAborted ? 1 : 0);
-      assertFair({ card, holdings, id: p.transactionId, error: undefined }, holdings.x ? { y: true, x: true } : { y: false, x: false });
+      await assertFair({ card, holdings, id: p.transactionId, error: undefined }, holdings.x ? { y: true, x: true } : { y: false, x: false });
     } finally {
       api.close();
     }
@@ -258,12 +258,12 @@ describe('fair exchange conformance: the TTP restarted, and down at the deadline
     const until = Date.now() + (DEADLINE_SECONDS + 20) * 1000;
     while (!w.server.log().includes(`"event":"fair-unsettled","tx":${run.id},`) && Date.now() < until) await sleep(250);
     assert.match(w.server.log(), new RegExp(`"event":"fair-unsettled","tx":${run.id},"outcome":"unreachable","attempts":1`), 'reported, with the attempt count');
-    const intent = serverRecord(run.id)!;
+    const intent = (await serverRecord(run.id))!;
     assert.ok(intent.fairAbortIntent && !intent.fairAborted && !intent.confirmed, 'the intent to abort is durable, nothing is settled');
     await w.startTtp(port);
     const rec = await settled(run.id);
     assert.ok(rec.resolved, 'the TTP kept its decision across the restart and answered the abort with Y');
-    assertFair(run, { y: true, x: true });
+    await assertFair(run, { y: true, x: true });
   });
 });
 

@@ -71,22 +71,22 @@ export class FairProcesses {
   }
 
   /** The server's record as its store holds it now (read-only beside the running server). */
-  record(id: number): TransactionRecord | undefined {
+  async record(id: number): Promise<TransactionRecord | undefined> {
     const store = LogStore.open(join(this.dir, 'store'), { readOnly: true });
     try {
-      return store.get(id);
+      return await store.get(id);
     } finally {
-      void store.close();
+      await store.close();
     }
   }
 
   /** Whether the server holds a Y that verifies with the card's key. */
-  holdsY(id: number): boolean {
+  async holdsY(id: number): Promise<boolean> {
     const store = LogStore.open(join(this.dir, 'store'), { readOnly: true });
     try {
-      return serverHoldsY(store, id);
+      return await serverHoldsY(store, id);
     } finally {
-      void store.close();
+      await store.close();
     }
   }
 
@@ -94,7 +94,7 @@ export class FairProcesses {
   async settled(id: number, within = (this.deadlineSeconds + 25) * 1000): Promise<TransactionRecord> {
     const until = Date.now() + within;
     for (;;) {
-      const rec = this.record(id);
+      const rec = (await this.record(id));
       if (rec?.confirmed || rec?.fairAborted) return rec;
       if (Date.now() > until) throw new Error(`transaction ${id} is not settled: ${JSON.stringify({ escrow: rec?.escrowY !== undefined, intent: rec?.fairAbortIntent?.reason })}`);
       await sleep(250);

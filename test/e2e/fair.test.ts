@@ -67,7 +67,7 @@ test('honest parties: X comes from the server, the TTP is never consulted, the p
   assert.deepEqual(r.fair, { xFrom: 'server' });
   assert.equal(ttpRequests(), before);
   assert.equal(verifyBundle(r.bundle, { trustAnchors: [world.ca.certificate] }).valid, true);
-  assert.equal(world.server.store.get(r.transactionId)!.state, 'delivered');
+  assert.equal((await world.server.store.get(r.transactionId))!.state, 'delivered');
 });
 
 test('a server that withholds X (sends garbage): the client resolves at the TTP, gets X and completes', async () => {
@@ -76,7 +76,7 @@ test('a server that withholds X (sends garbage): the client resolves at the TTP,
     const card = await newCard(world);
     const r = await transact(world, card, { fair: true });
     assert.deepEqual(r.fair, { xFrom: 'ttp' }, 'client holds X');
-    assert.equal(world.server.store.get(r.transactionId)!.state, 'delivered', 'server holds Y (the first message)');
+    assert.equal((await world.server.store.get(r.transactionId))!.state, 'delivered', 'server holds Y (the first message)');
   } finally {
     restore();
   }
@@ -89,9 +89,9 @@ test('a server with a bogus escrow of X that withholds X: the TTP aborts; neithe
   ];
   try {
     const card = await newCard(world);
-    const id = world.server.store.lastTransactionId() + 1;
+    const id = (await world.server.store.lastTransactionId()) + 1;
     await assert.rejects(transact(world, card, { fair: true }), (e) => e instanceof StepError && e.cause instanceof FairAbortedError);
-    assert.equal(world.server.store.get(id)!.state, 'prepared', 'server holds no Y');
+    assert.equal((await world.server.store.get(id))!.state, 'prepared', 'server holds no Y');
     assert.equal((await card.client.readRecord(1)), undefined, 'no receipt on the card');
     // The server cannot get Y later either: the TTP aborted for good.
     restore.forEach((r) => r());
@@ -103,15 +103,15 @@ test('a server with a bogus escrow of X that withholds X: the TTP aborts; neithe
 
 test('a client that takes X and withholds Y: the server resolves at the TTP, which extracts Y; the card gets the receipt later', async () => {
   const card = await newCard(world);
-  const id = world.server.store.lastTransactionId() + 1;
+  const id = (await world.server.store.lastTransactionId()) + 1;
   await assert.rejects(transact(world, card, { fair: true, hooks: autoHooks({ onStep: (step, phase) => {
     if (step === 'exchange' && phase === 'done') throw new Error('the client walks away with X');
   } }) }), /walks away/);
-  assert.equal(world.server.store.get(id)!.state, 'prepared');
+  assert.equal((await world.server.store.get(id))!.state, 'prepared');
   assert.equal(await world.server.service.resolveAtTtp(id), 'resolved');
-  const rec = world.server.store.get(id)!;
+  const rec = (await world.server.store.get(id))!;
   assert.equal(rec.state, 'confirmed', 'server holds Y, from the TTP');
-  assert.deepEqual(auditStore(world.server.store, [world.signer.certificate.toString()], [world.ca.certificate]).tampered, []);
+  assert.deepEqual((await auditStore(world.server.store, [world.signer.certificate.toString()], [world.ca.certificate])).tampered, []);
   // When the client comes back, the receipt is offered again with a fresh challenge.
   const api = new QtmApi(world.url, world.ca.certificate.toString());
   try {
@@ -121,7 +121,7 @@ test('a client that takes X and withholds Y: the server resolves at the TTP, whi
   } finally {
     api.close();
   }
-  assert.equal(world.server.store.get(id)!.state, 'delivered');
+  assert.equal((await world.server.store.get(id))!.state, 'delivered');
 });
 
 test('a wrong escrow of Y: the server aborts at the TTP and refuses; the client cannot resolve afterwards', async () => {
@@ -129,7 +129,7 @@ test('a wrong escrow of Y: the server aborts at the TTP and refuses; the client 
   try {
     await assert.rejects(api.call('POST', `/transactions/${prepared.transactionId}/escrow`, M.encodeEscrowMessage({ escrowY: randomBytes(2000) }), M.decodeEscrowReply),
       (e) => e instanceof ServerError && e.serverCode === 'E_BAD_ESCROW' && /aborted at the TTP/.test(e.message));
-    const rec = world.server.store.get(prepared.transactionId)!;
+    const rec = (await world.server.store.get(prepared.transactionId))!;
     assert.ok(rec.fairAborted?.token, 'the server holds the TTP\'s abort token');
     await assert.rejects(api.call('POST', `/transactions/${prepared.transactionId}/confirm`, M.encodeFirstMessage({ signature: randomBytes(256), challenge: randomBytes(16), slot: 1, priority: 0 }), M.decodeSecondMessage),
       (e) => e instanceof ServerError && e.serverCode === 'E_ABORTED');
@@ -141,9 +141,9 @@ test('a wrong escrow of Y: the server aborts at the TTP and refuses; the client 
 test('no escrow by the deadline: the server aborts at the TTP', async () => {
   const { api, prepared } = await prepareFair();
   try {
-    assert.ok(world.server.service.overdueFair(new Date((prepared.deadline! + 1) * 1000)).includes(prepared.transactionId));
+    assert.ok((await world.server.service.overdueFair(new Date((prepared.deadline! + 1) * 1000))).includes(prepared.transactionId));
     assert.equal(await world.server.service.resolveAtTtp(prepared.transactionId), 'aborted');
-    assert.ok(!world.server.service.overdueFair(new Date((prepared.deadline! + 1) * 1000)).includes(prepared.transactionId));
+    assert.ok(!(await world.server.service.overdueFair(new Date((prepared.deadline! + 1) * 1000))).includes(prepared.transactionId));
   } finally {
     api.close();
   }

@@ -65,14 +65,14 @@ test('claim 10: the server signs for X with a customer X\'s warrant covers; the 
   const report = verifyBundle(r.bundle, { trustAnchors: [world.ca.certificate] });
   assert.deepEqual(report.failures, []);
   assert.match(report.checks.find((c) => c.name === 'warrant')!.detail, new RegExp(`on behalf of "CN=Xavier Sales, O=E2E Shop" under warrant ${serial}`));
-  assert.equal(world.server.store.get(r.transactionId)!.prepared.warrant?.serial, serial);
-  const audit = auditStore(world.server.store, [world.signer.certificate.toString()], [world.ca.certificate]);
+  assert.equal((await world.server.store.get(r.transactionId))!.prepared.warrant?.serial, serial);
+  const audit = await auditStore(world.server.store, [world.signer.certificate.toString()], [world.ca.certificate]);
   assert.deepEqual(audit.tampered, [], 'the audit rebuilds proxy proofs with their warrant');
 });
 
 test('a customer no warrant covers is refused with 403 naming X and Y; nothing is stored or written', async () => {
   const zed = await newCard(world);
-  const before = world.server.store.lastTransactionId();
+  const before = (await world.server.store.lastTransactionId());
   await assert.rejects(transact(world, zed), (e) => {
     const err = refusal(e);
     assert.ok(err instanceof ServerError);
@@ -81,7 +81,7 @@ test('a customer no warrant covers is refused with 403 naming X and Y; nothing i
     assert.match(err.message, /no warrant from "CN=Xavier Sales, O=E2E Shop" lets this server sign with "CN=Customer \d+, serialNumber=[0-9A-F]{16}" \(none names this customer\)$/);
     return true;
   });
-  assert.equal(world.server.store.lastTransactionId(), before);
+  assert.equal((await world.server.store.lastTransactionId()), before);
   assert.ok((await zed.client.readRecord(1)) === undefined);
 });
 
@@ -105,7 +105,7 @@ test('a warrant revoked between prepare and confirm is never used; the verifier 
   const first = await transact(world, card);
   // A CRL dates in whole seconds: revoke in the second after the first proof's.
   await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 10));
-  const id = world.server.store.lastTransactionId() + 1;
+  const id = (await world.server.store.lastTransactionId()) + 1;
   let revocations: ReturnType<typeof writeCrl> | undefined;
   await assert.rejects(transact(world, card, {
     hooks: autoHooks({ onStep: (step, phase) => {
@@ -116,7 +116,7 @@ test('a warrant revoked between prepare and confirm is never used; the verifier 
     assert.match(refusal(e).message, new RegExp(`cannot sign by proxy: warrant ${serial} was revoked at`));
     return true;
   });
-  assert.equal(world.server.store.get(id)?.state, 'prepared', 'prepared, never confirmed');
+  assert.equal((await world.server.store.get(id))?.state, 'prepared', 'prepared, never confirmed');
   // A proof made before the revocation stays valid with the revocation list; a new transaction is refused.
   assert.equal(verifyBundle(first.bundle, { trustAnchors: [world.ca.certificate], revocations: revocations!, clockToleranceSeconds: 0 }).valid, true);
   // Made less than T = 120 s before the revocation, it may have been backdated: with the default T it fails.
@@ -153,11 +153,11 @@ test('forged and widened warrants in the folder are never used', async () => {
 test('claims 11 and 14 together: a fair exchange with proxy signing is refused before anything is signed (400 E_NO_TTP, naming the reason\'s place)', async () => {
   const yara = await newCard(world);
   writeWarrant('yara-fair', [{ fingerprint: keyFingerprint(yara.issued.certificate.publicKey) }]);
-  const id = world.server.store.lastTransactionId();
+  const id = (await world.server.store.lastTransactionId());
   await assert.rejects(transact(world, yara, { fair: true }), (e) => {
     const r = refusal(e);
     return r instanceof ServerError && r.status === 400 && r.serverCode === 'E_NO_TTP' && /not offered together with proxy signing.*FAIR-EXCHANGE\.md/.test(r.message);
   });
-  assert.equal(world.server.store.lastTransactionId(), id, 'nothing was prepared');
+  assert.equal((await world.server.store.lastTransactionId()), id, 'nothing was prepared');
   assert.equal(await yara.client.readRecord(1), undefined, 'nothing on the card');
 });

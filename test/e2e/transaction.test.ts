@@ -74,7 +74,7 @@ test('claim 1: both sides end with the record and each other\'s signature; recei
   const bundle = decodeBundle(readFileSync(r.bundleFile, 'utf8'));
   assert.equal(verifyBundle(bundle, { trustAnchors: [world.ca.certificate] }).valid, true);
   // Server side: record, first message, client certificate stored; delivered.
-  const rec = world.server.store.get(r.transactionId)!;
+  const rec = (await world.server.store.get(r.transactionId))!;
   assert.equal(rec.state, 'delivered');
   assert.deepEqual(Buffer.from(rec.prepared.content, 'base64'), bundle.content);
   assert.match(rec.prepared.clientCertificate, /BEGIN CERTIFICATE/);
@@ -150,7 +150,7 @@ test('claim 1: a wrong client signature is refused by the server and nothing is 
     const prepared = await api.call('POST', '/transactions', { orderId: order.orderId, content: order.content.toString('base64') }, M.decodePrepared);
     const bad = M.encodeFirstMessage({ signature: randomBytes(256), challenge: randomBytes(16), slot: 1, priority: 0 });
     await assert.rejects(api.call('POST', `/transactions/${prepared.transactionId}/confirm`, bad), (e) => e instanceof ServerError && e.status === 403 && e.serverCode === 'E_BAD_SIGNATURE');
-    assert.equal(world.server.store.get(prepared.transactionId)!.state, 'prepared');
+    assert.equal((await world.server.store.get(prepared.transactionId))!.state, 'prepared');
   } finally {
     api.close();
   }
@@ -203,8 +203,8 @@ test('claim 7: a lost third message leaves the receipt pending; the client fetch
   const archive = await Archive.open(join(world.dir, 'archive-lost-ack'));
   const api = new TamperingApi(world.url, world.ca.certificate.toString(), (_m, _p, _b, json) => json, (path) => path.endsWith('/ack'));
   await assert.rejects(transact(world, card, { api, archive }), /connection lost/);
-  const pendingTx = world.server.store.lastTransactionId();
-  assert.equal(world.server.store.get(pendingTx)!.state, 'confirmed');
+  const pendingTx = (await world.server.store.lastTransactionId());
+  assert.equal((await world.server.store.get(pendingTx))!.state, 'confirmed');
   assert.equal(archive.proofs.find((p) => p.transactionId === pendingTx)?.state, 'received', 'the proof was archived before the card write');
   const used = card.storage.load().slots.filter(Boolean).length;
 
@@ -215,7 +215,7 @@ test('claim 7: a lost third message leaves the receipt pending; the client fetch
   } finally {
     api2.close();
   }
-  assert.equal(world.server.store.get(pendingTx)!.state, 'delivered');
+  assert.equal((await world.server.store.get(pendingTx))!.state, 'delivered');
   assert.equal(card.storage.load().slots.filter(Boolean).length, used, 'rewritten in its own slot, no slot used twice');
   assert.equal(archive.proofs.find((p) => p.transactionId === pendingTx)?.state, 'delivered');
 });
@@ -243,7 +243,7 @@ test('the server killed after storing and before replying: the retried first mes
     const second = await again.api.call('POST', `/transactions/${txId}/confirm`, first, M.decodeSecondMessage);
     const w = await card.client.secureWrite(2, second.envelope);
     await again.api.call('POST', `/transactions/${txId}/ack`, M.encodeThirdMessage({ transactionId: txId, proof: w }));
-    assert.equal(world.server.store.get(txId)!.state, 'delivered');
+    assert.equal((await world.server.store.get(txId))!.state, 'delivered');
   } finally {
     again.api.close();
   }
@@ -280,11 +280,11 @@ test('claim 8: content with a bidi override is refused by the client, naming the
 
 test('declining or a wrong PIN leaves no trace on the card or the server', async () => {
   const card = await newCard(world);
-  const before = { slots: JSON.stringify(card.storage.load().slots), last: world.server.store.lastTransactionId() };
+  const before = { slots: JSON.stringify(card.storage.load().slots), last: (await world.server.store.lastTransactionId()) };
   await assert.rejects(transact(world, card, { hooks: autoHooks({ accept: async () => false }) }), DeclinedError);
   await assert.rejects(transact(world, card, { hooks: autoHooks({ pin: async () => '000000' }) }), (e) => e instanceof StepError && e.step === 'card' && e.cause instanceof WrongPinError);
   assert.equal(JSON.stringify(card.storage.load().slots), before.slots);
-  assert.equal(world.server.store.lastTransactionId(), before.last, 'no transaction prepared');
+  assert.equal((await world.server.store.lastTransactionId()), before.last, 'no transaction prepared');
 });
 
 test('claim 9: card authentication is bound to its TLS session; a relayed signature fails', async () => {
@@ -340,13 +340,13 @@ test('20 concurrent clients with distinct cards: every receipt delivered, none l
   const results = await Promise.all(cards.map((c) => transact(world, c)));
   const ids = new Set(results.map((r) => r.transactionId));
   assert.equal(ids.size, 20);
-  for (const r of results) assert.equal(world.server.store.get(r.transactionId)!.state, 'delivered');
+  for (const r of results) assert.equal((await world.server.store.get(r.transactionId))!.state, 'delivered');
   for (const [i, c] of cards.entries()) assert.ok(await c.client.readRecord(results[i]!.slot));
 });
 
 test('audit: every stored record verifies; edited and damaged records are detected, read-only beside the server', async () => {
   const signer = [world.signer.certificate.toString()];
-  const clean = auditStore(world.server.store, signer, [world.ca.certificate]);
+  const clean = await auditStore(world.server.store, signer, [world.ca.certificate]);
   assert.deepEqual(clean.tampered, []);
   assert.deepEqual(clean.damagedLines, []);
   assert.ok(clean.byState.delivered >= 20);
@@ -354,7 +354,7 @@ test('audit: every stored record verifies; edited and damaged records are detect
   // A read-only audit beside the running server (which holds the lock) sees the same.
   const storeFile = join(world.dir, 'store', 'transactions.log');
   const live = LogStore.open(join(world.dir, 'store'), { readOnly: true });
-  assert.equal(auditStore(live, signer, [world.ca.certificate]).total, clean.total);
+  assert.equal((await auditStore(live, signer, [world.ca.certificate])).total, clean.total);
   await live.close();
   assert.throws(() => LogStore.open(join(world.dir, 'store')), /is in use by process \d+/);
 
@@ -372,7 +372,7 @@ test('audit: every stored record verifies; edited and damaged records are detect
   writeFileSync(join(copyDir, 'transactions.log'), lines.join('\n'));
   assert.throws(() => LogStore.open(copyDir), /damaged at line \d+/, 'a writer refuses a damaged log');
   const tamperedStore = LogStore.open(copyDir, { readOnly: true });
-  const report = auditStore(tamperedStore, signer, [world.ca.certificate]);
+  const report = await auditStore(tamperedStore, signer, [world.ca.certificate]);
   await tamperedStore.close();
   assert.deepEqual(report.damagedLines, [prepared[2]! + 2]);
   const byId = new Map(report.tampered.map((f) => [f.transactionId, f.problems.join(' ')]));

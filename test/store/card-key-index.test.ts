@@ -34,12 +34,12 @@ test('pending receipts by card key: same serial, another key sees none; entries 
   await s.append(confirmed(2));
   await s.append(entry(3, clone, true));
   await s.append(confirmed(3));
-  assert.deepEqual(s.pendingFor(keyOf(alice)), [1, 2]);
-  assert.deepEqual(s.pendingFor(keyOf(clone)), [3]);
-  assert.deepEqual(s.pendingFor(SERIAL), [], 'the serial alone names no card');
+  assert.deepEqual(await s.pendingFor(keyOf(alice)), [1, 2]);
+  assert.deepEqual(await s.pendingFor(keyOf(clone)), [3]);
+  assert.deepEqual(await s.pendingFor(SERIAL), [], 'the serial alone names no card');
   await s.close();
   const r = LogStore.open(dir, { readOnly: true });
-  assert.deepEqual(r.pendingFor(keyOf(alice)), [1, 2]);
-  assert.deepEqual(r.pendingFor(keyOf(clone)), [3]);
+  assert.deepEqual(await r.pendingFor(keyOf(alice)), [1, 2]);
+  assert.deepEqual(await r.pendingFor(keyOf(clone)), [3]);
   await r.close();
 });

@@ -15,7 +15,7 @@ import { readNoteKey, writeNewNoteKey } from '../../src/tlog/log-key.js';
 import { decodeNote, ed25519NoteSigner, encodeNote, encodeSkey, decodeSkey, SIG_TYPE_ED25519 } from '../../src/tlog/note.js';
 import { signCheckpoint, decodeSignedCheckpoint } from '../../src/tlog/checkpoint.js';
 import { makeWorld, newCard, transact, type World } from '../e2e/env.js';
-import { qtm, QTM_BIN } from '../helpers.js';
+import { collect, qtm, QTM_BIN } from '../helpers.js';
 
 const PASS = 'tlog test passphrase';
 const env = { QTM_KEY_PASSPHRASE: PASS };
@@ -134,10 +134,10 @@ async function forgedLog(name: string, leaves: { transactionId: number; package:
   return join(dir, 'www');
 }
 
-function storeLeaves() {
+async function storeLeaves() {
   const store = LogStore.open(join(world.dir, 'store'), { readOnly: true });
-  const leaves = [...signedLeaves(store)];
-  void store.close();
+  const leaves = await collect(signedLeaves(store));
+  await store.close();
   return leaves;
 }
 
@@ -182,7 +182,7 @@ test('attack: a cosignature by another key under the witness\'s name, or a tampe
 });
 
 test('attack: a forked log (history rewritten, same size or grown) and a shrunk log are refused loudly by the witness (exit 1)', async () => {
-  const leaves = storeLeaves();
+  const leaves = await storeLeaves();
   const state = tmp('fork-state.json');
   assert.equal(qtm(['log', 'witness', '--log', www, '--log-key', vkey, '--key', join(keys, 'w2'), '--state', state], { env }).status, 0);
   const before = readFileSync(state, 'utf8');
@@ -210,7 +210,7 @@ test('attack: a forked log (history rewritten, same size or grown) and a shrunk 
 });
 
 test('attack: a dropped transaction is caught by qtm log audit and by the monitor watching the receipt (exit 1)', async () => {
-  const leaves = storeLeaves();
+  const leaves = await storeLeaves();
   const dropped = await forgedLog('dropped', leaves.filter((l) => l.transactionId !== txids[1]));
   let r = qtm(['log', 'audit', '--store', join(world.dir, 'store'), '--log', dropped, '--log-key', vkey, '--json']);
   assert.equal(r.status, 1, r.stderr);
@@ -285,7 +285,7 @@ test('the server serves the log under /log/ (checkpoint and canonical tile paths
 });
 
 test('a crash between the store\'s signing and the log append: the restarted server appends the missing leaf', async () => {
-  const signedBefore = storeLeaves().length;
+  const signedBefore = (await storeLeaves()).length;
   await world.server.close();
   world.server = { ...world.server, close: async () => {} }; // closed already: restart() only starts
   // The crash: the last signing is in the store, its leaf neither in entries.bin nor in any checkpoint.
@@ -300,7 +300,7 @@ test('a crash between the store\'s signing and the log append: the restarted ser
 
 test('concurrent confirms from several cards: one sequencer, dense leaves, the store and the log equal', async () => {
   const cards = await Promise.all([1, 2, 3, 4].map(() => newCard(world, 2)));
-  const before = storeLeaves().length;
+  const before = (await storeLeaves()).length;
   const results = await Promise.all(cards.map((c) => transact(world, c)));
   assert.equal(results.length, 4);
   const a = qtm(['log', 'audit', '--store', join(world.dir, 'store'), '--log', www, '--log-key', vkey, '--json']);
