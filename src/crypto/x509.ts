@@ -220,20 +220,29 @@ export interface RawExtension {
   readonly value: Buffer;
 }
 
-/** One extension of a certificate by OID, read with forge's ASN.1 decoder (node has no API). */
-export function readExtension(certificate: X509Certificate, oid: string): RawExtension | undefined {
+/** A certificate's extensions, read with forge's ASN.1 decoder (node has no API). */
+function extensionList(certificate: X509Certificate): forge.asn1.Asn1[][] {
   const cert = asn1.fromDer(binary(certificate.raw));
   const tbs = (cert.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[];
   const wrapper = tbs.find((f) => f.tagClass === asn1.Class.CONTEXT_SPECIFIC && f.type === 3);
-  if (!wrapper) return undefined;
-  const list = (wrapper.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[];
+  if (!wrapper) return [];
+  return ((wrapper.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[]).map((ext) => ext.value as forge.asn1.Asn1[]);
+}
+
+const isCritical = (parts: forge.asn1.Asn1[]) => parts.length === 3 && parts[1]!.type === asn1.Type.BOOLEAN && parts[1]!.value === '\xff';
+
+/** One extension of a certificate by OID. */
+export function readExtension(certificate: X509Certificate, oid: string): RawExtension | undefined {
   const wanted = oidDerContent(oid).toString('binary');
-  for (const ext of list) {
-    const parts = ext.value as forge.asn1.Asn1[];
+  for (const parts of extensionList(certificate)) {
     if (parts[0]!.value !== wanted) continue;
-    const critical = parts.length === 3 && parts[1]!.type === asn1.Type.BOOLEAN && parts[1]!.value === '\xff';
     const octets = parts[parts.length - 1]!.value as string;
-    return { critical, value: Buffer.from(octets, 'binary') };
+    return { critical: isCritical(parts), value: Buffer.from(octets, 'binary') };
   }
   return undefined;
+}
+
+/** The OIDs (dotted) of the extensions marked critical: RFC 5280 4.2 says a user that does not know one must reject the certificate. */
+export function criticalExtensionOids(certificate: X509Certificate): string[] {
+  return extensionList(certificate).filter(isCritical).map((parts) => asn1.derToOid(forge.util.createBuffer(parts[0]!.value as string)));
 }

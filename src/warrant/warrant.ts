@@ -11,7 +11,7 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import { keyFingerprint } from '../crypto/keys.js';
 import { decodeProxyCertInfo, proxyCertInfoAsn1, type ProxyCertInfo } from '../crypto/proxy-cert-info.js';
 import { OID, oidDerContent } from '../crypto/oids.js';
-import { buildCertificate, buildCertificateWithSigner, randomSerialHex, readExtension, type CertificateRequest } from '../crypto/x509.js';
+import { buildCertificate, buildCertificateWithSigner, criticalExtensionOids, randomSerialHex, readExtension, type CertificateRequest } from '../crypto/x509.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { decodePolicy, encodePolicy, type CustomerRef, type WarrantPolicy } from './policy.js';
 
@@ -70,11 +70,18 @@ export async function issueWarrantWithCard(
   return buildCertificateWithSigner(warrantRequest(input, input.issuer.certificate), input.issuer);
 }
 
+/** The critical extensions a warrant may carry: what parseWarrant and the chain check process. */
+const WARRANT_CRITICAL_EXTENSIONS = new Set([OID.proxyCertInfo, '2.5.29.15' /* keyUsage */, '2.5.29.19' /* basicConstraints */, '2.5.29.37' /* extKeyUsage */]);
+
 /** Reads a warrant's policy; anything that is not a qtm warrant is a DecodeError. */
 export function parseWarrant(certificate: X509Certificate): Warrant {
   const ext = readExtension(certificate, OID.proxyCertInfo);
   if (!ext) throw new DecodeError('warrant', 'the certificate has no RFC 3820 proxyCertInfo extension: it is not a warrant');
   if (!ext.critical) throw new DecodeError('warrant', 'proxyCertInfo must be critical (RFC 3820)');
+  // RFC 5280 4.2: a critical extension the reader does not process makes the certificate unusable
+  // (openssl verify refuses it too): a warrant cannot carry a restriction qtm would silently skip.
+  const unknown = criticalExtensionOids(certificate).filter((oid) => !WARRANT_CRITICAL_EXTENSIONS.has(oid));
+  if (unknown.length) throw new DecodeError('warrant', `the warrant has a critical extension qtm does not process (${unknown.join(', ')}): refused, as RFC 5280 asks`);
   let info: ProxyCertInfo;
   try {
     info = decodeProxyCertInfo(ext.value);

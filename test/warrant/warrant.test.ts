@@ -20,7 +20,7 @@ import { crlPem, issueCrl, type Crl } from '../../src/warrant/crl.js';
 import type { CustomerRef } from '../../src/warrant/policy.js';
 import { encodeBundle, type ProofBundle } from '../../src/bundle/proof-bundle.js';
 import { DecodeError } from '../../src/errors.js';
-import { requireTool, ROOT, tempDir } from '../helpers.js';
+import { qtm, requireTool, ROOT, tempDir } from '../helpers.js';
 
 const profile = PROFILES.v2;
 const HOUR = 3_600_000;
@@ -216,4 +216,32 @@ test('verify-with-openssl.sh checks X\'s CRL with `openssl crl -CAfile` and comp
     if (ok) assert.match(o.stdout, ok, name);
     else assert.match(o.stderr, name === 'other' || name === 'impostor' ? /is not signed by party A/ : /was revoked at .* minus 120 s is refused/, name);
   }
+});
+
+test('a warrant with a critical extension qtm does not process is refused by the reader and by qtm verify (RFC 5280 4.2)', async (t) => {
+  const { buildCertificate, randomSerialHex } = await import('../../src/crypto/x509.js');
+  const { proxyCertInfoAsn1 } = await import('../../src/crypto/proxy-cert-info.js');
+  const { OID, oidDerContent } = await import('../../src/crypto/oids.js');
+  const { encodePolicy } = await import('../../src/warrant/policy.js');
+  const forge = (await import('node-forge')).default;
+  const serialHex = randomSerialHex();
+  // What issueWarrant builds, plus one critical extension under an OID no one here knows: a
+  // manager (or anyone holding X's key) adding a restriction that qtm would otherwise skip.
+  const unknownCritical = { id: '1.3.6.1.4.1.99999.7', critical: true, value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.NULL, false, '') };
+  const w = buildCertificate({
+    subject: 'CN=unused', proxyCommonName: serialHex.toUpperCase(), publicKey: s.publicKey, serialHex, isCa: false,
+    notBefore: new Date(now.getTime() - HOUR), notAfter: new Date(now.getTime() + HOUR), keyUsage: { digitalSignature: true, nonRepudiation: true },
+    extraExtensions: [
+      { id: OID.proxyCertInfo, critical: true, value: proxyCertInfoAsn1({ pathLength: 0, policyLanguage: oidDerContent(OID.warrantPolicy), policy: encodePolicy({ version: 1, customers: coversYara }) }) },
+      unknownCritical,
+    ],
+  }, xavier);
+  assert.throws(() => parseWarrant(w), (err: Error) => err instanceof DecodeError && /critical extension qtm does not process \(1\.3\.6\.1\.4\.1\.99999\.7\)/.test(err.message));
+  assert.doesNotThrow(() => parseWarrant(warrant()), 'a warrant as qtm issues it (critical proxyCertInfo, keyUsage, basicConstraints) is read');
+  const file = join(tempDir(t), 'unknown-critical.json');
+  writeFileSync(file, encodeBundle(await proxyProof(w)));
+  writeFileSync(join(file, '..', 'ca.pem'), ca.certificate.toString());
+  const r = qtm(['verify', file, '--trust', join(file, '..', 'ca.pem')]);
+  assert.equal(r.status, 1, r.stderr + r.stdout);
+  assert.match(r.stdout, /warrant.*unusable: .*critical extension qtm does not process \(1\.3\.6\.1\.4\.1\.99999\.7\)/);
 });
