@@ -10,7 +10,7 @@ import { headerFor } from '../src/proof/make-proof.js';
 import { encodeHeader } from '../src/protocol/qtm-package.js';
 import { PROFILES } from '../src/protocol/profile.js';
 import { abortRequestStatement, resolveRequestStatement, Ttp } from '../src/fair/ttp.js';
-import { LowdbTtpStore } from '../src/fair/ttp-store.js';
+import { LogTtpStore } from '../src/fair/ttp-store.js';
 import { startTtp } from '../src/fair/ttp-server.js';
 import { TtpClient } from '../src/fair/ttp-client.js';
 import { transactionLabel } from '../src/fair/label.js';
@@ -75,7 +75,7 @@ export async function benchTtp(): Promise<void> {
   await running.close();
   rmSync(dir, { recursive: true, force: true });
   console.log(`TTP over HTTPS, 20 concurrent callers, ${requests.length} aborts of distinct transactions (each verified, signed, fsync'd): ${(requests.length / seconds).toFixed(0)} requests/s`);
-  console.log('  (the TTP is consulted only when an exchange fails; its lowdb document is rewritten per decision, so this falls as records accumulate)');
+  console.log('  (the TTP is consulted only when an exchange fails; each decision is one appended line and one fsync, shared by the decisions that arrive together)');
 }
 
 /**
@@ -93,7 +93,8 @@ export async function benchTtpRequestCost(): Promise<void> {
   const server = id('signer', 'CN=Bench Shop');
   const card = id('card', 'CN=Bench Card,serialNumber=0101010101010101');
   const ttpId = id('ttp', 'CN=Bench TTP');
-  const ttp = new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpId.privateKey, publicKey: ttpId.certificate.publicKey, trustAnchors: [ca.certificate] });
+  const store = await LogTtpStore.open(dir);
+  const ttp = new Ttp({ store, privateKey: ttpId.privateKey, publicKey: ttpId.certificate.publicKey, trustAnchors: [ca.certificate] });
   const profile = PROFILES.v2;
   const time = (n: number, f: () => Promise<unknown> | unknown) => async () => {
     const ms: number[] = [];
@@ -129,6 +130,7 @@ export async function benchTtpRequestCost(): Promise<void> {
     signed.push(performance.now() - t0);
   }
   await ttp.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
   console.log(`one RSA-2048 signature verification: ${oneVerify.toFixed(3)} ms (median of 200)`);
   console.log(`a resolve-server request with X and a ${one.escrowY.length.toLocaleString('en')}-byte escrow but no server signature: refused in ${unsigned.toFixed(3)} ms (median of 50; bound: one verification plus decoding)`);

@@ -14,7 +14,7 @@ import { memoryCa } from '../../src/proof/sample.js';
 import { oaepEncrypt } from '../../src/fair/oaep.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
-import { LowdbTtpStore } from '../../src/fair/ttp-store.js';
+import { LogTtpStore } from '../../src/fair/ttp-store.js';
 import { tempDir } from '../helpers.js';
 
 const profile = PROFILES.v2;
@@ -36,10 +36,19 @@ function transaction(deadline = 1_900_000_000) {
   return { exchange, x, y };
 }
 
+const storeOf = new WeakMap<Ttp, LogTtpStore>();
 async function ttpAt(dir: string) {
-  const ttp = new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+  const store = await LogTtpStore.open(dir);
+  const ttp = new Ttp({ store, privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+  storeOf.set(ttp, store);
   labelOf = (exchange) => ttp.label(exchange);
   return ttp;
+}
+
+/** Stops a TTP as `qtm ttp start` does on SIGTERM: its worker, then its store (and its lock). */
+async function stop(ttp: Ttp) {
+  await ttp.close();
+  await storeOf.get(ttp)!.close();
 }
 
 /** Both escrows, with the server's signatures on its escrow of X and on its resolve request (issue 17). */
@@ -159,6 +168,7 @@ test('a TTP restart between requests keeps every decision', async (t) => {
   const before = await ttpAt(dir);
   const e = escrows(before, tx);
   assert.equal((await before.handle(tx.exchange, abort(tx.exchange))).outcome, 'aborted');
+  await stop(before);
   const after = await ttpAt(dir);
   assert.equal((await after.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })).outcome, 'aborted', 'the abort survived the restart');
 });
