@@ -188,12 +188,13 @@ export class LogTtpStore implements TtpStore {
   private readonly snapshotEvery: number;
 
   private constructor(
-    private readonly dir: string,
+    /** The store's folder. */
+    readonly directory: string,
     private readonly fd: number,
     private readonly lockPath: string,
     private readonly o: OpenTtpStoreOptions,
   ) {
-    this.logPath = join(dir, TTP_LOG);
+    this.logPath = join(directory, TTP_LOG);
     this.snapshotEvery = Math.max(1, o.snapshotEvery ?? 4096);
   }
 
@@ -333,7 +334,7 @@ export class LogTtpStore implements TtpStore {
   }
 
   private readSnapshot(size: number): { entries: Buffer; count: number; lastLine: LineSpan } | undefined {
-    const path = join(this.dir, TTP_INDEX);
+    const path = join(this.directory, TTP_INDEX);
     if (!existsSync(path)) return undefined;
     const ignore = (why: string) => {
       this.o.onWarning?.(`TTP store: the index snapshot ${path} ${why}; rebuilding the index from the log`);
@@ -410,7 +411,7 @@ export class LogTtpStore implements TtpStore {
       out.writeUInt32BE(last.length, 28);
       sha256(line).copy(out, 32);
       sha256(out.subarray(0, out.length - DIGEST)).copy(out, out.length - DIGEST);
-      writeFileAtomic(join(this.dir, TTP_INDEX), out, 0o600);
+      writeFileAtomic(join(this.directory, TTP_INDEX), out, 0o600);
       this.snap = out.subarray(SNAP_HEADER, SNAP_HEADER + count * ENTRY);
       this.snapCount = count;
       this.recent.clear();
@@ -461,7 +462,7 @@ function migrateLowdb(dir: string, warn?: (message: string) => void): void {
       r = recordFrom({ v: 1, ...(isJsonObject(value) ? value : { value }) });
       if (r.key !== key) throw new Error(`it names label ${r.key.slice(0, 16)}…`);
     } catch (err) {
-      throw refuse(`cannot be converted: the record for label ${key.slice(0, 16)}… ${(err as Error).message}`);
+      throw refuse(`cannot be converted: the record for label ${key.slice(0, 16)}…: ${(err as Error).message}`);
     }
     lines.push(encodeTtpLine(r));
   }
