@@ -281,6 +281,18 @@ export class LogTtpStore implements TtpStore {
     return undefined;
   }
 
+  /** The first snapshot entry at or after `from` whose label is not below `key`. */
+  private lowerBound(key: Buffer, from: number): number {
+    let lo = from;
+    let hi = this.snapCount;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.snap.compare(key, 0, KEY_BYTES, mid * ENTRY, mid * ENTRY + KEY_BYTES) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   private async readRecord(key: string, span: LineSpan): Promise<TtpRecord> {
     const buf = Buffer.alloc(span.length);
     const { bytesRead: n } = await readAsync(this.fd, buf, 0, span.length, span.offset);
@@ -390,11 +402,11 @@ export class LogTtpStore implements TtpStore {
       let i = 0;
       let w = SNAP_HEADER;
       for (const a of added) {
-        while (i < this.snapCount && this.snap.compare(a.key, 0, KEY_BYTES, i * ENTRY, i * ENTRY + KEY_BYTES) < 0) {
-          this.snap.copy(out, w, i * ENTRY, (i + 1) * ENTRY);
-          i++;
-          w += ENTRY;
-        }
+        // The snapshot entries before this one, copied as one run.
+        const upTo = this.lowerBound(a.key, i);
+        this.snap.copy(out, w, i * ENTRY, upTo * ENTRY);
+        w += (upTo - i) * ENTRY;
+        i = upTo;
         a.key.copy(out, w);
         out.writeUIntBE(a.span.offset, w + KEY_BYTES, 6);
         out.writeUInt32BE(a.span.length, w + KEY_BYTES + 6);
