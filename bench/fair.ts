@@ -1,6 +1,7 @@
 /** Issue 6's figures: escrow size, time to make and to verify one, TTP extraction, TTP requests/s. */
 import { createHash, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { writeFileAtomic } from '../src/util/fs.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signBytes, spkiDer } from '../src/crypto/keys.js';
@@ -10,7 +11,7 @@ import { headerFor } from '../src/proof/make-proof.js';
 import { encodeHeader } from '../src/protocol/qtm-package.js';
 import { PROFILES } from '../src/protocol/profile.js';
 import { abortRequestStatement, resolveRequestStatement, Ttp } from '../src/fair/ttp.js';
-import { LowdbTtpStore } from '../src/fair/ttp-store.js';
+import { encodeTtpLine, LogTtpStore, TTP_INDEX, TTP_LOG, type TtpRecord } from '../src/fair/ttp-store.js';
 import { startTtp } from '../src/fair/ttp-server.js';
 import { TtpClient } from '../src/fair/ttp-client.js';
 import { transactionLabel } from '../src/fair/label.js';
@@ -75,7 +76,7 @@ export async function benchTtp(): Promise<void> {
   await running.close();
   rmSync(dir, { recursive: true, force: true });
   console.log(`TTP over HTTPS, 20 concurrent callers, ${requests.length} aborts of distinct transactions (each verified, signed, fsync'd): ${(requests.length / seconds).toFixed(0)} requests/s`);
-  console.log('  (the TTP is consulted only when an exchange fails; its lowdb document is rewritten per decision, so this falls as records accumulate)');
+  console.log('  (the TTP is consulted only when an exchange fails; each decision is one appended line and one fsync, shared by the decisions that arrive together)');
 }
 
 /**
@@ -93,7 +94,8 @@ export async function benchTtpRequestCost(): Promise<void> {
   const server = id('signer', 'CN=Bench Shop');
   const card = id('card', 'CN=Bench Card,serialNumber=0101010101010101');
   const ttpId = id('ttp', 'CN=Bench TTP');
-  const ttp = new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpId.privateKey, publicKey: ttpId.certificate.publicKey, trustAnchors: [ca.certificate] });
+  const store = await LogTtpStore.open(dir);
+  const ttp = new Ttp({ store, privateKey: ttpId.privateKey, publicKey: ttpId.certificate.publicKey, trustAnchors: [ca.certificate] });
   const profile = PROFILES.v2;
   const time = (n: number, f: () => Promise<unknown> | unknown) => async () => {
     const ms: number[] = [];
@@ -129,8 +131,110 @@ export async function benchTtpRequestCost(): Promise<void> {
     signed.push(performance.now() - t0);
   }
   await ttp.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
   console.log(`one RSA-2048 signature verification: ${oneVerify.toFixed(3)} ms (median of 200)`);
   console.log(`a resolve-server request with X and a ${one.escrowY.length.toLocaleString('en')}-byte escrow but no server signature: refused in ${unsigned.toFixed(3)} ms (median of 50; bound: one verification plus decoding)`);
   console.log(`a server-signed resolve-server request: ${median(signed).toFixed(1)} ms (median of 10: the chains, X, the public escrow check, one pair decrypted in the worker, one fsync)`);
+}
+
+/**
+ * Issue 10: what one TTP decision costs the store (one appended line and its fsync) when it
+ * already holds 1k, 10k and 100k decisions, written directly in the store's format; opening
+ * time with the index snapshot and without (a full scan); and, for contrast, the lowdb document
+ * it replaced (the whole document stringified, written and fsync'd per decision), at sizes where
+ * that is still quick to measure. QTM_BENCH_TTP_SIZES=1000,10000 for a quicker run.
+ */
+export async function benchTtpStore(): Promise<void> {
+  const sizes = (process.env.QTM_BENCH_TTP_SIZES ?? '1000,10000,100000').split(',').map(Number);
+  const decisions = 200;
+  const b64 = (n: number) => randomBytes(n).toString('base64');
+  // Real sizes: an RSA-2048 X and Y (resolved), or an RSA-3072 abort token.
+  const record = (i: number): TtpRecord => {
+    const key = createHash('sha256').update(`bench ${i}`).digest('hex');
+    const base = { key, label: key, headerHash: createHash('sha256').update(`header ${i}`).digest('hex'), at: new Date(1_790_000_000_000 + i).toISOString() };
+    return i % 2 ? { ...base, state: 'aborted', token: b64(384) } : { ...base, state: 'resolved', x: b64(256), y: b64(256) };
+  };
+  const perDecision = new Map<number, number>();
+  const oldPerDecision = new Map<number, number>();
+  // Each size: its log generated, opened once scanning it (no snapshot yet; one is saved), then
+  // opened again with the snapshot. The decisions are then made round-robin over the open stores,
+  // in a fresh order each round, after a warm-up: the disk's and the machine's noise fall on every
+  // size alike.
+  const open: { n: number; dir: string; bytes: number; scanMs: number; openMs: number; store: LogTtpStore; puts: number[] }[] = [];
+  for (const n of sizes) {
+    const dir = mkdtempSync(join(tmpdir(), 'qtm-bench-ttp-store-'));
+    const fd = openSync(join(dir, TTP_LOG), 'w', 0o600);
+    let bytes = 0;
+    for (let i = 0; i < n; i += 1000) {
+      const chunk = Array.from({ length: Math.min(1000, n - i) }, (_, j) => `${encodeTtpLine(record(i + j))}\n`).join('');
+      bytes += writeSync(fd, chunk);
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    let t = performance.now();
+    const scanning = await LogTtpStore.open(dir);
+    const scanMs = performance.now() - t;
+    await scanning.close();
+    t = performance.now();
+    const store = await LogTtpStore.open(dir);
+    open.push({ n, dir, bytes, scanMs, openMs: performance.now() - t, store, puts: [] });
+  }
+  const warmUp = 50;
+  for (let i = 0; i < warmUp + decisions; i++) {
+    for (const s of [...open].sort(() => Math.random() - 0.5)) {
+      const r = record(s.n + i);
+      const t = performance.now();
+      await s.store.put(r);
+      if (i >= warmUp) s.puts.push(performance.now() - t);
+    }
+  }
+  for (const s of open) {
+    const gets: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const key = record(Math.floor(Math.random() * s.n)).key;
+      const t = performance.now();
+      if (!(await s.store.get(key))) throw new Error('a generated record is missing');
+      gets.push(performance.now() - t);
+    }
+    const t = performance.now();
+    await s.store.close(); // saves the snapshot: what one costs at this size, every snapshotEvery (4096) decisions
+    const snapshotMs = performance.now() - t;
+    const indexBytes = statSync(join(s.dir, TTP_INDEX)).size;
+    rmSync(s.dir, { recursive: true, force: true });
+    perDecision.set(s.n, median(s.puts));
+    const mean = s.puts.reduce((a, b) => a + b, 0) / s.puts.length;
+    console.log(`${s.n.toLocaleString('en')} decisions (${(s.bytes / 1e6).toFixed(1)} MB log, ${(indexBytes / 1e6).toFixed(2)} MB index snapshot): `
+      + `a decision ${median(s.puts).toFixed(2)} ms (median of ${decisions}, mean ${mean.toFixed(2)}: one append and its fsync), a look-up ${median(gets).toFixed(3)} ms; `
+      + `a snapshot ${snapshotMs.toFixed(0)} ms (every 4096 decisions: ${(snapshotMs / 4096).toFixed(3)} ms each); `
+      + `open ${s.openMs.toFixed(1)} ms with the snapshot, ${s.scanMs.toFixed(0)} ms scanning the whole log`);
+  }
+  const ratio = (m: Map<number, number>) => {
+    const lo = m.get(Math.min(...m.keys()));
+    const hi = m.get(Math.max(...m.keys()));
+    return lo && hi ? (hi / lo).toFixed(2) : 'n/a';
+  };
+  console.log(`  cost per decision, ${Math.max(...sizes).toLocaleString('en')} / ${Math.min(...sizes).toLocaleString('en')} records: ${ratio(perDecision)} (goal ~1.0: flat)`);
+
+  // The lowdb document this store replaced: every decision stringified, wrote and fsync'd it whole.
+  for (const n of sizes) {
+    const dir = mkdtempSync(join(tmpdir(), 'qtm-bench-ttp-lowdb-'));
+    const records: Record<string, TtpRecord> = {};
+    for (let i = 0; i < n; i++) {
+      const r = record(i);
+      records[r.key] = r;
+    }
+    const rounds = n >= 100_000 ? 3 : n >= 10_000 ? 10 : 30;
+    const ms: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const r = record(n + i);
+      const t = performance.now();
+      records[r.key] = r;
+      writeFileAtomic(join(dir, 'ttp.json'), JSON.stringify({ version: 1, records }) + '\n', 0o600);
+      ms.push(performance.now() - t);
+    }
+    oldPerDecision.set(n, median(ms));
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(`  the lowdb document it replaced, a decision: ${[...oldPerDecision].map(([n, m]) => `${m.toFixed(1)} ms at ${n.toLocaleString('en')}`).join(', ')} (ratio ${ratio(oldPerDecision)})`);
 }

@@ -6,7 +6,7 @@ import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
 import { benchTransaction, benchTransactionLog } from './transaction.js';
 import { benchStore } from './store.js';
-import { benchFair, benchTtp, benchTtpRequestCost } from './fair.js';
+import { benchFair, benchTtp, benchTtpRequestCost, benchTtpStore } from './fair.js';
 import { benchPkcs11 } from './pkcs11.js';
 import { benchTlog } from './tlog.js';
 
@@ -18,6 +18,7 @@ const sections: [string, () => Promise<void>][] = [
   ['fair exchange escrows', benchFair],
   ['fair exchange TTP', benchTtp],
   ['fair exchange TTP request cost', benchTtpRequestCost],
+  ['fair exchange TTP store at 100k decisions', benchTtpStore],
   ['keys in a token', benchPkcs11],
   ['tlog: transparency log at 1M entries', benchTlog],
   ['tlog: latency the log adds to a transaction', benchTransactionLog],

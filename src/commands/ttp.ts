@@ -14,12 +14,14 @@ export function ttpCommand(): Command {
     .requiredOption('--identity <prefix>', 'the escrow key: role ttp, RSA-3072 (PREFIX.pem, PREFIX-key.pem)')
     .requiredOption('--tls <prefix>', 'the TLS identity, separate from the escrow key (role server)')
     .requiredOption('--trust <ca.pem>', 'CA that servers\' and cards\' certificates must chain to')
-    .requiredOption('--store <dir>', 'where the TTP keeps one record per transaction')
+    .requiredOption('--store <dir>', 'where the TTP keeps its decisions (ttp.log, one line each); one TTP per folder')
     .option('--host <address>', 'bind address (default 127.0.0.1)', '127.0.0.1')
     .option('--port <n>', 'TCP port (default 8444; 0 picks a free one)', parsePort, 8444)
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE (or a prompt). Logs one JSON line per request on
-stderr. Every decision is on disk before it is answered; see docs/FAIR-EXCHANGE.md.
+stderr. Every decision is on disk (DIR/ttp.log, fsync'd) before it is answered. A second TTP on
+the same --store exits 2 naming the first one's PID. A DIR/ttp.json written by an earlier qtm
+(lowdb) is converted on start and kept as DIR/ttp.json.migrated. See docs/FAIR-EXCHANGE.md.
 ` + examples('qtm ttp start --identity keys/ttp --tls keys/ttp-tls --trust ca/ca.pem --store ./ttp-store'))
     .action(async (o: { identity: string; tls: string; trust: string; store: string; host: string; port: number }) => {
       const pass = await readSecret(KEY_PASSPHRASE, o);

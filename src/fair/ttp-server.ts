@@ -8,7 +8,7 @@ import { createJsonHttpsServer, HttpError, readJson } from '../http/server.js';
 import { InputError, isErrorCode } from '../errors.js';
 import { OID } from '../crypto/oids.js';
 import { Ttp, type TtpRequest } from './ttp.js';
-import { LowdbTtpStore } from './ttp-store.js';
+import { LogTtpStore } from './ttp-store.js';
 import { decodeTtpRequest, encodeTtpAnswer, TTP_PATHS } from './ttp-messages.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -35,12 +35,14 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
   if (!(cert.keyUsage ?? []).includes(OID.ekuTrustedThirdParty)) throw new InputError('the TTP identity is not a trusted-third-party certificate', 'issue one with `qtm ca issue --role ttp`');
   if ((p.identity.privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 3072) throw new InputError('the TTP key must be RSA-3072 or larger (a 2048-bit signature must fit under OAEP-SHA-256)');
   if (p.tls.privateKey.equals(p.identity.privateKey)) throw new InputError('the TTP\'s TLS key must not be its escrow key', 'issue a separate --role server identity for --tls');
-  const store = await LowdbTtpStore.open(p.storeDir);
+  const log = p.log ?? ((line) => process.stderr.write(JSON.stringify(line) + '\n'));
+  // One TTP per store (its LOCK): a second one is refused here, before it listens.
+  const store = await LogTtpStore.open(p.storeDir, { onWarning: (message) => log({ time: new Date().toISOString(), event: 'store', message }) });
   const ttp = new Ttp({ store, privateKey: p.identity.privateKey, publicKey: cert.publicKey, trustAnchors: p.trustAnchors });
   const kinds = Object.entries(TTP_PATHS).map(([kind, path]) => [path, kind as TtpRequest['kind']] as const);
   const server = createJsonHttpsServer({
     tls: p.tls,
-    log: p.log ?? ((line) => process.stderr.write(JSON.stringify(line) + '\n')),
+    log,
     route: async (req) => {
       const path = new URL(req.url ?? '/', 'https://ttp').pathname;
       if (req.method === 'GET' && path === '/health') return { body: { ok: true, fingerprint: ttp.fingerprint.toString('hex'), certificate: cert.toString() } };
@@ -52,10 +54,16 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
       return { body: encodeTtpAnswer(answer), log: { outcome: answer.outcome } };
     },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new InputError(`port ${p.port} on ${p.host} is in use`, 'choose another --port') : err));
-    server.listen(p.port, p.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new InputError(`port ${p.port} on ${p.host} is in use`, 'choose another --port') : err));
+      server.listen(p.port, p.host, () => resolve());
+    });
+  } catch (err) {
+    await ttp.close();
+    await store.close();
+    throw err;
+  }
   const addr = server.address() as AddressInfo;
   return {
     url: `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
@@ -64,6 +72,7 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await ttp.close();
+      await store.close();
     },
   };
 }

@@ -205,30 +205,42 @@ export class Ttp {
     return record?.token ? Buffer.from(record.token, 'base64') : sign('sha256', abortStatement(c.label), this.o.privateKey);
   }
 
-  private async decide(c: Checked, exchange: Exchange, request: TtpRequest): Promise<TtpAnswer> {
-    const record = this.o.store.get(c.key);
-    if (record && record.headerHash !== c.headerHash) {
+  /**
+   * The answer a decided record gives: whoever comes after the decision gets the same outcome.
+   * Y is never released after an abort: an aborted record keeps no Y.
+   */
+  private answerFrom(c: Checked, record: TtpRecord, request: TtpRequest): TtpAnswer {
+    if (record.headerHash !== c.headerHash) {
       return { outcome: 'refused', code: 'E_TTP_CONFLICT', reason: `this label is known to this TTP with another first message` };
     }
+    if (record.state === 'aborted') return { outcome: 'aborted', token: this.token(c, record) };
+    // Resolved: the exchange already happened here; each party gets the other's signature.
+    return request.kind === 'resolve-client'
+      ? { outcome: 'x', x: Buffer.from(record.x!, 'base64') }
+      : { outcome: 'y', y: Buffer.from(record.y!, 'base64') };
+  }
+
+  /**
+   * One compare-and-set: read the record, decide, store. Two guards make it atomic: handle()
+   * runs the decisions of one exchange one after another (so a second request never repeats the
+   * decryption), and the store's put keeps the first decision for a label, answering a later one
+   * with it (the guard that also holds across processes, for a shared store).
+   */
+  private async decide(c: Checked, exchange: Exchange, request: TtpRequest): Promise<TtpAnswer> {
+    const record = await this.o.store.get(c.key);
+    if (record) return this.answerFrom(c, record, request);
 
     const at = (this.o.now?.() ?? new Date()).toISOString();
-    const save = (r: Omit<TtpRecord, 'key' | 'headerHash' | 'label' | 'at'>) =>
-      this.o.store.put({ key: c.key, headerHash: c.headerHash, label: c.label.toString('hex'), at, ...r });
-    const state = record?.state ?? 'none';
-
-    // Y is never released after an abort: an aborted record keeps no Y.
-    if (state === 'aborted') return { outcome: 'aborted', token: this.token(c, record) };
-    if (state === 'resolved') {
-      // Whoever comes later gets the other party's signature: the exchange already happened here.
-      return request.kind === 'resolve-client'
-        ? { outcome: 'x', x: Buffer.from(record!.x!, 'base64') }
-        : { outcome: 'y', y: Buffer.from(record!.y!, 'base64') };
-    }
+    /** Stores our decision and answers it, or answers the decision stored first. */
+    const decided = async (r: Omit<TtpRecord, 'key' | 'headerHash' | 'label' | 'at'>, ours: TtpAnswer): Promise<TtpAnswer> => {
+      const mine: TtpRecord = { key: c.key, headerHash: c.headerHash, label: c.label.toString('hex'), at, ...r };
+      const stored = await this.o.store.put(mine);
+      return stored === mine ? ours : this.answerFrom(c, stored, request);
+    };
     switch (request.kind) {
       case 'abort': {
         const token = this.token(c);
-        await save({ state: 'aborted', token: token.toString('base64') });
-        return { outcome: 'aborted', token };
+        return decided({ state: 'aborted', token: token.toString('base64') }, { outcome: 'aborted', token });
       }
       case 'resolve-client': {
         const x = await this.worker.decrypt(request.escrowX, c.label);
@@ -236,19 +248,16 @@ export class Ttp {
         if (!x || !verifyBytes(profile, c.serverKey, exchange.header, x)) {
           // A bogus escrow of X that the server signed: the server cheated. Abort for both, for good; Y is dropped.
           const token = this.token(c);
-          await save({ state: 'aborted', token: token.toString('base64') });
-          return { outcome: 'aborted', token };
+          return decided({ state: 'aborted', token: token.toString('base64') }, { outcome: 'aborted', token });
         }
-        await save({ state: 'resolved', x: x.toString('base64'), y: request.y.toString('base64') });
-        return { outcome: 'x', x };
+        return decided({ state: 'resolved', x: x.toString('base64'), y: request.y.toString('base64') }, { outcome: 'x', x });
       }
       case 'resolve-server': {
         // The public check first (no private key); only an escrow that passes it is opened.
         const problems = escrowProblems(request.escrowY, { cardKey: c.cardKey, ttpKey: this.o.publicKey, label: c.label, message: exchange.header });
         const y = problems.length ? undefined : await this.worker.extract(request.escrowY, { cardKey: c.cardKey, ttpKey: this.o.publicKey, label: c.label, message: exchange.header });
         if (!y) return { outcome: 'refused', code: 'E_TTP_DEPOSIT', reason: `Y cannot be extracted from this escrow${problems.length ? ` (${problems[0]})` : ''}; the state is unchanged` };
-        await save({ state: 'resolved', x: request.x.toString('base64'), y: y.toString('base64') });
-        return { outcome: 'y', y };
+        return decided({ state: 'resolved', x: request.x.toString('base64'), y: y.toString('base64') }, { outcome: 'y', y });
       }
     }
   }

@@ -13,7 +13,9 @@ import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, verifyAbortToken, type Exchange } from '../../src/fair/ttp.js';
 import { startTtp, type RunningTtp } from '../../src/fair/ttp-server.js';
 import { TtpClient } from '../../src/fair/ttp-client.js';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { qtm } from '../helpers.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { startListeningProcess } from '../e2e/server-process.js';
 import { tmpdir } from 'node:os';
@@ -95,7 +97,51 @@ test('qtm ttp start serves until stopped and says where it listens', async () =>
   const a = await cli.request(t.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(running.ttp.label(t.exchange))) });
   cli.close();
   assert.equal(a.outcome, 'aborted');
+  // A second TTP on the same store would decide the same exchanges on its own: refused, exit 2.
+  const second = qtm(['ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca.pem'), '--store', join(dir, 'cli-store'), '--port', '0'], { env: { QTM_KEY_PASSPHRASE: pass } });
+  assert.equal(second.status, 2, second.stderr);
+  assert.match(second.stderr, new RegExp(`the TTP store .*cli-store is in use by process ${child.child.pid}`));
+  assert.doesNotMatch(second.stderr, /listening/);
   await child.stop();
   assert.equal(child.child.exitCode, 0);
   assert.match(child.log(), /"event":"stopped"/);
+});
+
+test('qtm ttp start after kill -9 keeps every answered decision; a lowdb ttp.json is converted when it starts', async () => {
+  const pass = 'ttp cli passphrase';
+  const store = join(dir, 'crash-store');
+  const args = ['ttp', 'start', '--identity', join(dir, 'keys', 'ttp'), '--tls', join(dir, 'keys', 'ttp-tls'), '--trust', join(dir, 'ca.pem'), '--store', store, '--port', '0'];
+  // A decision made by an earlier qtm, in its lowdb document.
+  const old = exchange();
+  const oldLabel = running.ttp.label(old.exchange);
+  const oldToken = (await running.ttp.handle(old.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(oldLabel)) }));
+  assert.equal(oldToken.outcome, 'aborted');
+  const key = oldLabel.toString('hex');
+  const oldRecord = { key, label: key, headerHash: createHash('sha256').update(old.exchange.header).digest('hex'), state: 'aborted', token: oldToken.outcome === 'aborted' ? oldToken.token.toString('base64') : '', at: new Date().toISOString() };
+  mkdirSync(store, { recursive: true });
+  writeFileSync(join(store, 'ttp.json'), JSON.stringify({ version: 1, records: { [key]: oldRecord } }));
+
+  const first = await startListeningProcess(args, { QTM_KEY_PASSPHRASE: pass });
+  assert.match(first.log(), /"event":"store","message":"TTP store: converted 1 records from ttp\.json \(lowdb\) to ttp\.log/);
+  let cli = new TtpClient(first.url, ca.certificate.toString());
+  // The converted decision stands: the client's resolve gets the abort, never X.
+  const e = exchange();
+  const label = running.ttp.label(e.exchange);
+  const escrowX = oaepEncrypt(ttpId.certificate.publicKey, old.x, oldLabel);
+  const late = await cli.request(old.exchange, { kind: 'resolve-client', y: old.y, escrowX, escrowXSignature: signBytes(profile, server.privateKey, escrowOfXStatement(oldLabel, escrowX)) });
+  assert.ok(late.outcome === 'aborted' && oldToken.outcome === 'aborted' && late.token.equals(oldToken.token));
+  const answered = await cli.request(e.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(label)) });
+  cli.close();
+  assert.equal(answered.outcome, 'aborted');
+  first.child.kill('SIGKILL');
+  await new Promise((r) => first.child.once('exit', r));
+
+  const again = await startListeningProcess(args, { QTM_KEY_PASSPHRASE: pass });
+  cli = new TtpClient(again.url, ca.certificate.toString());
+  const ex = oaepEncrypt(ttpId.certificate.publicKey, e.x, label);
+  const after = await cli.request(e.exchange, { kind: 'resolve-client', y: e.y, escrowX: ex, escrowXSignature: signBytes(profile, server.privateKey, escrowOfXStatement(label, ex)) });
+  cli.close();
+  await again.stop();
+  assert.ok(after.outcome === 'aborted' && answered.outcome === 'aborted' && after.token.equals(answered.token), 'the abort answered before kill -9 stands, with the same token');
+  assert.doesNotMatch(again.log(), /converted/, 'converted once');
 });

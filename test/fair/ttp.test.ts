@@ -14,8 +14,10 @@ import { memoryCa } from '../../src/proof/sample.js';
 import { oaepEncrypt } from '../../src/fair/oaep.js';
 import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, Ttp, verifyAbortToken, type Exchange, type TtpAnswer } from '../../src/fair/ttp.js';
-import { LowdbTtpStore } from '../../src/fair/ttp-store.js';
+import { LogTtpStore } from '../../src/fair/ttp-store.js';
 import { tempDir } from '../helpers.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const profile = PROFILES.v2;
 const ca = memoryCa();
@@ -36,10 +38,19 @@ function transaction(deadline = 1_900_000_000) {
   return { exchange, x, y };
 }
 
+const storeOf = new WeakMap<Ttp, LogTtpStore>();
 async function ttpAt(dir: string) {
-  const ttp = new Ttp({ store: await LowdbTtpStore.open(dir), privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+  const store = await LogTtpStore.open(dir);
+  const ttp = new Ttp({ store, privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] });
+  storeOf.set(ttp, store);
   labelOf = (exchange) => ttp.label(exchange);
   return ttp;
+}
+
+/** Stops a TTP as `qtm ttp start` does on SIGTERM: its worker, then its store (and its lock). */
+async function stop(ttp: Ttp) {
+  await ttp.close();
+  await storeOf.get(ttp)!.close();
 }
 
 /** Both escrows, with the server's signatures on its escrow of X and on its resolve request (issue 17). */
@@ -130,6 +141,39 @@ test('abort racing a client resolve, both orders: the outcome is always fair', a
   }
 });
 
+test('two TTP front-ends on one store (as instances on a shared database would be): an abort racing a client resolve, exactly one decides', async (t) => {
+  // Each Ttp serialises its own requests per exchange; across front-ends only the store's
+  // compare-and-set (put keeps the first decision) stands between two decisions.
+  const store = await LogTtpStore.open(tempDir(t));
+  const options = { store, privateKey: ttpKeys.privateKey, publicKey: ttpKeys.publicKey, trustAnchors: [ca.certificate] };
+  const [a, b] = [new Ttp(options), new Ttp(options)];
+  labelOf = (exchange) => a.label(exchange);
+  for (let round = 0; round < 6; round++) {
+    const tx = transaction();
+    const e = escrows(a, tx);
+    const aborting = () => a.handle(tx.exchange, abort(tx.exchange));
+    const resolving = () => b.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature });
+    const [server, client] = round % 2
+      ? (await Promise.all([resolving(), aborting()])).reverse() as [TtpAnswer, TtpAnswer]
+      : await Promise.all([aborting(), resolving()]);
+    const stored = await store.get(a.label(tx.exchange).toString('hex'));
+    assert.equal(gotX(client, tx.x), gotY(server, tx.y), `round ${round}: client ${client.outcome}, server ${server.outcome}`);
+    if (stored!.state === 'aborted') {
+      // Both were answered from the one stored decision: the same token, never a second one.
+      assert.ok(server.outcome === 'aborted' && client.outcome === 'aborted' && server.token.equals(client.token), `round ${round}`);
+      assert.equal(server.token.toString('base64'), stored!.token);
+    } else {
+      assert.ok(gotX(client, tx.x) && gotY(server, tx.y), `round ${round}`);
+    }
+    assert.ok(await a.handle(tx.exchange, abort(tx.exchange)).then((r) => r.outcome === (stored!.state === 'aborted' ? 'aborted' : 'y')), 'a later request gets the same decision');
+  }
+  assert.equal(await store.count(), 6, 'one record per exchange');
+  await a.close();
+  await b.close();
+  await store.close();
+  assert.equal(readFileSync(join(store.directory, 'ttp.log'), 'utf8').trim().split('\n').length, 6, 'one line per exchange: the loser wrote nothing');
+});
+
 test('refusals: wrong deposits, another first message or deadline for the same transaction, untrusted parties', async (t) => {
   const ttp = await ttpAt(tempDir(t));
   const tx = transaction();
@@ -159,6 +203,7 @@ test('a TTP restart between requests keeps every decision', async (t) => {
   const before = await ttpAt(dir);
   const e = escrows(before, tx);
   assert.equal((await before.handle(tx.exchange, abort(tx.exchange))).outcome, 'aborted');
+  await stop(before);
   const after = await ttpAt(dir);
   assert.equal((await after.handle(tx.exchange, { kind: 'resolve-client', y: tx.y, escrowX: e.escrowX, escrowXSignature: e.escrowXSignature })).outcome, 'aborted', 'the abort survived the restart');
 });
