@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildScript, extractBlocks, splitComment } from '../readme-blocks.js';
 import { postgresBin, runBlocks } from '../readme-run.js';
@@ -117,6 +117,7 @@ test('the README runs as written, block by block, in a fresh directory', { timeo
   const r = await runBlocks(blocks, { clone: ROOT, npmPrefix: true, env: process.env.CI ? { CI: process.env.CI } : {} });
   try {
     const slowest = [...r.blockSeconds].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([l, s]) => `line ${l}: ${s.toFixed(1)} s`);
+    if (process.env.QTM_README_LOG) writeFileSync(process.env.QTM_README_LOG, r.log); // to read what each block printed
     t.diagnostic(`${blocks.length - skipped.length} blocks ran in ${r.seconds.toFixed(1)} s; slowest: ${slowest.join(', ')}`);
     assert.equal(r.ok, true, r.problem);
     assert.deepEqual(r.leftover, [], 'every process the README starts in the background, it also stops');
