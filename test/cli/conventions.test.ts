@@ -124,8 +124,11 @@ test('every environment variable qtm reads is listed in qtm --help', () => {
   assert.match(help, /PCSCLITE_CSOCK_NAME/);
 });
 
-test('examples on the group commands\' help too', () => {
-  for (const g of ['ca', 'key', 'sam', 'card', 'card pin', 'server', 'warrant', 'ttp', 'receipts', 'package', 'completion']) {
+test('examples on the group commands\' help too, every one of them', () => {
+  const paths = commandPaths();
+  const groups = paths.filter((p) => paths.some((q) => q.length === p.length + 1 && p.every((w, i) => q[i] === w))).map((p) => p.join(' '));
+  for (const g of ['ca', 'key', 'sam', 'hsm', 'card', 'card pin', 'server', 'warrant', 'ttp', 'receipts', 'log', 'package']) assert.ok(groups.includes(g), `${g} is a group`);
+  for (const g of [...groups, 'completion']) {
     const r = qtm([...g.split(' '), '--help']);
     assert.equal(r.status, 0, g);
     assert.match(r.stdout, /\nExamples:\n  \$ qtm /, `qtm ${g} --help has no examples`);
