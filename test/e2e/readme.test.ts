@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildScript, extractBlocks, splitComment } from '../readme-blocks.js';
@@ -52,6 +53,17 @@ test('comments are split off outside quotes only', () => {
   assert.deepEqual(splitComment(`grep -A3 'Proxy # Certificate' x # c`), { code: `grep -A3 'Proxy # Certificate' x`, comment: '# c' });
   assert.deepEqual(splitComment('echo "a#b" x#y'), { code: 'echo "a#b" x#y', comment: '' });
   assert.deepEqual(splitComment('# only a comment'), { code: '', comment: '# only a comment' });
+});
+
+test('comment splitting, for any words: a # inside quotes or a word stays code, the first # after a blank starts the comment', () => {
+  const word = fc.stringMatching(/^[A-Za-z0-9_./:=,-]{1,12}$/);
+  const quoted = fc.tuple(fc.constantFrom('"', "'"), fc.stringMatching(/^[A-Za-z0-9 #._-]{0,12}$/)).map(([q, t]) => `${q}${t}${q}`);
+  const hashInWord = fc.tuple(word, word).map(([a, b]) => `${a}#${b}`);
+  const code = fc.array(fc.oneof(word, quoted, hashInWord), { minLength: 1, maxLength: 6 }).map((ws) => ws.join(' '));
+  fc.assert(fc.property(code, fc.stringMatching(/^[ -~]{0,30}$/), fc.integer({ min: 1, max: 4 }), (c, comment, blanks) => {
+    assert.deepEqual(splitComment(c), { code: c, comment: '' });
+    assert.deepEqual(splitComment(`${c}${' '.repeat(blanks)}#${comment}`), { code: c, comment: `#${comment}` });
+  }));
 });
 
 const sample = (body: string) => extractBlocks(body);
