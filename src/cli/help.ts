@@ -16,6 +16,8 @@ export const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ttp: ['qtm ttp start --identity keys/ttp --tls keys/ttp-tls --trust ca/ca.pem --store ./ttp-store'],
   receipts: ['qtm receipts list --card alice.card.json', 'qtm receipts show 1 -r 0 --json', 'qtm receipts fetch --server https://127.0.0.1:8443 --trust ca/ca.pem -r 0'],
   package: ['qtm package sizes', 'qtm package sizes --profile v1   # the patent\'s 473 and 29 bytes', 'qtm package decode receipt.json'],
+  hsm: ['qtm hsm list --pkcs11-module /usr/lib/softhsm/libsofthsm2.so', 'qtm hsm list "pkcs11:token=shop"   # its objects (PIN from QTM_PKCS11_PIN)'],
+  log: ['qtm log init --out keys/log --origin shop.example/log', 'qtm log prove receipt.json --log ./tlog/www --log-key keys/log.vkey --out logged.json', 'qtm log monitor --log https://shop.example/log/ --log-key keys/log.vkey --state mon.json', 'qtm log audit --store ./store --log ./tlog/www --log-key keys/log.vkey'],
   completion: ['qtm completion bash > ~/.local/share/bash-completion/completions/qtm', 'qtm completion zsh > "${fpath[1]}/_qtm"', 'qtm completion fish > ~/.config/fish/completions/qtm.fish'],
 };
 

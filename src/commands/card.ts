@@ -112,7 +112,7 @@ The card appears in the reader "Virtual PCD 00 00" for pcsc_scan, opensc-tool an
         },
         ...(o.trace ? { onApdu: (c: Buffer, r: Buffer) => diag.line(`APDU ${c.subarray(0, 4).toString('hex').toUpperCase()} … -> ${hexSw(r.readUInt16BE(r.length - 2))}`) } : {}),
       });
-      diag.line('stopped');
+      diag.info('stopped');
     });
 
   secretOptions(cardOptions(card.command('issue')), [CA_PASSPHRASE, SAM_PASSPHRASE, PIN, PUK])

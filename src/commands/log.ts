@@ -117,8 +117,8 @@ signed and the state is kept), 2 unusable input.
     .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey; passphrase QTM_KEY_PASSPHRASE)')
     .requiredOption('--log-key <vkey>', 'a log this witness follows (repeatable)', collect, [])
     .requiredOption('--state-dir <dir>', 'where the last cosigned checkpoint of each log is kept')
-    .option('--host <address>', 'bind address (default 127.0.0.1)', '127.0.0.1')
-    .option('--port <n>', 'TCP port (default 0: a free one, printed)', '0')
+    .option('--host <address>', 'bind address', '127.0.0.1')
+    .option('--port <n>', 'TCP port (0: a free one, printed)', '0')
     .addHelpText('after', `
 Prints one JSON line {"event":"listening","url":...} on stderr, and one per request.
 Answers as C2SP tlog-witness v1.0.0: 200 cosignature lines, 409 with the last cosigned size or on a

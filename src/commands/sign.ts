@@ -78,8 +78,8 @@ export function signCommand(): Command {
     .option('--fair', 'exchange signatures fairly through the server\'s TTP: escrows first, Y only after a valid X')
     .option('--clock-tolerance <seconds>', 'T: refuse a record dated more than this from this computer\'s clock (default 120)', parseNonNegativeInt)
     .addHelpText('after', `
-The PIN comes from QTM_PIN, --pin-stdin, or a masked prompt. Without --yes the order is shown
-in a text-only dialog and nothing is signed unless you accept. With --fair the card's signature
+The PIN comes from QTM_PIN, --pin-file, --pin-stdin, or a masked prompt. Without --yes the order
+is shown in a text-only dialog and nothing is signed unless you accept. With --fair the card's signature
 leaves the client only once the server's is in hand (or the TTP aborts the exchange for both).
 The record's time is the server's: one more than T seconds (default 120) from this computer's
 clock is refused before the card signs (E_CLOCK_SKEW); the time and T are in the output.
@@ -106,7 +106,7 @@ Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or u
         pin: () => readSecret(PIN, o),
         onStep: progressPrinter(Boolean(process.stderr.isTTY) && !o.json),
         onRecordTime: (r) => {
-          if (!o.json) diag.line(`  record dated ${r.recordTime}, ${Math.abs(r.skewSeconds)} s ${r.skewSeconds >= 0 ? 'ahead of' : 'behind'} this computer's clock (tolerance ${r.clockToleranceSeconds} s)`);
+          if (!o.json) diag.info(`  record dated ${r.recordTime}, ${Math.abs(r.skewSeconds)} s ${r.skewSeconds >= 0 ? 'ahead of' : 'behind'} this computer's clock (tolerance ${r.clockToleranceSeconds} s)`);
         },
       };
       try {

@@ -15,8 +15,8 @@ export function ttpCommand(): Command {
     .requiredOption('--tls <prefix>', 'the TLS identity, separate from the escrow key (role server)')
     .requiredOption('--trust <ca.pem>', 'CA that servers\' and cards\' certificates must chain to')
     .requiredOption('--store <dir>', 'where the TTP keeps its decisions (ttp.log, one line each); one TTP per folder')
-    .option('--host <address>', 'bind address (default 127.0.0.1)', '127.0.0.1')
-    .option('--port <n>', 'TCP port (default 8444; 0 picks a free one)', parsePort, 8444)
+    .option('--host <address>', 'bind address', '127.0.0.1')
+    .option('--port <n>', 'TCP port (0 picks a free one)', parsePort, 8444)
     .addHelpText('after', `
 Key passphrases come from QTM_KEY_PASSPHRASE (or a prompt). Logs one JSON line per request on
 stderr. Every decision is on disk (DIR/ttp.log, fsync'd) before it is answered. A second TTP on

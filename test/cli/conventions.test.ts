@@ -44,6 +44,18 @@ test('secrets from files and stdin: card issue, pin change and unblock, with no 
   assert.equal(unblock.status, 0, unblock.stderr);
   assert.equal(qtm(['card', 'pin', 'change', '--card', card, '--pin-stdin'], { input: '2468\n1357\n' }).status, 0, 'the PIN set through stdin works');
 
+  // card issue from files: the PIN and PUK it sets are the ones in the files.
+  const second = join(dir, 'bob.card.json');
+  writeFileSync(join(dir, 'puk'), '87654321\n');
+  const fromFiles = qtm(['card', 'issue', '--ca', join(dir, 'ca'), '--sam', join(dir, 'shop.sam'), '--holder', 'CN=Bob', '--card', second,
+    '--ca-passphrase-file', join(dir, 'ca.pass'), '--sam-passphrase-file', join(dir, 'sam.pass'), '--pin-file', join(dir, 'pin'), '--puk-file', join(dir, 'puk')]);
+  assert.equal(fromFiles.status, 0, fromFiles.stderr);
+  assert.doesNotMatch(fromFiles.stderr, /PIN \d+ {3}PUK/, 'no generated PIN is shown when the files gave them');
+  assert.equal(qtm(['card', 'pin', 'change', '--card', second, '--pin-stdin'], { input: '1234\n4321\n' }).status, 0, 'the PIN from --pin-file is set');
+  for (let i = 0; i < 3; i++) qtm(['card', 'pin', 'change', '--card', second, '--pin-stdin'], { input: '0000\n1111\n' });
+  const byPukFile = qtm(['card', 'pin', 'unblock', '--card', second, '--puk-file', join(dir, 'puk'), '--new-pin-file', join(dir, 'pin')]);
+  assert.equal(byPukFile.status, 0, `the PUK from --puk-file is set: ${byPukFile.stderr}`);
+
   const missing = qtm(['card', 'pin', 'change', '--card', card, '--pin-file', join(dir, 'nope'), '--new-pin-file', join(dir, 'new-pin')]);
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /^qtm: error: --pin-file .*nope: cannot read the card PIN: ENOENT \(check the path and its permissions\)\n$/);
@@ -124,8 +136,11 @@ test('every environment variable qtm reads is listed in qtm --help', () => {
   assert.match(help, /PCSCLITE_CSOCK_NAME/);
 });
 
-test('examples on the group commands\' help too', () => {
-  for (const g of ['ca', 'key', 'sam', 'card', 'card pin', 'server', 'warrant', 'ttp', 'receipts', 'package', 'completion']) {
+test('examples on the group commands\' help too, every one of them', () => {
+  const paths = commandPaths();
+  const groups = paths.filter((p) => paths.some((q) => q.length === p.length + 1 && p.every((w, i) => q[i] === w))).map((p) => p.join(' '));
+  for (const g of ['ca', 'key', 'sam', 'hsm', 'card', 'card pin', 'server', 'warrant', 'ttp', 'receipts', 'log', 'package']) assert.ok(groups.includes(g), `${g} is a group`);
+  for (const g of [...groups, 'completion']) {
     const r = qtm([...g.split(' '), '--help']);
     assert.equal(r.status, 0, g);
     assert.match(r.stdout, /\nExamples:\n  \$ qtm /, `qtm ${g} --help has no examples`);
