@@ -34,6 +34,8 @@ export function statusOf(code: ErrorCode): number {
   return HTTP_STATUS[code] ?? 403;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /**
  * Reads a request body of at most `max` bytes as strict JSON. A Content-Length over `max` is
  * refused before a byte of the body is read; a body without one, as soon as it passes `max`.
@@ -49,7 +51,12 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
     if (size > max) throw new HttpError('E_TOO_LARGE', `request body over ${max} bytes`);
     chunks.push(chunk as Buffer);
   }
-  const text = Buffer.concat(chunks).toString('utf8') || 'null';
+  let text: string;
+  try {
+    text = UTF8.decode(Buffer.concat(chunks)) || 'null';
+  } catch {
+    throw new HttpError('E_JSON', 'request body is not valid UTF-8');
+  }
   try {
     // Strict: duplicate keys and over-deep nesting are refused like any malformed body.
     return parseStrictJson(text, 'request body');
@@ -256,6 +263,40 @@ function clientErrorAnswer(err: NodeJS.ErrnoException): { status: number; reason
   }
 }
 
+/**
+ * Closing a connection whose client is still sending (a body refused before it was read) with
+ * unread bytes makes the kernel reset it at once, and a client busy writing then fails on EPIPE
+ * before it reads the answer. So the server sends the answer and its end, stops reading where
+ * node lets it, and closes when the client does, or LINGER_MS later, or once LINGER_BYTES more
+ * have come in anyway, whichever is first.
+ */
+const LINGER_MS = 1000;
+const LINGER_BYTES = 1024 * 1024;
+const lingering = new WeakSet<Socket>();
+
+function lingeringClose(socket: Socket, log: (line: Record<string, unknown>) => void): void {
+  if (lingering.has(socket)) return;
+  lingering.add(socket);
+  socket.end();
+  (socket as Socket & { _handle?: { readStop?(): void } })._handle?.readStop?.();
+  const from = socket.bytesRead;
+  let done = false;
+  const stop = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    clearInterval(check);
+    socket.destroy();
+    // What the connection cost in all: the bytes read from it, the lingering included.
+    log({ time: new Date().toISOString(), event: 'lingering-close', client: clientKey(socket.remoteAddress), bytesRead: socket.bytesRead, lingered: socket.bytesRead - from });
+  };
+  const timer = setTimeout(stop, LINGER_MS);
+  const check = setInterval(() => {
+    if (socket.bytesRead - from > LINGER_BYTES) stop();
+  }, 10);
+  socket.once('close', stop);
+}
+
 /** A body left unread up to this size is read and dropped to keep the connection; a larger one closes it. */
 const DRAIN_BYTES = 64 * 1024;
 
@@ -289,6 +330,8 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
   const timedOut = new WeakSet<Socket>();
   // What node's parser refuses or times out: a JSON answer like any other refusal, then the connection closes.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // A client that hangs up in the middle of a body after its answer (413) is no news.
+    if (lingering.has(socket) || !socket.writable) return void socket.destroy();
     const a = clientErrorAnswer(err);
     if (a.code === 'E_TIMEOUT') timedOut.add(socket);
     const pending = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
@@ -321,6 +364,10 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
       // Without Content-Length, a body is chunked (of any length) or absent.
       const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : req.headers['transfer-encoding'] !== undefined ? Infinity : 0;
       const closing = !req.complete && !(declared <= DRAIN_BYTES);
+      if (closing) {
+        // node ends such a connection with destroySoon() after the answer; close it gently instead.
+        (socket as Socket & { destroySoon(): void }).destroySoon = () => lingeringClose(socket, o.log);
+      }
       res.writeHead(status, { ...headers, ...(closing ? { connection: 'close' } : {}) });
     };
     const send = (status: number, body: unknown, extra: Record<string, unknown> = {}, headers: Record<string, string | number> = {}) => {
@@ -348,7 +395,7 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
       },
       (err: unknown) => {
         // The client went away, or timed out and was answered 408 already: nothing to send.
-        if (socket.destroyed || res.headersSent) return line(timedOut.has(socket) ? 408 : 499, { error: timedOut.has(socket) ? 'E_TIMEOUT' : 'E_CLIENT_GONE', bytesRead: socket.bytesRead });
+        if (timedOut.has(socket) || !socket.writable || res.headersSent) return line(timedOut.has(socket) ? 408 : 499, { error: timedOut.has(socket) ? 'E_TIMEOUT' : 'E_CLIENT_GONE', bytesRead: socket.bytesRead });
         if (err instanceof HttpError && err.code === 'E_TOO_LARGE') return fail(413, err.code, err.message, {}, { bytesRead: socket.bytesRead });
         if (err instanceof HttpError || err instanceof QtmError) return fail(statusOf(err.code), err.code, err.message, err instanceof HttpError ? err.headers : {});
         send(500, { error: { code: 'E_INTERNAL', message: 'internal server error' } }, { error: 'E_INTERNAL', detail: (err as Error).message });
