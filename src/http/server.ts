@@ -330,8 +330,9 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
   const timedOut = new WeakSet<Socket>();
   // What node's parser refuses or times out: a JSON answer like any other refusal, then the connection closes.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // A client that hangs up in the middle of a body after its answer (413) is no news.
-    if (lingering.has(socket) || !socket.writable) return void socket.destroy();
+    // A client that hangs up (a reset, or in the middle of a body after its 413) is no news.
+    const fromParser = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code?.startsWith('HPE_');
+    if (!fromParser || lingering.has(socket) || !socket.writable) return void socket.destroy();
     const a = clientErrorAnswer(err);
     if (a.code === 'E_TIMEOUT') timedOut.add(socket);
     const pending = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
@@ -388,6 +389,7 @@ export function createJsonHttpsServer(o: JsonHttpsOptions): Server {
     if (!URL.canParse(req.url ?? '/', 'https://qtm')) return fail(400, 'E_BAD_URL', 'the request target is not a valid URL path');
     o.route(req, socket).then(
       (r) => {
+        if (timedOut.has(socket) || !socket.writable) return line(timedOut.has(socket) ? 408 : 499, { error: timedOut.has(socket) ? 'E_TIMEOUT' : 'E_CLIENT_GONE' });
         if (!r.raw) return send(r.status ?? 200, r.body, r.log);
         head(r.status ?? 200, { 'content-type': r.raw.contentType, 'content-length': r.raw.data.length, 'cache-control': r.raw.cacheControl });
         res.end(r.raw.data);
