@@ -55,7 +55,9 @@ export async function benchTtp(): Promise<void> {
   };
   const server = id('signer', 'CN=Bench Shop');
   const card = id('card', 'CN=Bench Card,serialNumber=0101010101010101');
-  const running = await startTtp({ identity: id('ttp', 'CN=Bench TTP'), tls: id('server', 'CN=localhost'), trustAnchors: [ca.certificate], storeDir: join(dir, 'ttp'), host: '127.0.0.1', port: 0, log: () => {} });
+  const running = await startTtp({ identity: id('ttp', 'CN=Bench TTP'), tls: id('server', 'CN=localhost'), trustAnchors: [ca.certificate], storeDir: join(dir, 'ttp'), host: '127.0.0.1', port: 0, log: () => {},
+    // All 20 callers are 127.0.0.1: the per-client request rate is not what is measured.
+    limits: { rate: { perSecond: 1_000_000, burst: 10_000_000 } } });
   const profile = PROFILES.v2;
   const requests = Array.from({ length: 400 }, (_, i) => {
     const header = encodeHeader(headerFor({ profile, transactionId: i + 1, time: 1_790_000_000, content: Buffer.from('x'), server, partyA: server, partyB: card }));

@@ -53,7 +53,7 @@ function cpuSeconds(pid: number): number | undefined {
 }
 
 async function startServer(args: string[], env: Record<string, string>): Promise<{ server: ChildProcess; url: string }> {
-  const server = spawn(process.execPath, [QTM, 'server', 'start', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const server = spawn(process.execPath, [QTM, 'server', 'start', '--port', '0', '--rate', '1000000', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let head = '';
   const url = await new Promise<string>((ok, fail) => {
     const onData = (d: Buffer) => {

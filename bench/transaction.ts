@@ -51,8 +51,9 @@ interface Bench {
 async function startServerProcess(dir: string, extra: string[] = []): Promise<{ server: ChildProcess; url: string }> {
   const server = spawn(process.execPath, [...(process.env.QTM_BENCH_PROFILE_SERVER ? ['--cpu-prof', '--cpu-prof-dir', process.env.QTM_BENCH_PROFILE_SERVER] : []), QTM, 'server', 'start', '--tls', join(dir, 'tls'), '--signer', join(dir, 'receipts'),
     '--sam', join(dir, 'shop.sam'), '--trust', join(dir, 'ca', 'ca.pem'), '--store', join(dir, 'store'), '--port', '0',
-    // Every bench client logs in from 127.0.0.1: the per-address limit before login is not what is measured.
-    '--anonymous-rate', '1000000', ...extra],
+    // Every bench client logs in from 127.0.0.1: the per-address limits (before login, and on
+    // every request) are not what is measured.
+    '--anonymous-rate', '1000000', '--rate', '1000000', ...extra],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
   let head = '';
   const url = await new Promise<string>((ok, fail) => {

@@ -25,9 +25,10 @@ import type { FairOptions } from '../server/qtm-service.js';
 import { KEY_PASSPHRASE, SAM_PASSPHRASE } from '../cli/secret-sources.js';
 import { openSamReference, PKCS11_HELP, pkcs11ModuleOption, preparePkcs11, readSigningIdentity, warrantTokenReferences } from '../cli/pkcs11.js';
 import { readNoteKey } from '../tlog/log-key.js';
+import { TRAFFIC_HELP, trafficLimitsFrom, trafficOptions, type TrafficFlags } from '../cli/traffic-options.js';
 import { ed25519NoteSigner, SIG_TYPE_ED25519 } from '../tlog/note.js';
 
-interface StartOptions {
+interface StartOptions extends TrafficFlags {
   config?: string;
   tls?: string;
   signer?: string;
@@ -69,11 +70,12 @@ function withConfig(o: StartOptions) {
   for (const k of ['tls', 'signer', 'sam', 'trust', 'store'] as const) {
     if (!merged[k]) throw new InputError(`--${k} is required (on the command line or in --config)`);
   }
+  const limits = trafficLimitsFrom(o, file as Record<string, unknown>, `the config file ${o.config}`);
   const proxy = { warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), anonymousRate: pick('anonymousRate'), log: pick('log'), logKey: pick('logKey') };
   if (Boolean(proxy.log) !== Boolean(proxy.logKey)) throw new InputError('--log and --log-key go together', 'give the log directory and the log key made by `qtm log init`');
   if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
-  return { ...merged, ...proxy } as Required<Omit<StartOptions, 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey'>;
+  return { ...merged, ...proxy, limits } as { limits: typeof limits } & Required<Omit<StartOptions, keyof TrafficFlags | 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey'>;
 }
 
 /**
@@ -112,7 +114,7 @@ function fairOptions(url: string, certFile: string, trustFile: string, deadlineS
 export function serverCommand(): Command {
   const server = new Command('server').description('the merchant server: orders, QTM service, store');
 
-  secretOptions(server.command('start'), [KEY_PASSPHRASE, SAM_PASSPHRASE])
+  trafficOptions(secretOptions(server.command('start'), [KEY_PASSPHRASE, SAM_PASSPHRASE]))
     .description('serve HTTPS (TLS 1.3) orders and transactions until stopped')
     .option('--config <file>', 'JSON file with any of the options below as keys')
     .option('--tls <prefix>', 'TLS identity (PREFIX.pem, PREFIX-key.pem; role server)')
@@ -135,7 +137,7 @@ export function serverCommand(): Command {
     .option('--log-key <prefix>', 'with --log: the log\'s signing key (qtm log init; passphrase QTM_KEY_PASSPHRASE)')
     .option('--log-witness <url>', 'with --log: push each checkpoint to this C2SP witness (qtm log witness-serve) and serve its cosignatures (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(pkcs11ModuleOption())
-    .addHelpText('after', PKCS11_HELP + `
+    .addHelpText('after', PKCS11_HELP + TRAFFIC_HELP + `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
 Logs one JSON line per request on stderr. With --warrants, a customer no valid warrant of the
 manager covers is refused (HTTP 403 naming both), and nothing is signed for the manager without
@@ -145,6 +147,7 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --warrants ./warrants --on-behalf-of keys/xavier.pem',
       'qtm server start --config server.json --port 9443',
+      'qtm server start --config server.json --rate 20 --max-connections-per-client 16 --request-timeout 20',
       'qtm server start --config server.json --log ./tlog --log-key keys/log',
       'QTM_PKCS11_PIN=... qtm server start --tls keys/tls --signer "pkcs11:token=shop;object=receipts" --sam "pkcs11:token=shop;object=master" --trust ca/ca.pem --store ./store --pkcs11-module /usr/lib/softhsm/libsofthsm2.so'))
     .action(async (o: StartOptions & { firstId?: number }) => {
@@ -165,6 +168,7 @@ A first message more than 120 s after its record's time is refused (409 E_RECORD
         profile: PROFILES[c.profile],
         host: c.host,
         port: c.port,
+        limits: c.limits,
         ...(c.anonymousRate ? { anonymousRate: { perSecond: c.anonymousRate, burst: 10 * c.anonymousRate } } : {}),
         ...(c.log && c.logKey ? { transparency: { dir: c.log, signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)), ...(o.logWitness?.length ? { witnesses: o.logWitness } : {}) } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),

@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { createJsonHttpsServer, HttpError, readJson } from '../http/server.js';
+import { createJsonHttpsServer, HttpError, readJson, type TrafficLimits } from '../http/server.js';
 import { InputError, isErrorCode } from '../errors.js';
 import { OID } from '../crypto/oids.js';
 import { Ttp, type TtpRequest } from './ttp.js';
@@ -22,6 +22,8 @@ export interface TtpParts {
   readonly host: string;
   readonly port: number;
   readonly log?: (line: Record<string, unknown>) => void;
+  /** Timeouts and connection and rate limits, the same as the qtm server's (../http/server.ts). */
+  readonly limits?: Partial<TrafficLimits>;
 }
 
 export interface RunningTtp {
@@ -43,6 +45,7 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
   const server = createJsonHttpsServer({
     tls: p.tls,
     log,
+    ...(p.limits ? { limits: p.limits } : {}),
     route: async (req) => {
       const path = new URL(req.url ?? '/', 'https://ttp').pathname;
       if (req.method === 'GET' && path === '/health') return { body: { ok: true, fingerprint: ttp.fingerprint.toString('hex'), certificate: cert.toString() } };

@@ -7,6 +7,8 @@ import type { ErrorCode } from '../errors.js';
 
 export const HTTP_STATUS: { readonly [C in ErrorCode]?: number } = {
   E_BAD_URL: 400,
+  E_BAD_REQUEST: 400,
+  E_TIMEOUT: 408,
   E_JSON: 400,
   E_DECODE: 400,
   E_PROFILE: 400,

@@ -13,7 +13,10 @@ import * as M from '../protocol/messages.js';
 import { verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../protocol/card-authentication.js';
 import { QtmService } from './qtm-service.js';
-import { createJsonHttpsServer, HttpError, readJson, type Routed } from '../http/server.js';
+import { createJsonHttpsServer, HttpError, readJson, type Routed, type TrafficLimits } from '../http/server.js';
+import { clientKey, RateLimiter, type RateLimit } from '../http/rate-limit.js';
+
+export { RateLimiter, type RateLimit } from '../http/rate-limit.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeTilePath, tilePath } from '../tlog/tiles.js';
@@ -28,50 +31,17 @@ export interface HttpServerOptions {
   readonly logWww?: string;
   /** Requests per source address on connections with no card login (default ANONYMOUS_RATE). */
   readonly anonymousRate?: RateLimit;
-}
-
-export interface RateLimit {
-  /** Tokens added per second. */
-  readonly perSecond: number;
-  /** Most tokens an address can hold (a burst). */
-  readonly burst: number;
+  /** Timeouts and connection and rate limits of the HTTP layer (defaults: DEFAULT_LIMITS in ../http/server.ts). */
+  readonly limits?: Partial<TrafficLimits>;
 }
 
 /**
  * Issue 18, section 5: requests on a connection without a card login (composing orders, the
  * login itself) cost the server work and anyone can send them, so each source address gets a
- * token bucket: 20 requests a second, bursts of 200. Beyond that: 429 E_RATE_LIMITED.
+ * token bucket: 20 requests a second, bursts of 200. Beyond that: 429 E_RATE_LIMITED. (Every
+ * request, logged in or not, also counts against the HTTP layer's per-client rate, ../http/server.ts.)
  */
 export const ANONYMOUS_RATE: RateLimit = { perSecond: 20, burst: 200 };
-/** Buckets kept at most; beyond, the full (idle) ones are dropped first. */
-const MAX_BUCKETS = 100_000;
-
-/** One token bucket per source address. */
-export class RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-
-  constructor(readonly limit: RateLimit, private readonly clock: () => number = () => performance.now()) {}
-
-  take(address: string): boolean {
-    const now = this.clock();
-    const b = this.buckets.get(address) ?? { tokens: this.limit.burst, at: now };
-    b.tokens = Math.min(this.limit.burst, b.tokens + ((now - b.at) / 1000) * this.limit.perSecond);
-    b.at = now;
-    if (!this.buckets.has(address)) {
-      if (this.buckets.size >= MAX_BUCKETS) this.prune(now);
-      this.buckets.set(address, b);
-    }
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-
-  /** Drops buckets that have refilled (their addresses are owed nothing); the oldest if none has. */
-  private prune(now: number): void {
-    for (const [a, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * this.limit.perSecond >= this.limit.burst) this.buckets.delete(a);
-    if (this.buckets.size >= MAX_BUCKETS) this.buckets.delete(this.buckets.keys().next().value!);
-  }
-}
 
 /** A verifiable escrow is ~168 KB, ~224 KB in base64: the one request larger than the default limit. */
 const ESCROW_BODY_BYTES = 700 * 1024;
@@ -97,9 +67,10 @@ export function createQtmServer(o: HttpServerOptions): Server {
     if (method === 'GET' && o.logWww && path.startsWith('/log/')) return logFile(o.logWww, path.slice('/log/'.length));
     const r = matchRoute(method, path);
     if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
-    if (r.name !== 'health' && !identities.has(socket) && !anonymous.take(socket.remoteAddress ?? 'unknown')) {
+    const wait = r.name !== 'health' && !identities.has(socket) ? anonymous.take(clientKey(socket.remoteAddress)) : 0;
+    if (wait > 0) {
       const { perSecond, burst } = anonymous.limit;
-      throw new HttpError('E_RATE_LIMITED', `too many requests from ${socket.remoteAddress ?? 'this address'} without a card login (at most ${perSecond} a second, bursts of ${burst}): wait a second and retry`);
+      throw new HttpError('E_RATE_LIMITED', `too many requests from ${clientKey(socket.remoteAddress)} without a card login (at most ${perSecond} a second, bursts of ${burst}): retry in ${wait} s`, { 'retry-after': wait });
     }
     switch (r.name) {
       case 'health':
@@ -162,6 +133,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
   return createJsonHttpsServer({
     tls: o.tls,
     log,
+    ...(o.limits ? { limits: o.limits } : {}),
     logContext: (socket) => ({ client: identities.get(socket)?.cardSerial }),
     route: async (req, socket) => {
       const r = await route(req, socket);

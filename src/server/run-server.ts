@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { sameKey, type SigningKey } from '../crypto/signer.js';
 import { createQtmServer, type RateLimit } from './http-server.js';
+import type { TrafficLimits } from '../http/server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
@@ -47,6 +48,8 @@ export interface ServerParts {
   readonly now?: () => Date;
   /** Requests per source address without a card login (default ANONYMOUS_RATE in http-server.ts). */
   readonly anonymousRate?: RateLimit;
+  /** Timeouts and connection and rate limits of the HTTP layer (defaults: DEFAULT_LIMITS in ../http/server.ts). */
+  readonly limits?: Partial<TrafficLimits>;
   /** Keep a transparency log of every signed transaction in this directory, signed by this key (issue 12). */
   readonly transparency?: { readonly dir: string; readonly signer: NoteSigner; readonly witnesses?: readonly string[] };
 }
@@ -123,7 +126,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     }), (err: Error) => log({ time: new Date().toISOString(), event: 'fair-sweep', error: err.message }));
   }, 1000) : undefined;
   sweeper?.unref();
-  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}), ...(tlog ? { logWww: tlog.www } : {}) });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}), ...(p.limits ? { limits: p.limits } : {}), ...(tlog ? { logWww: tlog.www } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});

@@ -156,13 +156,18 @@ test('attack: prototype names and unknown nested fields get past no decoder: 400
   assert.match(t.json.error!.message, /unknown field "constructor"/);
 });
 
-/** Opens `n` TLS connections that complete their handshake and then say nothing. */
+/**
+ * Opens `n` TLS connections that complete their handshake and then say nothing, from 127.0.0.2,
+ * .3, ... (60 from each: under the per-client cap of 64, so that the total cap is what trips).
+ */
 async function idleConnections(url: string, n: number): Promise<TLSSocket[]> {
   const u = new URL(url);
   const sockets: TLSSocket[] = [];
-  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
-    const s = connect({ host: '127.0.0.1', port: Number(u.port), servername: 'localhost', ca: caPem, minVersion: 'TLSv1.3' });
+  await Promise.all(Array.from({ length: n }, (_, i) => new Promise<void>((resolve) => {
+    const from = { localAddress: `127.0.0.${2 + Math.floor(i / 60)}` }; // a socket.connect() option tls.connect passes on
+    const s = connect({ host: '127.0.0.1', port: Number(u.port), ...from, servername: 'localhost', ca: caPem, minVersion: 'TLSv1.3' });
     sockets.push(s);
+    s.resume(); // reads what the server says (a 408 when it times out), so its close is seen
     s.once('secureConnect', () => resolve());
     s.once('error', () => resolve());
     s.once('close', () => resolve());
@@ -188,7 +193,7 @@ test('attack: 300 idle TLS connections against a server at ulimit -n 256: qtm si
   assert.ok(JSON.parse(r.stdout).transactionId >= 1);
   assert.ok(openNow <= 192, `the server kept ${openNow} of 300 idle connections open (cap 192 at ulimit -n 256)`);
   assert.match(server.log(), /"event":"connection-cap","open":\d+,"cap":192,"closed":"idle, never used"/);
-  // The idle timeout (10 s) closes the rest.
+  // The headers timeout (10 s from the handshake: no request came) closes the rest.
   const deadline = Date.now() + 15_000;
   while (sockets.some((s) => !s.destroyed && !s.closed) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
   const left = sockets.filter((s) => !s.closed).length;
