@@ -35,7 +35,7 @@ test('no witness cosignature: log-witnesses fails with the count', () => {
   const w = decodeVkey(encodeVkey({ name: 'witness.example/w1', type: 4, publicKey: Buffer.alloc(32, 9) }), [4]);
   const c = witnessCheck(checkpoint, [w], 1);
   assert.equal(c.ok, false);
-  assert.equal(c.detail, '0 of 1 witnesses cosigned the checkpoint (1 required)');
+  assert.equal(c.detail, '0 of 1 witnesses cosigned the checkpoint (1 required); `qtm log prove --witness` moves the proof to a checkpoint they cosigned');
 });
 
 test('property: the transparency decoder only ever returns or throws DecodeError naming the bundle field', () => {
