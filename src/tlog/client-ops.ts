@@ -228,6 +228,9 @@ export async function monitor(src: TileSource, logKey: Vkey, statePath: string, 
   // The right edge at the last size, if the state has it; else the log is read from the start.
   const known = last?.frontier && last.frontier.length === frontierSizes(last.size).length ? last : undefined;
   const frontier = known ? frontierSizes(known.size).map((size, i) => ({ size, hash: Buffer.from(known.frontier![i]!, 'base64') })) : [];
+  if (known && !(frontierRoot(frontier) ?? emptyRoot()).equals(Buffer.from(known.root, 'base64'))) {
+    throw new InputError(`${statePath}: the tree's right edge kept there does not give its root: the state file is damaged`, 'restore it, or delete it to read the log from the start (its checkpoint is then trusted on first use)');
+  }
   const from = known?.size ?? 0;
   const found: { label: string; index: number }[] = [];
   const missing: string[] = [];

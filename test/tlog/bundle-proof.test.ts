@@ -54,3 +54,15 @@ test('property: the transparency decoder only ever returns or throws DecodeError
     }
   }), { numRuns: 1000 });
 });
+
+test('a card-tagged leaf\'s proof: the tag field byte for byte, and checked as part of the leaf', () => {
+  const t = { ...proofOf(2), tag: Buffer.alloc(32, 0x5a) };
+  const enc = encodeTransparency(t);
+  assert.deepEqual(Object.keys(enc), ['index', 'proof', 'checkpoint', 'tag']);
+  assert.equal(enc.tag, Buffer.alloc(32, 0x5a).toString('base64'));
+  assert.deepEqual(decodeTransparency('proof bundle', JSON.parse(JSON.stringify(enc))), t);
+  assert.throws(() => decodeTransparency('proof bundle', { ...enc, tag: Buffer.alloc(31).toString('base64') }), /transparency.tag is not a base64 32-byte card tag/);
+  // The tree holds untagged leaves: a tag makes it another leaf, which is not proven.
+  const checks = transparencyChecks(leaves[2]!, t, { logKey });
+  assert.deepEqual(checks.map((c) => [c.name, c.ok]), [['log-checkpoint', true], ['log-inclusion', false]]);
+});

@@ -249,6 +249,10 @@ test('attack: a forked log (history rewritten, same size or grown) and a shrunk 
   r = qtm(['log', 'witness', '--log', forkGrown, '--log-key', vkey, '--key', join(keys, 'w2'), '--state', state], { env });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /LOG FORKED: shop.example\/log at size 4 is not an extension of size 3/);
+  // A receipt's proof is not moved to the forked log's checkpoint: it does not extend the receipt's.
+  r = qtm(['log', 'prove', bundles[2]!, '--log', forkGrown, '--log-key', vkey, '--out', tmp('moved-to-fork.json')]);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /LOG FORKED: shop.example\/log at size 4 is not an extension of size 3/);
   const shrunk = await forgedLog('shrunk', leaves.slice(0, 2));
   r = qtm(['log', 'witness', '--log', shrunk, '--log-key', vkey, '--key', join(keys, 'w2'), '--state', state], { env });
   assert.equal(r.status, 1, r.stderr);
