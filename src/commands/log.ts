@@ -197,7 +197,7 @@ a leaf you hold no receipt for is a transaction made with your card that you did
 Exit codes: 0 consistent and every watched transaction found, 1 a fork, a shrink, a bad entry or a
 watched transaction missing, 2 unusable input.
 ` + examples('qtm log monitor --log ./tlog/www --log-key keys/log.vkey --state monitor.json --watch receipts/*.json',
-      'qtm log monitor --log https://shop.example/log/ --log-key shop-log.vkey --state monitor.json --card-key ~/.qtm/archive/monitor-keys/shop.example_log-1a2b3c4d5e6f7a8b.key'))
+      'qtm log monitor --log https://shop.example/log/ --log-key shop-log.vkey --state monitor.json --card-key ~/.local/share/qtm/archive/monitor-keys/shop.example_log-1a2b3c4d5e6f7a8b.key'))
     .action(async (o: { log: string; logKey: string; state: string; watch: string[]; cardKey: string[]; json?: boolean }) => {
       const { decodePackage } = await import('../protocol/qtm-package.js');
       const watch = o.watch.map((f) => {
