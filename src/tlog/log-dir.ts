@@ -174,8 +174,12 @@ export class LogDir implements TransparencyLog {
     const tilesOnly = cp !== undefined && this.size === from;
     this.publish(Math.max(0, from - 1), tilesOnly);
     if (tilesOnly) this.signed = readFileSync(cpPath, 'utf8');
-    const latest = readCosigned(this.www, 'latest');
-    if (latest) this.cosignedLatest = decodeSignedCheckpoint(latest).checkpoint.size;
+    try {
+      const latest = readCosigned(this.www, 'latest');
+      if (latest) this.cosignedLatest = decodeSignedCheckpoint(latest).checkpoint.size;
+    } catch {
+      // Torn by a power loss (written by rename, without fsync): the next cosignature writes it again.
+    }
   }
 
   private addToTree(entry: Buffer): number {

@@ -119,3 +119,17 @@ test('changedTiles names exactly the tiles whose bytes change', () => {
   }
   for (const p of all) assert.ok(seen.has(p), p);
 });
+
+test('a torn cosigned/latest (written without fsync) does not keep the log from opening, and is written again', async (t) => {
+  const dir = tempDir(t);
+  let log = LogDir.open(dir, signer);
+  await log.append(leaf(0));
+  const cp = log.signedCheckpoint;
+  log.addCosignatures(cp, '— witness.example/w1 AAAA');
+  await log.close();
+  writeFileSync(join(dir, 'www', 'cosigned', 'latest'), 'torn');
+  log = LogDir.open(dir, signer);
+  log.addCosignatures(cp, '— witness.example/w2 BBBB');
+  assert.match(readFileSync(join(dir, 'www', 'cosigned', 'latest'), 'utf8'), /w1 AAAA\n— witness.example\/w2 BBBB\n$/);
+  await log.close();
+});
