@@ -248,8 +248,9 @@ export async function benchTransaction(): Promise<void> {
 
 /**
  * Issue 12: the latency the transparency log adds to a transaction. The same transactions against
- * a server without and with --log (the confirm awaits the leaf's fsync and the signed checkpoint);
- * the 'confirm' step is where it shows.
+ * a server without and with --log (the confirm awaits the leaf's fsync and the signed checkpoint,
+ * and answers with the leaf's inclusion proof and the card's monitoring key; the client checks the
+ * proof and keeps the key); the 'confirm' step is where it shows.
  */
 export async function benchTransactionLog(): Promise<void> {
   const b = await setUp();

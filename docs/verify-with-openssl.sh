@@ -3,7 +3,7 @@
 # Usage: docs/verify-with-openssl.sh BUNDLE.json CA.pem [X.crl] [LOG.vkey]
 #   X.crl: the warrant issuer X's revocation list (from X), for a proxy-signed bundle; T, the
 #   clock tolerance (docs/FORMATS.md), is QTM_CLOCK_TOLERANCE seconds, default 120.
-#   LOG.vkey: the server's transparency-log key (a file or the vkey text): a version 2 bundle's
+#   LOG.vkey: the server's transparency-log key (a file or the vkey text): a version 2 or 3 bundle's
 #   inclusion proof and checkpoint signature are checked too (docs/FORMATS.md, "Transparency log").
 #   The two optional arguments may come in either order: a CRL is told by its PEM or DER form.
 # Exits non-zero at the first check that fails. See docs/FORMATS.md for every offset used here.
@@ -172,7 +172,7 @@ else
   fi
 fi
 
-# Transparency log (bundle version 2): the checkpoint is signed by the log key (C2SP signed-note,
+# Transparency log (bundle versions 2 and 3): the checkpoint is signed by the log key (C2SP signed-note,
 # Ed25519), and the inclusion proof leads from this transaction's leaf to its root (RFC 9162).
 if [ -n "$logkey" ]; then
   [ "$(jq -r '.transparency | type' "$bundle")" = object ] || fail "log: the bundle carries no inclusion proof (qtm log prove adds one)"
@@ -198,9 +198,17 @@ if [ -n "$logkey" ]; then
   openssl pkeyutl -verify -pubin -inkey "$w/log.pub" -rawin -in "$w/checkpoint-body.txt" -sigfile "$w/checkpoint.sig" > /dev/null \
     || fail "log: the checkpoint signature does not verify with $kname+$kid"
   echo "log: checkpoint of $origin at size $size signed by $kname+$kid: OK"
-  # Leaf: entry = 0x01 || SHA-256("qtm/tlog-leaf/v1" 0x00 || u64 transaction ID || package); hash = SHA-256(0x00 || entry).
+  # Leaf: C = SHA-256("qtm/tlog-leaf/v1" 0x00 || u64 transaction ID || package); the entry is
+  # 0x01 || C (bundle version 2), or 0x02 || C || the card's tag (version 3, "tag"); its hash is
+  # SHA-256(0x00 || entry). The tag is taken as given: only the card holder's monitoring key checks it.
   { printf 'qtm/tlog-leaf/v1\000'; head -c 4 /dev/zero; slice $((1 + d)) 4; cat "$w/package.bin"; } | openssl dgst -sha256 -binary > "$w/commitment.bin"
-  { printf '\000\001'; cat "$w/commitment.bin"; } | openssl dgst -sha256 -binary > "$w/r.bin"
+  if [ "$(jq -r '.transparency.tag // empty' "$bundle")" != "" ]; then
+    jq -r .transparency.tag "$bundle" | base64 -d > "$w/tag.bin"
+    [ "$(wc -c < "$w/tag.bin")" -eq 32 ] || fail "log: the card tag is not 32 bytes"
+    { printf '\000\002'; cat "$w/commitment.bin" "$w/tag.bin"; } | openssl dgst -sha256 -binary > "$w/r.bin"
+  else
+    { printf '\000\001'; cat "$w/commitment.bin"; } | openssl dgst -sha256 -binary > "$w/r.bin"
+  fi
   index=$(jq -r .transparency.index "$bundle")
   fn=$index; sn=$((size - 1)); n=0
   [ "$fn" -lt "$size" ] || fail "log: leaf $index is not in a tree of size $size"

@@ -13,12 +13,13 @@
  *   "warrants": [PEM] (optional: the one warrant party A signed under, proxy signing)
  *   "attestation": base64 (optional: the server's signature over a package version 2 proxy
  *                  proof's package and warrant, from its store: src/protocol/proxy-attestation.ts)
- *   "transparency": { "index", "proof": [base64], "checkpoint": signed note } (version 2 only, and
- *                  then required: the transaction's inclusion in the server's transparency log,
- *                  src/tlog/bundle-proof.ts)
+ *   "transparency": { "index", "proof": [base64], "checkpoint": signed note, "tag": base64 }
+ *                  (versions 2 and 3 only, and then required: the transaction's inclusion in the
+ *                  server's transparency log, src/tlog/bundle-proof.ts; "tag" in version 3 only)
  * }
- * A bundle is version 1 unless it carries a transparency proof: then version 2, which an older qtm
- * refuses by its version rather than by an unknown field. Version 1 bundles are unchanged.
+ * A bundle is version 1 unless it carries a transparency proof: then version 2, or 3 when its leaf
+ * is a card-tagged (version 2) entry, which an older qtm refuses by its version rather than by an
+ * unknown field. Version 1 and 2 bundles are unchanged.
  * Each certificate list starts with the signer's own certificate, then any intermediates; the
  * root is never included (the auditor brings it as a trust anchor).
  */
@@ -32,6 +33,8 @@ export const BUNDLE_MEDIA_TYPE = 'application/vnd.qtm.proof+json';
 export const BUNDLE_VERSION = 1;
 /** A bundle with a transparency-log inclusion proof. */
 export const BUNDLE_VERSION_TLOG = 2;
+/** A bundle whose inclusion proof is of a card-tagged log entry (transparency.tag). */
+export const BUNDLE_VERSION_TLOG_TAGGED = 3;
 export const CONTENT_MEDIA_TYPE = 'text/plain; charset=utf-8';
 
 export interface ProofBundle {
@@ -64,7 +67,7 @@ const MAX_ATTESTATION_BYTES = 1024;
 export function encodeBundle(b: ProofBundle): string {
   const json: Record<string, unknown> = {
     mediaType: BUNDLE_MEDIA_TYPE,
-    version: b.transparency ? BUNDLE_VERSION_TLOG : BUNDLE_VERSION,
+    version: b.transparency ? (b.transparency.tag ? BUNDLE_VERSION_TLOG_TAGGED : BUNDLE_VERSION_TLOG) : BUNDLE_VERSION,
     package: b.package.toString('base64'),
   };
   if (b.content) json.content = { mediaType: CONTENT_MEDIA_TYPE, base64: b.content.toString('base64') };
@@ -105,11 +108,11 @@ export function decodeBundle(text: string): ProofBundle {
   const json = parseStrictJson(text, FORMAT);
   if (!isObject(json)) fail('top level must be a JSON object');
   if (json.mediaType !== BUNDLE_MEDIA_TYPE) fail(`mediaType must be "${BUNDLE_MEDIA_TYPE}"`);
-  if (json.version !== BUNDLE_VERSION && json.version !== BUNDLE_VERSION_TLOG) {
-    fail(`unsupported version ${JSON.stringify(json.version)} (this qtm reads ${BUNDLE_VERSION} and ${BUNDLE_VERSION_TLOG})`);
+  if (json.version !== BUNDLE_VERSION && json.version !== BUNDLE_VERSION_TLOG && json.version !== BUNDLE_VERSION_TLOG_TAGGED) {
+    fail(`unsupported version ${JSON.stringify(json.version)} (this qtm reads ${BUNDLE_VERSION} to ${BUNDLE_VERSION_TLOG_TAGGED})`);
   }
-  if ((json.version === BUNDLE_VERSION_TLOG) !== (json.transparency !== undefined)) {
-    fail(json.version === BUNDLE_VERSION_TLOG ? 'version 2 requires the transparency field' : 'the transparency field requires version 2');
+  if ((json.version !== BUNDLE_VERSION) !== (json.transparency !== undefined)) {
+    fail(json.version !== BUNDLE_VERSION ? `version ${json.version} requires the transparency field` : 'the transparency field requires version 2 or 3');
   }
   for (const key of Object.keys(json)) if (!KNOWN_KEYS.has(key)) fail(`unknown field ${quoteName(key)}`);
 
@@ -138,5 +141,8 @@ export function decodeBundle(text: string): ProofBundle {
     ...(json.attestation !== undefined ? { attestation: base64Field(json.attestation, 'attestation', MAX_ATTESTATION_BYTES) } : {}),
     ...(json.transparency !== undefined ? { transparency: decodeTransparency(FORMAT, json.transparency) } : {}),
   };
+  if (bundle.transparency && (json.version === BUNDLE_VERSION_TLOG_TAGGED) !== (bundle.transparency.tag !== undefined)) {
+    fail(json.version === BUNDLE_VERSION_TLOG_TAGGED ? 'version 3 requires transparency.tag' : 'transparency.tag requires version 3');
+  }
   return bundle;
 }

@@ -156,6 +156,19 @@ export class Archive {
     writeFileAtomic(join(this.dir, 'heads', `${h.serverId.slice(0, 16)}.json`), JSON.stringify({ seq: h.seq, hash: h.hash, sig: h.sig }, null, 2) + '\n', 0o600);
   }
 
+  /**
+   * The card's monitoring key for a server's transparency log (src/tlog/card-tag.ts), as
+   * `monitor-keys/<log origin>-<card key prefix>.key` (mode 0600): give it to `qtm log monitor
+   * --card-key` to list every leaf of the card. Written once; the same key comes every time.
+   */
+  keepMonitorKey(name: string, text: string): string {
+    const file = join(this.dir, 'monitor-keys', name);
+    if (existsSync(file)) return file;
+    mkdirSync(join(this.dir, 'monitor-keys'), { recursive: true, mode: 0o700 });
+    writeFileAtomic(file, text, 0o600);
+    return file;
+  }
+
   get heads(): readonly KeptHead[] {
     return this.db.data.heads ?? [];
   }

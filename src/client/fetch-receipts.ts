@@ -40,9 +40,10 @@ export async function fetchReceipts(o: { api: QtmApi; card: CardClient; trustAnc
     const challenge = await o.card.getChallenge();
     const second = await o.api.call('POST', PATHS.redeliver(transactionId), M.encodeRedeliverRequest({ challenge, slot: choice.slot }), M.decodeSecondMessage);
     const priority = already?.record?.priority ?? 0;
-    const { bundle, record } = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: o.trustAnchors, priority });
+    const { bundle, record, monitorKeyFile } = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: o.trustAnchors, priority });
     const serverId = Buffer.from(header.serverId).toString('hex');
     await keepStoreHead(o.archive, serverId, second, prepared.serverCertificates[0]!);
+    if (monitorKeyFile) o.archive.keepMonitorKey(monitorKeyFile.name, monitorKeyFile.text);
     await o.archive.saveProof({ serverId, transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot: choice.slot, state: 'received', header: prepared.header.toString('base64') }, encodeBundle(bundle), second.package);
     const proof = await o.card.secureWrite(choice.slot, second.envelope);
     const back = await o.card.readRecord(choice.slot);

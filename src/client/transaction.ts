@@ -9,7 +9,7 @@ import { PATHS } from '../protocol/routes.js';
 import { X509Certificate } from 'node:crypto';
 import { CardClient } from '../card/client.js';
 import { chooseSlot, readSlots, type SlotView } from '../card/receipts.js';
-import { fingerprint } from '../crypto/keys.js';
+import { fingerprint, keyFingerprint } from '../crypto/keys.js';
 import { OID } from '../crypto/oids.js';
 import { encodeBundle, type ProofBundle } from '../bundle/proof-bundle.js';
 import { cardRecordFor } from '../proof/make-proof.js';
@@ -27,6 +27,13 @@ import type { QtmApi } from './api.js';
 import type { Archive } from './archive.js';
 import { checkFairOffer, exchangeSignatures, FairAbortedError, type TtpLike } from './fair-exchange.js';
 import { TtpClient } from '../fair/ttp-client.js';
+import { decodeTransparency } from '../tlog/bundle-proof.js';
+import { cardTag, encodeMonitorKeyFile } from '../tlog/card-tag.js';
+import { decodeSignedCheckpoint } from '../tlog/checkpoint.js';
+import { leafHash } from '../tlog/hash.js';
+import { commitment, encodeEntry } from '../tlog/leaf.js';
+import { verifyInclusion } from '../tlog/merkle.js';
+import { DecodeError } from '../errors.js';
 import { clockSkewProblem, DEFAULT_CLOCK_TOLERANCE_SECONDS, recordSkewSeconds } from '../protocol/clock.js';
 
 export type Step = 'order' | 'accept' | 'card' | 'authenticate' | 'prepare' | 'sign' | 'exchange' | 'slot' | 'confirm' | 'verify' | 'write' | 'read-back' | 'acknowledge';
@@ -169,6 +176,39 @@ export async function keepStoreHead(archive: Archive, serverId: string, second: 
   await archive.keepHead({ serverId, ...head, sig: second.headSignature.toString('base64') });
 }
 
+/**
+ * Issue 12: the leaf's inclusion proof the server sent with the receipt must lead to the root of
+ * the checkpoint it came with (its signature is checked by whoever knows the log key: qtm verify
+ * --log-key), and the card's tag must be the one the monitoring key gives, or the card holder could
+ * never find the card's leaves. Returns the proof for the bundle and the key file to keep.
+ */
+export function checkLogProof(second: M.SecondMessage, cardCertificate: X509Certificate): { transparency: ProofBundle['transparency']; monitorKeyFile?: { name: string; text: string } } {
+  if (!second.transparency) return { transparency: undefined };
+  let t;
+  try {
+    t = decodeTransparency('second message', second.transparency);
+  } catch (err) {
+    if (err instanceof DecodeError) throw new RefusedError(`the server's log proof is malformed: ${err.message}`, undefined, 'E_TLOG_MISBEHAVIOUR');
+    throw err;
+  }
+  const pkg = decodePackage(second.package);
+  const leaf = { transactionId: pkg.transactionId, package: second.package };
+  const cp = decodeSignedCheckpoint(t.checkpoint).checkpoint;
+  try {
+    verifyInclusion(t.index, cp.size, leafHash(encodeEntry({ ...leaf, ...(t.tag ? { tag: t.tag } : {}) })), t.proof, cp.root);
+  } catch (err) {
+    throw new RefusedError(`the server's log proof does not show transaction ${pkg.transactionId} in its checkpoint of size ${cp.size}: ${(err as Error).message}`, undefined, 'E_TLOG_MISBEHAVIOUR');
+  }
+  if (Boolean(t.tag) !== Boolean(second.monitorKey)) throw new RefusedError('the server sent a card-tagged leaf without the monitoring key, or a key without a tag', undefined, 'E_TLOG_MISBEHAVIOUR');
+  if (!t.tag || !second.monitorKey) return { transparency: t };
+  if (!cardTag(second.monitorKey, commitment(leaf)).equals(t.tag)) {
+    throw new RefusedError('the monitoring key the server sent does not give this leaf\'s card tag: the card\'s leaves could not be found with it', undefined, 'E_TLOG_MISBEHAVIOUR');
+  }
+  const cardKey = keyFingerprint(cardCertificate.publicKey);
+  const name = `${cp.origin.replace(/[^A-Za-z0-9.-]+/g, '_')}-${cardKey.slice(0, 16)}.key`;
+  return { transparency: t, monitorKeyFile: { name, text: encodeMonitorKeyFile({ origin: cp.origin, cardKey, key: second.monitorKey }) } };
+}
+
 /** Checks a second message against what was prepared and assembles the proof bundle. */
 export function checkSecondMessage(opts: {
   prepared: M.PreparedTransaction;
@@ -177,8 +217,9 @@ export function checkSecondMessage(opts: {
   trustAnchors: readonly X509Certificate[];
   priority: number;
   ownSignature?: Buffer;
-}): { bundle: ProofBundle; record: Buffer } {
+}): { bundle: ProofBundle; record: Buffer; monitorKeyFile?: { name: string; text: string } } {
   const { prepared, second } = opts;
+  const logged = checkLogProof(second, opts.cardCertificate);
   const pkg = decodePackage(second.package);
   if (!encodeHeader(pkg).equals(prepared.header)) throw new RefusedError('the signed package is not the record that was prepared');
   if (opts.ownSignature && !Buffer.from(pkg.signatureB).equals(opts.ownSignature)) throw new RefusedError('the package does not carry this card\'s signature');
@@ -189,10 +230,11 @@ export function checkSecondMessage(opts: {
     certificates: { server: prepared.serverCertificates, partyA: prepared.partyACertificates, partyB: [opts.cardCertificate.toString()] },
     ...(prepared.warrants ? { warrants: prepared.warrants } : {}),
     cardRecord: record,
+    ...(logged.transparency ? { transparency: logged.transparency } : {}),
   };
   const report = verifyBundle(bundle, { trustAnchors: opts.trustAnchors });
   if (!report.valid) throw new RefusedError(`the server's reply does not verify: ${report.failures.map((f) => `${f.name}: ${f.detail}`).join('; ')}`);
-  return { bundle, record };
+  return { bundle, record, ...(logged.monitorKeyFile ? { monitorKeyFile: logged.monitorKeyFile } : {}) };
 }
 
 export async function runTransaction(input: TransactionInput): Promise<TransactionResult> {
@@ -283,6 +325,7 @@ export async function runTransaction(input: TransactionInput): Promise<Transacti
     const checked = checkSecondMessage({ prepared, second, cardCertificate: certificate, trustAnchors: input.trustAnchors, priority, ownSignature: signature });
     const serverId = Buffer.from(decodeHeader(prepared.header).serverId).toString('hex');
     await keepStoreHead(archive, serverId, second, prepared.serverCertificates[0]!);
+    if (checked.monitorKeyFile) archive.keepMonitorKey(checked.monitorKeyFile.name, checked.monitorKeyFile.text);
     const saved = await archive.saveProof({ serverId, transactionId: prepared.transactionId, cardSerial: status.serial.toString('hex').toUpperCase(), slot, state: 'received', header: prepared.header.toString('base64') }, encodeBundle(checked.bundle), second.package);
     return { ...checked, saved };
   });

@@ -1,17 +1,18 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { examples } from '../cli/options.js';
-import { out } from '../cli/output.js';
+import { diag, out } from '../cli/output.js';
 import { readSecret } from '../cli/secrets.js';
 import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
 import { LogStore } from '../store/log-store.js';
 import { signedLeaves } from '../server/run-server.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { auditStoreAgainstLog, monitor, proveInclusion, witness } from '../tlog/client-ops.js';
+import { auditStoreAgainstLog, monitor, proveInclusion, upgradeProof, witness } from '../tlog/client-ops.js';
+import { decodeMonitorKeyFile } from '../tlog/card-tag.js';
 import { cosigner } from '../tlog/cosignature.js';
 import { readNoteKey, readVkeyFile, writeNewNoteKey } from '../tlog/log-key.js';
-import { SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519 } from '../tlog/note.js';
+import { decodeNote, SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519 } from '../tlog/note.js';
 import { sourceFor } from '../tlog/tile-source.js';
 import { KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
@@ -66,29 +67,49 @@ is never printed.
     });
 
   log.command('prove')
-    .description('add to a proof bundle the inclusion proof of its transaction in the log (bundle version 2)')
+    .description('add to a proof bundle the inclusion proof of its transaction in the log, or move its proof to a newer (witnessed) checkpoint')
     .argument('<bundle>', 'the proof bundle (.json)')
     .requiredOption('--log <dir-or-url>', 'the log\'s served prefix: its www/ directory or https://.../log/')
     .requiredOption('--log-key <vkey>', 'the log\'s public key (.vkey file or vkey text)')
+    .option('--witness <vkey>', 'prove against the log\'s latest witnessed checkpoint (cosigned/latest), which must carry this witness\'s cosignature (repeatable)', collect, [])
+    .option('--witness-quorum <k>', 'with --witness: cosignatures required (default: all given witnesses)', parseNonNegativeInt)
     .option('--checkpoint <file>', 'prove against this checkpoint (e.g. one witnesses cosigned) instead of the log\'s latest')
-    .option('--index <n>', 'the leaf index, if known (otherwise the entry bundles are scanned: ~5 s at 1M entries)', parseNonNegativeInt)
+    .option('--index <n>', 'the leaf index, if the bundle has none (otherwise the entry bundles are scanned: ~5 s at 1M entries)', parseNonNegativeInt)
     .option('--out <file>', 'write the bundle here (default: stdout)')
     .option('--json', 'print the leaf and checkpoint as JSON instead of the bundle (with --out)')
     .addHelpText('after', `
-Exit codes: 0 proven, 1 the transaction is not in the log (or the log serves inconsistent tiles),
-2 unusable input.
+A receipt from a server with a log already carries its proof against the log's own checkpoint of
+the commit that stored it (log-signed only). Later, once witnesses cosigned a checkpoint, run this
+with --witness to move the proof there: the new checkpoint must extend the bundle's (consistency),
+and the leaf index the bundle has is kept.
+Exit codes: 0 proven, 1 the transaction is not in the log, the log forked, or too few witnesses
+cosigned (nothing is written), 2 unusable input.
 ` + examples('qtm log prove receipt.json --log ./tlog/www --log-key keys/log.vkey --out receipt-logged.json',
+      'qtm log prove receipt.json --log https://shop.example/log/ --log-key shop-log.vkey --witness w1.vkey --witness w2.vkey --witness-quorum 1 --out receipt.json',
       'qtm log prove receipt.json --log ./tlog/www --log-key keys/log.vkey --checkpoint cosigned.txt --out r.json'))
-    .action(async (file: string, o: { log: string; logKey: string; checkpoint?: string; index?: number; out?: string; json?: boolean }) => {
+    .action(async (file: string, o: { log: string; logKey: string; witness: string[]; witnessQuorum?: number; checkpoint?: string; index?: number; out?: string; json?: boolean }) => {
       const bundle = decodeBundle(readText(file));
       const { decodePackage } = await import('../protocol/qtm-package.js');
       const pkg = decodePackage(bundle.package);
-      const t = await proveInclusion(sourceFor(o.log), readVkeyFile(o.logKey), { transactionId: pkg.transactionId, package: bundle.package },
-        { ...(o.checkpoint ? { checkpoint: readText(o.checkpoint) } : {}), ...(o.index !== undefined ? { index: o.index } : {}) });
+      const leaf = { transactionId: pkg.transactionId, package: bundle.package };
+      const logKey = readVkeyFile(o.logKey);
+      if (o.witness.length && o.checkpoint) throw new InputError('give --witness or --checkpoint, not both');
+      if (o.witnessQuorum !== undefined && (!o.witness.length || o.witnessQuorum < 1 || o.witnessQuorum > o.witness.length)) throw new InputError(`--witness-quorum must be 1 to ${o.witness.length} and needs --witness`);
+      const had = bundle.transparency && o.index === undefined ? bundle.transparency : undefined;
+      let t, status = 'proven';
+      if (o.witness.length || (had && !o.checkpoint)) {
+        const witnesses = o.witness.length ? { keys: o.witness.map((w) => readVkeyFile(w, [SIG_TYPE_COSIGNATURE_V1])), quorum: o.witnessQuorum ?? o.witness.length } : undefined;
+        ({ proof: t, status } = await upgradeProof(sourceFor(o.log), logKey, leaf, had, witnesses));
+      } else {
+        t = await proveInclusion(sourceFor(o.log), logKey, leaf,
+          { ...(o.checkpoint ? { checkpoint: readText(o.checkpoint) } : {}), ...(o.index !== undefined ? { index: o.index } : had ? { index: had.index } : {}) });
+      }
       const text = encodeBundle({ ...bundle, transparency: t });
       if (o.out) writeFileAtomic(o.out, text);
-      if (o.json) out.json({ transactionId: pkg.transactionId, index: t.index, proofHashes: t.proof.length, checkpoint: t.checkpoint });
+      const cosignatures = decodeNote(t.checkpoint).signatures.length - 1;
+      if (o.json) out.json({ transactionId: pkg.transactionId, index: t.index, proofHashes: t.proof.length, size: Number(t.checkpoint.split('\n')[1]), cosignatures, status, checkpoint: t.checkpoint });
       else if (!o.out) out.line(text.trimEnd());
+      else diag.line(`transaction ${pkg.transactionId}: leaf ${t.index} of the tree of size ${t.checkpoint.split('\n')[1]}, ${cosignatures ? `${cosignatures} cosignature(s)` : 'log-signed only'}; ${status}`);
     });
 
   log.command('witness')
@@ -161,28 +182,36 @@ Exit codes: 0 cosigned, 1 the witness refused (a fork, a shrink, a proof that do
     });
 
   log.command('monitor')
-    .description('follow the log: check each checkpoint extends the last, every entry against its tile, and find given receipts')
+    .description('follow the log: check each checkpoint extends the last, the new entries against it, find given receipts, and list a card\'s leaves')
     .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
     .requiredOption('--log-key <vkey>', 'the log\'s public key')
-    .requiredOption('--state <file>', 'the last checkpoint seen (size and root), created on first use')
+    .requiredOption('--state <file>', 'the last checkpoint seen, the tree\'s right edge and the cards\' leaves found, created on first use')
     .option('--watch <bundle>', 'a proof bundle whose transaction must be in the log (repeatable)', collect, [])
+    .option('--card-key <file>', 'a card\'s monitoring key (from the client archive\'s monitor-keys/): list every leaf tagged for that card (repeatable)', collect, [])
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
+Each run reads only the entries added since the last (the state keeps the tree's right edge); a card
+key given for the first time reads the log from the start once. A card's leaves are those whose tag
+its monitoring key gives: compare them with the receipts you hold (each bundle names its leaf index);
+a leaf you hold no receipt for is a transaction made with your card that you did not see.
 Exit codes: 0 consistent and every watched transaction found, 1 a fork, a shrink, a bad entry or a
 watched transaction missing, 2 unusable input.
-` + examples('qtm log monitor --log ./tlog/www --log-key keys/log.vkey --state monitor.json --watch receipts/*.json'))
-    .action(async (o: { log: string; logKey: string; state: string; watch: string[]; json?: boolean }) => {
+` + examples('qtm log monitor --log ./tlog/www --log-key keys/log.vkey --state monitor.json --watch receipts/*.json',
+      'qtm log monitor --log https://shop.example/log/ --log-key shop-log.vkey --state monitor.json --card-key ~/.local/share/qtm/archive/monitor-keys/shop.example_log-1a2b3c4d5e6f7a8b.key'))
+    .action(async (o: { log: string; logKey: string; state: string; watch: string[]; cardKey: string[]; json?: boolean }) => {
       const { decodePackage } = await import('../protocol/qtm-package.js');
       const watch = o.watch.map((f) => {
         const b = decodeBundle(readText(f));
-        return { label: f, leaf: { transactionId: decodePackage(b.package).transactionId, package: b.package } };
+        return { label: f, leaf: { transactionId: decodePackage(b.package).transactionId, package: b.package, ...(b.transparency?.tag ? { tag: b.transparency.tag } : {}) }, ...(b.transparency ? { index: b.transparency.index } : {}) };
       });
-      const r = await monitor(sourceFor(o.log), readVkeyFile(o.logKey), o.state, watch);
+      const cards = o.cardKey.map((f) => ({ label: f, ...decodeMonitorKeyFile(readText(f)) }));
+      const r = await monitor(sourceFor(o.log), readVkeyFile(o.logKey), o.state, watch, cards);
       if (o.json) out.json(r);
       else {
         out.line(`${r.origin} at size ${r.size}: ${r.status}; ${r.newEntries} new entries checked`);
         for (const f of r.found) out.line(`  found ${f.label} at leaf ${f.index}`);
         for (const m of r.missing) out.line(out.colour.red(`  MISSING ${m}: its transaction is not in the log`));
+        for (const c of r.cards) out.line(`  card ${c.cardKey.slice(0, 16)}… (${c.label}): ${c.leaves.length} leaves${c.leaves.length ? ` [${c.leaves.join(', ')}]` : ''}${c.new.length ? `, new: ${c.new.join(', ')}` : ''}`);
       }
       process.exitCode = r.missing.length ? 1 : 0;
     });

@@ -1,7 +1,7 @@
 /**
- * The demo's transparency log (issue 12): the server logs the receipt's transaction, a witness
- * cosigns the checkpoint, the receipt gains its inclusion proof and verifies against the log key
- * and the witness; with --fork, the shop rewrites its history and the witness refuses it.
+ * The demo's transparency log (issue 12): the server logs the receipt's transaction and sends its
+ * inclusion proof with the receipt, a witness cosigns the checkpoint, the receipt's proof moves to
+ * the witnessed checkpoint and verifies against the log key and the witness; with --fork, the shop rewrites its history and the witness refuses it.
  */
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
@@ -55,20 +55,25 @@ export async function runLogDemo(o: {
   const story: string[] = [];
   const www = join(o.keys.dir, 'www');
   const logKey = readVkeyFile(o.keys.vkeyFile);
+  const bundle = decodeBundle((await import('node:fs')).readFileSync(o.bundleFile, 'utf8'));
+  const pkg = decodePackage(bundle.package);
+  if (bundle.transparency) {
+    const size = Number(bundle.transparency.checkpoint.split('\n')[1]);
+    story.push(`The server's reply carried the receipt's inclusion proof: transaction ${pkg.transactionId} is leaf ${bundle.transparency.index} of the log's checkpoint of size ${size}, made at its commit and signed by the log only${bundle.transparency.tag ? ' (the leaf carries the card\'s tag; the card holder got its monitoring key)' : ''}.`);
+  }
   const w = cosigner(readNoteKey(join(o.dir, 'witness'), o.passphrase, SIG_TYPE_COSIGNATURE_V1));
   const state = join(o.dir, 'witness-state.json');
   const cosigned = await witness(dirSource(www), logKey, w, state);
   writeFileSync(join(o.dir, 'checkpoint-cosigned.txt'), cosigned.cosigned);
   story.push(`Witness ${DEMO_WITNESS} fetched the log's checkpoint (size ${cosigned.checkpoint.size}, ${cosigned.status}) and cosigned it (C2SP cosignature/v1).`);
-  const bundle = decodeBundle((await import('node:fs')).readFileSync(o.bundleFile, 'utf8'));
-  const pkg = decodePackage(bundle.package);
-  const t = await proveInclusion(dirSource(www), logKey, { transactionId: pkg.transactionId, package: bundle.package }, { checkpoint: cosigned.cosigned });
+  const t = await proveInclusion(dirSource(www), logKey, { transactionId: pkg.transactionId, package: bundle.package, ...(bundle.transparency?.tag ? { tag: bundle.transparency.tag } : {}) },
+    { checkpoint: cosigned.cosigned, ...(bundle.transparency ? { index: bundle.transparency.index } : {}) });
   const logged = join(o.dir, 'receipt-logged.json');
   writeFileSync(logged, encodeBundle({ ...bundle, transparency: t }));
   const v = verifyFile(logged, { trustAnchors: o.trustAnchors, log: { logKey, witnesses: [readVkeyFile(o.keys.witnessVkeyFile, [SIG_TYPE_COSIGNATURE_V1])], quorum: 1 } });
   const valid = v.status === 'valid';
   story.push(valid
-    ? `Transaction ${pkg.transactionId} is leaf ${t.index} of the shop's public log (only a hash of its package and ID is published); the receipt now carries its ${t.proof.length}-hash inclusion proof and the witnessed checkpoint: VALID (log-checkpoint, log-inclusion, log-witnesses).`
+    ? `Transaction ${pkg.transactionId} is leaf ${t.index} of the shop's public log (only a hash of its package and ID is published); its proof was moved to the witnessed checkpoint (${t.proof.length} hashes; qtm log prove --witness does this): VALID (log-checkpoint, log-inclusion, log-witnesses).`
     : `The logged receipt did NOT verify: ${'failures' in v ? v.failures.map((f) => `${f.name}: ${f.detail}`).join('; ') : v.status}`);
   let forkRefused: string | undefined;
   if (o.fork) {

@@ -9,7 +9,7 @@ import { decodeCanonicalBase64, isPemCertificate } from './base64.js';
 import { checkFields, own } from './strict-json.js';
 import { MAX_CONTENT_BYTES } from './plain-text.js';
 
-type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items' | 'bool';
+type Kind = 'string' | 'b64' | 'int' | 'pems' | 'items' | 'bool' | 'object';
 export interface FieldSpec {
   readonly kind: Kind;
   readonly length?: number;
@@ -27,6 +27,8 @@ interface KindTypes {
   pems: string[];
   items: OrderItem[];
   bool: boolean;
+  /** A JSON object whose fields the layer that owns it decodes (e.g. src/tlog/bundle-proof.ts). */
+  object: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -93,6 +95,10 @@ export function decode<const S extends Spec>(format: string, input: unknown, spe
         break;
       case 'bool':
         if (typeof v !== 'boolean') fail(`"${name}" must be true or false`);
+        out[key] = v;
+        break;
+      case 'object':
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${name}" must be a JSON object`);
         out[key] = v;
         break;
       case 'items':
@@ -192,12 +198,18 @@ const SECOND_MESSAGE = {
   headSeq: { kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, optional: true },
   headHash: { kind: 'b64', length: 32, optional: true },
   headSignature: { kind: 'b64', max: 1024, optional: true },
+  /** Issue 12: the leaf's inclusion proof against the log checkpoint of its commit (the bundle's "transparency", src/tlog/bundle-proof.ts decodes it). */
+  transparency: { kind: 'object', optional: true },
+  /** Issue 12: the card's monitoring key for the log's card tags (src/tlog/card-tag.ts); kept by the client, never in a bundle. */
+  monitorKey: { kind: 'b64', length: 32, optional: true },
 } as const satisfies Spec;
 /** Claim 1's second message: the signed package, and the secure-write envelope (claims 2, 3, 7). */
 export type SecondMessage = Decoded<typeof SECOND_MESSAGE>;
 export const encodeSecondMessage = (m: SecondMessage) => ({
   transactionId: m.transactionId, package: b64(m.package), envelope: b64(m.envelope), slot: m.slot,
   ...(m.headSeq !== undefined && m.headHash && m.headSignature ? { headSeq: m.headSeq, headHash: b64(m.headHash), headSignature: b64(m.headSignature) } : {}),
+  ...(m.transparency ? { transparency: m.transparency } : {}),
+  ...(m.monitorKey ? { monitorKey: b64(m.monitorKey) } : {}),
 });
 export const decodeSecondMessage = (j: unknown) => decode('second message', j, SECOND_MESSAGE);
 

@@ -20,6 +20,7 @@ import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, ver
 import { ServiceError } from './service-error.js';
 import { ownRecord, storedCardKey } from './card-binding.js';
 import type { TransparencyLog } from '../tlog/log-dir.js';
+import { cardKeyOfEntry } from '../store/types.js';
 
 /**
  * A cheating server, for the demo and the tests only (`qtm demo --fair --cheat server`): each
@@ -184,7 +185,7 @@ export class FairService {
       const pkg = encodePackage({ ...h, signatureA: Buffer.from(rec.prepared.fair!.x, 'base64'), signatureB: answer.y, signatureServer: signBytes(this.o.profile, this.o.signer.privateKey, encodeServerSigned(h)) });
       // The one signing of the transaction: a confirm that raced it in stands, and this answer is then moot.
       const signed = await this.o.store.appendSigned({ type: 'resolved', transactionId: id, signatureB: answer.y.toString('base64'), package: pkg.toString('base64'), cardRecord: cardRecordFor(h).toString('base64') });
-      await this.o.transparency?.append({ transactionId: id, package: signed.stored ? pkg : Buffer.from(signed.existing.package, 'base64') });
+      await this.o.transparency?.append({ transactionId: id, package: signed.stored ? pkg : Buffer.from(signed.existing.package, 'base64'), cardKey: cardKeyOfEntry(rec.prepared) });
     } else if (answer.outcome === 'aborted') {
       if (!verifyAbortToken(this.o.fair.ttp.certificates[0]!.publicKey, this.fairLabel(header, rec.prepared.fair!.deadline), answer.token)) {
         throw new ServiceError('E_TTP_ANSWER', `the TTP's abort token for transaction ${id} does not verify`);

@@ -148,10 +148,15 @@ function logFile(www: string, rel: string): Routed {
   let file: string;
   let contentType = 'application/octet-stream';
   let cacheControl = 'public, max-age=31536000, immutable';
-  if (rel === 'checkpoint') {
-    file = 'checkpoint';
+  if (rel === 'checkpoint' || rel === 'cosigned/latest') {
+    file = rel;
     contentType = 'text/plain; charset=utf-8';
     cacheControl = 'no-cache, max-age=2';
+  } else if (/^cosigned\/(0|[1-9][0-9]{0,15})$/.test(rel)) {
+    // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
+    file = rel;
+    contentType = 'text/plain; charset=utf-8';
+    cacheControl = 'no-cache, max-age=60';
   } else {
     try {
       file = tilePath(decodeTilePath(rel));

@@ -24,6 +24,8 @@ import type { CardKeyRegister } from './card-keys.js';
 import { belongsTo, ownRecord, storedCardKey, storedSerial } from './card-binding.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 import type { TransparencyLog } from '../tlog/log-dir.js';
+import { encodeTransparency } from '../tlog/bundle-proof.js';
+import { cardKeyOfEntry } from '../store/types.js';
 
 export { ServiceError } from './service-error.js';
 export type { FairOptions, ServerCheat } from './fair-service.js';
@@ -207,8 +209,7 @@ export class QtmService {
     if (rec.confirmed) {
       const same = JSON.stringify(rec.confirmed.firstMessage) === JSON.stringify(firstStored);
       if (!same) throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
-      await this.o.transparency?.append({ transactionId, package: Buffer.from(rec.confirmed.package, 'base64') }); // a no-op unless an earlier append failed
-      return await this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
+      return await this.second(rec, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.confirmed.envelope, 'base64'), first.slot);
     }
     // Issue 18 section 4: the record's time is what the card signs; a first message more than T
     // after it is refused for good, so no record is signed long after its date (a warrant revoked
@@ -244,21 +245,32 @@ export class QtmService {
       cardRecord: record.toString('base64'),
       envelope: envelope.toString('base64'),
     });
-    // The signed transaction's leaf, durable before the reply (idempotent for the one that stands).
-    await this.o.transparency?.append({ transactionId, package: appended.stored ? pkg : Buffer.from(appended.existing.package, 'base64') });
     if (!appended.stored) {
+      // The leaf of the one that stands, durable before any reply (second() appends it).
       if (JSON.stringify(appended.existing.firstMessage) !== JSON.stringify(firstStored)) {
+        await this.o.transparency?.append({ transactionId, package: Buffer.from(appended.existing.package, 'base64'), cardKey: cardKeyOfEntry(rec.prepared) });
         throw new ServiceError('E_ALREADY_CONFIRMED', `transaction ${transactionId} was already confirmed with another first message`);
       }
-      return this.second(transactionId, Buffer.from(appended.existing.package, 'base64'), Buffer.from(appended.existing.envelope, 'base64'), first.slot);
+      return this.second(rec, Buffer.from(appended.existing.package, 'base64'), Buffer.from(appended.existing.envelope, 'base64'), first.slot);
     }
-    return this.second(transactionId, pkg, envelope, first.slot);
+    return this.second(rec, pkg, envelope, first.slot);
   }
 
-  /** The second message, with the store's signed head after the commit that holds this receipt. */
-  private async second(transactionId: number, pkg: Buffer, envelope: Buffer, slot: number): Promise<SecondMessage> {
+  /**
+   * The second message, with the store's signed head after the commit that holds this receipt and
+   * (issue 12) the transaction's leaf: appended (idempotent; durable before this reply) and its
+   * inclusion proof against the log checkpoint of that commit, with the card's monitoring key.
+   */
+  private async second(rec: TransactionRecord, pkg: Buffer, envelope: Buffer, slot: number): Promise<SecondMessage> {
+    const { transactionId } = rec;
+    const cardKey = cardKeyOfEntry(rec.prepared);
+    const logged = await this.o.transparency?.append({ transactionId, package: pkg, cardKey });
+    const monitorKey = this.o.transparency?.monitorKeyFor(cardKey);
     const head = await this.o.store.head();
-    return { transactionId, package: pkg, envelope, slot, ...(head ? { headSeq: head.seq, headHash: Buffer.from(head.hash, 'hex'), headSignature: head.sig } : {}) };
+    return {
+      transactionId, package: pkg, envelope, slot, ...(head ? { headSeq: head.seq, headHash: Buffer.from(head.hash, 'hex'), headSignature: head.sig } : {}),
+      ...(logged ? { transparency: encodeTransparency(logged) } : {}), ...(monitorKey ? { monitorKey } : {}),
+    };
   }
 
   /** A fresh envelope for a receipt that was never acknowledged (the card's R is new). */
@@ -266,11 +278,11 @@ export class QtmService {
     const rec = await this.record(client, transactionId);
     if (!rec.confirmed) throw new ServiceError('E_NOT_CONFIRMED', `transaction ${transactionId} has no signed receipt yet`);
     if (rec.offer && rec.offer.challenge === challenge.toString('base64') && rec.offer.slot === slot) {
-      return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.offer.envelope, 'base64'), slot);
+      return this.second(rec, Buffer.from(rec.confirmed.package, 'base64'), Buffer.from(rec.offer.envelope, 'base64'), slot);
     }
     const envelope = withCardKeys(this.o.sam, storedSerial(rec), (keys) => sealRecord(keys, challenge, slot, Buffer.from(rec.confirmed!.cardRecord, 'base64')));
     await this.o.store.append({ type: 'redelivery', transactionId, challenge: challenge.toString('base64'), slot, envelope: envelope.toString('base64') });
-    return this.second(transactionId, Buffer.from(rec.confirmed.package, 'base64'), envelope, slot);
+    return this.second(rec, Buffer.from(rec.confirmed.package, 'base64'), envelope, slot);
   }
 
   /** The third message: W proves that this card stored this record under the offered R. */

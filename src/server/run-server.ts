@@ -18,6 +18,7 @@ import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
 import { LogDir } from '../tlog/log-dir.js';
+import { cardKeyOfEntry } from '../store/types.js';
 import type { NoteSigner } from '../tlog/note.js';
 import { WitnessPusher } from '../tlog/cosigning.js';
 
@@ -88,7 +89,8 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   }
   let tlog: LogDir | undefined;
   try {
-    tlog = p.transparency ? LogDir.open(p.transparency.dir, p.transparency.signer) : undefined;
+    // A new log tags each leaf with its card's tag (monitoring by card); an older one keeps version 1 entries.
+    tlog = p.transparency ? LogDir.open(p.transparency.dir, p.transparency.signer, undefined, { tagCards: true }) : undefined;
     // Transactions signed before a crash cut their log append short get their leaves now.
     await tlog?.catchUp(signedLeaves(store));
   } catch (err) {
@@ -158,6 +160,6 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
 /** The leaves of every signed transaction in the store (confirmed, or resolved at the TTP), in transaction order. */
 export async function* signedLeaves(store: { all(): AsyncIterable<import('../store/types.js').TransactionRecord> }) {
   for await (const rec of store.all()) {
-    if (rec.confirmed) yield { transactionId: rec.transactionId, package: Buffer.from(rec.confirmed.package, 'base64') };
+    if (rec.confirmed) yield { transactionId: rec.transactionId, package: Buffer.from(rec.confirmed.package, 'base64'), cardKey: cardKeyOfEntry(rec.prepared) };
   }
 }

@@ -1,13 +1,14 @@
 /**
- * The transparency field of a proof bundle (version 2): the leaf's index, its RFC 9162 inclusion
- * proof, and the signed checkpoint (with any witness cosignatures) the proof leads to. Checked
- * with named checks: log-checkpoint, log-inclusion, log-witnesses.
+ * The transparency field of a proof bundle (version 2, or 3 with a tag) and of the server's
+ * second message: the leaf's index, its RFC 9162 inclusion proof, the signed checkpoint (with any
+ * witness cosignatures) the proof leads to, and for a version 2 entry the card's tag (leaf.ts).
+ * Checked with named checks: log-checkpoint, log-inclusion, log-witnesses.
  */
 import { DecodeError } from '../errors.js';
 import { decodeSignedCheckpoint, openCheckpoint } from './checkpoint.js';
 import { cosignatureVerifier } from './cosignature.js';
 import { HASH_SIZE, leafHash } from './hash.js';
-import { encodeEntry } from './leaf.js';
+import { encodeEntry, TAG_BYTES } from './leaf.js';
 import { verifyInclusion } from './merkle.js';
 import { ed25519NoteVerifier, verifyNote, hex8, type Vkey, type NoteVerifier } from './note.js';
 
@@ -16,6 +17,8 @@ export interface TransparencyProof {
   readonly proof: readonly Buffer[];
   /** The signed checkpoint note, exactly as served. */
   readonly checkpoint: string;
+  /** The card's tag, when the log writes version 2 entries (the leaf is 0x02 || C || tag). */
+  readonly tag?: Buffer;
 }
 
 /** 2^63 leaves need 63 hashes; 64 is the cap. */
@@ -23,7 +26,7 @@ export const MAX_PROOF_HASHES = 64;
 export const MAX_CHECKPOINT_CHARS = 16 * 1024;
 
 export function encodeTransparency(t: TransparencyProof): Record<string, unknown> {
-  return { index: t.index, proof: t.proof.map((p) => p.toString('base64')), checkpoint: t.checkpoint };
+  return { index: t.index, proof: t.proof.map((p) => p.toString('base64')), checkpoint: t.checkpoint, ...(t.tag ? { tag: t.tag.toString('base64') } : {}) };
 }
 
 /** Strict decode of the bundle's `transparency` object; errors name the bundle field. */
@@ -31,7 +34,7 @@ export function decodeTransparency(format: string, v: unknown): TransparencyProo
   const fail = (m: string): never => { throw new DecodeError(format, `transparency${m}`); };
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(' must be an object with index, proof and checkpoint');
   const o = v as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['index', 'proof', 'checkpoint'].includes(k)) fail(`: unknown field ${JSON.stringify(k)}`);
+  for (const k of Object.keys(o)) if (!['index', 'proof', 'checkpoint', 'tag'].includes(k)) fail(`: unknown field ${JSON.stringify(k)}`);
   if (typeof o.index !== 'number' || !Number.isSafeInteger(o.index) || o.index < 0) fail('.index must be a non-negative integer');
   if (!Array.isArray(o.proof)) fail('.proof must be a list of base64 SHA-256 hashes');
   const list = o.proof as unknown[];
@@ -43,6 +46,11 @@ export function decodeTransparency(format: string, v: unknown): TransparencyProo
   });
   if (typeof o.checkpoint !== 'string' || o.checkpoint.length > MAX_CHECKPOINT_CHARS) fail(`.checkpoint must be a signed note of at most ${MAX_CHECKPOINT_CHARS} characters`);
   const checkpoint = o.checkpoint as string;
+  let tag: Buffer | undefined;
+  if (o.tag !== undefined) {
+    tag = typeof o.tag === 'string' ? Buffer.from(o.tag, 'base64') : undefined;
+    if (!tag || tag.toString('base64') !== o.tag || tag.length !== TAG_BYTES) fail(`.tag is not a base64 ${TAG_BYTES}-byte card tag`);
+  }
   try {
     const cp = decodeSignedCheckpoint(checkpoint).checkpoint;
     if ((o.index as number) >= cp.size) fail(`.index ${o.index} is not in the checkpoint's tree of size ${cp.size}`);
@@ -50,7 +58,7 @@ export function decodeTransparency(format: string, v: unknown): TransparencyProo
     if (err instanceof DecodeError && !err.message.startsWith(`${format}:`)) fail(`.checkpoint: ${err.message}`);
     throw err;
   }
-  return { index: o.index as number, proof, checkpoint };
+  return { index: o.index as number, proof, checkpoint, ...(tag ? { tag } : {}) };
 }
 
 export interface LogTrust {
@@ -77,14 +85,20 @@ export function transparencyChecks(leaf: { transactionId: number; package: Uint8
   let cp;
   try {
     cp = openCheckpoint(t.checkpoint, log).checkpoint;
-    out.push({ name: 'log-checkpoint', ok: true, detail: `checkpoint of ${cp.origin} at size ${cp.size} is signed by log key ${logName}` });
+    const others = decodeSignedCheckpoint(t.checkpoint).note.signatures.length - 1;
+    const which = trust.witnesses?.length
+      ? ''
+      : others === 0
+        ? ' (log-signed only, no witness cosignature: `qtm log prove --witness` moves the proof to a witnessed checkpoint)'
+        : ` (with ${others} other signature${others === 1 ? '' : 's'}, not checked: give --witness KEY to count witnesses)`;
+    out.push({ name: 'log-checkpoint', ok: true, detail: `checkpoint of ${cp.origin} at size ${cp.size} is signed by log key ${logName}${which}` });
   } catch (err) {
     out.push({ name: 'log-checkpoint', ok: false, detail: `the checkpoint is not the log's: ${(err as Error).message}` });
     return out;
   }
   try {
-    verifyInclusion(t.index, cp.size, leafHash(encodeEntry(leaf)), t.proof, cp.root);
-    out.push({ name: 'log-inclusion', ok: true, detail: `transaction ${leaf.transactionId} is leaf ${t.index} of the log's tree of size ${cp.size}` });
+    verifyInclusion(t.index, cp.size, leafHash(encodeEntry({ ...leaf, ...(t.tag ? { tag: t.tag } : {}) })), t.proof, cp.root);
+    out.push({ name: 'log-inclusion', ok: true, detail: `transaction ${leaf.transactionId} is leaf ${t.index} of the log's tree of size ${cp.size}${t.tag ? ' (a card-tagged entry)' : ''}` });
   } catch (err) {
     out.push({ name: 'log-inclusion', ok: false, detail: `transaction ${leaf.transactionId} is not proven in the log: ${(err as Error).message}` });
   }
@@ -109,6 +123,6 @@ export function witnessCheck(checkpoint: string, witnesses: readonly Vkey[], quo
   const ok = good.length >= quorum && bad.length === 0;
   const detail = bad.length
     ? `cosignature by ${bad.join(', ')} does not verify`
-    : `${good.length} of ${witnesses.length} witnesses cosigned the checkpoint (${quorum} required)${good.length ? `: ${good.join(', ')}` : ''}`;
+    : `${good.length} of ${witnesses.length} witnesses cosigned the checkpoint (${quorum} required)${good.length ? `: ${good.join(', ')}` : ''}${good.length < quorum ? '; `qtm log prove --witness` moves the proof to a checkpoint they cosigned' : ''}`;
   return { name: 'log-witnesses', ok, detail };
 }

@@ -1,16 +1,17 @@
 /**
  * The log's side of witnessing, inside the server: after each checkpoint, push it to every witness
- * (C2SP tlog-witness) and serve the cosignatures they return with the checkpoint. Never on a
- * confirm's path: appends do not wait for witnesses. One push in flight per witness; a checkpoint
- * published meanwhile is pushed when it ends.
+ * (C2SP tlog-witness) and keep the cosignatures they return (log-dir.ts: cosigned/<size> for good,
+ * and with the served checkpoint while it is the latest). Never on a confirm's path: appends do
+ * not wait for witnesses. Pushes go in rounds: one checkpoint to all witnesses at once, so that k
+ * of n can cosign the same size; a checkpoint published during a round is pushed when it ends.
  */
 import type { LogDir } from './log-dir.js';
 import { dirSource } from './tile-source.js';
 import { pushToWitness } from './witness-server.js';
 
 export class WitnessPusher {
-  private busy = new Set<string>();
-  private pending = new Set<string>();
+  private round: Promise<void> | undefined;
+  private again = false;
   private stopped = false;
 
   constructor(
@@ -22,15 +23,16 @@ export class WitnessPusher {
   }
 
   poke(): void {
-    for (const w of this.witnesses) {
-      if (this.busy.has(w)) this.pending.add(w);
-      else void this.push(w);
+    if (this.round) {
+      this.again = true;
+      return;
     }
+    this.round = this.rounds().finally(() => { this.round = undefined; });
   }
 
   /** Resolves when no push is in flight. */
   async settle(): Promise<void> {
-    while (this.busy.size) await new Promise((r) => setTimeout(r, 10));
+    while (this.round) await this.round;
   }
 
   stop(): void {
@@ -38,25 +40,24 @@ export class WitnessPusher {
     this.log.onPublish = undefined;
   }
 
-  private async push(w: string): Promise<void> {
-    this.busy.add(w);
-    try {
-      do {
-        this.pending.delete(w);
-        if (this.stopped) return;
-        const text = this.log.checkpointText();
-        const cut = text.indexOf('\n\n') + 2;
-        const logLine = text.slice(cut).split('\n')[0]!;
+  private async rounds(): Promise<void> {
+    do {
+      this.again = false;
+      if (this.stopped) return;
+      const text = this.log.signedCheckpoint;
+      if (!text) return;
+      const size = Number(text.split('\n')[1]);
+      const cut = text.indexOf('\n\n') + 2;
+      await Promise.all(this.witnesses.map(async (w) => {
         try {
-          const cosigned = await pushToWitness(dirSource(this.log.www), `${text.slice(0, cut)}${logLine}\n`, w);
-          const added = this.log.addCosignatures(text, cosigned.slice(cut + logLine.length + 1));
-          this.report({ time: new Date().toISOString(), event: 'log-cosigned', witness: w, size: Number(text.split('\n')[1]), served: added });
+          const cosigned = await pushToWitness(dirSource(this.log.www), text, w);
+          const lines = cosigned.slice(cut).split('\n').filter((l) => l.length && !text.slice(cut).split('\n').includes(l)).join('\n');
+          const served = this.log.addCosignatures(text, lines);
+          this.report({ time: new Date().toISOString(), event: 'log-cosigned', witness: w, size, served });
         } catch (err) {
-          this.report({ time: new Date().toISOString(), event: 'log-witness-refused', witness: w, error: (err as Error).message });
+          this.report({ time: new Date().toISOString(), event: 'log-witness-refused', witness: w, size, error: (err as Error).message });
         }
-      } while (this.pending.has(w));
-    } finally {
-      this.busy.delete(w);
-    }
+      }));
+    } while (this.again && !this.stopped);
   }
 }

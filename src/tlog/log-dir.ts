@@ -1,11 +1,16 @@
 /**
  * The log's durable state in a directory next to the server's store:
  *
- *   DIR/entries.bin   every entry, 33 bytes each, in leaf order: appended and fsync'd before
- *                     append() resolves (the source of truth; everything else is derived)
+ *   DIR/entries.bin   every entry in leaf order, all of one version (33 bytes each for version
+ *                     1, 65 for version 2, leaf.ts; the first byte says which): appended and
+ *                     fsync'd before append() resolves (the source of truth; all else is derived)
+ *   DIR/tag-secret    version 2 logs: the secret each card's monitoring key is derived from
+ *                     (card-tag.ts), 32 random bytes in hex, mode 0600, made with the log
  *   DIR/LOCK          one sequencer: one process appends at a time
  *   DIR/www/          what a static web server serves as the C2SP tlog-tiles prefix:
- *                     checkpoint, tile/<L>/<N>[.p/<W>], tile/entries/<N>[.p/<W>]
+ *                     checkpoint, tile/<L>/<N>[.p/<W>], tile/entries/<N>[.p/<W>], and
+ *                     cosigned/<size> (the checkpoint of that size with every witness
+ *                     cosignature received for it, kept for good), cosigned/latest (the largest)
  *
  * Appends are serialised (dense indices in the order they are committed) and grouped: appends
  * that arrive while one batch is written share the next fsync and the next checkpoint. Tiles are
@@ -14,40 +19,71 @@
  * the tree from entries.bin (a torn last record is cut off: its append never resolved), writes the
  * tiles and checkpoint again from the last published size, and refuses an entries file shorter
  * than the published checkpoint (a shrink).
+ *
+ * append() resolves with the leaf's inclusion proof against the checkpoint signed with its batch,
+ * which the server puts in its reply (the second message): the proof is made in the transaction.
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InputError, RefusedError } from '../errors.js';
 import { tryLock, unlock } from '../util/lock-file.js';
 import { decodeSignedCheckpoint, encodeCheckpointBody, signCheckpoint, type Checkpoint } from './checkpoint.js';
 import { leafHash } from './hash.js';
-import { ENTRY_BYTES, encodeEntry, type LeafInput } from './leaf.js';
+import { cardTag, monitorKey } from './card-tag.js';
+import { commitment, encodeEntry, entryBytesFor, LEAF_VERSION, LEAF_VERSION_TAGGED, type LeafInput } from './leaf.js';
+import type { TransparencyProof } from './bundle-proof.js';
 import { MemoryTree, consistencyProof, inclusionProof, treeRoot } from './merkle.js';
 import type { NoteSigner } from './note.js';
 import { TILE_WIDTH, encodeEntryBundle, encodeHashTile, readHashTile, tilePath, type TileRef } from './tiles.js';
 
-export interface LeafPosition {
-  readonly index: number;
+/** A signed transaction as the server hands it to the log: the card key selects the card's tag. */
+export interface SignedLeaf {
+  readonly transactionId: number;
+  readonly package: Uint8Array;
+  /** SHA-256 of party B's public key, hex: required by a version 2 (tagged) log. */
+  readonly cardKey?: string;
 }
 
 /** What the server calls when a transaction is signed (confirm, or a TTP resolve). */
 export interface TransparencyLog {
-  /** Durable when it resolves; idempotent: the same transaction and package keep their index. */
-  append(leaf: LeafInput): Promise<LeafPosition>;
+  /**
+   * Durable when it resolves, with the leaf's inclusion proof against the checkpoint signed with
+   * it (or the latest, for a leaf already published); idempotent: a transaction keeps its index.
+   */
+  append(leaf: SignedLeaf): Promise<TransparencyProof>;
+  /** The card's monitoring key (card-tag.ts), or undefined for a log without tags (version 1). */
+  monitorKeyFor(cardKey: string): Buffer | undefined;
+  readonly origin: string;
+}
+
+export interface LogDirOptions {
+  /** A new log writes version 2 entries with each card's tag (card-tag.ts); an existing log keeps its version. */
+  readonly tagCards?: boolean;
 }
 
 export const ENTRIES_FILE = 'entries.bin';
 export const WWW_DIR = 'www';
+export const TAG_SECRET_FILE = 'tag-secret';
+export const COSIGNED_DIR = 'cosigned';
 const LOCK_FILE = 'LOCK';
 
 export class LogDir implements TransparencyLog {
   readonly tree = new MemoryTree();
   private entries: Buffer = Buffer.alloc(0); // capacity; the first size * 33 bytes are the entries
+  /** Leaf index by commitment (latin1 of its 32 bytes). */
   private readonly index = new Map<string, number>();
-  private queue: { entry: Buffer; resolve: (p: LeafPosition) => void; reject: (e: Error) => void }[] = [];
+  private queue: { entry: Buffer; resolve: (p: TransparencyProof) => void; reject: (e: Error) => void }[] = [];
   private flushing: Promise<void> | undefined;
   private published = 0;
   private closed = false;
+  /** The entries' version and size, fixed for the log by its first entry. */
+  private version: number = LEAF_VERSION;
+  private entryBytes = entryBytesFor(LEAF_VERSION);
+  private tagSecret: Buffer | undefined;
+  /** The latest checkpoint as the log signed it (what append() proves against). */
+  private signed = '';
+  private cosignedLatest = -1;
   /** Called after each checkpoint is written (the witness pusher listens here). */
   onPublish?: (checkpoint: string, size: number) => void;
 
@@ -66,7 +102,12 @@ export class LogDir implements TransparencyLog {
     return join(this.dir, WWW_DIR);
   }
 
-  static open(dir: string, signer: NoteSigner, origin = signer.name): LogDir {
+  /** The entries' version: 1 (commitment only) or 2 (with each card's tag). */
+  get entryVersion(): number {
+    return this.version;
+  }
+
+  static open(dir: string, signer: NoteSigner, origin = signer.name, opts: LogDirOptions = {}): LogDir {
     mkdirSync(join(dir, WWW_DIR), { recursive: true, mode: 0o755 });
     const lockPath = join(dir, LOCK_FILE);
     const lock = tryLock(lockPath, { startTime: false });
@@ -75,7 +116,7 @@ export class LogDir implements TransparencyLog {
       const path = join(dir, ENTRIES_FILE);
       const fd = openSync(path, 'a+', 0o644);
       const log = new LogDir(dir, fd, signer, origin);
-      log.load();
+      log.load(opts);
       return log;
     } catch (err) {
       unlock(lockPath);
@@ -83,8 +124,19 @@ export class LogDir implements TransparencyLog {
     }
   }
 
-  private load(): void {
+  private load(opts: LogDirOptions): void {
     const total = fstatSync(this.fd).size;
+    if (total > 0) {
+      const first = Buffer.alloc(1);
+      readSync(this.fd, first, 0, 1, 0);
+      if (first[0] !== LEAF_VERSION && first[0] !== LEAF_VERSION_TAGGED) throw new RefusedError(`log ${this.dir}: ${ENTRIES_FILE} starts with an unknown entry version ${first[0]}`, 'restore entries.bin from a backup');
+      this.version = first[0]!;
+    } else {
+      this.version = opts.tagCards ? LEAF_VERSION_TAGGED : LEAF_VERSION;
+    }
+    this.entryBytes = entryBytesFor(this.version);
+    if (this.version === LEAF_VERSION_TAGGED) this.tagSecret = tagSecretFor(this.dir, total === 0);
+    const ENTRY_BYTES = this.entryBytes;
     const whole = total - (total % ENTRY_BYTES);
     if (whole !== total) {
       // A record torn by a crash: its append never resolved, so no receipt names it.
@@ -95,7 +147,11 @@ export class LogDir implements TransparencyLog {
     let at = 0;
     while (at < whole) at += readSync(this.fd, buf, at, whole - at, at);
     this.entries = buf;
-    for (let i = 0; i < whole / ENTRY_BYTES; i++) this.addToTree(buf.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES));
+    for (let i = 0; i < whole / ENTRY_BYTES; i++) {
+      const e = buf.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
+      if (e[0] !== this.version) throw new RefusedError(`log ${this.dir}: entry ${i} of ${ENTRIES_FILE} is version ${e[0]} in a log of version ${this.version} entries`, 'restore entries.bin from a backup');
+      this.addToTree(e);
+    }
     const cpPath = join(this.www, 'checkpoint');
     let from = 0;
     let cp: Checkpoint | undefined;
@@ -115,29 +171,65 @@ export class LogDir implements TransparencyLog {
       from = cp.size;
       this.published = from;
     }
-    this.publish(Math.max(0, from - 1), cp !== undefined && this.size === from);
+    const tilesOnly = cp !== undefined && this.size === from;
+    this.publish(Math.max(0, from - 1), tilesOnly);
+    if (tilesOnly) this.signed = readFileSync(cpPath, 'utf8');
+    try {
+      const latest = readCosigned(this.www, 'latest');
+      if (latest) this.cosignedLatest = decodeSignedCheckpoint(latest).checkpoint.size;
+    } catch {
+      // Torn by a power loss (written by rename, without fsync): the next cosignature writes it again.
+    }
   }
 
   private addToTree(entry: Buffer): number {
     const i = this.tree.append(leafHash(entry));
-    this.index.set(entry.toString('latin1'), i);
+    this.index.set(entryKey(entry), i);
     return i;
   }
 
-  /** The index of an entry already in the log. */
+  /** The index of a transaction already in the log (found by its commitment). */
   find(leaf: LeafInput): number | undefined {
-    return this.index.get(encodeEntry(leaf).toString('latin1'));
+    return this.index.get(commitment(leaf).toString('latin1'));
   }
 
   entryAt(i: number): Buffer {
-    return this.entries.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
+    return this.entries.subarray(i * this.entryBytes, (i + 1) * this.entryBytes);
   }
 
-  append(leaf: LeafInput): Promise<LeafPosition> {
+  monitorKeyFor(cardKey: string): Buffer | undefined {
+    return this.tagSecret ? monitorKey(this.tagSecret, cardKey) : undefined;
+  }
+
+  /** The entry this log writes for a signed transaction: version 1, or 2 with the card's tag. */
+  entryFor(leaf: SignedLeaf): Buffer {
+    if (this.version === LEAF_VERSION) return encodeEntry({ transactionId: leaf.transactionId, package: leaf.package });
+    if (!leaf.cardKey) throw new Error(`transaction ${leaf.transactionId}: a log with card tags needs the card key of every leaf`);
+    return encodeEntry({ transactionId: leaf.transactionId, package: leaf.package, tag: cardTag(this.monitorKeyFor(leaf.cardKey)!, commitment(leaf)) });
+  }
+
+  /** The leaf's proof against the latest checkpoint the log signed. */
+  private proofOf(i: number): TransparencyProof {
+    const e = this.entryAt(i);
+    const size = this.published;
+    return {
+      index: i,
+      proof: inclusionProof(this.tree, i, size).map((p) => Buffer.from(p)),
+      checkpoint: this.signed,
+      ...(this.version === LEAF_VERSION_TAGGED ? { tag: Buffer.from(e.subarray(33)) } : {}),
+    };
+  }
+
+  append(leaf: SignedLeaf): Promise<TransparencyProof> {
     if (this.closed) return Promise.reject(new Error('the transparency log is closed'));
-    const entry = encodeEntry(leaf);
-    const known = this.index.get(entry.toString('latin1'));
-    if (known !== undefined && this.published > known) return Promise.resolve({ index: known });
+    let entry: Buffer;
+    try {
+      entry = this.entryFor(leaf);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const known = this.index.get(entryKey(entry));
+    if (known !== undefined && this.published > known) return Promise.resolve(this.proofOf(known));
     return new Promise((resolve, reject) => {
       this.queue.push({ entry, resolve, reject });
       if (!this.flushing) this.flushing = this.flush();
@@ -153,7 +245,7 @@ export class LogDir implements TransparencyLog {
         const fresh: typeof batch = [];
         const positions = new Map<string, number>();
         for (const b of batch) {
-          const k = b.entry.toString('latin1');
+          const k = entryKey(b.entry);
           if (this.index.has(k) || positions.has(k)) continue;
           positions.set(k, -1);
           fresh.push(b);
@@ -167,21 +259,21 @@ export class LogDir implements TransparencyLog {
             fsyncSync(this.fd);
           } catch (err) {
             // Not durable, so refused: cut what may have been written, or the file and tree would part.
-            try { ftruncateSync(this.fd, before * ENTRY_BYTES); } catch { /* opening cuts or refuses it */ }
+            try { ftruncateSync(this.fd, before * this.entryBytes); } catch { /* opening cuts or refuses it */ }
             throw err;
           }
-          const need = (before * ENTRY_BYTES) + data.length;
+          const need = (before * this.entryBytes) + data.length;
           if (need > this.entries.length) {
-            const grown = Buffer.alloc(Math.max(need, this.entries.length * 2, 4096 * ENTRY_BYTES));
-            this.entries.copy(grown, 0, 0, before * ENTRY_BYTES);
+            const grown = Buffer.alloc(Math.max(need, this.entries.length * 2, 4096 * this.entryBytes));
+            this.entries.copy(grown, 0, 0, before * this.entryBytes);
             this.entries = grown;
           }
-          data.copy(this.entries, before * ENTRY_BYTES);
+          data.copy(this.entries, before * this.entryBytes);
           for (const b of fresh) this.addToTree(b.entry);
         }
         // From the last published size: tiles a failed publish left out are written now.
         if (this.published < this.size) this.publish(this.published, false);
-        for (const b of batch) b.resolve({ index: this.index.get(b.entry.toString('latin1'))! });
+        for (const b of batch) b.resolve(this.proofOf(this.index.get(entryKey(b.entry))!));
       } catch (err) {
         for (const b of batch) b.reject(err as Error);
       }
@@ -190,8 +282,8 @@ export class LogDir implements TransparencyLog {
   }
 
   /** Leaves the store has signed and the log lacks (a crash between the two): appended now. */
-  async catchUp(signed: AsyncIterable<LeafInput> | Iterable<LeafInput>): Promise<number> {
-    const missing: Promise<LeafPosition>[] = [];
+  async catchUp(signed: AsyncIterable<SignedLeaf> | Iterable<SignedLeaf>): Promise<number> {
+    const missing: Promise<TransparencyProof>[] = [];
     for await (const leaf of signed) if (this.find(leaf) === undefined) missing.push(this.append(leaf));
     await Promise.all(missing);
     return missing.length;
@@ -209,6 +301,7 @@ export class LogDir implements TransparencyLog {
     // checkpoint again from it; one fsync per batch is the whole durability cost.
     const text = signCheckpoint(cp, this.signer);
     writeByRename(join(this.www, 'checkpoint'), Buffer.from(text, 'utf8'));
+    this.signed = text;
     this.published = size;
     this.onPublish?.(text, size);
   }
@@ -220,17 +313,38 @@ export class LogDir implements TransparencyLog {
   }
 
   /**
-   * Serves witnesses' cosignature lines with the checkpoint they cosigned, if it is still the
-   * latest (C2SP: a checkpoint may carry other signatures). Returns whether they were added.
+   * Keeps witnesses' cosignature lines for the checkpoint they cosigned: in cosigned/<size> for
+   * good (so a bundle's proof can be moved to a witnessed checkpoint later, qtm log prove
+   * --witness), in cosigned/latest when it is the largest, and with the served checkpoint if it
+   * is still the latest (C2SP: a checkpoint may carry other signatures). Returns whether the
+   * served checkpoint now carries them.
    */
   addCosignatures(checkpoint: string, lines: string): boolean {
+    const body = checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2);
+    const { checkpoint: cp } = decodeSignedCheckpoint(checkpoint);
+    if (cp.origin !== this.origin || cp.size > this.published || !Buffer.from(treeRoot(this.tree, cp.size)).equals(cp.root)) {
+      throw new RefusedError(`cosignatures offered for a checkpoint this log did not sign (${cp.origin} at size ${cp.size})`);
+    }
+    const logLine = `\u2014 ${this.origin} `;
+    const merge = (current: string): string | undefined => {
+      const have = new Set(current.split('\n'));
+      const fresh = lines.split('\n').filter((l) => l.length && !have.has(l));
+      return fresh.length ? current + fresh.map((l) => `${l}\n`).join('') : undefined;
+    };
+    // The archived copy starts from the log's own signature line, then every cosignature received.
+    const archived = readCosigned(this.www, cp.size)?.toString('utf8') ?? body + checkpoint.slice(body.length).split('\n').filter((l) => l.startsWith(logLine)).map((l) => `${l}\n`).join('');
+    const next = merge(archived) ?? archived;
+    mkdirSync(join(this.www, COSIGNED_DIR), { recursive: true });
+    writeByRename(join(this.www, COSIGNED_DIR, String(cp.size)), Buffer.from(next, 'utf8'));
+    if (cp.size >= this.cosignedLatest) {
+      writeByRename(join(this.www, COSIGNED_DIR, 'latest'), Buffer.from(next, 'utf8'));
+      this.cosignedLatest = cp.size;
+    }
     const path = join(this.www, 'checkpoint');
     const current = readFileSync(path, 'utf8');
-    if (!current.startsWith(checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2))) return false;
-    const have = new Set(current.split('\n'));
-    const fresh = lines.split('\n').filter((l) => l.length && !have.has(l));
-    if (fresh.length === 0) return true;
-    writeByRename(path, Buffer.from(current + fresh.map((l) => `${l}\n`).join(''), 'utf8'));
+    if (!current.startsWith(body)) return false;
+    const served = merge(current);
+    if (served) writeByRename(path, Buffer.from(served, 'utf8'));
     return true;
   }
 
@@ -240,6 +354,11 @@ export class LogDir implements TransparencyLog {
 
   checkpointText(): string {
     return readFileSync(join(this.www, 'checkpoint'), 'utf8');
+  }
+
+  /** The latest checkpoint with the log's signature only, as signed. */
+  get signedCheckpoint(): string {
+    return this.signed;
   }
 
   inclusionProof(index: number, size = this.size): Uint8Array[] {
@@ -280,6 +399,47 @@ export function changedTiles(from: number, to: number): TileRef[] {
     }
   }
   return out;
+}
+
+/** The log's index key of an entry: its commitment (bytes 1..32, the same in both versions). */
+function entryKey(entry: Buffer): string {
+  return entry.toString('latin1', 1, 33);
+}
+
+/** The archived cosigned checkpoint of a size (or the largest), if any. */
+export function readCosigned(www: string, which: number | 'latest'): Buffer | undefined {
+  try {
+    return readFileSync(join(www, COSIGNED_DIR, String(which)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A version 2 log's tag secret: made (exclusive create, fsync'd) with the log, read afterwards. */
+function tagSecretFor(dir: string, create: boolean): Buffer {
+  const path = join(dir, TAG_SECRET_FILE);
+  if (create) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      try {
+        writeSync(fd, randomBytes(32).toString('hex') + '\n');
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new InputError(`log ${dir} has card tags but no ${TAG_SECRET_FILE}`, 'restore it from the backup of the log directory: without it no card can find its leaves');
+  }
+  const key = Buffer.from(text.trim(), 'hex');
+  if (key.length !== 32) throw new InputError(`${path} is not a qtm tag secret (64 hex digits)`, 'restore it from the backup of the log directory');
+  return key;
 }
 
 /** Tiles are immutable for their (index, width): written by rename, without fsync (rebuilt on open). */

@@ -12,6 +12,8 @@ export interface TileSource {
   readonly label: string;
   checkpoint(): Promise<Buffer>;
   tile(t: TileRef): Promise<Buffer | undefined>;
+  /** The checkpoint of a size with the witness cosignatures the log received for it (cosigned/<size>, cosigned/latest). */
+  cosigned?(which: number | 'latest'): Promise<Buffer | undefined>;
 }
 
 const MAX_CHECKPOINT = 64 * 1024;
@@ -35,6 +37,9 @@ export function dirSource(dir: string): TileSource {
     },
     async tile(t) {
       return read(tilePath(t));
+    },
+    async cosigned(which) {
+      return read(`cosigned/${which}`);
     },
   };
 }
@@ -63,6 +68,7 @@ export function httpSource(prefix: string): TileSource {
       return b;
     },
     tile: (t) => get(tilePath(t), MAX_TILE),
+    cosigned: (which) => get(`cosigned/${which}`, MAX_CHECKPOINT),
   };
 }
 

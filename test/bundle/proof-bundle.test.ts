@@ -4,6 +4,8 @@ import fc from 'fast-check';
 import { decodeBundle, encodeBundle } from '../../src/bundle/proof-bundle.js';
 import { DecodeError } from '../../src/errors.js';
 import { fixtureText } from '../helpers.js';
+import { signCheckpoint } from '../../src/tlog/checkpoint.js';
+import { decodeSkey, ed25519NoteSigner, encodeSkey } from '../../src/tlog/note.js';
 
 const sample = fixtureText('bundles', 'sample-v2.json');
 
@@ -19,6 +21,23 @@ test('a bundle without content (detached) round-trips', () => {
   assert.equal(decodeBundle(text).content, undefined);
 });
 
+/** A well-formed transparency object (a signed checkpoint of size 2, leaf 1). */
+function tproof(): Record<string, unknown> {
+  const signer = ed25519NoteSigner(decodeSkey(encodeSkey({ name: 'shop.example/log', type: 1, seed: Buffer.alloc(32, 1) })));
+  return { index: 1, proof: [Buffer.alloc(32, 9).toString('base64')], checkpoint: signCheckpoint({ origin: 'shop.example/log', size: 2, root: Buffer.alloc(32, 7), extensions: [] }, signer) };
+}
+
+test('a version 3 bundle (card-tagged leaf) round-trips byte for byte; the version follows the tag', () => {
+  const b = decodeBundle(sample);
+  const tagged = encodeBundle({ ...b, transparency: { index: 1, proof: [Buffer.alloc(32, 9)], checkpoint: tproof().checkpoint as string, tag: Buffer.alloc(32, 5) } });
+  const j = JSON.parse(tagged);
+  assert.equal(j.version, 3);
+  assert.equal(j.transparency.tag, Buffer.alloc(32, 5).toString('base64'));
+  assert.equal(encodeBundle(decodeBundle(tagged)), tagged);
+  const { tag: _t, ...untagged } = decodeBundle(tagged).transparency!;
+  assert.equal(JSON.parse(encodeBundle({ ...b, transparency: untagged })).version, 2);
+});
+
 const mutate = (f: (j: Record<string, any>) => void) => {
   const j = JSON.parse(sample);
   f(j);
@@ -29,7 +48,11 @@ for (const [name, text, pattern] of [
   ['not JSON', '{', /not JSON/],
   ['an array', '[]', /JSON object/],
   ['a wrong media type', mutate((j) => { j.mediaType = 'application/json'; }), /mediaType/],
-  ['an unknown version', mutate((j) => { j.version = 3; }), /unsupported version 3/],
+  ['an unknown version', mutate((j) => { j.version = 4; }), /unsupported version 4 \(this qtm reads 1 to 3\)/],
+  ['version 3 without a transparency proof', mutate((j) => { j.version = 3; }), /version 3 requires the transparency field/],
+  ['version 3 with an untagged proof', mutate((j) => { j.version = 3; j.transparency = tproof(); }), /version 3 requires transparency.tag/],
+  ['a card tag in version 2', mutate((j) => { j.version = 2; j.transparency = { ...tproof(), tag: Buffer.alloc(32).toString('base64') }; }), /transparency.tag requires version 3/],
+  ['a card tag of 31 bytes', mutate((j) => { j.version = 3; j.transparency = { ...tproof(), tag: Buffer.alloc(31).toString('base64') }; }), /transparency.tag is not a base64 32-byte card tag/],
   ['version 2 without a transparency proof', mutate((j) => { j.version = 2; }), /version 2 requires the transparency field/],
   ['a transparency proof in version 1', mutate((j) => { j.transparency = { index: 0, proof: [], checkpoint: '' }; }), /transparency field requires version 2/],
   ['a transparency proof with an unknown field', mutate((j) => { j.version = 2; j.transparency = { index: 0, proof: [], checkpoint: '', extra: 1 }; }), /transparency: unknown field "extra"/],

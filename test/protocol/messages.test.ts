@@ -38,3 +38,22 @@ test('property: any JSON value given to any decoder yields a value or a DecodeEr
     }
   }), { numRuns: 3000 });
 });
+
+test('the second message with its log proof and the card\'s monitoring key (issue 12), byte for byte', () => {
+  const transparency = { index: 5, proof: [Buffer.alloc(32, 2).toString('base64')], checkpoint: 'shop.example/log\n6\nAAAA\n\n— shop.example/log AAAA\n', tag: Buffer.alloc(32, 3).toString('base64') };
+  const second = { transactionId: 42, package: Buffer.from('pkg'), envelope: Buffer.from([1]), slot: 3, transparency, monitorKey: Buffer.alloc(32, 4) };
+  const json = JSON.stringify(M.encodeSecondMessage(second));
+  assert.equal(json, `{"transactionId":42,"package":"cGtn","envelope":"AQ==","slot":3,"transparency":${JSON.stringify(transparency)},"monitorKey":"${Buffer.alloc(32, 4).toString('base64')}"}`);
+  assert.deepEqual(M.decodeSecondMessage(JSON.parse(json)), second);
+  assert.throws(() => M.decodeSecondMessage({ ...JSON.parse(json), transparency: [1] }), /"transparency" must be a JSON object/);
+  assert.throws(() => M.decodeSecondMessage({ ...JSON.parse(json), monitorKey: Buffer.alloc(31).toString('base64') }), /"monitorKey" must be 32 bytes/);
+});
+
+test('property: second messages round-trip with any transparency object and monitoring key', () => {
+  fc.assert(fc.property(fc.dictionary(fc.string({ minLength: 1 }), fc.jsonValue()), fc.option(fc.uint8Array({ minLength: 32, maxLength: 32 }), { nil: undefined }), (t, k) => {
+    const second = { transactionId: 1, package: Buffer.from('p'), envelope: Buffer.from('e'), slot: 1, transparency: t, ...(k ? { monitorKey: Buffer.from(k) } : {}) };
+    const back = M.decodeSecondMessage(JSON.parse(JSON.stringify(M.encodeSecondMessage(second))));
+    assert.deepEqual(back.monitorKey, second.monitorKey);
+    assert.deepEqual(back.transparency, JSON.parse(JSON.stringify(t)));
+  }), { numRuns: 500 });
+});

@@ -35,7 +35,7 @@ test('no witness cosignature: log-witnesses fails with the count', () => {
   const w = decodeVkey(encodeVkey({ name: 'witness.example/w1', type: 4, publicKey: Buffer.alloc(32, 9) }), [4]);
   const c = witnessCheck(checkpoint, [w], 1);
   assert.equal(c.ok, false);
-  assert.equal(c.detail, '0 of 1 witnesses cosigned the checkpoint (1 required)');
+  assert.equal(c.detail, '0 of 1 witnesses cosigned the checkpoint (1 required); `qtm log prove --witness` moves the proof to a checkpoint they cosigned');
 });
 
 test('property: the transparency decoder only ever returns or throws DecodeError naming the bundle field', () => {
@@ -53,4 +53,16 @@ test('property: the transparency decoder only ever returns or throws DecodeError
       assert.ok(e instanceof DecodeError && /^proof bundle: transparency/.test(e.message), String(e));
     }
   }), { numRuns: 1000 });
+});
+
+test('a card-tagged leaf\'s proof: the tag field byte for byte, and checked as part of the leaf', () => {
+  const t = { ...proofOf(2), tag: Buffer.alloc(32, 0x5a) };
+  const enc = encodeTransparency(t);
+  assert.deepEqual(Object.keys(enc), ['index', 'proof', 'checkpoint', 'tag']);
+  assert.equal(enc.tag, Buffer.alloc(32, 0x5a).toString('base64'));
+  assert.deepEqual(decodeTransparency('proof bundle', JSON.parse(JSON.stringify(enc))), t);
+  assert.throws(() => decodeTransparency('proof bundle', { ...enc, tag: Buffer.alloc(31).toString('base64') }), /transparency.tag is not a base64 32-byte card tag/);
+  // The tree holds untagged leaves: a tag makes it another leaf, which is not proven.
+  const checks = transparencyChecks(leaves[2]!, t, { logKey });
+  assert.deepEqual(checks.map((c) => [c.name, c.ok]), [['log-checkpoint', true], ['log-inclusion', false]]);
 });

@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../src/store/log-store.js';
@@ -67,10 +67,58 @@ function verify(bundle: string, extra: string[] = []) {
   return { status: r.status, stderr: r.stderr, failures: (j?.results?.[0]?.failures ?? []) as { name: string; detail: string }[], checks: (j?.results?.[0]?.checks ?? []) as { name: string; ok: boolean; detail: string }[] };
 }
 
-test('every signed transaction is a leaf; qtm log prove adds the proof and qtm verify --log-key accepts it', () => {
-  const j = prove(bundles[1]!, tmp('logged.json'));
-  assert.equal(j.version, 2);
+/** A bundle as an older server gave it: version 1, no inclusion proof. */
+function withoutProof(bundle: string, name: string): string {
+  const j = JSON.parse(readFileSync(bundle, 'utf8'));
+  delete j.transparency;
+  j.version = 1;
+  writeFileSync(tmp(name), JSON.stringify(j, null, 2));
+  return tmp(name);
+}
+
+test('every receipt carries its leaf\'s inclusion proof from the transaction (bundle version 3, card-tagged leaf), log-signed only', () => {
+  for (const [i, b] of bundles.entries()) {
+    const j = JSON.parse(readFileSync(b, 'utf8'));
+    assert.equal(j.version, 3);
+    assert.equal(j.transparency.index, i);
+    assert.equal(Buffer.from(j.transparency.tag, 'base64').length, 32);
+    assert.equal(decodeNote(j.transparency.checkpoint).signatures.length, 1);
+    const v = verify(b);
+    assert.equal(v.status, 0, JSON.stringify(v));
+    assert.match(v.checks.find((c) => c.name === 'log-checkpoint')!.detail, /log-signed only, no witness cosignature/);
+    assert.match(v.checks.find((c) => c.name === 'log-inclusion')!.detail, new RegExp(`transaction ${txids[i]} is leaf ${i} of the log's tree of size \\d+ \\(a card-tagged entry\\)`));
+  }
+  // The same proof with the leaf index from the checkpoint made at that commit: the tree then held it last.
+  const first = JSON.parse(readFileSync(bundles[0]!, 'utf8'));
+  assert.equal(decodeSignedCheckpoint(first.transparency.checkpoint).checkpoint.size, 1);
+});
+
+test('attack: a receipt whose card tag was changed is not the leaf in the log (log-inclusion, exit 1)', () => {
+  const j = JSON.parse(readFileSync(bundles[0]!, 'utf8'));
+  const tag = Buffer.from(j.transparency.tag, 'base64');
+  tag[5]! ^= 1;
+  j.transparency.tag = tag.toString('base64');
+  writeFileSync(tmp('tag.json'), JSON.stringify(j, null, 2));
+  const v = verify(tmp('tag.json'));
+  assert.equal(v.status, 1);
+  assert.deepEqual(v.failures.map((f) => f.name), ['log-inclusion']);
+  assert.match(v.failures[0]!.detail, /is not proven in the log: inclusion proof for leaf 0 does not lead to the root/);
+  // Dropping the tag (claiming a version 1 leaf) is refused the same way; the version must follow the field.
+  delete j.transparency.tag;
+  writeFileSync(tmp('untagged.json'), JSON.stringify(j, null, 2));
+  const r = qtm(['verify', tmp('untagged.json'), '--trust', caPem(), '--log-key', vkey]);
+  assert.equal(r.status, 2);
+  assert.match(r.stdout + r.stderr, /version 3 requires transparency.tag/);
+  j.version = 2;
+  writeFileSync(tmp('untagged.json'), JSON.stringify(j, null, 2));
+  assert.deepEqual(verify(tmp('untagged.json')).failures.map((f) => f.name), ['log-inclusion']);
+});
+
+test('every signed transaction is a leaf; qtm log prove adds the proof to an older bundle and qtm verify --log-key accepts it', () => {
+  const j = prove(withoutProof(bundles[1]!, 'legacy1.json'), tmp('logged.json'));
+  assert.equal(j.version, 3);
   assert.equal(j.transparency.index, 1);
+  assert.equal(j.transparency.tag, JSON.parse(readFileSync(bundles[1]!, 'utf8')).transparency.tag, 'the tag comes from the log');
   const v = verify(tmp('logged.json'));
   assert.equal(v.status, 0, JSON.stringify(v));
   assert.deepEqual(v.checks.filter((c) => c.name.startsWith('log-')).map((c) => [c.name, c.ok]), [['log-checkpoint', true], ['log-inclusion', true]]);
@@ -115,7 +163,9 @@ test('attack: a checkpoint signed by another key under the log\'s name is refuse
 });
 
 test('attack: a receipt without an inclusion proof fails when the log key is required (exit 1); a bad key file is unusable (exit 2)', () => {
-  const v = verify(bundles[0]!);
+  const legacy = withoutProof(bundles[0]!, 'legacy0.json');
+  assert.equal(qtm(['verify', legacy, '--trust', caPem()]).status, 0, 'a version 1 bundle still verifies');
+  const v = verify(legacy);
   assert.equal(v.status, 1);
   assert.deepEqual(v.failures.map((f) => f.name), ['log-inclusion']);
   assert.match(v.failures[0]!.detail, /carries no inclusion proof/);
@@ -128,7 +178,10 @@ test('attack: a receipt without an inclusion proof fails when the log key is req
 async function forgedLog(name: string, leaves: { transactionId: number; package: Buffer }[]): Promise<string> {
   const dir = tmp(name);
   const signer = ed25519NoteSigner(readNoteKey(join(keys, 'log'), PASS, SIG_TYPE_ED25519));
-  const log = LogDir.open(dir, signer);
+  // The operator has the log's tag secret too: its forged log tags each leaf as the real one does.
+  mkdirSync(dir, { recursive: true });
+  cpSync(join(world.dir, 'tlog', 'tag-secret'), join(dir, 'tag-secret'));
+  const log = LogDir.open(dir, signer, undefined, { tagCards: true });
   for (const l of leaves) await log.append(l);
   await log.close();
   return join(dir, 'www');
@@ -192,8 +245,12 @@ test('attack: a forked log (history rewritten, same size or grown) and a shrunk 
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /LOG FORKED: shop.example\/log signed two roots for size 3/);
   assert.equal(r.stdout, '', 'nothing is cosigned');
-  const forkGrown = await forgedLog('fork-grown', [...rewritten, { transactionId: 999, package: Buffer.from('later') }]);
+  const forkGrown = await forgedLog('fork-grown', [...rewritten, { transactionId: 999, package: Buffer.from('later'), cardKey: 'c'.repeat(64) }]);
   r = qtm(['log', 'witness', '--log', forkGrown, '--log-key', vkey, '--key', join(keys, 'w2'), '--state', state], { env });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /LOG FORKED: shop.example\/log at size 4 is not an extension of size 3/);
+  // A receipt's proof is not moved to the forked log's checkpoint: it does not extend the receipt's.
+  r = qtm(['log', 'prove', bundles[2]!, '--log', forkGrown, '--log-key', vkey, '--out', tmp('moved-to-fork.json')]);
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /LOG FORKED: shop.example\/log at size 4 is not an extension of size 3/);
   const shrunk = await forgedLog('shrunk', leaves.slice(0, 2));
@@ -228,7 +285,18 @@ test('attack: a dropped transaction is caught by qtm log audit and by the monito
   // And the customer cannot get a proof for it.
   r = qtm(['log', 'prove', bundles[1]!, '--log', dropped, '--log-key', vkey]);
   assert.equal(r.status, 1);
+  assert.match(r.stderr, new RegExp(`transaction ${txids[1]} is not leaf 1 of log shop.example/log at size 2`));
+  r = qtm(['log', 'prove', withoutProof(bundles[1]!, 'legacy-dropped.json'), '--log', dropped, '--log-key', vkey]);
+  assert.equal(r.status, 1);
   assert.match(r.stderr, new RegExp(`transaction ${txids[1]} is not in log shop.example/log at size 2`));
+  // And the receipt's own proof (from the transaction) does not verify against the rewritten log's checkpoint.
+  const j2 = JSON.parse(readFileSync(bundles[1]!, 'utf8'));
+  j2.transparency.checkpoint = readFileSync(join(dropped, 'checkpoint'), 'utf8');
+  writeFileSync(tmp('against-dropped.json'), JSON.stringify(j2, null, 2));
+  const v = verify(tmp('against-dropped.json'));
+  assert.equal(v.status, 1);
+  assert.deepEqual(v.failures.map((f) => f.name), ['log-inclusion']);
+  assert.match(v.failures[0]!.detail, new RegExp(`transaction ${txids[1]} is not proven in the log`));
 });
 
 test('a restarted server continues the same tree, and a served tile that lies is caught', async () => {
@@ -290,7 +358,7 @@ test('a crash between the store\'s signing and the log append: the restarted ser
   world.server = { ...world.server, close: async () => {} }; // closed already: restart() only starts
   // The crash: the last signing is in the store, its leaf neither in entries.bin nor in any checkpoint.
   const entries = join(world.dir, 'tlog', 'entries.bin');
-  truncateSync(entries, (signedBefore - 1) * 33);
+  truncateSync(entries, (signedBefore - 1) * 65);
   rmSync(join(www, 'checkpoint'));
   await world.restart();
   const a = qtm(['log', 'audit', '--store', join(world.dir, 'store'), '--log', www, '--log-key', vkey, '--json']);

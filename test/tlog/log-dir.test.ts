@@ -63,11 +63,15 @@ test('reopening: continues, cuts a torn record, refuses a lost entry', async (t)
   assert.equal(await log.catchUp([leaf(5), leaf(301), leaf(302)]), 2);
   assert.equal(log.size, 303);
   await log.close();
+  const whole = readFileSync(join(dir, 'entries.bin'));
   truncateSync(join(dir, 'entries.bin'), 302 * 33);
   assert.throws(() => LogDir.open(dir, signer), /holds 302 entries but published a checkpoint of size 303/);
+  // A record of zeros (a file extended but never written) is no entry of this log.
+  truncateSync(join(dir, 'entries.bin'), 303 * 33);
+  assert.throws(() => LogDir.open(dir, signer), /entry 302 of entries.bin is version 0 in a log of version 1 entries/);
   // Another key for the same directory is another log.
   const other = ed25519NoteSigner(decodeSkey(encodeSkey({ name: 'other.example/log', type: 1, seed: Buffer.alloc(32, 8) })));
-  truncateSync(join(dir, 'entries.bin'), 303 * 33 - 0);
+  writeFileSync(join(dir, 'entries.bin'), whole);
   assert.throws(() => LogDir.open(dir, other), /is the log of shop.example\/log/);
 });
 
@@ -114,4 +118,18 @@ test('changedTiles names exactly the tiles whose bytes change', () => {
     size = next;
   }
   for (const p of all) assert.ok(seen.has(p), p);
+});
+
+test('a torn cosigned/latest (written without fsync) does not keep the log from opening, and is written again', async (t) => {
+  const dir = tempDir(t);
+  let log = LogDir.open(dir, signer);
+  await log.append(leaf(0));
+  const cp = log.signedCheckpoint;
+  log.addCosignatures(cp, '— witness.example/w1 AAAA');
+  await log.close();
+  writeFileSync(join(dir, 'www', 'cosigned', 'latest'), 'torn');
+  log = LogDir.open(dir, signer);
+  log.addCosignatures(cp, '— witness.example/w2 BBBB');
+  assert.match(readFileSync(join(dir, 'www', 'cosigned', 'latest'), 'utf8'), /w1 AAAA\n— witness.example\/w2 BBBB\n$/);
+  await log.close();
 });

@@ -72,3 +72,35 @@ test('the openssl-only recipe checks the checkpoint signature and the inclusion 
   assert.equal(r.status, 1);
   assert.match(r.stderr, /log: the bundle carries no inclusion proof/);
 });
+
+test('the openssl-only recipe checks a card-tagged leaf (bundle version 3), and refuses a changed tag', async (t) => {
+  if (!requireTool(t, 'openssl', 'apt install openssl') || !requireTool(t, 'jq', 'apt install jq')) return;
+  const dir = tempDir(t);
+  const bundle = decodeBundle(fixtureText('bundles', 'sample-v2.json'));
+  const pkg = decodePackage(bundle.package);
+  const log = LogDir.open(join(dir, 'log'), ed25519NoteSigner(skey), undefined, { tagCards: true });
+  const cardKey = 'ab'.repeat(32);
+  let logged;
+  for (let i = 0; i < 6; i++) {
+    const p = await log.append(i === 4 ? { transactionId: pkg.transactionId, package: bundle.package, cardKey } : { transactionId: 1000 + i, package: Buffer.from(`other ${i}`), cardKey: 'cd'.repeat(32) });
+    if (i === 4) logged = p;
+  }
+  await log.close();
+  const tproof = await proveInclusion(dirSource(join(dir, 'log', 'www')), decodeVkey(vkey), { transactionId: pkg.transactionId, package: bundle.package });
+  assert.deepEqual(tproof.tag, logged!.tag);
+  writeFileSync(join(dir, 'tagged.json'), encodeBundle({ ...bundle, transparency: tproof }));
+  let r = spawnSync('sh', [script, join(dir, 'tagged.json'), fixture('ca', 'ca.pem'), vkey], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`log: transaction ${pkg.transactionId} is leaf 4 of the tree of size 6 \\(2-hash proof\\): OK`));
+  const tag = Buffer.from(tproof.tag!);
+  tag[0]! ^= 1;
+  writeFileSync(join(dir, 'tag.json'), encodeBundle({ ...bundle, transparency: { ...tproof, tag } }));
+  r = spawnSync('sh', [script, join(dir, 'tag.json'), fixture('ca', 'ca.pem'), vkey], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /does not lead to the checkpoint's root/);
+  // The receipt's proof as the server sent it (the checkpoint of its commit) verifies the same way.
+  writeFileSync(join(dir, 'as-sent.json'), encodeBundle({ ...bundle, transparency: logged! }));
+  r = spawnSync('sh', [script, join(dir, 'as-sent.json'), fixture('ca', 'ca.pem'), vkey], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /leaf 4 of the tree of size 5/);
+});
