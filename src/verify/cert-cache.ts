@@ -17,12 +17,25 @@ export interface ParsedCertificate {
 
 const MAX_ENTRIES = 10_000;
 const byPem = new Map<string, ParsedCertificate>();
+/**
+ * The same certificate object met again (a chain link, the leaf of a party): found without
+ * re-encoding it to PEM, which X509Certificate.toString() does in C++ on every call and which
+ * was the largest cost left per bundle in an archive run.
+ */
+const byObject = new WeakMap<X509Certificate, ParsedCertificate>();
 const links = new WeakMap<X509Certificate, WeakMap<X509Certificate, boolean>>();
 
 export function parsedCertificate(input: string | X509Certificate): ParsedCertificate {
+  if (typeof input !== 'string') {
+    const known = byObject.get(input);
+    if (known) return known;
+  }
   const key = typeof input === 'string' ? input : input.toString();
   const hit = byPem.get(key);
-  if (hit) return hit;
+  if (hit) {
+    if (typeof input !== 'string') byObject.set(input, hit);
+    return hit;
+  }
   const certificate = typeof input === 'string' ? new X509Certificate(input) : input;
   const publicKey = certificate.publicKey;
   const spki = publicKey.export({ type: 'spki', format: 'der' });
@@ -41,6 +54,8 @@ export function parsedCertificate(input: string | X509Certificate): ParsedCertif
   };
   if (byPem.size >= MAX_ENTRIES) byPem.delete(byPem.keys().next().value as string);
   byPem.set(key, parsed);
+  byObject.set(certificate, parsed);
+  if (typeof input !== 'string') byObject.set(input, parsed);
   return parsed;
 }
 
