@@ -16,7 +16,7 @@ import { readCrlFile } from '../warrant/crl.js';
 import { loadTrustAnchors } from '../verify/trust.js';
 import { exitCodeFor, readStdinCapped, STDIN, summarise, verifyFile, type FileResult } from '../verify/verify-files.js';
 import type { VerifyOptions } from '../verify/verify-bundle.js';
-import { setupOf, type ItemResult } from '../verify/worker-setup.js';
+import { setupOf, type BatchResult } from '../verify/worker-setup.js';
 import { encodeVkey } from '../tlog/note.js';
 import { readVkeyFile } from '../tlog/log-key.js';
 import { SIG_TYPE_COSIGNATURE_V1 } from '../tlog/note.js';
@@ -172,20 +172,23 @@ async function verifyArchive(bundles: string[], options: VerifyOptions, o: Verif
   const debug = debugEnabled();
   const run = new ArchiveRun({
     roots, jobs, exclude,
-    setup: setupOf(options, json ? 'json' : getVerbosity() === 'verbose' ? 'verbose' : 'line', debug),
+    setup: setupOf(options, json ? 'json' : getVerbosity() === 'verbose' ? 'verbose' : quiet ? 'quiet' : 'line', debug),
     readStdin: readStdinCapped,
     ...(state ? { state } : {}),
     signal: controller.signal,
     ...(hold !== undefined && /^\d+$/.test(hold) ? { holdAfter: Number(hold) } : {}),
-    onResults: (rs: readonly ItemResult[]) => {
-      let text = '';
-      for (const r of rs) {
-        if (r.stack) diag.line(r.stack);
-        if (json) text += `${r.json}\n`;
-        else if (!(quiet && r.status === 'valid')) text += `${reportLines(r.result!, true).join('\n')}\n`;
+    onResults: (b: BatchResult) => {
+      for (const s of b.stacks ?? []) diag.line(s);
+      if (b.text) {
+        progress.clear();
+        process.stdout.write(b.text);
+        return;
       }
+      let text = '';
+      for (const r of b.results ?? []) text += `${reportLines(r, true).join('\n')}\n`;
+      if (!text) return;
       progress.clear();
-      if (text) process.stdout.write(text);
+      process.stdout.write(text);
     },
     onProgress: (p) => progress.draw(p),
   });

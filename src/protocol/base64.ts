@@ -19,9 +19,12 @@ export function decodeCanonicalBase64(s: string): Buffer | undefined {
 const BEGIN = '-----BEGIN CERTIFICATE-----';
 const END = '-----END CERTIFICATE-----';
 
+/** 1 for A-Z a-z 0-9 + / = CR LF: one table look-up per character (a bundle has three PEMs to check). */
+const PEM_BODY = new Uint8Array(128);
+for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n') PEM_BODY[ch.charCodeAt(0)] = 1;
+
 function isPemBodyChar(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) // A-Z a-z 0-9
-    || c === 0x2b || c === 0x2f || c === 0x3d || c === 0x0d || c === 0x0a; // + / = CR LF
+  return c < 128 && PEM_BODY[c] === 1;
 }
 
 /**

@@ -14,7 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { InputError } from '../errors.js';
 import { emptyCounts, writeState, type RunCounts, type RunState } from './run-state.js';
 import { walkBundles, type WalkEntry, type WalkRoot } from './walk.js';
-import type { ItemResult, WorkerSetup, WorkItem } from './worker-setup.js';
+import type { BatchResult, WorkerSetup, WorkItem } from './worker-setup.js';
 
 /** Bundles per message to a worker: enough that postMessage costs little per bundle. */
 export const BATCH = 32;
@@ -32,7 +32,7 @@ export interface ArchiveRunOptions {
   readonly exclude?: ReadonlySet<string>;
   readonly state?: { readonly file: string; readonly run: string; readonly previous?: RunState };
   /** Results in walk order, a batch at a time (one write per batch, not per bundle). */
-  readonly onResults: (results: readonly ItemResult[]) => void;
+  readonly onResults: (batch: BatchResult) => void;
   /** After each batch of results: for a progress line. */
   readonly onProgress?: (p: RunProgress) => void;
   /** Stops the run after the bundles in flight: they are reported, the state saved. */
@@ -68,18 +68,24 @@ export interface RunOutcome {
 
 const WORKER_URL = new URL('./verify-worker.js', import.meta.url);
 
-function tally(c: RunCounts, r: ItemResult): void {
-  c[r.status]++;
-  if (r.legacy) c.legacy++;
-  if (r.internal) c.internal++;
+function addCounts(into: RunCounts, c: RunCounts): void {
+  into.valid += c.valid;
+  into.invalid += c.invalid;
+  into.unusable += c.unusable;
+  into.legacy += c.legacy;
+  into.internal += c.internal;
 }
 
-function directResult(index: number, e: Exclude<WalkEntry, { kind: 'bundle' }>, detail: WorkerSetup['detail']): ItemResult {
+/** An entry of the walk that is reported without a worker: an unreadable or empty directory. */
+function directResult(index: number, e: Exclude<WalkEntry, { kind: 'bundle' }>, detail: WorkerSetup['detail']): BatchResult {
   const error = e.kind === 'unreadable-directory'
     ? `cannot read the directory: ${e.error} (the bundles in it were not verified)`
     : 'holds no *.json bundle: nothing verified there';
   const result = { file: e.path, status: 'unusable' as const, error };
-  return { index, file: e.path, status: 'unusable', legacy: false, internal: false, ...(detail === 'json' ? { json: JSON.stringify(result) } : { result }) };
+  return {
+    first: index, count: 1, last: e.path, counts: { ...emptyCounts(), unusable: 1 },
+    ...(detail === 'json' ? { text: Buffer.from(`${JSON.stringify(result)}\n`) } : { results: [result] }),
+  };
 }
 
 interface Slot {
@@ -94,7 +100,8 @@ export class ArchiveRun {
   private last: string | null;
   private readonly started = performance.now();
   private lastSave = 0;
-  private readonly pending = new Map<number, ItemResult>();
+  /** Batches verified but not yet reported, by their first index: at most the bundles in flight. */
+  private readonly pending = new Map<number, BatchResult>();
   private wakers: (() => void)[] = [];
   private fatal: unknown;
   private readonly slots: Slot[] = [];
@@ -140,16 +147,16 @@ export class ArchiveRun {
   }
 
   private flush(): void {
-    const out: ItemResult[] = [];
-    for (let r = this.pending.get(this.emitted); r; r = this.pending.get(this.emitted)) {
+    let any = false;
+    for (let b = this.pending.get(this.emitted); b; b = this.pending.get(this.emitted)) {
       this.pending.delete(this.emitted);
-      tally(this.counts, r);
-      out.push(r);
-      this.last = r.file;
-      this.emitted++;
+      addCounts(this.counts, b.counts);
+      this.o.onResults(b);
+      this.last = b.last;
+      this.emitted += b.count;
+      any = true;
     }
-    if (!out.length) return;
-    this.o.onResults(out);
+    if (!any) return;
     if (this.o.state && performance.now() - this.lastSave >= SAVE_INTERVAL_MS) this.saveNow();
     this.o.onProgress?.({ done: this.emitted, counts: this.counts, thisRun: this.emitted - this.skipTo, seconds: this.seconds() });
   }
@@ -158,9 +165,9 @@ export class ArchiveRun {
     for (let i = 0; i < this.o.jobs; i++) {
       const worker = new Worker(WORKER_URL, { workerData: this.o.setup });
       const slot: Slot = { worker, outstanding: 0 };
-      worker.on('message', (m: { results: ItemResult[] }) => {
+      worker.on('message', (b: BatchResult) => {
         slot.outstanding--;
-        for (const r of m.results) this.pending.set(r.index, r);
+        this.pending.set(b.first, b);
         this.flush();
         this.wake();
       });
@@ -218,6 +225,9 @@ export class ArchiveRun {
           continue;
         }
         if (e.kind !== 'bundle') {
+          // Batches stay runs of consecutive bundles: send what came before this entry first.
+          if (batch.length) await this.dispatch(batch);
+          batch = [];
           this.pending.set(index, directResult(index, e, o.setup.detail));
         } else {
           batch.push({ index, path: e.path, ...(e.path === '-' && o.readStdin ? { text: o.readStdin() } : {}) });

@@ -5,12 +5,13 @@
  * verifications of its package signatures.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { verifyItem } from './verify-item.js';
+import { verifyBatch } from './verify-item.js';
 import { optionsOf, type WorkerSetup, type WorkItem } from './worker-setup.js';
 
 const setup = workerData as WorkerSetup;
 const options = optionsOf(setup);
 
-parentPort!.on('message', (m: { batch: number; items: WorkItem[] }) => {
-  parentPort!.postMessage({ batch: m.batch, results: m.items.map((item) => verifyItem(item, options, setup)) });
+parentPort!.on('message', (m: { items: WorkItem[] }) => {
+  const result = verifyBatch(m.items, options, setup);
+  parentPort!.postMessage(result, result.text ? [result.text.buffer as ArrayBuffer] : []);
 });

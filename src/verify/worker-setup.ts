@@ -7,10 +7,14 @@ import { X509Certificate } from 'node:crypto';
 import { decodeCrl } from '../warrant/crl.js';
 import { decodeVkey, encodeVkey, SIG_TYPE_COSIGNATURE_V1 } from '../tlog/note.js';
 import type { FileResult } from './verify-files.js';
+import type { RunCounts } from './run-state.js';
 import type { VerifyOptions } from './verify-bundle.js';
 
-/** How much of each result the main thread needs: a JSON line, a one-line report, or every check. */
-export type ReportDetail = 'json' | 'line' | 'verbose';
+/**
+ * How much of each result the main thread needs: a JSON line; a one-line report; only those not
+ * valid (-q); or every check (-v).
+ */
+export type ReportDetail = 'json' | 'line' | 'quiet' | 'verbose';
 
 export interface WorkerSetup {
   readonly anchors: string[];
@@ -61,16 +65,17 @@ export interface WorkItem {
   readonly text?: string | { error: string };
 }
 
-export interface ItemResult {
-  readonly index: number;
-  readonly file: string;
-  readonly status: FileResult['status'];
-  readonly legacy: boolean;
-  /** A bug met on this bundle (it is reported unusable, and the run exits 3). */
-  readonly internal: boolean;
-  /** detail 'json': the result as one JSON line (no newline). */
-  readonly json?: string;
-  /** detail 'line' or 'verbose': the result, with its checks only for 'verbose'. */
-  readonly result?: FileResult;
-  readonly stack?: string;
+/** What a worker answers for one batch: bundles first..first+count-1 of the walk order. */
+export interface BatchResult {
+  readonly first: number;
+  readonly count: number;
+  /** The path of the batch's last bundle: the state file's position after it. */
+  readonly last: string;
+  readonly counts: RunCounts;
+  /** detail 'json': the batch's JSON lines, each ending in a newline, in UTF-8. */
+  readonly text?: Uint8Array;
+  /** Other details: the results the text report prints, in order. */
+  readonly results?: FileResult[];
+  /** --debug: the stacks of internal errors met in the batch. */
+  readonly stacks?: string[];
 }
