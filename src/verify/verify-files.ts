@@ -17,7 +17,7 @@ export function verifyFile(file: string, options: VerifyOptions): FileResult {
 
 /** What a read error means, for the one line that reports it. */
 const READ_ERRORS: Record<string, string> = {
-  ENOENT: 'no such file (or a symbolic link to nothing)',
+  ENOENT: 'no such file, or a symbolic link to nothing',
   ELOOP: 'a loop of symbolic links',
   EACCES: 'permission denied',
   EPERM: 'operation not permitted',
