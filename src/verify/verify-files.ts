@@ -55,13 +55,17 @@ export function readBundleFile(file: string): string | { error: string } {
     if (!st.isFile()) return { error: `cannot read: not a regular file (${kindOf(st)})` };
     if (st.size > MAX_BUNDLE_BYTES) return { error: `proof bundle: ${st.size} bytes, over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
     // Into one buffer of the cap plus a byte, reused by every read of this thread: a file that grew
-    // since fstat is still refused at the cap, never read whole.
+    // since fstat is still refused at the cap, never read whole. Asking for one byte more than
+    // fstat said makes the usual case one read: all fstat promised, and a short read, is the end.
     const buf = (scratch ??= Buffer.allocUnsafe(MAX_BUNDLE_BYTES + 1));
     let n = 0;
+    let want = Math.min(buf.length, st.size + 1);
     while (n < buf.length) {
-      const got = readSync(fd, buf, n, buf.length - n, null);
+      const got = readSync(fd, buf, n, want - n, null);
       if (got === 0) break;
       n += got;
+      if (n >= st.size && n < want) break;
+      if (n === want) want = buf.length; // it grew since fstat: read on, up to the cap
     }
     if (n > MAX_BUNDLE_BYTES) return { error: `proof bundle: over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
     return buf.toString('utf8', 0, n);
