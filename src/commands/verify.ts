@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { delimiter, resolve } from 'node:path';
+import { delimiter, dirname, resolve } from 'node:path';
 import { examples, parseNonNegativeInt, parsePositiveInt, parseTime } from '../cli/options.js';
 import { diag, getVerbosity, out } from '../cli/output.js';
 import { CANCELLED_EXIT, debugEnabled, INTERNAL_ERROR_EXIT } from '../cli/run.js';
@@ -18,6 +18,7 @@ import { exitCodeFor, readStdinCapped, STDIN, summarise, verifyFile, type FileRe
 import type { VerifyOptions } from '../verify/verify-bundle.js';
 import { setupOf, type BatchResult } from '../verify/worker-setup.js';
 import { encodeVkey } from '../tlog/note.js';
+import { removeStaleTemps } from '../util/fs.js';
 import { readVkeyFile } from '../tlog/log-key.js';
 import { SIG_TYPE_COSIGNATURE_V1 } from '../tlog/note.js';
 import type { LogTrust } from '../tlog/bundle-proof.js';
@@ -156,6 +157,8 @@ async function verifyArchive(bundles: string[], options: VerifyOptions, o: Verif
   if (o.state) {
     if (bundles.includes(STDIN)) throw new InputError('--state cannot resume standard input', 'give bundle files or directories');
     const run = runIdentity(bundles, options);
+    // A run killed while it wrote its state left a temp copy beside it: not a state, remove it.
+    removeStaleTemps(dirname(resolve(o.state)), resolve(o.state));
     const previous = readState(o.state);
     if (previous && previous.run !== run) {
       throw new InputError(`${o.state}: the state of another verification (other bundles or options)`, 'give the bundles and options of the interrupted run, or another --state file', 'E_VERIFY_STATE');
