@@ -129,10 +129,14 @@ export class ArchiveRun {
     const s = this.o.state;
     if (!s) return;
     const prev = s.previous;
-    writeState(s.file, {
-      run: s.run, done: this.emitted, last: this.last, counts: this.counts,
-      seconds: (prev?.seconds ?? 0) + this.seconds(), runs: (prev?.runs ?? 0) + 1, updated: new Date().toISOString(),
-    });
+    try {
+      writeState(s.file, {
+        run: s.run, done: this.emitted, last: this.last, counts: this.counts,
+        seconds: (prev?.seconds ?? 0) + this.seconds(), runs: (prev?.runs ?? 0) + 1, updated: new Date().toISOString(),
+      });
+    } catch (err) {
+      throw new InputError(`${s.file}: cannot save the verify state (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 'give --state a path in a folder you can write');
+    }
     this.lastSave = performance.now();
   }
 
@@ -168,7 +172,11 @@ export class ArchiveRun {
       worker.on('message', (b: BatchResult) => {
         slot.outstanding--;
         this.pending.set(b.first, b);
-        this.flush();
+        try {
+          this.flush();
+        } catch (err) {
+          this.fatal ??= err; // the state could not be saved: the run stops, and says why
+        }
         this.wake();
       });
       worker.on('error', (err) => {
@@ -213,6 +221,8 @@ export class ArchiveRun {
     const aborted = () => o.signal?.aborted === true;
     o.signal?.addEventListener('abort', () => this.wake());
     const walk = { skipped: 0 };
+    // Saved once before anything is verified: a --state that cannot be written is said at once.
+    if (o.state) this.saveNow();
     this.startWorkers();
     try {
       let ordinal = 0;

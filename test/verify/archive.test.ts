@@ -197,6 +197,11 @@ test('archive run: a state file of another verification, of a changed tree, or d
   assert.equal(changed.status, 2);
   assert.match(changed.stderr, /^qtm: error: .*run\.state: bundle 5 of the walk order is now .*, not .*: the tree changed since the state was saved/m);
 
+  const nowhere = qtm(['verify', root, '--trust', CA, '--state', join(dir, 'no-such-folder', 'run.state')]);
+  assert.equal(nowhere.status, 2);
+  assert.match(nowhere.stderr, /^qtm: error: .*no-such-folder\/run\.state: cannot save the verify state \(ENOENT\) \(give --state a path in a folder you can write\)\n$/);
+  assert.equal(nowhere.stdout, '', 'nothing verified before the state can be saved');
+
   writeFileSync(state, JSON.stringify({ ...JSON.parse(readFileSync(state, 'utf8')), done: -1 }));
   const damaged = qtm(['verify', root, '--trust', CA, '--state', state, '--json']);
   assert.equal(damaged.status, 2);
