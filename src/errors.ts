@@ -14,7 +14,7 @@ export const ExitCode = { ok: 0, invalid: 1, usage: 2 } as const;
  */
 export const ERROR_CODES = [
   // input and usage (exit 2)
-  'E_INPUT', 'E_DECODE', 'E_JSON', 'E_PASSPHRASE', 'E_CATALOGUE', 'E_UNKNOWN_SKU', 'E_ORDER_TOO_LARGE', 'E_PLAIN_TEXT', 'E_FILE', 'E_FILE_DAMAGED', 'E_CRL', 'E_CRL_STATE',
+  'E_INPUT', 'E_DECODE', 'E_JSON', 'E_VERIFY_STATE', 'E_PASSPHRASE', 'E_CATALOGUE', 'E_UNKNOWN_SKU', 'E_ORDER_TOO_LARGE', 'E_PLAIN_TEXT', 'E_FILE', 'E_FILE_DAMAGED', 'E_CRL', 'E_CRL_STATE',
   // refusals (exit 1)
   'E_REFUSED', 'E_DECLINED', 'E_CANCELLED', 'E_WRONG_PIN', 'E_PIN_BLOCKED', 'E_CARD_SW', 'E_CARD_UNAVAILABLE', 'E_CARD_BUSY', 'E_NOT_ISSUED',
   // keys in a PKCS#11 token (issue 11)

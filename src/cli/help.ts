@@ -38,8 +38,8 @@ export function addGroupExamples(root: Command): void {
 }
 
 export const EXIT_CODES_HELP = `0 ok/valid, 1 invalid proof or refused operation, 2 unusable input or usage, 3 internal error,
-130 cancelled (Ctrl-C at a prompt). Errors are one line on stderr, "qtm: error: ..."; with --json also
-{"error":{"code","message","exitCode"}} on stdout.`;
+130 cancelled (Ctrl-C at a prompt, or an interrupted qtm verify archive run). Errors are one line on
+stderr, "qtm: error: ..."; with --json also {"error":{"code","message","exitCode"}} on stdout.`;
 
 export const ENVIRONMENT_HELP = `QTM_CA_PASSPHRASE, QTM_KEY_PASSPHRASE, QTM_SAM_PASSPHRASE   passphrases (or --*-passphrase-file, a prompt)
 QTM_PIN, QTM_PUK, QTM_NEW_PIN   card secrets (or --pin-file, --pin-stdin, a prompt)
@@ -52,4 +52,6 @@ NO_COLOR                        no colour, even on a terminal
 PCSCLITE_CSOCK_NAME             pcscd's socket (read by libpcsclite)
 QTM_PKCS11_MODULE, QTM_PKCS11_PIN   the PKCS#11 module and a token's user PIN for pkcs11: key URIs
                                 (--pkcs11-module; the PIN also from the URI's pin-source, or a prompt)
-SOFTHSM2_CONF                   the SoftHSM2 configuration qtm demo --pkcs11 uses (a throwaway one if unset)`;
+SOFTHSM2_CONF                   the SoftHSM2 configuration qtm demo --pkcs11 uses (a throwaway one if unset)
+QTM_TEST_VERIFY_HOLD_AFTER=N    tests only: an archive run of qtm verify stops after N bundles and waits
+                                for a signal, as if interrupted there (the resume tests use it)`;

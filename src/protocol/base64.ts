@@ -1,7 +1,7 @@
 /**
- * Linear checks for the text encodings of binary values in qtm's JSON (no regular expression:
- * a backtracking one overflowed the stack on a 6 MiB field). Each looks at every character
- * once and allocates at most one decoded copy.
+ * Linear checks for the text encodings of binary values in qtm's JSON (no backtracking regular
+ * expression: one overflowed the stack on a 6 MiB field; a search for one character class is
+ * fine). Each looks at every character once and allocates at most one decoded copy.
  */
 
 /**
@@ -19,10 +19,12 @@ export function decodeCanonicalBase64(s: string): Buffer | undefined {
 const BEGIN = '-----BEGIN CERTIFICATE-----';
 const END = '-----END CERTIFICATE-----';
 
-function isPemBodyChar(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) // A-Z a-z 0-9
-    || c === 0x2b || c === 0x2f || c === 0x3d || c === 0x0d || c === 0x0a; // + / = CR LF
-}
+/**
+ * Any one character that is not A-Z a-z 0-9 + / = CR LF. A search for a single character class
+ * has no quantifier, so nothing to backtrack: linear in the text and native speed (a bundle has
+ * three PEMs to check; the per-character loop it replaces was most of a bundle's decoding).
+ */
+const NOT_PEM_BODY = /[^A-Za-z0-9+/=\r\n]/;
 
 /**
  * One PEM certificate: the BEGIN line, a line break (LF or CRLF), one or more base64 body
@@ -40,6 +42,5 @@ export function isPemCertificate(s: string): boolean {
   if (s.charCodeAt(end - 1) === 0x0d) end--;
   if (end - i <= END.length || !s.startsWith(END, end - END.length)) return false;
   const bodyEnd = end - END.length;
-  for (let j = i; j < bodyEnd; j++) if (!isPemBodyChar(s.charCodeAt(j))) return false;
-  return true;
+  return !NOT_PEM_BODY.test(s.slice(i, bodyEnd));
 }

@@ -26,21 +26,34 @@ export class ByteReader {
     }
     const out = this.bytes.subarray(this.offset, this.offset + length);
     this.offset += length;
-    return Uint8Array.from(out);
+    // A copy in a plain Uint8Array (the typed-array constructor copies natively; Uint8Array.from
+    // walked the iterator, byte by byte, and was most of a package's decoding time).
+    return new Uint8Array(out);
+  }
+
+  /** The offset of `length` bytes of `field`, checked and consumed: integers are read in place. */
+  private at(length: number, field: string): number {
+    if (length > this.remaining) {
+      throw new DecodeError(this.format, `truncated: ${field} needs ${length} bytes at offset ${this.offset}, ${this.remaining} left`);
+    }
+    const o = this.offset;
+    this.offset += length;
+    return o;
   }
 
   u8(field: string): number {
-    return this.take(1, field)[0]!;
+    return this.bytes[this.at(1, field)]!;
   }
 
   u16(field: string): number {
-    const b = this.take(2, field);
-    return (b[0]! << 8) | b[1]!;
+    const o = this.at(2, field);
+    return (this.bytes[o]! << 8) | this.bytes[o + 1]!;
   }
 
   u32(field: string): number {
-    const b = this.take(4, field);
-    return ((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!;
+    const o = this.at(4, field);
+    const b = this.bytes;
+    return ((b[o]! << 24) >>> 0) + (b[o + 1]! << 16) + (b[o + 2]! << 8) + b[o + 3]!;
   }
 
   end(): void {

@@ -1,39 +1,72 @@
 /**
- * Expands the BUNDLE arguments of `qtm verify`: files as given, directories recursively (every
- * *.json inside), and quoted glob patterns with * and ? in the last path segment (the shell
- * expands unquoted ones itself).
+ * The BUNDLE arguments of `qtm verify`, as the sources of a run: files as given, directories (walked
+ * later, streaming, by ./walk.ts), and quoted glob patterns with * and ? in the last path segment
+ * (the shell expands unquoted ones itself; a quoted one is expanded here, in name order).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
+import type { WalkRoot } from './walk.js';
+import { STDIN } from './verify-files.js';
 
 function globToRegExp(pattern: string): RegExp {
   const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
   return new RegExp(`^${escaped}$`);
 }
 
-function walk(dir: string, into: string[]): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) walk(path, into);
-    else if (entry.isFile() && entry.name.endsWith('.json')) into.push(path);
+function isGlob(arg: string): boolean {
+  return /[*?]/.test(basename(arg));
+}
+
+/**
+ * One argument naming one file (or `-`): the run is the single-proof report, with the JSON document
+ * `{summary, results: [one]}` under --json. Anything that can stand for several bundles (a
+ * directory, a glob, several arguments) is a streamed archive run (JSON Lines under --json).
+ */
+export function isSingleBundle(args: readonly string[]): boolean {
+  if (args.length !== 1) return false;
+  const arg = args[0]!;
+  if (arg === STDIN) return true;
+  if (isGlob(arg)) return false;
+  try {
+    return !statSync(arg).isDirectory();
+  } catch {
+    return true; // reported as missing by bundleRoots
   }
 }
 
-export function collectBundleFiles(args: readonly string[]): string[] {
-  const files: string[] = [];
+export function bundleRoots(args: readonly string[]): WalkRoot[] {
+  const roots: WalkRoot[] = [];
+  let stdin = false;
   for (const arg of args) {
-    if (arg === '-') {
-      if (files.includes('-')) throw new InputError('- (standard input) given twice');
-      files.push(arg);
+    if (arg === STDIN) {
+      if (stdin) throw new InputError('- (standard input) given twice');
+      stdin = true;
+      roots.push({ kind: 'file', path: arg });
       continue;
     }
-    if (/[*?]/.test(basename(arg))) {
+    if (isGlob(arg)) {
       const dir = dirname(arg);
       const re = globToRegExp(basename(arg));
-      const matches = readdirSync(dir).filter((n) => re.test(n)).sort().map((n) => join(dir, n));
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        throw new InputError(`${arg}: cannot list ${dir}`, 'give bundle files, a directory of them, or a glob');
+      }
+      const matches = names.filter((n) => re.test(n)).sort();
       if (matches.length === 0) throw new InputError(`no file matches ${arg}`);
-      files.push(...matches);
+      // As the shell would pass them: a matching directory is walked, like one given by name.
+      for (const n of matches) {
+        const path = join(dir, n);
+        let isDir = false;
+        try {
+          isDir = statSync(path).isDirectory();
+        } catch {
+          // gone or a dangling link: reported as unreadable when its turn comes
+        }
+        roots.push({ kind: isDir ? 'directory' : 'file', path });
+      }
       continue;
     }
     let st;
@@ -42,13 +75,7 @@ export function collectBundleFiles(args: readonly string[]): string[] {
     } catch {
       throw new InputError(`${arg}: no such file or directory`, 'give bundle files, a directory of them, or a glob');
     }
-    if (st.isDirectory()) {
-      const before = files.length;
-      walk(arg, files);
-      if (files.length === before) throw new InputError(`${arg} holds no *.json bundle`);
-    } else {
-      files.push(arg);
-    }
+    roots.push({ kind: st.isDirectory() ? 'directory' : 'file', path: arg });
   }
-  return files;
+  return roots;
 }

@@ -115,8 +115,13 @@ export interface VerifyOptions {
   readonly log?: LogTrust;
 }
 
+/** Once per certificate object (they are cached, ./cert-cache.ts): an archive run names each party per bundle. */
+const subjectLines = new WeakMap<X509Certificate, string>();
+
 function subjectLine(cert: X509Certificate): string {
-  return cert.subject.replace(/\n/g, ', ');
+  let line = subjectLines.get(cert);
+  if (line === undefined) subjectLines.set(cert, (line = cert.subject.replace(/\n/g, ', ')));
+  return line;
 }
 
 function parseCertificates(pems: readonly string[]): X509Certificate[] | string {

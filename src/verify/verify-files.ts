@@ -2,7 +2,7 @@
  * Verifying bundle files: read, decode, verify; one result per file. A file that cannot be
  * read or decoded is "unusable" (exit 2) rather than "invalid" (exit 1).
  */
-import { readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { decodeBundle, MAX_BUNDLE_BYTES } from '../bundle/proof-bundle.js';
 import { QtmError } from '../errors.js';
 import { verifyBundle, type VerificationReport, type VerifyOptions } from './verify-bundle.js';
@@ -12,24 +12,75 @@ export type FileResult =
   | { file: string; status: 'unusable'; error: string };
 
 export function verifyFile(file: string, options: VerifyOptions): FileResult {
-  let text: string;
-  if (file === STDIN) return verifyText(file, readStdinCapped(), options);
+  return verifyText(file, file === STDIN ? readStdinCapped() : readBundleFile(file), options);
+}
+
+/** What a read error means, for the one line that reports it. */
+const READ_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file, or a symbolic link to nothing',
+  ELOOP: 'a loop of symbolic links',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'a directory',
+  EMFILE: 'too many open files',
+  EIO: 'input/output error',
+};
+
+function kindOf(st: Stats): string {
+  return st.isDirectory() ? 'a directory (reached through a symbolic link, which is not followed into)'
+    : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a file';
+}
+
+let scratch: Buffer | undefined;
+
+function readError(err: unknown): { error: string } {
+  const code = (err as NodeJS.ErrnoException).code ?? String(err);
+  return { error: `cannot read: ${code}${READ_ERRORS[code] ? ` (${READ_ERRORS[code]})` : ''}` };
+}
+
+/**
+ * Reads one bundle file, refusing before reading anything that is not a regular file or is over the
+ * cap: a huge file costs one fstat, not its parsing, and a FIFO named *.json never blocks the run
+ * (it is opened non-blocking and refused by its type).
+ */
+export function readBundleFile(file: string): string | { error: string } {
+  let fd: number;
   try {
-    // The cap comes before reading: a huge file costs one stat, not its parsing.
-    const size = statSync(file).size;
-    if (size > MAX_BUNDLE_BYTES) return { file, status: 'unusable', error: `proof bundle: ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
-    text = readFileSync(file, 'utf8');
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    return { file, status: 'unusable', error: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+    return readError(err);
   }
-  return verifyText(file, text, options);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return { error: `cannot read: not a regular file (${kindOf(st)})` };
+    if (st.size > MAX_BUNDLE_BYTES) return { error: `proof bundle: ${st.size} bytes, over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
+    // Into one buffer of the cap plus a byte, reused by every read of this thread: a file that grew
+    // since fstat is still refused at the cap, never read whole. Asking for one byte more than
+    // fstat said makes the usual case one read: all fstat promised, and a short read, is the end.
+    const buf = (scratch ??= Buffer.allocUnsafe(MAX_BUNDLE_BYTES + 1));
+    let n = 0;
+    let want = Math.min(buf.length, st.size + 1);
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, want - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n >= st.size && n < want) break;
+      if (n === want) want = buf.length; // it grew since fstat: read on, up to the cap
+    }
+    if (n > MAX_BUNDLE_BYTES) return { error: `proof bundle: over the ${MAX_BUNDLE_BYTES}-byte cap (no genuine bundle is that large): not read` };
+    return buf.toString('utf8', 0, n);
+  } catch (err) {
+    return readError(err);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** `-` names standard input, as in `qtm verify -` or `jq ... | qtm verify - --trust ca.pem`. */
 export const STDIN = '-';
 
 /** Reads stdin up to the bundle cap: a bundle over it is unusable, as a file over it is. */
-function readStdinCapped(): string | { error: string } {
+export function readStdinCapped(): string | { error: string } {
   const chunks: Buffer[] = [];
   let total = 0;
   const buf = Buffer.alloc(65536);
@@ -51,7 +102,7 @@ function readStdinCapped(): string | { error: string } {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function verifyText(file: string, input: string | { error: string }, options: VerifyOptions): FileResult {
+export function verifyText(file: string, input: string | { error: string }, options: VerifyOptions): FileResult {
   if (typeof input !== 'string') return { file, status: 'unusable', error: input.error };
   const text = input;
   try {

@@ -44,11 +44,13 @@ test('attack: a 6 MiB base64 field is unusable (exit 2) before parsing, and a fo
   assert.doesNotMatch(one.stderr, /internal error|call stack/);
   t.diagnostic(`6 MiB bundle refused in ${ms.toFixed(0)} ms (whole process)`);
 
+  // A folder is an archive run: JSON Lines, one result per bundle, then the summary.
   const all = qtm(['verify', dir, '--trust', CA, '--json']);
   assert.equal(all.status, 2, all.stderr);
-  const report = JSON.parse(all.stdout) as { summary: Record<string, number>; results: { file: string; status: string; error?: string }[] };
-  assert.deepEqual(report.summary, { total: 2, valid: 1, invalid: 0, unusable: 1, legacy: 0 });
-  assert.deepEqual(report.results.map((r) => [r.file.slice(dir.length + 1), r.status]), [['a-huge.json', 'unusable'], ['b-genuine.json', 'valid']]);
+  const lines = all.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+  const summary = lines.pop().summary as Record<string, number>;
+  assert.deepEqual([summary.total, summary.valid, summary.invalid, summary.unusable, summary.legacy], [2, 1, 0, 1, 0]);
+  assert.deepEqual(lines.map((r: { file: string; status: string }) => [r.file.slice(dir.length + 1), r.status]), [['a-huge.json', 'unusable'], ['b-genuine.json', 'valid']]);
 });
 
 test('attack: under the file cap, an oversized field, a long PEM and deep nesting are each refused by name, not by a crash', (t) => {
@@ -145,9 +147,11 @@ test('a bug met on one file of a folder run is reported for that file (exit 3); 
   const inject = 'data:text/javascript,' + encodeURIComponent(
     'import { X509Certificate } from "node:crypto"; const v = X509Certificate.prototype.verify;'
     + 'X509Certificate.prototype.verify = function (k) { X509Certificate.prototype.verify = v; throw new Error("injected fault"); };');
-  const r = spawnSync(process.execPath, ['--import', inject, QTM_BIN, 'verify', dir, '--trust', CA, '--json'], { encoding: 'utf8', cwd: ROOT, env: { PATH: process.env.PATH ?? '' } });
+  // One worker thread (the preloaded fault is in each thread, so two would each fail once).
+  const r = spawnSync(process.execPath, ['--import', inject, QTM_BIN, 'verify', dir, '--trust', CA, '--json', '--jobs', '1'], { encoding: 'utf8', cwd: ROOT, env: { PATH: process.env.PATH ?? '' } });
   assert.equal(r.status, 3, r.stderr);
-  const report = JSON.parse(r.stdout) as { summary: Record<string, number>; results: { status: string; error?: string }[] };
-  assert.deepEqual(report.results.map((x) => x.status), ['unusable', 'valid']);
-  assert.match(report.results[0]!.error!, /^internal error: injected fault \(run again with --debug and report the output\)$/);
+  const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.pop().summary.internal, 1);
+  assert.deepEqual(lines.map((x: { status: string }) => x.status), ['unusable', 'valid']);
+  assert.match(lines[0]!.error!, /^internal error: injected fault \(run again with --debug and report the output\)$/);
 });

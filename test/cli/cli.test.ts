@@ -82,11 +82,17 @@ test('verify: a directory, a quoted glob, a summary line and JSON output', (t) =
   const r = qtm(['verify', dir, '--trust', CA]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /2 bundles: 2 valid, 0 invalid, 0 unusable, 1 legacy v1/);
+  // A glob may stand for many bundles: JSON Lines, one result per bundle, then the summary.
   const g = qtm(['verify', join(dir, '*.json'), '--trust', CA, '--json']);
-  const json = JSON.parse(g.stdout);
-  assert.deepEqual(json.summary, { total: 1, valid: 1, invalid: 0, unusable: 0, legacy: 1 });
-  assert.equal(json.results[0].status, 'valid');
-  assert.equal(json.results[0].checks.length, 18); // 17, and "party-a-is-server" since package version 3
+  const [result, summary, ...rest] = g.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(rest, []);
+  assert.equal(result.status, 'valid');
+  assert.equal(result.checks.length, 18); // 17, and "party-a-is-server" since package version 3
+  assert.deepEqual([summary.summary.total, summary.summary.valid, summary.summary.legacy], [1, 1, 1]);
+  // One bundle file: the one JSON document it always was.
+  const one = JSON.parse(qtm(['verify', join(dir, 'a.json'), '--trust', CA, '--json']).stdout);
+  assert.deepEqual(one.summary, { total: 1, valid: 1, invalid: 0, unusable: 0, legacy: 1 });
+  assert.equal(one.results[0].checks.length, 18);
 });
 
 test('verify --content for a detached bundle, --at for another evaluation time', (t) => {
