@@ -360,22 +360,37 @@ export class PgStore implements TransactionStore {
    * every instance offers to do but one is enough (the fair-exchange sweeper). 'busy' otherwise.
    */
   async claim<T>(transactionId: number, task: () => Promise<T>): Promise<T | 'busy'> {
+    // Try-locks on one dedicated session: they never wait, so they never hold a pooled connection
+    // an exclusive() inside the task needs. If that session dies its claims end; exclusive() and
+    // the re-read inside it still keep a settlement from happening twice.
     const key = (CLAIM_NS + BigInt(transactionId)).toString();
-    const c = await connect(this.lockPool, this.url);
-    let broken = false;
+    const c = await this.claimClient();
+    const got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key])).rows[0]!.ok;
+    if (!got) return 'busy';
     try {
-      const got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key])).rows[0]!.ok;
-      if (!got) return 'busy';
-      try {
-        return await task();
-      } finally {
-        await c.query('SELECT pg_advisory_unlock($1::bigint)', [key]).catch(() => {
-          broken = true;
-        });
-      }
+      return await task();
     } finally {
-      c.release(broken);
+      await c.query('SELECT pg_advisory_unlock($1::bigint)', [key]).catch(() => {});
     }
+  }
+
+  private claimer: Promise<pg.Client> | undefined;
+
+  private claimClient(): Promise<pg.Client> {
+    this.claimer ??= (async () => {
+      const c = new pg.Client({ connectionString: this.url, types: TYPES });
+      c.on('error', () => {
+        this.claimer = undefined;
+      });
+      try {
+        await c.connect();
+      } catch (err) {
+        this.claimer = undefined;
+        throw connectError(err as Error, this.url);
+      }
+      return c;
+    })();
+    return this.claimer;
   }
 
   // ---- reads ----
@@ -548,6 +563,9 @@ export class PgStore implements TransactionStore {
   }
 
   private async end(): Promise<void> {
+    const claimer = this.claimer;
+    this.claimer = undefined;
+    await claimer?.then((c) => c.end()).catch(() => {});
     await this.writer?.end().catch(() => {});
     this.writer = undefined;
     await this.pool.end().catch(() => {});
