@@ -62,6 +62,24 @@ export async function startPgCluster(t: { skip(msg: string): void }): Promise<Pg
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  // Should the test process end without stop() (a hook that never ran), the cluster goes with it.
+  let stopped = false;
+  const stopNow = () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      asOwner('pg_ctl', ['-D', data, '-w', '-m', 'immediate', 'stop']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  process.once('exit', () => {
+    try {
+      stopNow();
+    } catch {
+      // exiting anyway
+    }
+  });
   const url = (db: string) => `postgres://postgres@localhost/${db}?host=${encodeURIComponent(dir)}`;
   let n = 0;
   return {
@@ -86,11 +104,7 @@ export async function startPgCluster(t: { skip(msg: string): void }): Promise<Pg
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };
     },
     async stop() {
-      try {
-        asOwner('pg_ctl', ['-D', data, '-w', '-m', 'immediate', 'stop']);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      stopNow();
     },
   };
 }
