@@ -194,6 +194,16 @@ test('--workers 2 on PostgreSQL serves transactions; the embedded store refuses 
   const embedded = qtm(['server', 'start', ...serverArgs, '--store', join(dir, 'store'), '--workers', '2'], { env: ENV });
   assert.equal(embedded.status, 2, embedded.stderr);
   assert.match(embedded.stderr, /--workers 2 needs a PostgreSQL store/);
+  // A database never migrated is refused with what to do; --migrate at start migrates it.
+  const fresh = await cluster.database();
+  const unmigrated = qtm(['server', 'start', ...serverArgs, '--store', fresh, '--port', '0'], { env: ENV });
+  assert.equal(unmigrated.status, 2, unmigrated.stderr);
+  assert.match(unmigrated.stderr, /is not migrated .*qtm server migrate/);
+  assert.doesNotMatch(unmigrated.stderr, /postgres:\/\/[^ ]*:[^*@ ]+@/, 'no password in messages');
+  // (A fresh store for a receipt key that signed elsewhere needs --first-id: the signer marker.)
+  const migrated = await start(['--store', fresh, '--migrate', '--first-id', '1000']);
+  await migrated.stop();
+  assert.equal(JSON.parse(qtm(['server', 'migrate', '--store', fresh, '--json']).stdout).applied.length, 0);
   const withLog = qtm(['server', 'start', ...serverArgs, '--store', url, '--log', join(dir, 'tlog'), '--log-key', join(dir, 'receipts'), '--port', '0'], { env: ENV });
   assert.equal(withLog.status, 2, withLog.stderr);
   assert.match(withLog.stderr, /transparency log \(--log\).*PostgreSQL/);

@@ -11,6 +11,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { LogStore } from '../../src/store/log-store.js';
 import { PgStore } from '../../src/store/pg-store.js';
+import { PgCardKeyRegister } from '../../src/server/card-keys.js';
 import { headSigner, headStatement, type HeadSigner } from '../../src/store/head.js';
 import type { ConfirmedEntry, PreparedEntry, TransactionStore } from '../../src/store/types.js';
 import { collect, ROOT, tempDir } from '../helpers.js';
@@ -250,6 +251,59 @@ for (const [name, make] of Object.entries(SUBJECTS)) {
 }
 
 describe('store contract: postgres only', () => {
+  const twoStores = async (t: T) => {
+    if (cluster === null) cluster = await startPgCluster(t);
+    if (!cluster) return undefined;
+    const url = await cluster.database();
+    await PgStore.migrate(url);
+    const a = await PgStore.open(url, { heads });
+    const b = await PgStore.open(url, { heads });
+    t.after(async () => {
+      await a.close();
+      await b.close();
+    });
+    return { url, a, b };
+  };
+
+  test('the card-key register: of two instances binding one serial with two keys at once, exactly one key stands', async (t) => {
+    const s = await twoStores(t);
+    if (!s) return;
+    const ra = new PgCardKeyRegister(s.a);
+    const rb = new PgCardKeyRegister(s.b);
+    for (let round = 0; round < 5; round++) {
+      const serial = `00000000000000${String(10 + round)}`;
+      const results = await Promise.allSettled([ra.bind(serial, KEY_A), rb.bind(serial, KEY_B)]);
+      assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+      const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.match(String(lost.reason), /registered on this server with another card key/);
+      const winner = results[0]!.status === 'fulfilled' ? KEY_A : KEY_B;
+      // The standing key logs in again through either instance; the other never does.
+      await ra.bind(serial, winner);
+      await rb.bind(serial, winner);
+      await assert.rejects(new PgCardKeyRegister(s.a).bind(serial, winner === KEY_A ? KEY_B : KEY_A), /another card key/);
+    }
+  });
+
+  test('claim (the fair-exchange sweeper): one instance settles an exchange, the other is told busy', async (t) => {
+    const s = await twoStores(t);
+    if (!s) return;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const first = s.a.claim(5, async () => {
+      entered();
+      await held;
+      return 'settled';
+    });
+    await inside;
+    assert.equal(await s.b.claim(5, async () => assert.fail('a second settlement ran')), 'busy');
+    assert.equal(await s.b.claim(6, async () => 'other exchange'), 'other exchange');
+    release();
+    assert.equal(await first, 'settled');
+    assert.equal(await s.b.claim(5, async () => 'later'), 'later', 'the claim ends with its task');
+  });
+
   test('kill -9 of a writing process: every append it acknowledged is in the store, once', async (t) => {
     if (cluster === null) cluster = await startPgCluster(t);
     if (!cluster) return;
