@@ -6,6 +6,7 @@ import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
 import { benchTransaction, benchTransactionLog } from './transaction.js';
 import { benchStore } from './store.js';
+import { benchPgStore } from './pg-store.js';
 import { benchFair, benchTtp, benchTtpRequestCost, benchTtpStore } from './fair.js';
 import { benchPkcs11 } from './pkcs11.js';
 import { benchTlog } from './tlog.js';
@@ -15,6 +16,7 @@ const sections: [string, () => Promise<void>][] = [
   ['smart card', benchCard],
   ['transaction', benchTransaction],
   ['store', benchStore],
+  ['PostgreSQL store', benchPgStore],
   ['fair exchange escrows', benchFair],
   ['fair exchange TTP', benchTtp],
   ['fair exchange TTP request cost', benchTtpRequestCost],

@@ -19,7 +19,44 @@ interface CardKeyFile {
   readonly firstSeen: string;
 }
 
-export class CardKeyRegister {
+/**
+ * What a login needs of the register, whatever keeps it: files under the store directory
+ * (CardKeyRegister, the embedded store) or a table shared by every instance (PgCardKeyRegister).
+ * `bind` is atomic across processes and instances: of two first logins with one serial and two
+ * keys, exactly one key is registered, and the other login is refused.
+ */
+export interface CardKeyBinding {
+  bind(serial: string, cardKey: string, now?: Date): void | Promise<void>;
+}
+
+function conflict(serial: string): ServiceError {
+  return new ServiceError('E_CARD_KEY_CONFLICT', `card serial ${serial} is registered on this server with another card key: this card is refused (a second card made with that serial); ask the card issuer`);
+}
+
+function checkSerial(serial: string): string {
+  if (!/^[0-9A-F]{16}$/i.test(serial)) throw new ServiceError('E_CLIENT_CERT', `card serial "${serial}" is not 16 hex digits`);
+  return serial.toUpperCase();
+}
+
+/**
+ * The register in PostgreSQL (table card_keys): INSERT ... ON CONFLICT DO NOTHING, then read what
+ * stands, so two instances binding one serial at once agree. A serial's key never changes, so a
+ * binding seen once is remembered in this process.
+ */
+export class PgCardKeyRegister implements CardKeyBinding {
+  private readonly known = new Map<string, string>();
+
+  constructor(private readonly store: { bindCardKey(serial: string, cardKey: string, now: Date): Promise<string> }) {}
+
+  async bind(serial: string, cardKey: string, now = new Date()): Promise<void> {
+    const s = checkSerial(serial);
+    const stands = this.known.get(s) ?? await this.store.bindCardKey(s, cardKey, now);
+    this.known.set(s, stands);
+    if (stands !== cardKey) throw conflict(serial);
+  }
+}
+
+export class CardKeyRegister implements CardKeyBinding {
   private readonly known = new Map<string, string>();
 
   private constructor(private readonly dir: string) {}
@@ -46,8 +83,7 @@ export class CardKeyRegister {
   }
 
   private path(serial: string): string {
-    if (!/^[0-9A-F]{16}$/i.test(serial)) throw new ServiceError('E_CLIENT_CERT', `card serial "${serial}" is not 16 hex digits`);
-    return join(this.dir, serial.toUpperCase());
+    return join(this.dir, checkSerial(serial));
   }
 
   /** The key a serial is registered with, if any. */
@@ -92,6 +128,6 @@ export class CardKeyRegister {
       fsyncDirectory(this.dir);
       return;
     }
-    throw new ServiceError('E_CARD_KEY_CONFLICT', `card serial ${serial} is registered on this server with another card key: this card is refused (a second card made with that serial); ask the card issuer`);
+    throw conflict(serial);
   }
 }

@@ -93,7 +93,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
         if (!nonce || !nonce.equals(a.nonce)) throw new HttpError('E_NONCE', 'unknown or used nonce: ask /auth/challenge on this connection');
         const exporter = socket.exportKeyingMaterial(EXPORTER_LENGTH, EXPORTER_LABEL, nonce);
         const id = verifyCardAuthentication({ certificates: a.certificates, nonce: a.nonce, signature: a.signature, exporter, trustAnchors: o.trustAnchors, now: new Date() });
-        service.login(id); // a serial registered with another card key is refused (card-keys.ts)
+        await service.login(id); // a serial registered with another card key is refused (card-keys.ts)
         identities.set(socket, id);
         return { body: { cardSerial: id.cardSerial, subject: id.subject } };
       }

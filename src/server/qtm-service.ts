@@ -20,7 +20,7 @@ import type { ClientIdentity } from './client-auth.js';
 import { ProxySigning, type ProxyOptions } from './proxy-signing.js';
 import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../protocol/clock.js';
 import { ServiceError } from './service-error.js';
-import type { CardKeyRegister } from './card-keys.js';
+import type { CardKeyBinding } from './card-keys.js';
 import { belongsTo, ownRecord, storedCardKey, storedSerial } from './card-binding.js';
 import { FairService, type FairOptions, type SettleOutcome } from './fair-service.js';
 import type { TransparencyLog } from '../tlog/log-dir.js';
@@ -38,9 +38,9 @@ export interface ServiceOptions {
   readonly signer: { readonly privateKey: SigningKey; readonly certificates: readonly X509Certificate[] };
   readonly sam: Sam;
   /** Card keys by serial: a login whose serial is registered with another key is refused. */
-  readonly cardKeys: CardKeyRegister;
+  readonly cardKeys: CardKeyBinding;
   readonly catalogue: Catalogue;
-  /** The key concept order IDs are MACs under (concept-orders.ts; `<store>/order-key`). */
+  /** The key concept order IDs are MACs under (concept-orders.ts; `<store>/order-key`, or the settings table of a PostgreSQL store). */
   readonly orderKey: Buffer;
   readonly now?: () => Date;
   /** Sign as party A by proxy for manager X, under X's warrants (claims 10-11). */
@@ -75,8 +75,8 @@ export class QtmService {
    * After the card authenticated: a serial already registered with another card key (a second
    * card made with a known serial) is refused; a serial seen for the first time is registered.
    */
-  login(client: ClientIdentity): void {
-    this.o.cardKeys.bind(client.cardSerial, client.cardKey, this.now());
+  async login(client: ClientIdentity): Promise<void> {
+    await this.o.cardKeys.bind(client.cardSerial, client.cardKey, this.now());
   }
 
   /** The order application: compose a concept order from catalogue items. */

@@ -10,8 +10,10 @@ import type { TrafficLimits } from '../http/server.js';
 import { QtmService, type FairOptions } from './qtm-service.js';
 import type { Catalogue } from './catalogue.js';
 import { LogStore } from '../store/log-store.js';
+import { isPostgresUrl, PgStore } from '../store/pg-store.js';
+import type { TransactionStore } from '../store/types.js';
 import { headSigner } from '../store/head.js';
-import { CardKeyRegister } from './card-keys.js';
+import { CardKeyRegister, PgCardKeyRegister, type CardKeyBinding } from './card-keys.js';
 import { orderKeyFor } from './concept-orders.js';
 import type { Sam } from '../sam/sam.js';
 import type { Profile } from '../protocol/profile.js';
@@ -27,7 +29,10 @@ export interface ServerParts {
   readonly signer: { privateKey: SigningKey; certificates: X509Certificate[] };
   readonly sam: Sam;
   readonly trustAnchors: X509Certificate[];
+  /** A store directory (the embedded log store), or a postgres:// URL (PgStore, shared by many instances). */
   readonly storeDir: string;
+  /** With a PostgreSQL store: apply missing schema migrations first (`--migrate`). */
+  readonly migrate?: boolean;
   readonly catalogue: Catalogue;
   readonly profile: Profile;
   readonly host: string;
@@ -58,7 +63,7 @@ export interface ServerParts {
 export interface RunningServer {
   readonly url: string;
   readonly service: QtmService;
-  readonly store: LogStore;
+  readonly store: TransactionStore;
   readonly transparency?: LogDir;
   close(): Promise<void>;
 }
@@ -69,23 +74,43 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   }
   const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
   // The store's heads are signed with the receipt key, which the store never holds (src/store/head.ts).
-  const store = LogStore.open(p.storeDir, {
-    heads: headSigner(p.signer.certificates[0]!.publicKey, p.signer.privateKey),
-    onWarning: (message) => log({ time: new Date().toISOString(), event: 'store-warning', message }),
-    ...(p.markSigned ? { onFirstSignedCommit: p.markSigned } : {}),
-  });
+  const heads = headSigner(p.signer.certificates[0]!.publicKey, p.signer.privateKey);
+  const postgres = isPostgresUrl(p.storeDir);
+  if (postgres && p.transparency) {
+    throw new InputError('the transparency log (--log) is a local directory, which instances sharing a PostgreSQL store cannot keep together yet', 'start without --log and --log-key, or use a --store directory');
+  }
+  let store: LogStore | PgStore;
+  let cardKeys: CardKeyBinding;
+  let orderKey: Buffer;
+  if (postgres) {
+    // Everything a later request needs (orders, card keys, the order key) is in the database.
+    store = await PgStore.open(p.storeDir, { heads, ...(p.migrate ? { migrate: true } : {}) });
+    try {
+      cardKeys = new PgCardKeyRegister(store);
+      orderKey = await store.orderKey();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  } else {
+    store = LogStore.open(p.storeDir, {
+      heads,
+      onWarning: (message) => log({ time: new Date().toISOString(), event: 'store-warning', message }),
+      ...(p.markSigned ? { onFirstSignedCommit: p.markSigned } : {}),
+    });
+    try {
+      cardKeys = await CardKeyRegister.open(p.storeDir, store);
+      orderKey = orderKeyFor(p.storeDir);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
   if ((await store.lastTransactionId()) === 0 && p.signedBefore && p.firstTransactionId === undefined) {
     await store.close();
     throw new InputError(
       `this receipt key signed transactions up to at least ${p.signedBefore.lastTransactionId} in the store ${p.signedBefore.store}, and this store is empty: it would hand their IDs out again`,
       `start it on the store it signed them in, or give --first-id ${p.signedBefore.lastTransactionId + 1} (or higher)`);
-  }
-  let cardKeys: CardKeyRegister;
-  try {
-    cardKeys = await CardKeyRegister.open(p.storeDir, store);
-  } catch (err) {
-    await store.close();
-    throw err;
   }
   let tlog: LogDir | undefined;
   try {
@@ -104,7 +129,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   const service = new QtmService({
     ...(p.firstTransactionId !== undefined ? { firstTransactionId: p.firstTransactionId } : {}),
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
-    cardKeys, orderKey: orderKeyFor(p.storeDir),
+    cardKeys, orderKey,
     ...(p.proxy ? { proxy: { ...p.proxy, trustAnchors: p.trustAnchors } } : {}),
     ...(p.fair ? { fair: p.fair } : {}),
     ...(p.now ? { now: p.now } : {}),
@@ -113,9 +138,12 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   // Fair exchanges past their deadline are settled at the TTP: resolved if the client's escrow
   // came, aborted if not (patent blocks 307, 316).
   // The sweeper reports on the server's log (stderr by default, as the requests are).
+  // Every instance sweeps; on PostgreSQL one claims an exchange at a time (a try-lock: the others
+  // skip it), and the settlement itself is exclusive and re-reads the record, so it happens once.
+  const settle = (id: number) => (store instanceof PgStore ? store.claim(id, () => service.resolveAtTtp(id)) : service.resolveAtTtp(id));
   const sweeper = p.fair ? setInterval(() => {
     void service.overdueFair().then((overdue) => overdue.forEach((id) => {
-      service.resolveAtTtp(id).then(
+      settle(id).then(
         (outcome) => {
           if (outcome === 'busy') return;
           // An exchange the TTP does not settle is retried after 2, 4, 8 ... s (at most 10 min) and reported each time.
