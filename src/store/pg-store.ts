@@ -64,7 +64,9 @@ export function redactUrl(url: string): string {
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
-    return 'postgres://(unparseable URL)';
+    // pg also takes forms WHATWG URL refuses (postgres://user@/db?host=/socket): hide a password
+    // between the user name and the @ all the same, and keep the rest readable.
+    return url.replace(/^([a-z]+:\/\/[^:@/]*):[^@]*@/i, '$1:***@');
   }
 }
 
