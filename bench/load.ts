@@ -1,0 +1,231 @@
+/**
+ * Issue 10, "The hot path": the server's CPU per transaction under load, against its bound.
+ *
+ * A real `qtm server start` process serves clients that run in worker threads of this bench
+ * (never in the server's process): each client loop has its own pre-issued in-memory card, whose
+ * PIN check (a deliberate scrypt) and signatures happen in the client. The bench reports tx/s with
+ * 1 and 2 client workers, latency p50/p99, and the server process's CPU (user + system, from
+ * /proc/PID/stat) per transaction in a window after a warm-up.
+ *
+ * The bound is what a transaction cannot avoid: a bare node:https server (same TLS key type,
+ * same handshake: full or resumed as the qtm run) answering one TLS 1.3 session per transaction
+ * with the same requests (same count, same body sizes, measured from a real transaction in
+ * this run), plus the two receipt signatures (signature A and the server signature,
+ * node:crypto with the receipt key, measured in this run). Goal: server CPU <= 1.3x the bound.
+ *
+ *   npm run bench -- load [--store DIR|postgres://...] [--tls-key rsa2048|p256] [--resume]
+ *                         [--seconds N] [--loops N]
+ *
+ * Figures are noisy on a shared machine: the clients and the server share its cores.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { initCa, issueKeyAndCertificate, type OpenCa } from '../src/pki/ca.js';
+import { writeIdentity } from '../src/pki/key-files.js';
+import { initSam, type Sam } from '../src/sam/sam.js';
+import { CardClient } from '../src/card/client.js';
+import { issueCard } from '../src/card/issue.js';
+import { InProcessTransport } from '../src/card/transports/in-process.js';
+import { blankImage, MemoryStorage, type CardImage } from '../src/card/virtual/storage.js';
+import { IssuanceRegister } from '../src/card/issuance-register.js';
+import { signBytes } from '../src/crypto/keys.js';
+import type { KeySpec } from '../src/crypto/keys.js';
+import { PROFILES } from '../src/protocol/profile.js';
+import { median, opsPerSecond, percentile } from './stats.js';
+import type { WorkerInput, WorkerOutput } from './load-worker.js';
+
+const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
+const QTM = join(ROOT, 'dist/bin/qtm.js');
+const WORKER = new URL('./load-worker.js', import.meta.url);
+const PASS = 'bench passphrase';
+const PIN = '123456';
+
+export interface LoadOptions {
+  /** Passed to `qtm server start --store` (a directory, or a postgres:// URL); default a fresh temporary directory. */
+  readonly store?: string;
+  readonly tlsKey: KeySpec;
+  readonly resume: boolean;
+  readonly seconds: number;
+  readonly warmSeconds: number;
+  /** Transaction loops (cards) per client worker. */
+  readonly loops: number;
+  readonly workers: readonly number[];
+}
+
+export function loadOptions(argv: readonly string[]): LoadOptions {
+  const o: { -readonly [K in keyof LoadOptions]: LoadOptions[K] } = { tlsKey: 'rsa2048', resume: false, seconds: 15, warmSeconds: 3, loops: 3, workers: [1, 2] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = () => argv[++i] ?? '';
+    if (a === '--store') o.store = v();
+    else if (a === '--tls-key') o.tlsKey = v() as KeySpec;
+    else if (a === '--resume') o.resume = true;
+    else if (a === '--seconds') o.seconds = Number(v());
+    else if (a === '--loops') o.loops = Number(v());
+    else if (a === '--workers') o.workers = v().split(',').map(Number);
+  }
+  return o;
+}
+
+interface Setup {
+  readonly dir: string;
+  readonly ca: OpenCa;
+  readonly sam: Sam;
+  readonly receiptKey: ReturnType<typeof issueKeyAndCertificate>['privateKey'];
+}
+
+function setUp(o: LoadOptions): Setup {
+  const dir = mkdtempSync(join(tmpdir(), 'qtm-bench-load-'));
+  const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=Bench CA', passphrase: PASS });
+  const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost', keySpec: o.tlsKey });
+  const signer = issueKeyAndCertificate(ca, { role: 'signer', subject: 'CN=Bench Shop receipts' });
+  writeIdentity(join(dir, 'tls'), [tls.certificate], tls.privateKey, PASS);
+  writeIdentity(join(dir, 'receipts'), [signer.certificate], signer.privateKey, PASS);
+  const sam = initSam(join(dir, 'shop.sam'), PASS);
+  return { dir, ca, sam, receiptKey: signer.privateKey };
+}
+
+async function startQtm(s: Setup, store: string): Promise<{ server: ChildProcess; url: string }> {
+  const prof = process.env.QTM_BENCH_PROFILE_SERVER;
+  const server = spawn(process.execPath, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), QTM, 'server', 'start', '--tls', join(s.dir, 'tls'), '--signer', join(s.dir, 'receipts'),
+    '--sam', join(s.dir, 'shop.sam'), '--trust', join(s.dir, 'ca', 'ca.pem'), '--store', store, '--port', '0', '--anonymous-rate', '1000000'],
+  { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let head = '';
+  const url = await new Promise<string>((ok, fail) => {
+    const onData = (d: Buffer) => {
+      head += d;
+      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(head);
+      if (m) {
+        server.stderr!.off('data', onData);
+        server.stderr!.resume();
+        ok(`https://localhost:${m[1]}`);
+      }
+    };
+    server.stderr!.on('data', onData);
+    server.once('exit', (code) => fail(new Error(`server exited ${code}: ${head}`)));
+  });
+  return { server, url };
+}
+
+async function startBare(s: Setup): Promise<{ server: ChildProcess; url: string }> {
+  // The same node:https, TLS 1.3 only, same key and certificate, tickets as Node issues them by default.
+  const script = `
+    const { createServer } = await import('node:https');
+    const { readFileSync } = await import('node:fs');
+    const s = createServer({ key: readFileSync(process.argv[1] + '-key.pem'), passphrase: process.env.P, cert: readFileSync(process.argv[1] + '.pem'), minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' },
+      (req, res) => { const c = []; req.on('data', (d) => c.push(d)); req.on('end', () => {
+        const n = JSON.parse(Buffer.concat(c).toString()).reply;
+        const data = JSON.stringify({ pad: 'x'.repeat(Math.max(0, n - 10)) });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': 'no-store' });
+        res.end(data); }); });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+  `;
+  const server = spawn(process.execPath, ['--input-type=module', '-e', script, join(s.dir, 'tls')], { env: { ...process.env, P: PASS }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((ok) => server.stdout!.once('data', (d: Buffer) => ok(Number(d.toString().trim()))));
+  return { server, url: `https://localhost:${port}` };
+}
+
+async function stop(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null) return;
+  const exited = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  await exited;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+async function issueImages(s: Setup, n: number, tag: string): Promise<CardImage[]> {
+  const register = IssuanceRegister.open(join(s.ca.dir, 'register'), s.sam.kcv);
+  const images: CardImage[] = [];
+  for (let i = 0; i < n; i++) {
+    const storage = new MemoryStorage(blankImage(16));
+    await issueCard(new CardClient(new InProcessTransport(storage)), { ca: s.ca, sam: s.sam, register, holder: `CN=Bench ${tag} ${i}`, pin: PIN, puk: '12345678', slots: 16, profile: 'v2' });
+    images.push(storage.load());
+  }
+  return images;
+}
+
+interface RunResult {
+  readonly done: number;
+  readonly seconds: number;
+  readonly cpuMsPer: number;
+  readonly latencies: number[];
+  readonly out: WorkerOutput[];
+}
+
+/** Runs `workers` client workers against `url` and measures the server's CPU in a window after a warm-up. */
+async function run(o: LoadOptions, s: Setup, server: ChildProcess, url: string, workers: number, base: Omit<WorkerInput, 'url' | 'until' | 'cards' | 'caPem'> & { cards: CardImage[][] }): Promise<RunResult> {
+  const start = Date.now();
+  const t0 = start + o.warmSeconds * 1000;
+  const t1 = t0 + o.seconds * 1000;
+  const outs = Promise.all(Array.from({ length: workers }, (_, w) => new Promise<WorkerOutput>((ok, fail) => {
+    const input: WorkerInput = { ...base, cards: base.cards[w] ?? [], url, caPem: s.ca.certificate.toString(), until: t1 };
+    const worker = new Worker(WORKER, { workerData: input });
+    worker.once('message', ok);
+    worker.once('error', fail);
+  })));
+  await new Promise((r) => setTimeout(r, t0 - Date.now()));
+  const cpu0 = cpuSeconds(server.pid!);
+  const w0 = Date.now();
+  await new Promise((r) => setTimeout(r, t1 - Date.now()));
+  const cpu1 = cpuSeconds(server.pid!);
+  const w1 = Date.now();
+  const out = await outs;
+  const inWindow = out.flatMap((x) => x.done).filter(([end]) => end >= w0 && end < w1);
+  const errors = out.flatMap((x) => x.errors);
+  if (errors.length) console.log(`  ${errors.length} failed: ${[...new Set(errors)].slice(0, 3).join(' | ')}`);
+  return { done: inWindow.length, seconds: (w1 - w0) / 1000, cpuMsPer: ((cpu1 - cpu0) * 1000) / Math.max(1, inWindow.length), latencies: inWindow.map(([, ms]) => ms), out };
+}
+
+export async function benchLoad(argv: readonly string[] = []): Promise<void> {
+  const o = loadOptions(argv);
+  const s = setUp(o);
+  let qtm: { server: ChildProcess; url: string } | undefined;
+  let bare: { server: ChildProcess; url: string } | undefined;
+  try {
+    const store = o.store ?? join(s.dir, 'store');
+    const maxWorkers = Math.max(...o.workers);
+    const cards = await Promise.all(Array.from({ length: maxWorkers }, (_, w) => issueImages(s, o.loops, `w${w}`)));
+    qtm = await startQtm(s, store);
+    const mode = `TLS key ${o.tlsKey}, ${o.resume ? 'sessions resumed (tickets)' : 'full handshakes'}`;
+    console.log(`qtm server ${qtm.url} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; ${availableParallelism()} cores shared by server and clients; noisy on a shared machine`);
+    const base = { mode: 'qtm' as const, pin: PIN, loops: o.loops, archiveDir: s.dir, resume: o.resume };
+    let sizes: [number, number][] | undefined;
+    let qtmWire = 0;
+    const cpu: number[] = [];
+    for (const workers of o.workers) {
+      const r = await run(o, s, qtm.server, qtm.url, workers, { ...base, cards: cards.slice(0, workers) });
+      sizes ??= r.out.find((x) => x.sizes)?.sizes;
+      qtmWire = Math.max(qtmWire, ...r.out.map((x) => x.wireBytes ?? 0));
+      const resumed = r.out.reduce((a, x) => a + x.resumed, 0), conns = r.out.reduce((a, x) => a + x.connections, 0);
+      cpu.push(r.cpuMsPer);
+      console.log(`${workers} client worker${workers > 1 ? 's' : ''}: ${(r.done / r.seconds).toFixed(1)} tx/s over ${r.seconds.toFixed(0)} s (${r.done} transactions), latency p50 ${median(r.latencies).toFixed(0)} ms p99 ${percentile(r.latencies, 99).toFixed(0)} ms; server CPU ${r.cpuMsPer.toFixed(2)} ms/tx; ${resumed}/${conns} connections resumed`);
+    }
+    await stop(qtm.server);
+    qtm = undefined;
+    if (!sizes) throw new Error('no transaction finished: no sizes for the bound');
+
+    // The bound, in the same run.
+    const signMs = 1000 / opsPerSecond(() => signBytes(PROFILES.v2, s.receiptKey, Buffer.alloc(400, 1)), 1000);
+    bare = await startBare(s);
+    const b = await run(o, s, bare.server, bare.url, maxWorkers, { ...base, mode: 'bare', sizes, cards: [] });
+    const bareWire = Math.max(...b.out.map((x) => x.wireBytes ?? 0));
+    const bound = b.cpuMsPer + 2 * signMs;
+    console.log(`bound: bare TLS 1.3 session with the same ${sizes.length} requests (${sizes.map(([q, a]) => `${q}/${a}`).join(', ')} bytes; ${bareWire} vs qtm's ${qtmWire} bytes on the wire) ${b.cpuMsPer.toFixed(2)} ms + 2 receipt signatures (RSA-2048, ${signMs.toFixed(2)} ms each) = ${bound.toFixed(2)} ms`);
+    const best = Math.min(...cpu);
+    console.log(`server CPU / bound: ${cpu.map((c) => (c / bound).toFixed(2)).join(', ')} (1 and 2 workers; goal <= 1.3); best ${best.toFixed(2)} ms/tx = ${(1000 / best).toFixed(0)} tx/s per server core`);
+    if (o.store?.startsWith('postgres')) console.log('  PostgreSQL backend CPU and commits per transaction: not measured by this bench yet');
+  } finally {
+    if (qtm) await stop(qtm.server);
+    if (bare) await stop(bare.server);
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+}
