@@ -18,11 +18,18 @@
  * truncate and ignore a last line still being written.
  *
  * Integrity (./head.ts): every entry line carries its sequence number and the hash of the line
- * before it, and a writer given the receipt key ends each group commit with a signed head line.
- * Opening checks the chain and the last head; complete entries after the last signed head were
- * never acknowledged (a crash cut their batch, or someone without the key appended them): a
- * writer moves them to `transactions.log.unsigned-<time>` for the record and goes on without
- * them, an audit reports them.
+ * before it, and a writer given the receipt key ends with a signed head line every group commit
+ * that holds a signing entry (confirmed or resolved: a receipt), and any other commit within
+ * HEAD_INTERVAL_MS (a timer) and at close. A head is an RSA signature: signing only those spares
+ * two of the three a transaction's commits used to cost.
+ *
+ * Opening checks the chain and the last head. A signing entry after the last signed head was
+ * never acknowledged (its head is written in the same write as its batch, and the reply waits
+ * for both: a crash cut that batch, or someone without the key appended it): a writer moves it
+ * and everything after it to `transactions.log.unsigned-<time>` for the record and goes on
+ * without them, an audit reports them. Other entries after the last head (at most
+ * HEAD_INTERVAL_MS of them before a crash) may have been acknowledged: a writer keeps them,
+ * warns, and signs a head over them (docs/THREATS.md, "The log store's unsigned window").
  */
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, unlinkSync, write } from 'node:fs';
 import { promisify } from 'node:util';
@@ -39,6 +46,8 @@ export const LOCK_FILE = 'LOCK';
 const writeAsync = promisify(write) as (fd: number, data: Buffer) => Promise<unknown>;
 const fsyncAsync = promisify(fsync);
 const CHUNK = 1 << 20;
+/** A commit with no signing entry is covered by a signed head within this time (or at close). */
+export const HEAD_INTERVAL_MS = 1000;
 const NEWLINE = 0x0a;
 const NEWLINE_BYTE = Buffer.from('\n');
 
@@ -68,6 +77,13 @@ export interface OpenOptions {
   readonly onWarning?: (message: string) => void;
   /** Called after the first signed commit of this open, with the highest transaction ID then. */
   readonly onFirstSignedCommit?: (lastTransactionId: number) => void;
+  /** How soon a commit without a signing entry gets a signed head (default HEAD_INTERVAL_MS). */
+  readonly headIntervalMs?: number;
+}
+
+/** Entries that sign a transaction: their commit is acknowledged only with a signed head. */
+function isSigningEntry(e: { type?: unknown }): boolean {
+  return e.type === 'confirmed' || e.type === 'resolved';
 }
 
 /** What an audit learns from the log itself, beyond the records (read-only opens). */
@@ -97,8 +113,11 @@ export class LogStore implements TransactionStore {
   private seq = 0;
   private lastHash = GENESIS_HASH;
   private lastHead: SignedHead | undefined;
-  /** File offset just after the last head line, and the entries written after it. */
-  private afterHead = { offset: 0, entries: 0, firstLine: 0 };
+  /** File offset just after the last head line, the entries written after it, and where the first signing one among them lies. */
+  private afterHead: { offset: number; entries: number; firstLine: number; signing?: { offset: number; line: number } } = { offset: 0, entries: 0, firstLine: 0 };
+  /** A head is due (timer, close, or an unsigned tail kept at open) though no signing entry waits. */
+  private headWanted = false;
+  private headTimer: NodeJS.Timeout | undefined;
   private lineNo = 0;
   /** Prepared entries queued or being written, and the highest ID handed out: appendPrepared. */
   private readonly preparing = new Set<number>();
@@ -145,6 +164,7 @@ export class LogStore implements TransactionStore {
         if (store.lastHead && !options.heads) {
           throw new InputError(`store ${dir} is signed by its server's receipt key: open it with that key`, 'start the server with the --signer that signed it');
         }
+        store.keepUnsignedTail();
       } catch (err) {
         closeSync(fd);
         throw err;
@@ -213,6 +233,7 @@ export class LogStore implements TransactionStore {
     this.lastHash = lineHash(line);
     if (!writer) this.findings.hashes.set(this.seq, this.lastHash);
     if (this.afterHead.entries++ === 0) this.afterHead.firstLine = lineNo;
+    if (!this.afterHead.signing && isSigningEntry(entry)) this.afterHead.signing = { offset: span.offset, line: lineNo };
     this.indexEntry(entry as unknown as StoreEntry, span, writer);
   }
 
@@ -243,25 +264,44 @@ export class LogStore implements TransactionStore {
   /** For audits: what follows the last signed head was not acknowledged by the server. */
   private noteUnsignedTail(): void {
     if (this.lastHead && this.afterHead.entries > 0) {
-      this.findings.problems.push(`${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}): the server never acknowledged them (being written just now, or appended by someone without its key)`);
+      const signing = this.afterHead.signing;
+      this.findings.problems.push(signing
+        ? `${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}), with a receipt at line ${signing.line}: the server never acknowledged that receipt nor what follows it (being written just now, or appended by someone without its key)`
+        : `${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}), none a receipt: a running server signs them within ${HEAD_INTERVAL_MS / 1000} s and at a clean stop (being written just now, left by a crash, or appended by someone without its key)`);
     }
   }
 
   /**
-   * Complete entries after the last signed head were never acknowledged (acknowledgement waits
-   * for the batch and its head to be fsync'd): moved aside for the record, and cut.
+   * A signing entry after the last signed head was never acknowledged (its reply waits for its
+   * batch and that batch's head, written together, to be fsync'd), nor was anything after it:
+   * moved aside for the record, and cut. Other entries after the last head are kept (they may
+   * have been acknowledged: their commit needed no head yet); keepUnsignedTail signs them.
    */
   private cutUnsignedTail(): boolean {
-    if (!this.lastHead || this.afterHead.entries === 0) return false;
-    const length = this.size - this.afterHead.offset;
+    const signing = this.afterHead.signing;
+    if (!this.lastHead || !signing) return false;
+    const length = this.size - signing.offset;
     const buf = Buffer.alloc(length);
-    readSync(this.fd, buf, 0, length, this.afterHead.offset);
+    readSync(this.fd, buf, 0, length, signing.offset);
     const aside = `${this.path}.unsigned-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     writeFileAtomic(aside, buf, 0o600);
-    ftruncateSync(this.fd, this.afterHead.offset);
+    ftruncateSync(this.fd, signing.offset);
     fsyncSync(this.fd);
-    this.options.onWarning?.(`store: ${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}) were never acknowledged; moved to ${aside}`);
+    this.options.onWarning?.(`store: a receipt after the last signed head (from line ${signing.line}) was never acknowledged; it and the lines after it moved to ${aside}`);
     return true;
+  }
+
+  /** Entries after the last head that sign nothing (a crash within HEAD_INTERVAL_MS of them): kept, and a head signs them now. */
+  private keepUnsignedTail(): void {
+    if (!this.lastHead || this.afterHead.entries === 0 || !this.options.heads) return;
+    this.options.onWarning?.(`store: ${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}) sign no transaction and may have been acknowledged before the server stopped; kept, and signed now (\`qtm server audit\` on a copy taken before this start shows them)`);
+    this.wantHead();
+  }
+
+  /** Asks for a head on the next commit, starting one if none is running. */
+  private wantHead(): void {
+    this.headWanted = true;
+    this.flushing ??= this.flush();
   }
 
   /** `writer` false: an audit's read-only open, which notes problems; undefined: our own append, checked before it was written. */
@@ -406,11 +446,15 @@ export class LogStore implements TransactionStore {
   }
 
   private async flush(): Promise<void> {
-    while (this.pending.length > 0) {
+    while (this.pending.length > 0 || (this.headWanted && !this.closed)) {
       // Let appends made in the same tick join this batch.
       await new Promise((r) => setImmediate(r));
       const batch = this.pending;
       this.pending = [];
+      const unsigned = this.afterHead.entries + batch.length;
+      const signHead = this.options.heads !== undefined && unsigned > 0 && (this.headWanted || batch.some((b) => isSigningEntry(b.entry)));
+      this.headWanted = false;
+      if (batch.length === 0 && !signHead) continue;
       // Chain each line to the one before it, then sign the head of the batch (./head.ts).
       let seq = this.seq;
       let hash = this.lastHash;
@@ -422,8 +466,8 @@ export class LogStore implements TransactionStore {
       let head: SignedHead | undefined;
       let headLine: Buffer | undefined;
       try {
-        if (this.options.heads) {
-          head = { seq, hash, sig: this.options.heads.sign(headStatement({ seq, hash })) };
+        if (signHead) {
+          head = { seq, hash, sig: this.options.heads!.sign(headStatement({ seq, hash })) };
           headLine = Buffer.from(JSON.stringify({ head: encodeSignedHead(head) }), 'utf8');
         }
         await writeAsync(this.fd, Buffer.concat([...lines, ...(headLine ? [headLine] : [])].flatMap((l) => [l, NEWLINE_BYTE])));
@@ -446,10 +490,23 @@ export class LogStore implements TransactionStore {
       this.lastHash = hash;
       if (head && headLine) {
         this.lastHead = head;
+        this.afterHead = { offset: this.size + headLine.length + 1, entries: 0, firstLine: 0 };
         this.size += headLine.length + 1;
+        clearTimeout(this.headTimer);
+        this.headTimer = undefined;
         if (!this.signedThisOpen) {
           this.signedThisOpen = true;
           this.options.onFirstSignedCommit?.(this.maxId);
+        }
+      } else {
+        this.afterHead.entries += batch.length;
+        // Within HEAD_INTERVAL_MS a head covers these too, if no receipt's commit did meanwhile.
+        if (this.options.heads && !this.headTimer) {
+          this.headTimer = setTimeout(() => {
+            this.headTimer = undefined;
+            if (!this.closed) this.wantHead();
+          }, this.options.headIntervalMs ?? HEAD_INTERVAL_MS);
+          this.headTimer.unref();
         }
       }
       for (const b of batch) b.resolve();
@@ -507,6 +564,12 @@ export class LogStore implements TransactionStore {
   async close(): Promise<void> {
     if (!this.fdOpen) return;
     await this.flushing;
+    // Leave no unsigned entries behind a clean stop.
+    if (!this.closed && this.options.heads && this.afterHead.entries > 0) {
+      this.wantHead();
+      await this.flushing;
+    }
+    clearTimeout(this.headTimer);
     this.closed = true;
     this.fdOpen = false;
     closeSync(this.fd);
