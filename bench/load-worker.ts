@@ -30,6 +30,8 @@ export interface WorkerInput {
   readonly resume: boolean;
   /** bare mode: [request bytes, response bytes] of each request of a qtm transaction. */
   readonly sizes?: [number, number][];
+  /** bare mode: pause between sessions, so the bare load stays near the qtm load beside it. */
+  readonly pauseMs?: number;
 }
 
 export interface WorkerOutput {
@@ -109,6 +111,7 @@ async function bareLoop(out: WorkerOutput): Promise<void> {
     } finally {
       loop.done(api);
     }
+    if (input.pauseMs) await new Promise((r) => setTimeout(r, input.pauseMs));
   }
   Object.assign(out, { wireBytes: loop.wireBytes, resumed: out.resumed + loop.resumed, connections: out.connections + loop.connections });
 }

@@ -31,14 +31,13 @@ import { issueCard } from '../src/card/issue.js';
 import { InProcessTransport } from '../src/card/transports/in-process.js';
 import { blankImage, MemoryStorage, type CardImage } from '../src/card/virtual/storage.js';
 import { IssuanceRegister } from '../src/card/issuance-register.js';
-import { signBytes } from '../src/crypto/keys.js';
 import type { KeySpec } from '../src/crypto/keys.js';
-import { PROFILES } from '../src/protocol/profile.js';
-import { median, opsPerSecond, percentile } from './stats.js';
+import { median, percentile } from './stats.js';
 import type { WorkerInput, WorkerOutput } from './load-worker.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
-const QTM = join(ROOT, 'dist/bin/qtm.js');
+/** QTM_BENCH_QTM: another build's dist/bin/qtm.js, to compare two versions in one sitting. */
+const QTM = process.env.QTM_BENCH_QTM ?? join(ROOT, 'dist/bin/qtm.js');
 const WORKER = new URL('./load-worker.js', import.meta.url);
 const PASS = 'bench passphrase';
 const PIN = '123456';
@@ -136,9 +135,9 @@ async function stop(server: ChildProcess): Promise<void> {
 }
 
 /** CPU seconds (user + system) a process has used, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
+function cpuSeconds(pid: number): { user: number; sys: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  return { user: Number(fields[11]) / CLOCK_TICKS, sys: Number(fields[12]) / CLOCK_TICKS };
 }
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
 
@@ -157,32 +156,48 @@ interface RunResult {
   readonly done: number;
   readonly seconds: number;
   readonly cpuMsPer: number;
+  /** Of which in the kernel (system time). */
+  readonly sysMsPer: number;
   readonly latencies: number[];
   readonly out: WorkerOutput[];
 }
 
-/** Runs `workers` client workers against `url` and measures the server's CPU in a window after a warm-up. */
-async function run(o: LoadOptions, s: Setup, server: ChildProcess, url: string, workers: number, base: Omit<WorkerInput, 'url' | 'until' | 'cards' | 'caPem'> & { cards: CardImage[][] }): Promise<RunResult> {
+interface Load {
+  readonly server: ChildProcess;
+  /** One input per client worker (url, cards, ...), `until` filled in. */
+  readonly inputs: Omit<WorkerInput, 'until'>[];
+}
+
+/**
+ * Runs every load at once (qtm's clients and the bare sessions side by side, so both servers
+ * see the same machine) and measures each server's CPU in one window after a warm-up.
+ */
+async function run(o: LoadOptions, loads: Load[]): Promise<RunResult[]> {
   const start = Date.now();
   const t0 = start + o.warmSeconds * 1000;
   const t1 = t0 + o.seconds * 1000;
-  const outs = Promise.all(Array.from({ length: workers }, (_, w) => new Promise<WorkerOutput>((ok, fail) => {
-    const input: WorkerInput = { ...base, cards: base.cards[w] ?? [], url, caPem: s.ca.certificate.toString(), until: t1 };
-    const worker = new Worker(WORKER, { workerData: input });
+  const outs = loads.map((l) => Promise.all(l.inputs.map((input) => new Promise<WorkerOutput>((ok, fail) => {
+    const worker = new Worker(WORKER, { workerData: { ...input, until: t1 } satisfies WorkerInput });
     worker.once('message', ok);
     worker.once('error', fail);
-  })));
+  }))));
   await new Promise((r) => setTimeout(r, t0 - Date.now()));
-  const cpu0 = cpuSeconds(server.pid!);
+  const cpu0 = loads.map((l) => cpuSeconds(l.server.pid!));
   const w0 = Date.now();
   await new Promise((r) => setTimeout(r, t1 - Date.now()));
-  const cpu1 = cpuSeconds(server.pid!);
+  const cpu1 = loads.map((l) => cpuSeconds(l.server.pid!));
   const w1 = Date.now();
-  const out = await outs;
-  const inWindow = out.flatMap((x) => x.done).filter(([end]) => end >= w0 && end < w1);
-  const errors = out.flatMap((x) => x.errors);
-  if (errors.length) console.log(`  ${errors.length} failed: ${[...new Set(errors)].slice(0, 3).join(' | ')}`);
-  return { done: inWindow.length, seconds: (w1 - w0) / 1000, cpuMsPer: ((cpu1 - cpu0) * 1000) / Math.max(1, inWindow.length), latencies: inWindow.map(([, ms]) => ms), out };
+  const results: RunResult[] = [];
+  for (const [i, done] of outs.entries()) {
+    const out = await done;
+    const inWindow = out.flatMap((x) => x.done).filter(([end]) => end >= w0 && end < w1);
+    const errors = out.flatMap((x) => x.errors);
+    if (errors.length) console.log(`  ${errors.length} failed: ${[...new Set(errors)].slice(0, 3).join(' | ')}`);
+    const per = (x: number) => (x * 1000) / Math.max(1, inWindow.length);
+    const [a, b] = [cpu0[i]!, cpu1[i]!];
+    results.push({ done: inWindow.length, seconds: (w1 - w0) / 1000, cpuMsPer: per(b.user + b.sys - a.user - a.sys), sysMsPer: per(b.sys - a.sys), latencies: inWindow.map(([, ms]) => ms), out });
+  }
+  return results;
 }
 
 export async function benchLoad(argv: readonly string[] = []): Promise<void> {
@@ -193,39 +208,60 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
   try {
     const store = o.store ?? join(s.dir, 'store');
     const maxWorkers = Math.max(...o.workers);
-    const cards = await Promise.all(Array.from({ length: maxWorkers }, (_, w) => issueImages(s, o.loops, `w${w}`)));
+    const cards = await Promise.all(Array.from({ length: maxWorkers + 1 }, (_, w) => issueImages(s, o.loops, `w${w}`)));
     qtm = await startQtm(s, store);
-    const mode = `TLS key ${o.tlsKey}, ${o.resume ? 'sessions resumed (tickets)' : 'full handshakes'}`;
-    console.log(`qtm server ${qtm.url} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; ${availableParallelism()} cores shared by server and clients; noisy on a shared machine`);
-    const base = { mode: 'qtm' as const, pin: PIN, loops: o.loops, archiveDir: s.dir, resume: o.resume };
-    let sizes: [number, number][] | undefined;
-    let qtmWire = 0;
-    const cpu: number[] = [];
-    for (const workers of o.workers) {
-      const r = await run(o, s, qtm.server, qtm.url, workers, { ...base, cards: cards.slice(0, workers) });
-      sizes ??= r.out.find((x) => x.sizes)?.sizes;
-      qtmWire = Math.max(qtmWire, ...r.out.map((x) => x.wireBytes ?? 0));
-      const resumed = r.out.reduce((a, x) => a + x.resumed, 0), conns = r.out.reduce((a, x) => a + x.connections, 0);
-      cpu.push(r.cpuMsPer);
-      console.log(`${workers} client worker${workers > 1 ? 's' : ''}: ${(r.done / r.seconds).toFixed(1)} tx/s over ${r.seconds.toFixed(0)} s (${r.done} transactions), latency p50 ${median(r.latencies).toFixed(0)} ms p99 ${percentile(r.latencies, 99).toFixed(0)} ms; server CPU ${r.cpuMsPer.toFixed(2)} ms/tx; ${resumed}/${conns} connections resumed`);
-    }
-    await stop(qtm.server);
-    qtm = undefined;
-    if (!sizes) throw new Error('no transaction finished: no sizes for the bound');
-
-    // The bound, in the same run.
-    const signMs = 1000 / opsPerSecond(() => signBytes(PROFILES.v2, s.receiptKey, Buffer.alloc(400, 1)), 1000);
     bare = await startBare(s);
-    const b = await run(o, s, bare.server, bare.url, maxWorkers, { ...base, mode: 'bare', sizes, cards: [] });
-    const bareWire = Math.max(...b.out.map((x) => x.wireBytes ?? 0));
-    const bound = b.cpuMsPer + 2 * signMs;
-    console.log(`bound: bare TLS 1.3 session with the same ${sizes.length} requests (${sizes.map(([q, a]) => `${q}/${a}`).join(', ')} bytes; ${bareWire} vs qtm's ${qtmWire} bytes on the wire) ${b.cpuMsPer.toFixed(2)} ms + 2 receipt signatures (RSA-2048, ${signMs.toFixed(2)} ms each) = ${bound.toFixed(2)} ms`);
-    const best = Math.min(...cpu);
-    console.log(`server CPU / bound: ${cpu.map((c) => (c / bound).toFixed(2)).join(', ')} (1 and 2 workers; goal <= 1.3); best ${best.toFixed(2)} ms/tx = ${(1000 / best).toFixed(0)} tx/s per server core`);
+    const mode = `TLS key ${o.tlsKey}, ${o.resume ? 'sessions resumed (tickets)' : 'full handshakes'}`;
+    console.log(`qtm server ${qtm.url} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; a bare TLS server loaded beside it in the same window; ${availableParallelism()} cores shared by servers and clients; noisy on a shared machine`);
+    const caPem = s.ca.certificate.toString();
+    const common = { pin: PIN, loops: o.loops, archiveDir: s.dir, resume: o.resume, caPem };
+    // Sizes of a real transaction's requests (and a warm-up for the server).
+    const [probe] = await run({ ...o, warmSeconds: 0, seconds: 2 }, [{ server: qtm.server, inputs: [{ ...common, mode: 'qtm', url: qtm.url, cards: cards[maxWorkers]!.slice(0, 1) }] }]);
+    const sizes = probe!.out.find((x) => x.sizes)?.sizes;
+    if (!sizes) throw new Error('no transaction finished: no sizes for the bound');
+    const qtmWire = Math.max(...probe!.out.map((x) => x.wireBytes ?? 0));
+    const rows: { workers: number; cpu: number; bound: number }[] = [];
+    for (const workers of o.workers) {
+      const signRate = signRateInWorker(s, o.warmSeconds + o.seconds / 2);
+      const [r, b] = await run(o, [
+        { server: qtm.server, inputs: Array.from({ length: workers }, (_, w) => ({ ...common, mode: 'qtm' as const, url: qtm!.url, cards: cards[w]! })) },
+        { server: bare.server, inputs: [{ ...common, mode: 'bare' as const, url: bare.url, cards: [], loops: 1, sizes, pauseMs: 40 }] },
+      ]);
+      const signMs = 1000 / (await signRate);
+      const bound = b!.cpuMsPer + 2 * signMs;
+      const resumed = r!.out.reduce((a, x) => a + x.resumed, 0), conns = r!.out.reduce((a, x) => a + x.connections, 0);
+      rows.push({ workers, cpu: r!.cpuMsPer, bound });
+      console.log(`${workers} client worker${workers > 1 ? 's' : ''}: ${(r!.done / r!.seconds).toFixed(1)} tx/s over ${r!.seconds.toFixed(0)} s (${r!.done} transactions), latency p50 ${median(r!.latencies).toFixed(0)} ms p99 ${percentile(r!.latencies, 99).toFixed(0)} ms; server CPU ${r!.cpuMsPer.toFixed(2)} ms/tx (${r!.sysMsPer.toFixed(2)} in the kernel); ${resumed}/${conns} connections resumed`);
+      console.log(`  bound: bare TLS 1.3 session with the same ${sizes.length} requests ${b!.cpuMsPer.toFixed(2)} ms (${b!.sysMsPer.toFixed(2)} in the kernel; ${b!.done} sessions) + 2 receipt signatures (RSA-2048, ${signMs.toFixed(2)} ms each) = ${bound.toFixed(2)} ms -> ratio ${(r!.cpuMsPer / bound).toFixed(2)} (goal <= 1.3)`);
+    }
+    console.log(`  request/response bodies ${sizes.map(([q, a]) => `${q}/${a}`).join(', ')} bytes; ${qtmWire} bytes on the wire per qtm transaction`);
+    const best = rows.reduce((a, x) => (x.cpu / x.bound < a.cpu / a.bound ? x : a));
+    console.log(`server CPU / bound: ${rows.map((x) => (x.cpu / x.bound).toFixed(2)).join(', ')} (${rows.map((x) => x.workers).join(', ')} workers); best ${best.cpu.toFixed(2)} ms/tx = ${(1000 / best.cpu).toFixed(0)} tx/s per server core`);
     if (o.store?.startsWith('postgres')) console.log('  PostgreSQL backend CPU and commits per transaction: not measured by this bench yet');
   } finally {
     if (qtm) await stop(qtm.server);
     if (bare) await stop(bare.server);
     rmSync(s.dir, { recursive: true, force: true });
   }
+}
+
+/** RSA-2048 signatures per second with the receipt key, measured for one second in a worker thread after `delaySeconds` (inside the measured window). */
+function signRateInWorker(s: Setup, delaySeconds: number): Promise<number> {
+  const pem = s.receiptKey.export({ type: 'pkcs8', format: 'pem' });
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const { createPrivateKey, sign } = require('node:crypto');
+    const key = createPrivateKey(workerData.pem);
+    const data = Buffer.alloc(400, 1);
+    setTimeout(() => {
+      let n = 0; const t0 = performance.now();
+      while (performance.now() - t0 < 1000) { sign('sha256', data, key); n++; }
+      parentPort.postMessage(n / ((performance.now() - t0) / 1000));
+    }, workerData.delay * 1000);
+  `;
+  return new Promise((ok, fail) => {
+    const w = new Worker(code, { eval: true, workerData: { pem, delay: delaySeconds } });
+    w.once('message', (rate: number) => { ok(rate); void w.terminate(); });
+    w.once('error', fail);
+  });
 }
