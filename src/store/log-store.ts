@@ -5,6 +5,12 @@
  * is running are written and fsync'd together (group commit), so concurrent clients share the
  * cost of durability.
  *
+ * Opening takes a time that does not depend on the log's length: a writer keeps an index on disk
+ * (./log-index.ts: where each entry lies, each transaction's state) and a snapshot of the small
+ * state (`index.json`: pending receipts by card, open fair exchanges, the chain's end), and reads
+ * only the log written after that snapshot; see openIndex() for how a stale, damaged or foreign
+ * index is caught. Audits (read-only opens) read and check the whole log.
+ *
  * Memory stays small as the log grows: only an index (state, card, and the byte offset of each
  * entry) lives in memory; a record is read back from the file when asked for. Opening streams
  * the file in chunks, so a log larger than a JavaScript string still opens.
@@ -31,13 +37,15 @@
  * HEAD_INTERVAL_MS of them before a crash) may have been acknowledged: a writer keeps them,
  * warns, and signs a head over them (docs/THREATS.md, "The log store's unsigned window").
  */
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, unlinkSync, write } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, unlinkSync, write } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fsyncDirectory, writeFileAtomic } from '../util/fs.js';
 import { decodeSignedHead, encodeSignedHead, GENESIS_HASH, headStatement, lineHash, type HeadSigner, type SignedHead } from './head.js';
 import { tryLock } from '../util/lock-file.js';
-import { InputError } from '../errors.js';
+import { DiskIndex, hash8, IDS_FILE, IDX_FILE, IndexMismatch, MemoryIndex, type Span, type TxIndex } from './log-index.js';
+import { DecodeError, InputError } from '../errors.js';
 import { cardKeyOfEntry, fold, ORDER_MEMORY_SECONDS, type AlreadySigned, type ConfirmedEntry, type PrepareOptions, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 
 export const LOG_FILE = 'transactions.log';
@@ -51,18 +59,38 @@ export const HEAD_INTERVAL_MS = 1000;
 const NEWLINE = 0x0a;
 const NEWLINE_BYTE = Buffer.from('\n');
 
-/** Where one entry's line lies in the log. */
-interface Span {
-  readonly offset: number;
-  readonly length: number;
+/** The snapshot of what the disk index does not hold (./log-index.ts), and how much log it covers. */
+export const INDEX_SNAPSHOT = 'index.json';
+const SNAPSHOT_FORMAT = 'qtm-store-index';
+/** A writer writes a new snapshot after this many entries (at a head): what an open reads at most after a crash. */
+export const SNAPSHOT_EVERY = 10_000;
+
+interface Snapshot {
+  format: typeof SNAPSHOT_FORMAT;
+  version: 1;
+  entries: number;
+  size: number;
+  lineNo: number;
+  seq: number;
+  lastHash: string;
+  legacyEntries: number;
+  /** The first entry line's hash: which log this index belongs to. */
+  firstHash: string | null;
+  lastSpan: { offset: number; length: number } | null;
+  lastHead: { seq: number; hash: string; sig: string } | null;
+  afterHead: { offset: number; entries: number; firstLine: number };
+  maxId: number;
+  counts: Record<TransactionState, number>;
+  pending: [string, number[]][];
+  openFair: [number, number][];
+  /** Index slots changed since the snapshot before: [ID, first, last, state] (./log-index.ts). */
+  slots: [number, number, number, number][];
+  digest?: string;
 }
 
-interface IndexEntry {
-  state: TransactionState;
-  /** The card key the transaction is bound to (see cardKeyOfEntry). */
-  cardKey: string;
-  /** Entries in log order; folding them gives the record. */
-  spans: Span[];
+function snapshotDigest(s: Snapshot): string {
+  const { digest: _d, ...rest } = s;
+  return createHash('sha256').update(JSON.stringify(rest)).digest('hex');
 }
 
 export interface OpenOptions {
@@ -100,7 +128,16 @@ export interface LogFindings {
 }
 
 export class LogStore implements TransactionStore {
-  private readonly index = new Map<number, IndexEntry>();
+  /** Where each transaction's entries lie, and its state: on disk for writers, in memory for audits. */
+  private tx: TxIndex = new MemoryIndex();
+  private readonly counts: Record<TransactionState, number> = { prepared: 0, confirmed: 0, delivered: 0 };
+  /** Card keys of recently prepared transactions, so state changes need not read their entry. */
+  private readonly cardKeys = new Map<number, string>();
+  /** The first entry line's hash and the last entry's span: what a snapshot is checked with. */
+  private firstHash: string | null = null;
+  private lastSpan: { offset: number; length: number } | null = null;
+  private snapshotEntries = 0;
+  private dir = '';
   /** Confirmed but not delivered, by card key: what a returning client is offered again. */
   private readonly pendingByCard = new Map<string, Set<number>>();
   /** Fair exchanges not settled yet: transaction ID to deadline. Survives restarts with the log. */
@@ -156,16 +193,31 @@ export class LogStore implements TransactionStore {
       if (created) fsyncDirectory(dir);
       let store = new LogStore(fd, path, lockPath, options);
       try {
-        store.load(true);
-        if (store.cutUnsignedTail()) {
+        try {
+          store.load(true, store.openIndex(dir));
+        } catch (err) {
+          // An index file that disagrees with its snapshot (restored apart from it, say).
+          if (!(err instanceof IndexMismatch)) throw err;
+          store.tx.close();
           store = new LogStore(fd, path, lockPath, options);
-          store.load(true);
+          options.onWarning?.(`store: the index in ${dir} does not match its snapshot (${err.message}); rebuilding it from the whole log`);
+          store.load(true, store.openIndex(dir, true));
         }
+        if (store.cutUnsignedTail()) {
+          store.tx.close();
+          store = new LogStore(fd, path, lockPath, options);
+          store.load(true, store.openIndex(dir));
+        }
+        store.tx.commit();
+        store.recallRecentOrders();
+        // A snapshot now spares the next open what this one read (nothing, when it was current).
+        if (store.snapshotAllowed() && store.tx.entries !== store.snapshotEntries) store.writeSnapshot();
         if (store.lastHead && !options.heads) {
           throw new InputError(`store ${dir} is signed by its server's receipt key: open it with that key`, 'start the server with the --signer that signed it');
         }
         store.keepUnsignedTail();
       } catch (err) {
+        store.tx.close();
         closeSync(fd);
         throw err;
       }
@@ -176,14 +228,132 @@ export class LogStore implements TransactionStore {
     }
   }
 
-  /** Streams the log once, building the index. */
-  private load(writer: boolean): void {
+  /**
+   * The writer's index: the snapshot's, if it matches this log, or a new one. Returns the log
+   * offset from which the log must be read (the snapshot's end, or 0 for a rebuild).
+   *
+   * The snapshot names the log it indexes by its first line's hash, and its end by the offset,
+   * length and hash of the last entry it covers: a log that grew since (a crash after the last
+   * snapshot) is read from there; a log that is shorter, another log, or a snapshot or index
+   * file that does not parse or add up is rebuilt from the whole log, with a warning. A line
+   * edited below the snapshot is not read at open: every read through the index checks the
+   * line's hash (readEntry), and `qtm server audit` checks the whole chain and every head.
+   */
+  private openIndex(dir: string, rebuild = false): number {
+    this.dir = dir;
+    const idxPath = join(dir, IDX_FILE), idsPath = join(dir, IDS_FILE), snapPath = join(dir, INDEX_SNAPSHOT);
+    if (existsSync(snapPath) && !rebuild) {
+      try {
+        const snap = JSON.parse(readFileSync(snapPath, 'utf8')) as Snapshot;
+        if (snap.format !== SNAPSHOT_FORMAT || snap.version !== 1 || snap.digest !== snapshotDigest(snap)) throw new IndexMismatch('it does not parse or its digest does not match');
+        const size = fstatSync(this.fd).size;
+        if (size < snap.size) throw new IndexMismatch(`it covers ${snap.size} bytes, the log has ${size}`);
+        if (snap.firstHash !== null && this.lineHashAt(this.firstEntrySpan()) !== snap.firstHash) throw new IndexMismatch('it indexes another log (first entries differ)');
+        if (snap.lastSpan && this.lineHashAt(snap.lastSpan) !== snap.lastHash) throw new IndexMismatch(`the log's entry ${snap.seq} is not the one it indexed`);
+        const tx = DiskIndex.open(idxPath, idsPath, snap.entries, snap.slots);
+        this.tx = tx;
+        Object.assign(this.counts, snap.counts);
+        for (const [card, ids] of snap.pending) this.pendingByCard.set(card, new Set(ids));
+        for (const [id, deadline] of snap.openFair) this.openFair.set(id, deadline);
+        this.maxId = snap.maxId;
+        this.seq = snap.seq;
+        this.lastHash = snap.lastHash;
+        this.lineNo = snap.lineNo;
+        this.findings.legacyEntries = snap.legacyEntries;
+        this.firstHash = snap.firstHash;
+        this.lastSpan = snap.lastSpan;
+        this.lastHead = snap.lastHead ? decodeSignedHead(snap.lastHead) : undefined;
+        if (this.lastHead && this.options.heads && !this.options.heads.verify(headStatement(this.lastHead), this.lastHead.sig)) throw new IndexMismatch('its last head does not verify with the receipt key');
+        this.afterHead = { ...snap.afterHead };
+        this.snapshotEntries = snap.entries;
+        return snap.size;
+      } catch (err) {
+        if (!(err instanceof IndexMismatch || err instanceof SyntaxError || err instanceof DecodeError)) throw err;
+        this.tx.close();
+        this.resetIndexState();
+        this.options.onWarning?.(`store: the index snapshot ${snapPath} was not used (${(err as Error).message}); rebuilding the index from the whole log`);
+      }
+    }
+    // No snapshot stands while the index is rebuilt: a crash meanwhile rebuilds again.
+    if (existsSync(snapPath)) unlinkSync(snapPath);
+    this.tx = DiskIndex.create(idxPath, idsPath);
+    return 0;
+  }
+
+  private resetIndexState(): void {
+    this.tx = new MemoryIndex();
+    Object.assign(this.counts, { prepared: 0, confirmed: 0, delivered: 0 });
+    this.pendingByCard.clear();
+    this.openFair.clear();
+    this.maxId = 0;
+    this.seq = 0;
+    this.lastHash = GENESIS_HASH;
+    this.lineNo = 0;
+    this.findings.legacyEntries = 0;
+    this.firstHash = null;
+    this.lastSpan = null;
+    this.lastHead = undefined;
+    this.afterHead = { offset: 0, entries: 0, firstLine: 0 };
+  }
+
+  /** The first entry line of the log (skipping heads), for the snapshot's identity check. */
+  private firstEntrySpan(): { offset: number; length: number } {
+    const buf = Buffer.alloc(64 * 1024);
+    let offset = 0;
+    for (;;) {
+      const n = readSync(this.fd, buf, 0, buf.length, offset);
+      const nl = buf.subarray(0, n).indexOf(NEWLINE);
+      if (nl < 0) throw new IndexMismatch('the log\'s first line is not where it indexed it');
+      if (!buf.subarray(0, nl).toString('latin1').startsWith('{"head"')) return { offset, length: nl };
+      offset += nl + 1;
+    }
+  }
+
+  private lineHashAt(span: { offset: number; length: number }): string {
+    const buf = Buffer.alloc(span.length);
+    if (readSync(this.fd, buf, 0, span.length, span.offset) < span.length) return '';
+    return lineHash(buf);
+  }
+
+  /** A snapshot may be written when no entry waits for a head (a receipt after it would be cut below it). */
+  private snapshotAllowed(): boolean {
+    return this.tx instanceof DiskIndex && (!this.options.heads || this.afterHead.entries === 0);
+  }
+
+  /** Makes the index files durable, then records how much of the log they cover. */
+  private writeSnapshot(): void {
+    const slots = this.tx.sync();
+    const snap: Snapshot = {
+      format: SNAPSHOT_FORMAT, version: 1, entries: this.tx.entries, size: this.size, lineNo: this.lineNo, seq: this.seq, lastHash: this.lastHash,
+      legacyEntries: this.findings.legacyEntries, firstHash: this.firstHash, lastSpan: this.lastSpan,
+      lastHead: this.lastHead ? encodeSignedHead(this.lastHead) : null, afterHead: { offset: this.afterHead.offset, entries: this.afterHead.entries, firstLine: this.afterHead.firstLine },
+      maxId: this.maxId, counts: { ...this.counts }, pending: [...this.pendingByCard].map(([k, v]) => [k, [...v]]), openFair: [...this.openFair], slots,
+    };
+    snap.digest = snapshotDigest(snap);
+    writeFileAtomic(join(this.dir, INDEX_SNAPSHOT), JSON.stringify(snap), 0o600);
+    this.tx.applySlots();
+    this.snapshotEntries = this.tx.entries;
+  }
+
+  /** Orders prepared in the last ORDER_MEMORY_SECONDS, read newest first from the index (a time, not a length). */
+  private recallRecentOrders(): void {
+    if (!(this.tx instanceof DiskIndex)) return;
+    const horizon = Math.floor(Date.now() / 1000) - ORDER_MEMORY_SECONDS;
+    for (const span of this.tx.recentPrepared()) {
+      const e = this.readEntry(span) as PreparedEntry;
+      if (e.time <= horizon) break;
+      if (!this.recentOrders.has(e.orderId)) this.rememberOrder(e);
+    }
+  }
+
+  /** Streams the log from `from` (0, or a snapshot's end), building the index. */
+  private load(writer: boolean, from = 0): void {
     const fileSize = fstatSync(this.fd).size;
     const buf = Buffer.alloc(CHUNK);
     let carry = Buffer.alloc(0);
-    let carryOffset = 0; // file offset of carry[0]
-    let position = 0;
-    let lineNo = 0;
+    let carryOffset = from; // file offset of carry[0]
+    let position = from;
+    let lineNo = this.lineNo;
     while (position < fileSize) {
       const n = readSync(this.fd, buf, 0, Math.min(CHUNK, fileSize - position), position);
       if (n === 0) break;
@@ -193,6 +363,7 @@ export class LogStore implements TransactionStore {
       for (let nl = data.indexOf(NEWLINE, start); nl >= 0; nl = data.indexOf(NEWLINE, start)) {
         lineNo++;
         if (nl > start) this.indexLine(data.subarray(start, nl), { offset: carryOffset + start, length: nl - start }, lineNo, writer);
+        else this.lineNo = lineNo;
         start = nl + 1;
       }
       carryOffset += start;
@@ -231,10 +402,13 @@ export class LogStore implements TransactionStore {
     }
     this.seq++;
     this.lastHash = lineHash(line);
+    this.firstHash ??= this.lastHash;
+    this.lastSpan = { offset: span.offset, length: span.length };
     if (!writer) this.findings.hashes.set(this.seq, this.lastHash);
     if (this.afterHead.entries++ === 0) this.afterHead.firstLine = lineNo;
     if (!this.afterHead.signing && isSigningEntry(entry)) this.afterHead.signing = { offset: span.offset, line: lineNo };
-    this.indexEntry(entry as unknown as StoreEntry, span, writer);
+    // The index keeps the first 8 bytes of the line's hash: the one just computed.
+    this.indexEntry(entry as unknown as StoreEntry, { ...span, hash8: Buffer.from(this.lastHash.slice(0, 16), 'hex') }, writer, line);
   }
 
   private indexHead(value: unknown, span: Span, lineNo: number, writer: boolean): void {
@@ -305,48 +479,62 @@ export class LogStore implements TransactionStore {
   }
 
   /** `writer` false: an audit's read-only open, which notes problems; undefined: our own append, checked before it was written. */
-  private indexEntry(entry: StoreEntry, span: Span, writer?: boolean): void {
+  private indexEntry(entry: StoreEntry, span: Span, writer: boolean | undefined, line: Buffer): void {
     const id = entry.transactionId;
     this.maxId = Math.max(this.maxId, id);
-    let at = this.index.get(id);
+    const state = this.tx.state(id);
     if (entry.type === 'prepared') {
       // One prepared entry per ID: a second one would replace a proof the customer holds.
-      if (at) {
+      if (state) {
         if (writer !== undefined) this.problem(writer, `transaction ${id} is prepared a second time at line ${this.lineNo}`);
         return;
       }
-      at = { state: 'prepared', cardKey: cardKeyOfEntry(entry), spans: [span] };
+      this.tx.addPrepared(id, span, line);
+      this.counts.prepared++;
+      this.cardKeys.set(id, cardKeyOfEntry(entry));
+      if (this.cardKeys.size > 65_536) this.cardKeys.delete(this.cardKeys.keys().next().value!);
       if (writer !== undefined) this.rememberOrder(entry);
-      this.index.set(id, at);
       if (entry.fair) this.openFair.set(id, entry.fair.deadline);
       else this.openFair.delete(id);
       return;
     }
-    if (!at) {
+    if (!state) {
       if (writer !== undefined) this.problem(writer, `line ${this.lineNo}: a ${entry.type} entry for transaction ${id}, which was never prepared`);
       return;
     }
     // Reported by audits; not a reason to stop serving the others.
-    if (entry.type === 'delivered' && at.state === 'prepared' && writer === false) {
+    if (entry.type === 'delivered' && state === 'prepared' && writer === false) {
       this.problem(false, `line ${this.lineNo}: transaction ${id} is marked delivered but was never signed`);
     }
-    at.spans.push(span);
+    this.tx.addEntry(id, entry.type, span, line);
     if (entry.type === 'confirmed' || entry.type === 'resolved' || entry.type === 'fair-aborted') this.openFair.delete(id);
-    if ((entry.type === 'confirmed' || entry.type === 'resolved') && at.state === 'prepared') this.setState(id, at, 'confirmed');
-    if (entry.type === 'delivered') this.setState(id, at, 'delivered');
+    if ((entry.type === 'confirmed' || entry.type === 'resolved') && state === 'prepared') this.setState(id, state, 'confirmed');
+    if (entry.type === 'delivered' && state !== 'delivered') this.setState(id, state, 'delivered');
   }
 
-  private setState(id: number, at: IndexEntry, state: TransactionState): void {
-    const set = this.pendingByCard.get(at.cardKey);
-    if (at.state === 'confirmed') {
-      set?.delete(id);
-      if (set?.size === 0) this.pendingByCard.delete(at.cardKey);
+  /** The card key a transaction is bound to (see cardKeyOfEntry). */
+  private cardKeyOf(id: number): string {
+    const known = this.cardKeys.get(id);
+    if (known) return known;
+    return cardKeyOfEntry(this.readEntry(this.tx.firstSpan(id)!) as PreparedEntry);
+  }
+
+  private setState(id: number, from: TransactionState, state: TransactionState): void {
+    if (from === 'confirmed' || state === 'confirmed') {
+      const cardKey = this.cardKeyOf(id);
+      const set = this.pendingByCard.get(cardKey);
+      if (from === 'confirmed') {
+        set?.delete(id);
+        if (set?.size === 0) this.pendingByCard.delete(cardKey);
+      }
+      if (state === 'confirmed') {
+        if (set) set.add(id);
+        else this.pendingByCard.set(cardKey, new Set([id]));
+      }
     }
-    at.state = state;
-    if (state === 'confirmed') {
-      if (set) set.add(id);
-      else this.pendingByCard.set(at.cardKey, new Set([id]));
-    }
+    this.counts[from]--;
+    this.counts[state]++;
+    this.tx.setState(id, state);
   }
 
   /** Transactions whose signing entry is being written now (claimed, not yet fsync'd). */
@@ -377,7 +565,7 @@ export class LogStore implements TransactionStore {
     if (!this.lockPath) return Promise.reject(new Error('store is open read-only'));
     if (entry.type === 'prepared') {
       // One prepared entry per ID, counting those queued and those being written now.
-      if (this.index.has(entry.transactionId) || this.preparing.has(entry.transactionId)) {
+      if (this.tx.state(entry.transactionId) || this.preparing.has(entry.transactionId)) {
         return Promise.reject(new Error(`transaction ${entry.transactionId} is prepared already`));
       }
       this.preparing.add(entry.transactionId);
@@ -458,9 +646,11 @@ export class LogStore implements TransactionStore {
       // Chain each line to the one before it, then sign the head of the batch (./head.ts).
       let seq = this.seq;
       let hash = this.lastHash;
+      const hashes: string[] = [];
       const lines = batch.map((b) => {
         const line = Buffer.from(JSON.stringify({ seq: ++seq, prev: hash, ...b.entry }), 'utf8');
         hash = lineHash(line);
+        hashes.push(hash);
         return line;
       });
       let head: SignedHead | undefined;
@@ -482,12 +672,16 @@ export class LogStore implements TransactionStore {
       }
       batch.forEach((b, i) => {
         const line = lines[i]!;
-        this.indexEntry(b.entry, { offset: this.size, length: line.length });
+        this.indexEntry(b.entry, { offset: this.size, length: line.length, hash8: Buffer.from(hashes[i]!.slice(0, 16), 'hex') }, undefined, line);
+        this.lastSpan = { offset: this.size, length: line.length };
+        this.firstHash ??= lineHash(line);
         this.size += line.length + 1;
         if (b.entry.type === 'prepared') this.preparing.delete(b.entry.transactionId);
       });
       this.seq = seq;
       this.lastHash = hash;
+      this.lineNo += lines.length + (headLine ? 1 : 0);
+      this.tx.commit();
       if (head && headLine) {
         this.lastHead = head;
         this.afterHead = { offset: this.size + headLine.length + 1, entries: 0, firstLine: 0 };
@@ -498,6 +692,7 @@ export class LogStore implements TransactionStore {
           this.signedThisOpen = true;
           this.options.onFirstSignedCommit?.(this.maxId);
         }
+        if (this.tx.entries - this.snapshotEntries >= SNAPSHOT_EVERY) this.writeSnapshot();
       } else {
         this.afterHead.entries += batch.length;
         // Within HEAD_INTERVAL_MS a head covers these too, if no receipt's commit did meanwhile.
@@ -517,6 +712,9 @@ export class LogStore implements TransactionStore {
   private readEntry(span: Span): StoreEntry {
     const buf = Buffer.alloc(span.length);
     readSync(this.fd, buf, 0, span.length, span.offset);
+    if (span.hash8 && !hash8(buf).equals(span.hash8)) {
+      throw new InputError(`store ${this.path} is damaged: the entry at byte ${span.offset} is not the one indexed there (edited after it was written?)`, `run \`qtm server audit\` on it; to rebuild the index, stop the server and remove ${INDEX_SNAPSHOT}`);
+    }
     const { seq: _seq, prev: _prev, ...entry } = JSON.parse(buf.toString('utf8')) as StoreEntry & { seq?: number; prev?: string };
     return entry as StoreEntry;
   }
@@ -527,10 +725,8 @@ export class LogStore implements TransactionStore {
 
   /** Read now, with no await: the log store's atomic check-and-claim steps rely on it. */
   private record(transactionId: number): TransactionRecord | undefined {
-    const at = this.index.get(transactionId);
-    if (!at) return undefined;
     let record: TransactionRecord | undefined;
-    for (const span of at.spans) record = fold(record, this.readEntry(span));
+    for (const span of this.tx.spans(transactionId)) record = fold(record, this.readEntry(span));
     return record;
   }
 
@@ -540,8 +736,7 @@ export class LogStore implements TransactionStore {
 
   /** In transaction order, read one at a time, so an audit of a large store stays small. */
   async *all(): AsyncIterable<TransactionRecord> {
-    const ids = [...this.index.keys()].sort((a, b) => a - b);
-    for (const id of ids) {
+    for (const id of this.tx.ids(this.maxId)) {
       const rec = this.record(id);
       if (rec) yield rec;
     }
@@ -556,9 +751,7 @@ export class LogStore implements TransactionStore {
   }
 
   async countByState(): Promise<Record<TransactionState, number>> {
-    const counts = { prepared: 0, confirmed: 0, delivered: 0 };
-    for (const r of this.index.values()) counts[r.state]++;
-    return counts;
+    return { ...this.counts };
   }
 
   async close(): Promise<void> {
@@ -570,8 +763,11 @@ export class LogStore implements TransactionStore {
       await this.flushing;
     }
     clearTimeout(this.headTimer);
+    // After a failed write the tail is suspect: the next open reads it from the last snapshot.
+    if (!this.closed && this.lockPath && this.snapshotAllowed()) this.writeSnapshot();
     this.closed = true;
     this.fdOpen = false;
+    this.tx.close();
     closeSync(this.fd);
     if (this.lockPath) unlinkSync(this.lockPath);
   }
