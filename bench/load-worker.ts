@@ -30,8 +30,12 @@ export interface WorkerInput {
   readonly resume: boolean;
   /** bare mode: [request bytes, response bytes] of each request of a qtm transaction. */
   readonly sizes?: [number, number][];
-  /** bare mode: pause between sessions, so the bare load stays near the qtm load beside it. */
-  readonly pauseMs?: number;
+  /**
+   * Transactions finished by the qtm workers (Int32Array over a SharedArrayBuffer, index 0):
+   * qtm workers count here, the bare worker runs one session per transaction counted, so both
+   * servers work at the same rate, interleaved.
+   */
+  readonly paced?: SharedArrayBuffer;
 }
 
 export interface WorkerOutput {
@@ -89,6 +93,7 @@ async function qtmLoop(image: CardImage, i: number, out: WorkerOutput): Promise<
     try {
       await runTransaction({ api, card, trustAnchors: trust, archive, order: { items: [{ sku: 'PAPER-A4', quantity: 2 }] }, hooks: { accept: async () => true, pin: async () => input.pin } });
       out.done.push([Date.now(), performance.now() - t0]);
+      if (input.paced) Atomics.add(new Int32Array(input.paced), 0, 1);
       if (record) Object.assign(out, { sizes: record });
     } catch (err) {
       out.errors.push((err as Error).message);
@@ -102,7 +107,14 @@ async function qtmLoop(image: CardImage, i: number, out: WorkerOutput): Promise<
 
 async function bareLoop(out: WorkerOutput): Promise<void> {
   const loop = new Loop();
+  const paced = input.paced ? new Int32Array(input.paced) : undefined;
+  let sessions = 0;
   while (Date.now() < input.until) {
+    if (paced && Atomics.load(paced, 0) <= sessions) {
+      await new Promise((r) => setTimeout(r, 2));
+      continue;
+    }
+    sessions++;
     const api = loop.client();
     const t0 = performance.now();
     try {
@@ -111,7 +123,6 @@ async function bareLoop(out: WorkerOutput): Promise<void> {
     } finally {
       loop.done(api);
     }
-    if (input.pauseMs) await new Promise((r) => setTimeout(r, input.pauseMs));
   }
   Object.assign(out, { wireBytes: loop.wireBytes, resumed: out.resumed + loop.resumed, connections: out.connections + loop.connections });
 }

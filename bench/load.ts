@@ -212,7 +212,7 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
     qtm = await startQtm(s, store);
     bare = await startBare(s);
     const mode = `TLS key ${o.tlsKey}, ${o.resume ? 'sessions resumed (tickets)' : 'full handshakes'}`;
-    console.log(`qtm server ${qtm.url} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; a bare TLS server loaded beside it in the same window; ${availableParallelism()} cores shared by servers and clients; noisy on a shared machine`);
+    console.log(`qtm server ${qtm.url} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; a bare TLS server beside it serves one session per qtm transaction, interleaved, in the same window; ${availableParallelism()} cores shared by servers and clients; noisy on a shared machine`);
     const caPem = s.ca.certificate.toString();
     const common = { pin: PIN, loops: o.loops, archiveDir: s.dir, resume: o.resume, caPem };
     // Sizes of a real transaction's requests (and a warm-up for the server).
@@ -223,9 +223,10 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
     const rows: { workers: number; cpu: number; bound: number }[] = [];
     for (const workers of o.workers) {
       const signRate = signRateInWorker(s, o.warmSeconds + o.seconds / 2);
+      const paced = new SharedArrayBuffer(4);
       const [r, b] = await run(o, [
-        { server: qtm.server, inputs: Array.from({ length: workers }, (_, w) => ({ ...common, mode: 'qtm' as const, url: qtm!.url, cards: cards[w]! })) },
-        { server: bare.server, inputs: [{ ...common, mode: 'bare' as const, url: bare.url, cards: [], loops: 1, sizes, pauseMs: 40 }] },
+        { server: qtm.server, inputs: Array.from({ length: workers }, (_, w) => ({ ...common, mode: 'qtm' as const, url: qtm!.url, cards: cards[w]!, paced })) },
+        { server: bare.server, inputs: [{ ...common, mode: 'bare' as const, url: bare.url, cards: [], loops: 1, sizes, paced }] },
       ]);
       const signMs = 1000 / (await signRate);
       const bound = b!.cpuMsPer + 2 * signMs;
