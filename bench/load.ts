@@ -89,7 +89,9 @@ function setUp(o: LoadOptions): Setup {
 
 async function startQtm(s: Setup, store: string): Promise<{ server: ChildProcess; url: string }> {
   const prof = process.env.QTM_BENCH_PROFILE_SERVER;
-  const server = spawn(process.execPath, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), QTM, 'server', 'start', '--tls', join(s.dir, 'tls'), '--signer', join(s.dir, 'receipts'),
+  // QTM_BENCH_SERVER_ARGS: more node flags for the server (e.g. --perf-basic-prof, to profile it with perf -p PID).
+  const nodeArgs = process.env.QTM_BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
+  const server = spawn(process.execPath, [...nodeArgs, ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), QTM, 'server', 'start', '--tls', join(s.dir, 'tls'), '--signer', join(s.dir, 'receipts'),
     '--sam', join(s.dir, 'shop.sam'), '--trust', join(s.dir, 'ca', 'ca.pem'), '--store', store, '--port', '0', '--anonymous-rate', '1000000'],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
   let head = '';
@@ -212,7 +214,7 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
     qtm = await startQtm(s, store);
     bare = await startBare(s);
     const mode = `TLS key ${o.tlsKey}, ${o.resume ? 'sessions resumed (tickets)' : 'full handshakes'}`;
-    console.log(`qtm server ${qtm.url} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; a bare TLS server beside it serves one session per qtm transaction, interleaved, in the same window; ${availableParallelism()} cores shared by servers and clients; noisy on a shared machine`);
+    console.log(`qtm server ${qtm.url}, pid ${qtm.server.pid} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; a bare TLS server beside it serves one session per qtm transaction, interleaved, in the same window; ${availableParallelism()} cores shared by servers and clients; noisy on a shared machine`);
     const caPem = s.ca.certificate.toString();
     const common = { pin: PIN, loops: o.loops, archiveDir: s.dir, resume: o.resume, caPem };
     // Sizes of a real transaction's requests (and a warm-up for the server).
