@@ -23,7 +23,6 @@ export { RateLimiter, type RateLimit } from '../http/rate-limit.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeTilePath, tilePath } from '../tlog/tiles.js';
-import { stderrLines } from '../util/batched-lines.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -54,7 +53,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
   const identities = new WeakMap<TLSSocket, ClientIdentity>();
   const nonces = new WeakMap<TLSSocket, Buffer>();
   const max = o.maxBodyBytes ?? 256 * 1024;
-  const log = o.log ?? ((line) => stderrLines()(JSON.stringify(line)));
+  const log = o.log ?? ((line) => process.stderr.write(JSON.stringify(line) + '\n'));
   const service = o.service;
   const anonymous = new RateLimiter(o.anonymousRate ?? ANONYMOUS_RATE);
 

@@ -23,7 +23,6 @@ import { LogDir } from '../tlog/log-dir.js';
 import { cardKeyOfEntry } from '../store/types.js';
 import type { NoteSigner } from '../tlog/note.js';
 import { WitnessPusher } from '../tlog/cosigning.js';
-import { stderrLines } from '../util/batched-lines.js';
 
 export interface ServerParts {
   readonly tls: { privateKey: KeyObject; certificates: X509Certificate[] };
@@ -73,7 +72,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   if (sameKey(p.tls.privateKey, p.signer.privateKey)) {
     throw new InputError('the receipt-signing key must not be the TLS key (claim 5)', 'issue a separate --role signer identity');
   }
-  const log = p.log ?? ((line: Record<string, unknown>) => stderrLines()(JSON.stringify(line)));
+  const log = p.log ?? ((line: Record<string, unknown>) => process.stderr.write(JSON.stringify(line) + '\n'));
   // The store's heads are signed with the receipt key, which the store never holds (src/store/head.ts).
   const heads = headSigner(p.signer.certificates[0]!.publicKey, p.signer.privateKey);
   const postgres = isPostgresUrl(p.storeDir);
