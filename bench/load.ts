@@ -92,7 +92,9 @@ async function startQtm(s: Setup, store: string): Promise<{ server: ChildProcess
   // QTM_BENCH_SERVER_ARGS: more node flags for the server (e.g. --perf-basic-prof, to profile it with perf -p PID).
   const nodeArgs = process.env.QTM_BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
   const server = spawn(process.execPath, [...nodeArgs, ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), QTM, 'server', 'start', '--tls', join(s.dir, 'tls'), '--signer', join(s.dir, 'receipts'),
-    '--sam', join(s.dir, 'shop.sam'), '--trust', join(s.dir, 'ca', 'ca.pem'), '--store', store, '--port', '0', '--anonymous-rate', '1000000'],
+    '--sam', join(s.dir, 'shop.sam'), '--trust', join(s.dir, 'ca', 'ca.pem'), '--store', store, '--port', '0',
+    // Every bench client comes from 127.0.0.1: the per-address limits are not what is measured.
+    '--anonymous-rate', '1000000', '--rate', '1000000'],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
   let head = '';
   const url = await new Promise<string>((ok, fail) => {
