@@ -692,7 +692,6 @@ export class LogStore implements TransactionStore {
           this.signedThisOpen = true;
           this.options.onFirstSignedCommit?.(this.maxId);
         }
-        if (this.tx.entries - this.snapshotEntries >= SNAPSHOT_EVERY) this.writeSnapshot();
       } else {
         this.afterHead.entries += batch.length;
         // Within HEAD_INTERVAL_MS a head covers these too, if no receipt's commit did meanwhile.
@@ -704,6 +703,8 @@ export class LogStore implements TransactionStore {
           this.headTimer.unref();
         }
       }
+      // Bounds what the next open reads after a crash (a few ms of fsyncs every SNAPSHOT_EVERY entries).
+      if (this.snapshotAllowed() && this.tx.entries - this.snapshotEntries >= SNAPSHOT_EVERY) this.writeSnapshot();
       for (const b of batch) b.resolve();
     }
     this.flushing = undefined;

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { INDEX_SNAPSHOT, LogStore, LOG_FILE } from '../../src/store/log-store.js';
+import { INDEX_SNAPSHOT, LogStore, LOG_FILE, SNAPSHOT_EVERY } from '../../src/store/log-store.js';
 import { IDS_FILE, IDX_FILE } from '../../src/store/log-index.js';
 import type { PreparedEntry, StoreEntry, TransactionRecord } from '../../src/store/types.js';
 import { collect, tempDir } from '../helpers.js';
@@ -180,4 +180,21 @@ test('a log line edited below the snapshot is caught when it is read through the
   const audit = LogStore.open(dir, { readOnly: true });
   assert.match(audit.findings.problems.join('\n'), /chain is broken/);
   await audit.close();
+});
+
+test('a running writer snapshots its index every SNAPSHOT_EVERY entries, so a crash leaves at most that much log to read', async (t) => {
+  const dir = tempDir(t);
+  const s = LogStore.open(dir);
+  await Promise.all(Array.from({ length: SNAPSHOT_EVERY + 10 }, (_, i) => s.append(prepared(i + 1))));
+  const snap = JSON.parse(readFileSync(join(dir, INDEX_SNAPSHOT), 'utf8')) as { entries: number };
+  assert.ok(snap.entries >= SNAPSHOT_EVERY, `snapshot taken while running (${snap.entries} entries)`);
+  // kill -9 now: the files as they stand, no close.
+  const copy = tempDir(t);
+  for (const f of [LOG_FILE, INDEX_SNAPSHOT, IDX_FILE, IDS_FILE]) copyFileSync(join(dir, f), join(copy, f));
+  await s.close();
+  const { store, warnings } = open(copy);
+  assert.deepEqual(warnings, []);
+  assert.equal(await store.lastTransactionId(), SNAPSHOT_EVERY + 10);
+  assert.equal((await store.countByState()).prepared, SNAPSHOT_EVERY + 10);
+  await store.close();
 });
