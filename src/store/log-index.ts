@@ -25,6 +25,8 @@ import type { TransactionState } from './types.js';
 export const IDX_FILE = 'transactions.idx';
 export const IDS_FILE = 'transactions.ids';
 const RECORD = 32;
+/** No entry line is this long (the largest, a fair exchange's prepared entry, is ~1 MB). */
+const MAX_LINE = 64 * 1024 * 1024;
 const SLOT = 16;
 const STATES: readonly (TransactionState | undefined)[] = [undefined, 'prepared', 'confirmed', 'delivered'];
 const TYPES = ['prepared', 'confirmed', 'redelivery', 'delivered', 'escrowed', 'fair-abort-intent', 'fair-aborted', 'resolved', 'abandoned'] as const;
@@ -195,6 +197,8 @@ export class DiskIndex implements TxIndex {
       if (readSync(this.idx, buf, 0, RECORD, ordinal * RECORD) < RECORD) throw new IndexMismatch(`index record ${ordinal} is missing`);
     }
     const offset = buf.readUInt32BE(0) * 2 ** 32 + buf.readUInt32BE(4);
+    // A damaged record must not make the store read far past the log or allocate gigabytes.
+    if (!Number.isSafeInteger(offset) || buf.readUInt32BE(8) > MAX_LINE) throw new IndexMismatch(`index record ${ordinal} does not add up`);
     return { span: { offset, length: buf.readUInt32BE(8), hash8: buf.subarray(21, 29) }, id: buf.readUInt32BE(12), prev: buf.readUInt32BE(16), type: buf[20]! };
   }
 

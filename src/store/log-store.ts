@@ -192,24 +192,33 @@ export class LogStore implements TransactionStore {
       const fd = openSync(path, 'a+', 0o600);
       if (created) fsyncDirectory(dir);
       let store = new LogStore(fd, path, lockPath, options);
-      try {
+      /** Reads the log into a fresh store's index: from the snapshot, or (its index disagreeing with it) rebuilt. */
+      const loaded = (): LogStore => {
+        store = new LogStore(fd, path, lockPath, options);
         try {
           store.load(true, store.openIndex(dir));
+          store.tx.commit();
+          store.recallRecentOrders();
         } catch (err) {
-          // An index file that disagrees with its snapshot (restored apart from it, say).
-          if (!(err instanceof IndexMismatch)) throw err;
+          // An index file that disagrees with its snapshot (restored apart from it, damaged).
+          // At open a line that is not the one indexed rebuilds the index, whose full read then
+          // checks the chain: a damaged index is repaired, an edited log refused.
+          if (!(err instanceof IndexMismatch || err instanceof EntryMismatch)) throw err;
           store.tx.close();
           store = new LogStore(fd, path, lockPath, options);
           options.onWarning?.(`store: the index in ${dir} does not match its snapshot (${err.message}); rebuilding it from the whole log`);
           store.load(true, store.openIndex(dir, true));
+          store.tx.commit();
+          store.recallRecentOrders();
         }
+        return store;
+      };
+      try {
+        store = loaded();
         if (store.cutUnsignedTail()) {
           store.tx.close();
-          store = new LogStore(fd, path, lockPath, options);
-          store.load(true, store.openIndex(dir));
+          store = loaded();
         }
-        store.tx.commit();
-        store.recallRecentOrders();
         // A snapshot now spares the next open what this one read (nothing, when it was current).
         if (store.snapshotAllowed() && store.tx.entries !== store.snapshotEntries) store.writeSnapshot();
         if (store.lastHead && !options.heads) {
@@ -714,7 +723,7 @@ export class LogStore implements TransactionStore {
     const buf = Buffer.alloc(span.length);
     readSync(this.fd, buf, 0, span.length, span.offset);
     if (span.hash8 && !hash8(buf).equals(span.hash8)) {
-      throw new InputError(`store ${this.path} is damaged: the entry at byte ${span.offset} is not the one indexed there (edited after it was written?)`, `run \`qtm server audit\` on it; to rebuild the index, stop the server and remove ${INDEX_SNAPSHOT}`);
+      throw new EntryMismatch(`store ${this.path} is damaged: the entry at byte ${span.offset} is not the one indexed there (the line or its index record changed after it was written)`, `run \`qtm server audit\` on it; to rebuild the index, stop the server and remove ${INDEX_SNAPSHOT}`);
     }
     const { seq: _seq, prev: _prev, ...entry } = JSON.parse(buf.toString('utf8')) as StoreEntry & { seq?: number; prev?: string };
     return entry as StoreEntry;
@@ -773,6 +782,9 @@ export class LogStore implements TransactionStore {
     if (this.lockPath) unlinkSync(this.lockPath);
   }
 }
+
+/** A line read through the index is not the one indexed there: the log or the index changed. */
+class EntryMismatch extends InputError {}
 
 /** LOCK by exclusive create; a lock left by a process that no longer runs (kill -9) is taken over (src/util/lock-file.ts). */
 function takeLock(lockPath: string, dir: string): void {
