@@ -13,13 +13,19 @@
  * this run), plus the two receipt signatures (signature A and the server signature,
  * node:crypto with the receipt key, measured in this run). Goal: server CPU <= 1.3x the bound.
  *
- *   npm run bench -- load [--store DIR|postgres://...] [--tls-key rsa2048|p256] [--resume]
+ *   npm run bench -- load [--store DIR|postgres://...|postgres] [--tls-key rsa2048|p256] [--resume]
  *                         [--seconds N] [--loops N]
+ *
+ * `--store postgres` starts a throwaway PostgreSQL cluster (test/pg-cluster.ts; skipped without
+ * PostgreSQL); with PostgreSQL the bench also reports the cluster's CPU per transaction (its
+ * postmaster and backends, from /proc: beside qtm's, not in the ratio) and the database's
+ * committed transactions per qtm transaction (pg_stat_database.xact_commit, reads included).
  *
  * Figures are noisy on a shared machine: the clients and the server share its cores.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -34,6 +40,8 @@ import { IssuanceRegister } from '../src/card/issuance-register.js';
 import type { KeySpec } from '../src/crypto/keys.js';
 import { median, percentile } from './stats.js';
 import type { WorkerInput, WorkerOutput } from './load-worker.js';
+import pg from 'pg';
+import { startPgCluster, type PgCluster } from '../test/pg-cluster.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
 /** QTM_BENCH_QTM: another build's dist/bin/qtm.js, to compare two versions in one sitting. */
@@ -87,14 +95,14 @@ function setUp(o: LoadOptions): Setup {
   return { dir, ca, sam, receiptKey: signer.privateKey };
 }
 
-async function startQtm(s: Setup, store: string): Promise<{ server: ChildProcess; url: string }> {
+async function startQtm(s: Setup, store: string, extra: string[] = []): Promise<{ server: ChildProcess; url: string }> {
   const prof = process.env.QTM_BENCH_PROFILE_SERVER;
   // QTM_BENCH_SERVER_ARGS: more node flags for the server (e.g. --perf-basic-prof, to profile it with perf -p PID).
   const nodeArgs = process.env.QTM_BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
   const server = spawn(process.execPath, [...nodeArgs, ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), QTM, 'server', 'start', '--tls', join(s.dir, 'tls'), '--signer', join(s.dir, 'receipts'),
     '--sam', join(s.dir, 'shop.sam'), '--trust', join(s.dir, 'ca', 'ca.pem'), '--store', store, '--port', '0',
     // Every bench client comes from 127.0.0.1: the per-address limits are not what is measured.
-    '--anonymous-rate', '1000000', '--rate', '1000000'],
+    '--anonymous-rate', '1000000', '--rate', '1000000', ...extra],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
   let head = '';
   const url = await new Promise<string>((ok, fail) => {
@@ -209,11 +217,18 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
   const s = setUp(o);
   let qtm: { server: ChildProcess; url: string } | undefined;
   let bare: { server: ChildProcess; url: string } | undefined;
+  let cluster: PgCluster | undefined;
   try {
-    const store = o.store ?? join(s.dir, 'store');
+    let store = o.store ?? join(s.dir, 'store');
+    if (store === 'postgres') {
+      cluster = await startPgCluster({ skip: (msg) => console.log(`skipped: ${msg}`) });
+      if (!cluster) return;
+      store = await cluster.database();
+    }
+    const pgStore = store.startsWith('postgres://') ? new PgProbe(store) : undefined;
     const maxWorkers = Math.max(...o.workers);
     const cards = await Promise.all(Array.from({ length: maxWorkers + 1 }, (_, w) => issueImages(s, o.loops, `w${w}`)));
-    qtm = await startQtm(s, store);
+    qtm = await startQtm(s, store, pgStore ? ['--migrate'] : []);
     bare = await startBare(s);
     const mode = `TLS key ${o.tlsKey}, ${o.resume ? 'sessions resumed (tickets)' : 'full handshakes'}`;
     console.log(`qtm server ${qtm.url}, pid ${qtm.server.pid} (store ${o.store ?? 'a fresh log store'}; ${mode}); ${o.loops} transaction loops per client worker; a bare TLS server beside it serves one session per qtm transaction, interleaved, in the same window; ${availableParallelism()} cores shared by servers and clients; noisy on a shared machine`);
@@ -227,25 +242,28 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
     const rows: { workers: number; cpu: number; bound: number }[] = [];
     for (const workers of o.workers) {
       const signRate = signRateInWorker(s, o.warmSeconds + o.seconds / 2);
+      const pg0 = pgStore ? sleep(o.warmSeconds * 1000).then(() => pgStore.sample()) : undefined;
       const paced = new SharedArrayBuffer(4);
       const [r, b] = await run(o, [
         { server: qtm.server, inputs: Array.from({ length: workers }, (_, w) => ({ ...common, mode: 'qtm' as const, url: qtm!.url, cards: cards[w]!, paced })) },
         { server: bare.server, inputs: [{ ...common, mode: 'bare' as const, url: bare.url, cards: [], loops: 1, sizes, paced }] },
       ]);
       const signMs = 1000 / (await signRate);
+      const pgWindow = pg0 ? await pgStore!.since(await pg0, r!.done) : '';
       const bound = b!.cpuMsPer + 2 * signMs;
       const resumed = r!.out.reduce((a, x) => a + x.resumed, 0), conns = r!.out.reduce((a, x) => a + x.connections, 0);
       rows.push({ workers, cpu: r!.cpuMsPer, bound });
-      console.log(`${workers} client worker${workers > 1 ? 's' : ''}: ${(r!.done / r!.seconds).toFixed(1)} tx/s over ${r!.seconds.toFixed(0)} s (${r!.done} transactions), latency p50 ${median(r!.latencies).toFixed(0)} ms p99 ${percentile(r!.latencies, 99).toFixed(0)} ms; server CPU ${r!.cpuMsPer.toFixed(2)} ms/tx (${r!.sysMsPer.toFixed(2)} in the kernel); ${resumed}/${conns} connections resumed`);
+      console.log(`${workers} client worker${workers > 1 ? 's' : ''}: ${(r!.done / r!.seconds).toFixed(1)} tx/s over ${r!.seconds.toFixed(0)} s (${r!.done} transactions), latency p50 ${median(r!.latencies).toFixed(0)} ms p99 ${percentile(r!.latencies, 99).toFixed(0)} ms; server CPU ${r!.cpuMsPer.toFixed(2)} ms/tx (${r!.sysMsPer.toFixed(2)} in the kernel); ${resumed}/${conns} connections resumed${pgWindow}`);
       console.log(`  bound: bare TLS 1.3 session with the same ${sizes.length} requests ${b!.cpuMsPer.toFixed(2)} ms (${b!.sysMsPer.toFixed(2)} in the kernel; ${b!.done} sessions) + 2 receipt signatures (RSA-2048, ${signMs.toFixed(2)} ms each) = ${bound.toFixed(2)} ms -> ratio ${(r!.cpuMsPer / bound).toFixed(2)} (goal <= 1.3)`);
     }
     console.log(`  request/response bodies ${sizes.map(([q, a]) => `${q}/${a}`).join(', ')} bytes; ${qtmWire} bytes on the wire per qtm transaction`);
     const best = rows.reduce((a, x) => (x.cpu / x.bound < a.cpu / a.bound ? x : a));
     console.log(`server CPU / bound: ${rows.map((x) => (x.cpu / x.bound).toFixed(2)).join(', ')} (${rows.map((x) => x.workers).join(', ')} workers); best ${best.cpu.toFixed(2)} ms/tx = ${(1000 / best.cpu).toFixed(0)} tx/s per server core`);
-    if (o.store?.startsWith('postgres')) console.log('  PostgreSQL backend CPU and commits per transaction: not measured by this bench yet');
+    await pgStore?.close();
   } finally {
     if (qtm) await stop(qtm.server);
     if (bare) await stop(bare.server);
+    await cluster?.stop();
     rmSync(s.dir, { recursive: true, force: true });
   }
 }
@@ -269,4 +287,56 @@ function signRateInWorker(s: Setup, delaySeconds: number): Promise<number> {
     w.once('message', (rate: number) => { ok(rate); void w.terminate(); });
     w.once('error', fail);
   });
+}
+
+/**
+ * PostgreSQL's side of a window: CPU of the cluster's processes (the postmaster named by
+ * postmaster.pid in the socket directory of the URL, and its children; else every process named
+ * postgres) and committed transactions of the database.
+ */
+class PgProbe {
+  private readonly client: pg.Client;
+  private connected: Promise<void>;
+
+  constructor(url: string) {
+    this.client = new pg.Client({ connectionString: url });
+    this.connected = this.client.connect().then(() => undefined);
+    const host = new URL(url).searchParams.get('host');
+    this.postmaster = host ? Number(readFileSync(join(host, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : undefined;
+  }
+
+  private readonly postmaster: number | undefined;
+
+  private cpu(): number {
+    let total = 0;
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const f = stat.replace(/^.*\) /, '').split(' ');
+        const ours = this.postmaster ? Number(pid) === this.postmaster || Number(f[1]) === this.postmaster : /\(postgres\)/.test(stat);
+        if (ours) total += (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return total;
+  }
+
+  async sample(): Promise<{ cpu: number; commits: number }> {
+    await this.connected;
+    const r = await this.client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()');
+    return { cpu: this.cpu(), commits: Number(r.rows[0]!.n) };
+  }
+
+  /** Per qtm transaction since `before` (statistics are flushed within a second: approximate). */
+  async since(before: { cpu: number; commits: number }, transactions: number): Promise<string> {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await this.sample();
+    const n = Math.max(1, transactions);
+    return `; PostgreSQL CPU ${(((now.cpu - before.cpu) * 1000) / n).toFixed(2)} ms/tx (beside qtm's, not in the ratio), ${((now.commits - before.commits - 2) / n).toFixed(1)} committed database transactions/tx (reads included)`;
+  }
+
+  async close(): Promise<void> {
+    await this.client.end();
+  }
 }
