@@ -10,11 +10,13 @@ import { benchPgStore } from './pg-store.js';
 import { benchFair, benchTtp, benchTtpRequestCost, benchTtpStore } from './fair.js';
 import { benchPkcs11 } from './pkcs11.js';
 import { benchTlog } from './tlog.js';
+import { benchLoad } from './load.js';
 
 const sections: [string, () => Promise<void>][] = [
   ['offline verification', benchVerify],
   ['smart card', benchCard],
   ['transaction', benchTransaction],
+  ['load: server CPU per transaction against its bound', () => benchLoad(process.argv.slice(3))],
   ['store', benchStore],
   ['PostgreSQL store', benchPgStore],
   ['fair exchange escrows', benchFair],

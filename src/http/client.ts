@@ -40,12 +40,23 @@ export function isServerAuthenticationFailure(err: NodeJS.ErrnoException): boole
   return /certificate|self.signed|CERT|altnames|SSL|TLS/i.test(`${err.code} ${err.message}`);
 }
 
+/**
+ * TLS session resumption across clients (RFC 8446 2.2): a ticket the server sent on an earlier
+ * connection, offered when this client connects, and where a new one goes. Resuming spares the
+ * server its handshake signature; it carries no login: the card authenticates every connection
+ * again, bound to that connection's own exporter value.
+ */
+export interface TlsResumption {
+  readonly session?: Buffer | undefined;
+  readonly onSession?: (session: Buffer) => void;
+}
+
 export class JsonHttpsClient {
   private readonly agent: Agent;
   private socket: TLSSocket | undefined;
   private readonly base: URL;
 
-  constructor(baseUrl: string, trustPem: string) {
+  constructor(baseUrl: string, trustPem: string, private readonly resumption: TlsResumption = {}) {
     try {
       this.base = new URL(baseUrl);
     } catch {
@@ -58,6 +69,11 @@ export class JsonHttpsClient {
   /** Whether the connection the card authenticated is still open (the server closes idle ones). */
   get connected(): boolean {
     return this.socket !== undefined && !this.socket.destroyed;
+  }
+
+  /** The connection of the last answer (for figures: bytes, whether the session was resumed). */
+  get lastSocket(): TLSSocket | undefined {
+    return this.socket;
   }
 
   /** The TLS keying-material exporter value of the current connection (RFC 8446 7.5). */
@@ -74,6 +90,7 @@ export class JsonHttpsClient {
         agent: this.agent,
         headers: { accept: 'application/json', ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
         timeout: 30_000,
+        ...(this.resumption.session && !this.socket ? { session: this.resumption.session } : {}),
       }, (res) => {
         this.socket = res.socket as TLSSocket;
         const chunks: Buffer[] = [];
@@ -100,6 +117,8 @@ export class JsonHttpsClient {
           }
         });
       });
+      const onSession = this.resumption.onSession;
+      if (onSession) req.once('socket', (s: TLSSocket) => { if (!this.socket) s.on('session', onSession); });
       req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
       req.on('error', (err: NodeJS.ErrnoException) => {
         reject(isServerAuthenticationFailure(err)

@@ -29,7 +29,17 @@ export function storedSerial(rec: TransactionRecord): Buffer {
   return Buffer.from(rec.prepared.cardSerial, 'hex');
 }
 
+/** Parsed stored client certificates' keys, by their PEM: a confirm no longer parses X.509 (bounded; a handful of cards are hot). */
+const storedKeys = new Map<string, KeyObject>();
+
 /** Party B's public key as stored with the transaction. */
 export function storedCardKey(rec: TransactionRecord): KeyObject {
-  return certificatesFromPemBundle(rec.prepared.clientCertificate, 'stored client certificate')[0]!.publicKey;
+  const pem = rec.prepared.clientCertificate;
+  let key = storedKeys.get(pem);
+  if (!key) {
+    key = certificatesFromPemBundle(pem, 'stored client certificate')[0]!.publicKey;
+    if (storedKeys.size >= 4096) storedKeys.delete(storedKeys.keys().next().value!);
+    storedKeys.set(pem, key);
+  }
+  return key;
 }

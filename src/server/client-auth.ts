@@ -12,7 +12,6 @@ import { verify, type X509Certificate } from 'node:crypto';
 import { AUTH_PREFIX } from '../protocol/card-application.js';
 import { authenticationData } from '../protocol/card-authentication.js';
 import { OID } from '../crypto/oids.js';
-import { keyFingerprint } from '../crypto/keys.js';
 import { DecodeError, RefusedError } from '../errors.js';
 import { parsedCertificate } from '../verify/cert-cache.js';
 import { validateChain } from '../verify/chain.js';
@@ -52,11 +51,13 @@ export function verifyCardAuthentication(opts: {
   if (!serial) {
     throw new RefusedError('client certificate does not hold a card serial (serialNumber, 16 hex digits) in its subject', 'issue the card with qtm card issue', 'E_CLIENT_CERT');
   }
-  const bits = leaf.publicKey.asymmetricKeyDetails?.modulusLength;
+  // One parse per distinct certificate (verify/cert-cache.ts): `leaf.publicKey` builds a new key object each time it is read.
+  const parsedLeaf = parsedCertificate(leaf);
+  const bits = parsedLeaf.publicKey.asymmetricKeyDetails?.modulusLength;
   const profile = bits === 1024 ? PROFILES.v1 : PROFILES.v2;
   const signed = Buffer.concat([AUTH_PREFIX, authenticationData(opts.exporter, opts.nonce)]);
-  if (!verify(profile.hash, signed, parsedCertificate(leaf).publicKey, opts.signature)) {
+  if (!verify(profile.hash, signed, parsedLeaf.publicKey, opts.signature)) {
     throw new RefusedError('card authentication signature does not verify for this TLS session', undefined, 'E_CLIENT_AUTH');
   }
-  return { certificates: certs, cardSerial: serial, cardKey: keyFingerprint(leaf.publicKey), subject: leaf.subject.replace(/\n/g, ', '), profile };
+  return { certificates: certs, cardSerial: serial, cardKey: parsedLeaf.fingerprint('sha256').toString('hex'), subject: leaf.subject.replace(/\n/g, ', '), profile };
 }

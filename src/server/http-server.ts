@@ -2,6 +2,9 @@
  * The merchant web server (patent figure 1, item 15) over HTTPS, TLS 1.3 only. The client's card
  * authentication is bound to its TLS connection: the identity is kept per socket, so every
  * later request on that connection acts for that card and no bearer token exists to steal.
+ * A resumed TLS session (a ticket from an earlier connection) is a new socket with no identity;
+ * its exporter value is its own (RFC 8446 7.5: fresh randoms and key share), so the card must
+ * authenticate it again, and an authentication made for the earlier connection fails on it.
  * One structured JSON log line per request goes to the log stream (stderr by default).
  */
 import type { Server } from 'node:https';

@@ -318,6 +318,42 @@ test('claim 9: card authentication is bound to its TLS session; a relayed signat
   }
 });
 
+test('claim 9 with TLS session resumption: a resumed connection carries no login, and an authentication made on the first is refused on it', async () => {
+  const card = await newCard(world);
+  const { api: first, cert } = await authenticated(card);
+  let session: Buffer | undefined;
+  const ticketed = new QtmApi(world.url, world.ca.certificate.toString(), { onSession: (s) => { session = s; } });
+  const resumedOf = async () => {
+    await ticketed.call('GET', '/health');
+    for (let i = 0; i < 50 && !session; i++) await new Promise((r) => setTimeout(r, 10)); // the ticket follows the handshake
+    assert.ok(session, 'the server issues TLS 1.3 session tickets');
+    return new QtmApi(world.url, world.ca.certificate.toString(), { session });
+  };
+  const resumed = await resumedOf();
+  try {
+    // A logged-in connection's ticket, resumed: the login stays with the first connection.
+    const { nonce: n1 } = await ticketed.call('POST', '/auth/challenge', {}, M.decodeAuthChallenge);
+    const sig1 = await card.client.internalAuthenticate(authenticationData(ticketed.exporter(n1), n1));
+    await ticketed.call('POST', '/auth/response', M.encodeAuthResponse({ certificates: [cert.toString()], nonce: n1, signature: sig1 }));
+    await assert.rejects(resumed.call('GET', '/transactions/pending'), (e) => e instanceof ServerError && e.status === 401);
+    assert.equal(resumed.lastSocket?.isSessionReused(), true, 'the connection was resumed');
+    // Its exporter value is its own (fresh randoms and key share), so the first connection's signature fails on it.
+    const { nonce: n2 } = await resumed.call('POST', '/auth/challenge', {}, M.decodeAuthChallenge);
+    assert.ok(!ticketed.exporter(n2).equals(resumed.exporter(n2)), 'the resumed connection exports another value');
+    const relayed = await card.client.internalAuthenticate(authenticationData(ticketed.exporter(n2), n2));
+    await assert.rejects(resumed.call('POST', '/auth/response', M.encodeAuthResponse({ certificates: [cert.toString()], nonce: n2, signature: relayed })), (e) => e instanceof ServerError && e.status === 403);
+    // The card authenticates the resumed connection itself, and then it serves.
+    const { nonce: n3 } = await resumed.call('POST', '/auth/challenge', {}, M.decodeAuthChallenge);
+    const own = await card.client.internalAuthenticate(authenticationData(resumed.exporter(n3), n3));
+    await resumed.call('POST', '/auth/response', M.encodeAuthResponse({ certificates: [cert.toString()], nonce: n3, signature: own }));
+    assert.deepEqual(await resumed.call('GET', '/transactions/pending'), { transactions: [] });
+  } finally {
+    first.close();
+    ticketed.close();
+    resumed.close();
+  }
+});
+
 test('the server speaks TLS 1.3 only, with its TLS certificate, not the receipt key', async () => {
   const port = Number(new URL(world.url).port);
   await assert.rejects(new Promise((resolve, reject) => {

@@ -238,10 +238,10 @@ for (const [name, make] of Object.entries(SUBJECTS)) {
         await a.append(prepared(id));
         assert.ok(await b.get(id), `transaction ${id} acknowledged but not visible to another instance`);
         assert.deepEqual(await b.pendingFor(KEY_A), []);
-        const head = (await b.head())!;
-        assert.ok(head, 'a signed head after the commit');
-        assert.ok(head.seq >= id, `the head (entry ${head.seq}) does not cover entry ${id}`);
-        assert.ok(heads.verify(headStatement(head), head.sig));
+        // A commit without a receipt may wait for its head (the log store signs those within
+        // HEAD_INTERVAL_MS: docs/THREATS.md, "The log store's unsigned window"); any head verifies.
+        const head = await b.head();
+        if (head) assert.ok(heads.verify(headStatement(head), head.sig));
       }
       await a.appendSigned(confirmed(3));
       assert.deepEqual(await b.pendingFor(KEY_A), [3]);
