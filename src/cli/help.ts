@@ -45,6 +45,7 @@ export const ENVIRONMENT_HELP = `QTM_CA_PASSPHRASE, QTM_KEY_PASSPHRASE, QTM_SAM_
 QTM_PIN, QTM_PUK, QTM_NEW_PIN   card secrets (or --pin-file, --pin-stdin, a prompt)
 QTM_READER, QTM_CARD            the card: a PC/SC reader, or a virtual card file (--reader, --card)
 QTM_SERVER, QTM_TRUST           the server and the trust anchors (--server, --trust) for sign and verify
+QTM_STORE                       the server's store: a directory, or postgres://... shared by many instances (--store)
 QTM_ARCHIVE                     the client archive of proofs (--archive; default
                                 $XDG_DATA_HOME/qtm/archive, XDG_DATA_HOME defaulting to ~/.local/share)
 QTM_DEBUG=1                     stack traces with errors (--debug)

@@ -12,7 +12,7 @@
  * each other's orders. Checked at prepare: a forged ID, changed content or an expired order is
  * refused before anything is stored.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { createSecretFile, readSecretFile } from '../util/secret-file.js';
 import { join } from 'node:path';
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { InputError } from '../errors.js';
@@ -28,19 +28,9 @@ export const ORDER_LIFETIME_SECONDS = 3600;
 /** The store's order key: read, or made (exclusive create, fsync'd) the first time. */
 export function orderKeyFor(storeDir: string): Buffer {
   const path = join(storeDir, ORDER_KEY_FILE);
-  try {
-    const fd = openSync(path, 'wx', 0o600);
-    try {
-      writeSync(fd, randomBytes(32).toString('hex') + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'hex');
-  if (key.length !== 32) throw new InputError(`${path} is not a qtm order key (64 hex digits)`, 'restore it from backup, or delete it: orders composed before are then refused');
+  createSecretFile(path);
+  const key = readSecretFile(path);
+  if (!key) throw new InputError(`${path} is not a qtm order key (64 hex digits)`, 'restore it from backup, or delete it: orders composed before are then refused');
   return key;
 }
 

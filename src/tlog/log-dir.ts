@@ -28,6 +28,7 @@ import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { dirname, join } from 'node:path';
 import { InputError, RefusedError } from '../errors.js';
 import { tryLock, unlock } from '../util/lock-file.js';
+import { createSecretFile, readSecretFile } from '../util/secret-file.js';
 import { decodeSignedCheckpoint, encodeCheckpointBody, signCheckpoint, type Checkpoint } from './checkpoint.js';
 import { leafHash } from './hash.js';
 import { cardTag, monitorKey } from './card-tag.js';
@@ -418,27 +419,10 @@ export function readCosigned(www: string, which: number | 'latest'): Buffer | un
 /** A version 2 log's tag secret: made (exclusive create, fsync'd) with the log, read afterwards. */
 function tagSecretFor(dir: string, create: boolean): Buffer {
   const path = join(dir, TAG_SECRET_FILE);
-  if (create) {
-    try {
-      const fd = openSync(path, 'wx', 0o600);
-      try {
-        writeSync(fd, randomBytes(32).toString('hex') + '\n');
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-  }
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new InputError(`log ${dir} has card tags but no ${TAG_SECRET_FILE}`, 'restore it from the backup of the log directory: without it no card can find its leaves');
-  }
-  const key = Buffer.from(text.trim(), 'hex');
-  if (key.length !== 32) throw new InputError(`${path} is not a qtm tag secret (64 hex digits)`, 'restore it from the backup of the log directory');
+  if (create) createSecretFile(path);
+  if (!existsSync(path)) throw new InputError(`log ${dir} has card tags but no ${TAG_SECRET_FILE}`, 'restore it from the backup of the log directory: without it no card can find its leaves');
+  const key = readSecretFile(path);
+  if (!key) throw new InputError(`${path} is not a qtm tag secret (64 hex digits)`, 'restore it from the backup of the log directory');
   return key;
 }
 

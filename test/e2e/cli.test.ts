@@ -199,7 +199,8 @@ test('qtm demo runs end to end and verifies; --json is machine-readable', () => 
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.valid, true);
-  assert.equal(j.story.length, 12); // 9, and the log key, the witness's cosignature and the receipt's inclusion (issue 12)
+  assert.equal(j.story.length, 13); // 9, and the log key, the proof the reply carried, the witness's cosignature and the receipt's inclusion in it (issue 12)
+  assert.ok(j.story.some((s: string) => /The server's reply carried the receipt's inclusion proof/.test(s)), 'the proof comes with the receipt');
   const human = qtm(['demo']);
   assert.equal(human.status, 0);
   assert.match(human.stdout, /Proof verified offline with only the CA certificate: VALID/);
