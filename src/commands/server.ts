@@ -392,6 +392,7 @@ keys, 2 unusable input.
         out.line(bad ? out.colour.red(`${bad} TAMPERED:`) : out.colour.green('every stored record verifies'));
         for (const line of report.damagedLines) out.line(`  line ${line} of the log is not a readable entry`);
         for (const p of report.logProblems) out.line(`  log: ${p}`);
+        for (const n of report.notes) diag.line(`note: ${n}`);
         for (const t of report.tampered) out.line(`  transaction ${t.transactionId} (${t.state}): ${t.problems.join('; ')}`);
         for (const c of report.sharedSerials) {
           out.line(`  card serial ${c.serial} was used with ${c.keys.length} card keys (a second card made with its serial): ${c.keys.map((k) => `key ${k.cardKey.slice(0, 16)}… transactions ${k.transactions.join(',')}`).join('; ')}`);

@@ -35,6 +35,8 @@ export interface AuditReport {
   readonly sharedSerials: { serial: string; keys: { cardKey: string; transactions: number[] }[] }[];
   /** What the log's chain, heads and ID sequence show: edits, removals, insertions, gaps. */
   readonly logProblems: string[];
+  /** Not problems: what the audit could not check yet, and why (entries a running server has yet to sign). */
+  readonly notes: string[];
   /** The last signed head, when the store has them. */
   readonly head?: { readonly seq: number; readonly hash: string };
 }
@@ -141,7 +143,7 @@ export async function auditStore(
   const sharedSerials = [...keysBySerial].filter(([, keys]) => keys.size > 1)
     .map(([serial, keys]) => ({ serial, keys: [...keys].map(([cardKey, transactions]) => ({ cardKey, transactions })) }));
   return {
-    total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])], logProblems, sharedSerials,
+    total, byState, tampered, damagedLines: [...(store.damagedLines ?? [])], logProblems, notes: [...(options.findings?.notes ?? [])], sharedSerials,
     ...(last ? { head: { seq: last.seq, hash: last.hash } } : {}),
   };
 }

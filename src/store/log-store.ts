@@ -43,7 +43,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fsyncDirectory, writeFileAtomic } from '../util/fs.js';
 import { decodeSignedHead, encodeSignedHead, GENESIS_HASH, headStatement, lineHash, type HeadSigner, type SignedHead } from './head.js';
-import { tryLock } from '../util/lock-file.js';
+import { liveHolder, tryLock, type LockHolder } from '../util/lock-file.js';
 import { DiskIndex, hash8, IDS_FILE, IDX_FILE, IndexMismatch, MemoryIndex, type Span, type TxIndex } from './log-index.js';
 import { DecodeError, InputError } from '../errors.js';
 import { cardKeyOfEntry, fold, ORDER_MEMORY_SECONDS, type AlreadySigned, type ConfirmedEntry, type PrepareOptions, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
@@ -118,6 +118,8 @@ function isSigningEntry(e: { type?: unknown }): boolean {
 export interface LogFindings {
   /** Chain breaks, heads that do not match or verify, prepared twice, orphans, unsigned tails. */
   readonly problems: string[];
+  /** What is as it should be but worth saying: entries the running server has yet to sign. */
+  readonly notes: string[];
   /** Entry lines that carry no chain fields (written before the chain existed). */
   legacyEntries: number;
   /** Signed heads seen, and the last one. */
@@ -161,7 +163,7 @@ export class LogStore implements TransactionStore {
   private allocated = 0;
   private signedThisOpen = false;
   /** Read-only opens collect these for the audit instead of refusing. */
-  readonly findings: LogFindings = { problems: [], legacyEntries: 0, heads: 0, hashes: new Map() };
+  readonly findings: LogFindings = { problems: [], notes: [], legacyEntries: 0, heads: 0, hashes: new Map() };
   private pending: { entry: StoreEntry; resolve: () => void; reject: (e: Error) => void }[] = [];
   private flushing: Promise<void> | undefined;
   /** No more appends: closed, or a write failed and the tail is suspect. */
@@ -181,7 +183,7 @@ export class LogStore implements TransactionStore {
       if (!existsSync(path)) throw new InputError(`no transaction store at ${dir} (${LOG_FILE} is missing)`, 'give the --store directory the server was started with');
       const store = new LogStore(openSync(path, 'r'), path, undefined, options);
       store.load(false);
-      store.noteUnsignedTail();
+      store.noteUnsignedTail(liveHolder(join(dir, LOCK_FILE)));
       return store;
     }
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -445,9 +447,15 @@ export class LogStore implements TransactionStore {
   }
 
   /** For audits: what follows the last signed head was not acknowledged by the server. */
-  private noteUnsignedTail(): void {
+  private noteUnsignedTail(server: LockHolder | undefined): void {
     if (this.lastHead && this.afterHead.entries > 0) {
       const signing = this.afterHead.signing;
+      // Entries that sign nothing wait up to HEAD_INTERVAL_MS for their head while the server
+      // runs: beside it (it holds the store's lock), that is the normal state, not a finding.
+      if (!signing && server) {
+        this.findings.notes.push(`${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}), none a receipt: the running server (process ${server.pid}) signs them within ${HEAD_INTERVAL_MS / 1000} s; audit again after it to have them checked against a head`);
+        return;
+      }
       this.findings.problems.push(signing
         ? `${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}), with a receipt at line ${signing.line}: the server never acknowledged that receipt nor what follows it (being written just now, or appended by someone without its key)`
         : `${this.afterHead.entries} entries after the last signed head (from line ${this.afterHead.firstLine}), none a receipt: a running server signs them within ${HEAD_INTERVAL_MS / 1000} s and at a clean stop (being written just now, left by a crash, or appended by someone without its key)`);

@@ -479,7 +479,7 @@ export class PgStore implements TransactionStore {
    * of the entries. `wantSeq`: keep that entry's hash (a customer's saved head, --min-head).
    */
   async findings(wantSeq?: number): Promise<LogFindings> {
-    const f: LogFindings = { problems: [], legacyEntries: 0, heads: 0, hashes: new Map() };
+    const f: LogFindings = { problems: [], notes: [], legacyEntries: 0, heads: 0, hashes: new Map() };
     const chain = (await this.rows<{ seq: number; hash: string; head_seq: number | null; head_hash: string | null; head_sig: Buffer | null }>('SELECT seq, hash, head_seq, head_hash, head_sig FROM qtm_chain'))[0];
     if (!chain) {
       f.problems.push('the qtm_chain row is missing (removed?)');

@@ -71,6 +71,18 @@ function parseHolder(text: string): LockHolder | undefined {
   return { pid, ...(m[2] && m[2] !== '-' ? { start: m[2] } : {}) };
 }
 
+/** Who holds a lock file now, if a live process does (read-only: for a reader beside a writer). */
+export function liveHolder(path: string): LockHolder | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const h = parseHolder(text);
+  return h && holderAlive(h) ? h : undefined;
+}
+
 interface Snapshot {
   readonly ino: number;
   readonly text: string;

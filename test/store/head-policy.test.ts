@@ -82,3 +82,23 @@ test('after a crash: a receipt after the last head is cut with what follows it; 
   await b.close();
   assert.ok(readdirSync(dir).some((f) => f.startsWith(`${LOG_FILE}.unsigned-`)), 'moved aside for the record');
 });
+
+test('an audit beside the running server notes entries waiting for their head; without a live server they are a problem', async (t) => {
+  const dir = tempDir(t);
+  const s = LogStore.open(dir, { heads, headIntervalMs: 60_000 });
+  await s.append(prepared(1));
+  await s.append(confirmed(1));
+  await s.append({ type: 'delivered', transactionId: 1, proof: 'AAAAAAAAAAA=', at: 'now' }); // acknowledged, head to come
+  const beside = LogStore.open(dir, { readOnly: true, heads });
+  assert.deepEqual(beside.findings.problems, [], 'the server holds the lock and will sign them: not a finding');
+  assert.match(beside.findings.notes.join('\n'), new RegExp(`1 entries after the last signed head .*none a receipt: the running server \\(process ${process.pid}\\) signs them within`));
+  await beside.close();
+  // The same file with no live writer (a crash, or an editor appending without the key).
+  const copy = tempDir(t);
+  writeFileSync(join(copy, LOG_FILE), readFileSync(join(dir, LOG_FILE)));
+  await s.close();
+  const alone = LogStore.open(copy, { readOnly: true, heads });
+  assert.deepEqual(alone.findings.notes, []);
+  assert.match(alone.findings.problems.join('\n'), /1 entries after the last signed head .*none a receipt/);
+  await alone.close();
+});
