@@ -42,6 +42,7 @@ import { median, percentile } from './stats.js';
 import type { WorkerInput, WorkerOutput } from './load-worker.js';
 import pg from 'pg';
 import { startPgCluster, type PgCluster } from '../test/pg-cluster.js';
+import { listeningUrl } from './listening.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
 /** QTM_BENCH_QTM: another build's dist/bin/qtm.js, to compare two versions in one sitting. */
@@ -104,20 +105,7 @@ async function startQtm(s: Setup, store: string, extra: string[] = []): Promise<
     // Every bench client comes from 127.0.0.1: the per-address limits are not what is measured.
     '--anonymous-rate', '1000000', '--rate', '1000000', ...extra],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let head = '';
-  const url = await new Promise<string>((ok, fail) => {
-    const onData = (d: Buffer) => {
-      head += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(head);
-      if (m) {
-        server.stderr!.off('data', onData);
-        server.stderr!.resume();
-        ok(`https://localhost:${m[1]}`);
-      }
-    };
-    server.stderr!.on('data', onData);
-    server.once('exit', (code) => fail(new Error(`server exited ${code}: ${head}`)));
-  });
+  const url = await listeningUrl(server);
   return { server, url };
 }
 

@@ -32,6 +32,7 @@ import { generateTokenKeyPair, generateTokenMasterKey } from '../src/pkcs11/keys
 import { closeModules, setPkcs11Module } from '../src/pkcs11/token.js';
 import { initTokenCa, issueTokenKeyAndCertificate } from '../src/pki/token-keys.js';
 import { opsPerSecond } from './stats.js';
+import { listeningUrl } from './listening.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
 const QTM = join(ROOT, 'dist/bin/qtm.js');
@@ -54,20 +55,7 @@ function cpuSeconds(pid: number): number | undefined {
 
 async function startServer(args: string[], env: Record<string, string>): Promise<{ server: ChildProcess; url: string }> {
   const server = spawn(process.execPath, [QTM, 'server', 'start', '--port', '0', '--rate', '1000000', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let head = '';
-  const url = await new Promise<string>((ok, fail) => {
-    const onData = (d: Buffer) => {
-      head += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(head);
-      if (m) {
-        server.stderr!.off('data', onData);
-        server.stderr!.resume();
-        ok(`https://localhost:${m[1]}`);
-      }
-    };
-    server.stderr!.on('data', onData);
-    server.once('exit', (code) => fail(new Error(`server exited ${code}: ${head}`)));
-  });
+  const url = await listeningUrl(server);
   return { server, url };
 }
 

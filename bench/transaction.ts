@@ -28,6 +28,7 @@ import { signBytes } from '../src/crypto/keys.js';
 import { PROFILES } from '../src/protocol/profile.js';
 import { median, opsPerSecond, percentile } from './stats.js';
 import { IssuanceRegister } from '../src/card/issuance-register.js';
+import { listeningUrl } from './listening.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..', '..');
 const QTM = join(ROOT, 'dist/bin/qtm.js');
@@ -55,20 +56,7 @@ async function startServerProcess(dir: string, extra: string[] = []): Promise<{ 
     // every request) are not what is measured.
     '--anonymous-rate', '1000000', '--rate', '1000000', ...extra],
   { env: { ...process.env, QTM_KEY_PASSPHRASE: PASS, QTM_SAM_PASSPHRASE: PASS }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let head = '';
-  const url = await new Promise<string>((ok, fail) => {
-    const onData = (d: Buffer) => {
-      head += d;
-      const m = /"event":"listening","url":"https:\/\/127\.0\.0\.1:(\d+)"/.exec(head);
-      if (m) {
-        server.stderr!.off('data', onData);
-        server.stderr!.resume(); // keep draining the request log
-        ok(`https://localhost:${m[1]}`);
-      }
-    };
-    server.stderr!.on('data', onData);
-    server.once('exit', (code) => fail(new Error(`server exited ${code}: ${head}`)));
-  });
+  const url = await listeningUrl(server);
   return { server, url };
 }
 
