@@ -1,4 +1,4 @@
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -40,6 +40,18 @@ export function qtm(args: string[], opts: { env?: Record<string, string>; input?
   };
   const r = spawnSync(process.execPath, [QTM_BIN, ...args], spawnOpts);
   return { status: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** As qtm(), without blocking this process: for a CLI run while the test keeps sockets of its own busy. */
+export function qtmAsync(args: string[], opts: { env?: Record<string, string> } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [QTM_BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...opts.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('exit', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 export function tempDir(t: { after(fn: () => void): void }, prefix = 'qtm-test-'): string {

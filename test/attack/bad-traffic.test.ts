@@ -21,7 +21,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { Agent, request } from 'node:https';
@@ -32,7 +31,7 @@ import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { initSam } from '../../src/sam/sam.js';
 import { softFileLimit } from '../../src/http/server.js';
-import { QTM_BIN, qtm } from '../helpers.js';
+import { qtm, qtmAsync } from '../helpers.js';
 import { startListeningProcess, type ServerProcess } from '../e2e/server-process.js';
 
 const PASS = 'bad traffic passphrase';
@@ -154,16 +153,9 @@ function client(p: ServerProcess, from: string) {
   return { send, close: () => agent.destroy() };
 }
 
-function runSign(): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [QTM_BIN, 'sign', '--server', server.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'),
-      '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:1', '--yes', '--json'], { env: { PATH: process.env.PATH ?? '', HOME: dir, QTM_PIN: '123456' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
+function runSign() {
+  return qtmAsync(['sign', '--server', server.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'),
+    '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:1', '--yes', '--json'], { env: { HOME: dir, QTM_PIN: '123456' } });
 }
 
 test('attack: 500 idle and 500 slow connections are open while qtm sign makes a whole transaction; each is closed after its timeout', { timeout: 180_000 }, async () => {

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { initCa, issueKeyAndCertificate } from '../../src/pki/ca.js';
 import { writeIdentity } from '../../src/pki/key-files.js';
 import { initSam } from '../../src/sam/sam.js';
-import { QTM_BIN, qtm } from '../helpers.js';
+import { QTM_BIN, qtm, qtmAsync } from '../helpers.js';
 import { startListeningProcess, type ServerProcess } from '../e2e/server-process.js';
 
 const PASS = 'hostile http passphrase';
@@ -180,15 +180,8 @@ test('attack: 300 idle TLS connections against a server at ulimit -n 256: qtm si
   await new Promise((res) => setTimeout(res, 500)); // let the server's closes arrive
   const openNow = sockets.filter((s) => !s.destroyed).length;
   const t0 = Date.now();
-  const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [QTM_BIN, 'sign', '--server', server.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'),
-      '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:1', '--yes', '--json'], { env: { PATH: process.env.PATH ?? '', HOME: dir, QTM_PIN: '123456' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
+  const r = await qtmAsync(['sign', '--server', server.url, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'),
+    '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:1', '--yes', '--json'], { env: { HOME: dir, QTM_PIN: '123456' } });
   assert.equal(r.status, 0, r.stderr);
   assert.ok(JSON.parse(r.stdout).transactionId >= 1);
   assert.ok(openNow <= 192, `the server kept ${openNow} of 300 idle connections open (cap 192 at ulimit -n 256)`);
