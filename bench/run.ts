@@ -6,7 +6,7 @@ import { benchVerify } from './verify.js';
 import { benchCard } from './card.js';
 import { benchTransaction, benchTransactionLog } from './transaction.js';
 import { benchStore } from './store.js';
-import { benchPgStore } from './pg-store.js';
+import { benchPgLog, benchPgStore } from './pg-store.js';
 import { benchFair, benchTtp, benchTtpRequestCost, benchTtpStore } from './fair.js';
 import { benchPkcs11 } from './pkcs11.js';
 import { benchTlog } from './tlog.js';
@@ -19,6 +19,7 @@ const sections: [string, () => Promise<void>][] = [
   ['load: server CPU per transaction against its bound', () => benchLoad(process.argv.slice(3))],
   ['store', benchStore],
   ['PostgreSQL store', benchPgStore],
+  ['PostgreSQL transparency log', benchPgLog],
   ['fair exchange escrows', benchFair],
   ['fair exchange TTP', benchTtp],
   ['fair exchange TTP request cost', benchTtpRequestCost],

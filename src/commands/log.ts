@@ -6,6 +6,7 @@ import { readSecret } from '../cli/secrets.js';
 import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
 import { LogStore } from '../store/log-store.js';
+import { isPostgresUrl, PgStore } from '../store/pg-store.js';
 import { signedLeaves } from '../server/run-server.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { auditStoreAgainstLog, monitor, proveInclusion, upgradeProof, witness } from '../tlog/client-ops.js';
@@ -218,16 +219,17 @@ watched transaction missing, 2 unusable input.
 
   log.command('audit')
     .description('compare the store\'s signed transactions with the log\'s leaves and its signed root')
-    .requiredOption('--store <dir>', 'the server\'s transaction store (read without locking)')
+    .requiredOption('--store <dir-or-url>', 'the server\'s transaction store: a directory (read without locking) or postgres://...')
     .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
     .requiredOption('--log-key <vkey>', 'the log\'s public key')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
 Exit codes: 0 same set, 1 a signed transaction missing from the log (dropped), a leaf the store
 does not hold, or tiles that do not rebuild the signed root; 2 unusable input.
-` + examples('qtm log audit --store ./store --log ./tlog/www --log-key keys/log.vkey'))
+` + examples('qtm log audit --store ./store --log ./tlog/www --log-key keys/log.vkey',
+      'qtm log audit --store postgres://auditor@db.example/qtm --log https://shop.example:8443/log/ --log-key keys/log.vkey'))
     .action(async (o: { store: string; log: string; logKey: string; json?: boolean }) => {
-      const store = LogStore.open(o.store, { readOnly: true });
+      const store = isPostgresUrl(o.store) ? await PgStore.open(o.store, { readOnly: true }) : LogStore.open(o.store, { readOnly: true });
       try {
         const r = await auditStoreAgainstLog(sourceFor(o.log), readVkeyFile(o.logKey), signedLeaves(store));
         if (o.json) out.json(r);

@@ -77,7 +77,8 @@ function withConfig(o: StartOptions) {
   }
   const limits = trafficLimitsFrom(o, file as Record<string, unknown>, `the config file ${o.config}`);
   const proxy = { migrate: pick('migrate'), workers: pick('workers'), warrants: pick('warrants'), onBehalfOf: pick('onBehalfOf'), ttp: pick('ttp'), ttpCert: pick('ttpCert'), fairDeadline: pick('fairDeadline'), anonymousRate: pick('anonymousRate'), log: pick('log'), logKey: pick('logKey') };
-  if (Boolean(proxy.log) !== Boolean(proxy.logKey)) throw new InputError('--log and --log-key go together', 'give the log directory and the log key made by `qtm log init`');
+  // A store directory keeps its log in a directory (--log); a PostgreSQL store in the database.
+  if (proxy.log && !proxy.logKey) throw new InputError('--log needs --log-key', 'give the log key made by `qtm log init`');
   if (Boolean(proxy.ttp) !== Boolean(proxy.ttpCert)) throw new InputError('--ttp and --ttp-cert go together', 'give the TTP\'s URL and its escrow certificate (role ttp)');
   if (Boolean(proxy.warrants) !== Boolean(proxy.onBehalfOf)) throw new InputError('--warrants and --on-behalf-of go together', 'give the warrants folder and the certificate of the manager the server signs for');
   if (proxy.workers !== undefined && (!Number.isInteger(proxy.workers) || proxy.workers < 1)) throw new InputError('--workers must be a positive whole number');
@@ -85,7 +86,10 @@ function withConfig(o: StartOptions) {
     throw new InputError(`--workers ${proxy.workers} needs a PostgreSQL store: the store directory ${merged.store} has one writer process`, 'use --workers 1, or --store postgres://... (README, "Many instances on PostgreSQL")');
   }
   if (proxy.log && isPostgresUrl(merged.store!)) {
-    throw new InputError('the transparency log (--log) is a local directory, which instances sharing a PostgreSQL store cannot keep together yet', 'start without --log and --log-key, or use a --store directory');
+    throw new InputError('a PostgreSQL store keeps its transparency log in the database, which every instance shares: --log names a directory', 'give --log-key without --log');
+  }
+  if (proxy.logKey && !proxy.log && !isPostgresUrl(merged.store!)) {
+    throw new InputError('--log-key with a store directory needs --log DIR, where the log is kept', 'give --log ./tlog (a PostgreSQL store keeps it in the database)');
   }
   if (proxy.migrate && !isPostgresUrl(merged.store!)) throw new InputError('--migrate is for a PostgreSQL store (--store postgres://...)', 'a store directory needs no migration');
   return { ...merged, ...proxy, limits } as { limits: typeof limits } & Required<Omit<StartOptions, keyof TrafficFlags | 'config' | 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey' | 'migrate' | 'workers'>> & Pick<StartOptions, 'warrants' | 'onBehalfOf' | 'ttp' | 'ttpCert' | 'fairDeadline' | 'anonymousRate' | 'log' | 'logKey' | 'migrate' | 'workers'>;
@@ -210,9 +214,9 @@ export function serverCommand(): Command {
     .option('--fair-deadline <seconds>', 'with --ttp: time for a fair exchange before it is settled at the TTP (default 300)', parsePositiveInt)
     .option('--first-id <n>', 'the first transaction ID of an empty store, when the receipt key signed in another store before', parsePositiveInt)
     .option('--anonymous-rate <n>', 'requests a second per source address before a card login (default 20, bursts of 10 times it); beyond: 429 E_RATE_LIMITED', parsePositiveInt)
-    .option('--log <dir>', 'keep a transparency log of every signed transaction here; DIR/www is its C2SP tlog-tiles prefix for any static web server')
-    .option('--log-key <prefix>', 'with --log: the log\'s signing key (qtm log init; passphrase QTM_KEY_PASSPHRASE)')
-    .option('--log-witness <url>', 'with --log: push each checkpoint to this C2SP witness (qtm log witness-serve) and serve its cosignatures (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--log <dir>', 'with a store directory: keep a transparency log of every signed transaction here; DIR/www is its C2SP tlog-tiles prefix for any static web server')
+    .option('--log-key <prefix>', 'keep a transparency log signed with this key (qtm log init; passphrase QTM_KEY_PASSPHRASE): in --log DIR, or in the PostgreSQL store')
+    .option('--log-witness <url>', 'with --log-key: push each checkpoint to this C2SP witness (qtm log witness-serve) and serve its cosignatures (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(pkcs11ModuleOption())
     .addHelpText('after', PKCS11_HELP + TRAFFIC_HELP + `
 Key passphrases come from QTM_KEY_PASSPHRASE, the SAM's from QTM_SAM_PASSPHRASE (or prompts).
@@ -224,7 +228,9 @@ Stores: a directory is the embedded log store, written by one process: --workers
 one server runs on it. A postgres:// URL (or QTM_STORE) is shared: many \`qtm server start\`
 instances, on one machine or many, and --workers N processes each, serve any step of any
 transaction; they need the same --signer, --sam and --tls files (docs/SCALING.md). Migrate the
-database once with \`qtm server migrate\` (or --migrate). --log is refused with a PostgreSQL store.
+database once with \`qtm server migrate\` (or --migrate). With a PostgreSQL store the transparency
+log is in the database too: give --log-key (the same key to every instance) and no --log; every
+instance appends to it and serves it under /log/.
 ` + examples(
       'qtm server start --tls keys/tls --signer keys/receipts --sam shop.sam --trust ca/ca.pem --store ./store',
       'qtm server start --config server.json --store postgres://qtm@db.example/qtm --workers 4',
@@ -233,11 +239,12 @@ database once with \`qtm server migrate\` (or --migrate). --log is refused with 
       'qtm server start --config server.json --port 9443',
       'qtm server start --config server.json --rate 20 --max-connections-per-client 16 --request-timeout 20',
       'qtm server start --config server.json --log ./tlog --log-key keys/log',
+      'qtm server start --config server.json --store postgres://qtm@db.example/qtm --log-key keys/log',
       'QTM_PKCS11_PIN=... qtm server start --tls keys/tls --signer "pkcs11:token=shop;object=receipts" --sam "pkcs11:token=shop;object=master" --trust ca/ca.pem --store ./store --pkcs11-module /usr/lib/softhsm/libsofthsm2.so'))
     .action(async (o: StartOptions & { firstId?: number }) => {
       const c = withConfig(o);
       if ((c.workers ?? 1) > 1 && cluster.isPrimary) return runWorkers(c, o);
-      if (o.logWitness?.length && !c.log) throw new InputError('--log-witness needs --log and --log-key');
+      if (o.logWitness?.length && !c.logKey) throw new InputError('--log-witness needs --log-key (and --log with a store directory)');
       if (isPkcs11Uri(c.tls)) throw new InputError('the TLS key cannot be in a PKCS#11 token', 'keep --tls a key file (PREFIX.pem, PREFIX-key.pem); the receipt key (--signer) and the SAM (--sam) may be in the token');
       await preparePkcs11([c.signer, c.sam, ...(c.warrants ? warrantTokenReferences(c.warrants) : [])], o.pkcs11Module);
       const keyPass = await readSecret(KEY_PASSPHRASE, o);
@@ -257,7 +264,7 @@ database once with \`qtm server migrate\` (or --migrate). --log is refused with 
         port: c.port,
         limits: c.limits,
         ...(c.anonymousRate ? { anonymousRate: { perSecond: c.anonymousRate, burst: 10 * c.anonymousRate } } : {}),
-        ...(c.log && c.logKey ? { transparency: { dir: c.log, signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)), ...(o.logWitness?.length ? { witnesses: o.logWitness } : {}) } } : {}),
+        ...(c.logKey ? { transparency: { ...(c.log ? { dir: c.log } : {}), signer: ed25519NoteSigner(readNoteKey(c.logKey, keyPass, SIG_TYPE_ED25519)), ...(o.logWitness?.length ? { witnesses: o.logWitness } : {}) } } : {}),
         ...(c.ttp && c.ttpCert ? { fair: fairOptions(c.ttp, c.ttpCert, c.trust, c.fairDeadline ?? 300) } : {}),
         ...(marker.read() ? { signedBefore: marker.read()! } : {}),
         ...(o.firstId !== undefined ? { firstTransactionId: o.firstId } : {}),
@@ -266,7 +273,7 @@ database once with \`qtm server migrate\` (or --migrate). --log is refused with 
           proxy: { registry: WarrantRegistry.open(c.warrants, keyPass), manager: certificatesFromPemBundle(readFileSync(c.onBehalfOf, 'utf8'), c.onBehalfOf) },
         } : {}),
       });
-      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, ...(cluster.isWorker ? { worker: cluster.worker!.id } : {}), serverId: running.service.serverId.toString('hex'), stored: await running.store.lastTransactionId(), ...(running.transparency ? { log: running.transparency.www, logSize: running.transparency.size } : {}) }));
+      diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'listening', url: running.url, ...(cluster.isWorker ? { worker: cluster.worker!.id } : {}), serverId: running.service.serverId.toString('hex'), stored: await running.store.lastTransactionId(), ...(running.transparency ? { log: running.transparency.label, logSize: running.transparency.size } : {}) }));
       await new Promise<void>((resolve) => {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
       });

@@ -20,9 +20,8 @@ import { createJsonHttpsServer, HttpError, readJson, type Routed, type TrafficLi
 import { clientKey, RateLimiter, type RateLimit } from '../http/rate-limit.js';
 
 export { RateLimiter, type RateLimit } from '../http/rate-limit.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { decodeTilePath, tilePath } from '../tlog/tiles.js';
+import { decodeTilePath, type TileRef } from '../tlog/tiles.js';
+import type { TileSource } from '../tlog/tile-source.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -30,8 +29,8 @@ export interface HttpServerOptions {
   readonly trustAnchors: readonly X509Certificate[];
   readonly log?: (line: Record<string, unknown>) => void;
   readonly maxBodyBytes?: number;
-  /** The transparency log's www/ directory, served under /log/ (C2SP tlog-tiles), no authentication. */
-  readonly logWww?: string;
+  /** The transparency log's tiles (its www/ directory, or the database), served under /log/ (C2SP tlog-tiles), no authentication. */
+  readonly logSource?: TileSource;
   /** Requests per source address on connections with no card login (default ANONYMOUS_RATE). */
   readonly anonymousRate?: RateLimit;
   /** Timeouts and connection and rate limits of the HTTP layer (defaults: DEFAULT_LIMITS in ../http/server.ts). */
@@ -67,7 +66,7 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const url = new URL(req.url ?? '/', 'https://qtm');
     const path = url.pathname;
     const method = req.method ?? 'GET';
-    if (method === 'GET' && o.logWww && path.startsWith('/log/')) return logFile(o.logWww, path.slice('/log/'.length));
+    if (method === 'GET' && o.logSource && path.startsWith('/log/')) return logResource(o.logSource, path.slice('/log/'.length));
     const r = matchRoute(method, path);
     if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
     const wait = r.name !== 'health' && !identities.has(socket) ? anonymous.take(clientKey(socket.remoteAddress)) : 0;
@@ -147,31 +146,26 @@ export function createQtmServer(o: HttpServerOptions): Server {
 
 
 /** C2SP tlog-tiles static paths: only the checkpoint and canonical tile paths, so no other file is reachable. */
-function logFile(www: string, rel: string): Routed {
-  let file: string;
-  let contentType = 'application/octet-stream';
-  let cacheControl = 'public, max-age=31536000, immutable';
-  if (rel === 'checkpoint' || rel === 'cosigned/latest') {
-    file = rel;
-    contentType = 'text/plain; charset=utf-8';
-    cacheControl = 'no-cache, max-age=2';
+async function logResource(src: TileSource, rel: string): Promise<Routed> {
+  const text = 'text/plain; charset=utf-8';
+  const notFound = () => new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
+  let found: { data: Buffer | undefined; contentType: string; cacheControl: string };
+  if (rel === 'checkpoint') {
+    found = { data: await src.checkpoint().catch(() => undefined), contentType: text, cacheControl: 'no-cache, max-age=2' };
+  } else if (rel === 'cosigned/latest') {
+    found = { data: await src.cosigned?.('latest'), contentType: text, cacheControl: 'no-cache, max-age=2' };
   } else if (/^cosigned\/(0|[1-9][0-9]{0,15})$/.test(rel)) {
     // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
-    file = rel;
-    contentType = 'text/plain; charset=utf-8';
-    cacheControl = 'no-cache, max-age=60';
+    found = { data: await src.cosigned?.(Number(rel.slice('cosigned/'.length))), contentType: text, cacheControl: 'no-cache, max-age=60' };
   } else {
+    let tile: TileRef;
     try {
-      file = tilePath(decodeTilePath(rel));
+      tile = decodeTilePath(rel);
     } catch {
-      throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
+      throw notFound();
     }
+    found = { data: await src.tile(tile), contentType: 'application/octet-stream', cacheControl: 'public, max-age=31536000, immutable' };
   }
-  let data: Buffer;
-  try {
-    data = readFileSync(join(www, file));
-  } catch {
-    throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
-  }
-  return { body: undefined, raw: { contentType, data, cacheControl } };
+  if (!found.data) throw notFound();
+  return { body: undefined, raw: { contentType: found.contentType, data: found.data, cacheControl: found.cacheControl } };
 }

@@ -20,6 +20,7 @@ import type { Profile } from '../protocol/profile.js';
 import { InputError } from '../errors.js';
 import type { WarrantRegistry } from '../warrant/registry.js';
 import { LogDir } from '../tlog/log-dir.js';
+import { PgLog } from '../store/pg-tlog.js';
 import { cardKeyOfEntry } from '../store/types.js';
 import type { NoteSigner } from '../tlog/note.js';
 import { WitnessPusher } from '../tlog/cosigning.js';
@@ -56,17 +57,23 @@ export interface ServerParts {
   readonly anonymousRate?: RateLimit;
   /** Timeouts and connection and rate limits of the HTTP layer (defaults: DEFAULT_LIMITS in ../http/server.ts). */
   readonly limits?: Partial<TrafficLimits>;
-  /** Keep a transparency log of every signed transaction in this directory, signed by this key (issue 12). */
-  readonly transparency?: { readonly dir: string; readonly signer: NoteSigner; readonly witnesses?: readonly string[] };
+  /**
+   * Keep a transparency log of every signed transaction, signed by this key (issue 12): in `dir`
+   * beside a store directory, or in the PostgreSQL store itself (no dir: every instance shares it).
+   */
+  readonly transparency?: { readonly dir?: string; readonly signer: NoteSigner; readonly witnesses?: readonly string[] };
 }
 
 export interface RunningServer {
   readonly url: string;
   readonly service: QtmService;
   readonly store: TransactionStore;
-  readonly transparency?: LogDir;
+  readonly transparency?: LogDir | PgLog;
   close(): Promise<void>;
 }
+
+/** How often every instance on PostgreSQL looks for signed transactions without a leaf (a crash between the two commits). */
+export const LOG_CATCH_UP_MS = 60_000;
 
 export async function startServer(p: ServerParts): Promise<RunningServer> {
   if (sameKey(p.tls.privateKey, p.signer.privateKey)) {
@@ -76,8 +83,11 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   // The store's heads are signed with the receipt key, which the store never holds (src/store/head.ts).
   const heads = headSigner(p.signer.certificates[0]!.publicKey, p.signer.privateKey);
   const postgres = isPostgresUrl(p.storeDir);
-  if (postgres && p.transparency) {
-    throw new InputError('the transparency log (--log) is a local directory, which instances sharing a PostgreSQL store cannot keep together yet', 'start without --log and --log-key, or use a --store directory');
+  if (postgres && p.transparency?.dir) {
+    throw new InputError('a PostgreSQL store keeps its transparency log in the database, which every instance shares: --log names a directory', 'give --log-key without --log');
+  }
+  if (!postgres && p.transparency && !p.transparency.dir) {
+    throw new InputError('a store directory keeps its transparency log in a directory of its own', 'give --log DIR with --log-key');
   }
   let store: LogStore | PgStore;
   let cardKeys: CardKeyBinding;
@@ -112,12 +122,17 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
       `this receipt key signed transactions up to at least ${p.signedBefore.lastTransactionId} in the store ${p.signedBefore.store}, and this store is empty: it would hand their IDs out again`,
       `start it on the store it signed them in, or give --first-id ${p.signedBefore.lastTransactionId + 1} (or higher)`);
   }
-  let tlog: LogDir | undefined;
+  let tlog: LogDir | PgLog | undefined;
   try {
-    // A new log tags each leaf with its card's tag (monitoring by card); an older one keeps version 1 entries.
-    tlog = p.transparency ? LogDir.open(p.transparency.dir, p.transparency.signer, undefined, { tagCards: true }) : undefined;
-    // Transactions signed before a crash cut their log append short get their leaves now.
-    await tlog?.catchUp(signedLeaves(store));
+    if (p.transparency && postgres) {
+      tlog = await PgLog.open(p.storeDir, p.transparency.signer);
+      // Transactions signed before a crash cut their log append short get their leaves now.
+      await tlog.catchUp();
+    } else if (p.transparency?.dir) {
+      // A new log tags each leaf with its card's tag (monitoring by card); an older one keeps version 1 entries.
+      tlog = LogDir.open(p.transparency.dir, p.transparency.signer, undefined, { tagCards: true });
+      await tlog.catchUp(signedLeaves(store));
+    }
   } catch (err) {
     await tlog?.close();
     await store.close();
@@ -126,6 +141,16 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
   // Witnesses cosign each checkpoint in the background; a confirm never waits for them.
   const pusher = tlog && p.transparency?.witnesses?.length ? new WitnessPusher(tlog, p.transparency.witnesses, log) : undefined;
   pusher?.poke();
+  // On PostgreSQL another instance may have crashed between its two commits and never restart:
+  // every instance looks for leaves missing, now and then (the appends are idempotent).
+  const pgLog = tlog instanceof PgLog ? tlog : undefined;
+  const catchUp = pgLog ? setInterval(() => {
+    pgLog.catchUp().then(
+      (added) => { if (added) log({ time: new Date().toISOString(), event: 'log-catch-up', added }); },
+      (err: Error) => log({ time: new Date().toISOString(), event: 'log-catch-up', error: err.message }),
+    );
+  }, LOG_CATCH_UP_MS) : undefined;
+  catchUp?.unref();
   const service = new QtmService({
     ...(p.firstTransactionId !== undefined ? { firstTransactionId: p.firstTransactionId } : {}),
     store, profile: p.profile, signer: p.signer, sam: p.sam, catalogue: p.catalogue,
@@ -156,7 +181,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     }), (err: Error) => log({ time: new Date().toISOString(), event: 'fair-sweep', error: err.message }));
   }, 1000) : undefined;
   sweeper?.unref();
-  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}), ...(p.limits ? { limits: p.limits } : {}), ...(tlog ? { logWww: tlog.www } : {}) });
+  const server = createQtmServer({ service, tls: p.tls, trustAnchors: p.trustAnchors, ...(p.log ? { log: p.log } : {}), ...(p.anonymousRate ? { anonymousRate: p.anonymousRate } : {}), ...(p.limits ? { limits: p.limits } : {}), ...(tlog ? { logSource: tlog.source } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       store.close().catch(() => {});
@@ -174,6 +199,7 @@ export async function startServer(p: ServerParts): Promise<RunningServer> {
     ...(tlog ? { transparency: tlog } : {}),
     async close() {
       if (sweeper) clearInterval(sweeper);
+      if (catchUp) clearInterval(catchUp);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       pusher?.stop();

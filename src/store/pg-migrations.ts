@@ -20,7 +20,12 @@
  *   qtm_chain      one row: the chain's last entry, the next transaction ID's counter and the
  *                  head signed with the receipt key; its row lock serialises every writer
  *   card_keys      the card-key register (issue 18): a serial's first key, for good
- *   settings       shared secrets of all instances (the concept-order key); never logged
+ *   settings       shared secrets of all instances (the concept-order key, the transparency
+ *                  log's tag secret); never logged
+ *   tlog_meta      version 2, the transparency log (store/pg-tlog.ts): its origin, size and
+ *                  latest checkpoint; its row lock is the log's one sequencer
+ *   tlog_entries   the log's entries in leaf order (idx dense from 0), append-only
+ *   tlog_cosigned  each checkpoint a witness cosigned, with every cosignature received for it
  */
 import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
@@ -175,6 +180,39 @@ export const MIGRATIONS: readonly Migration[] = [
       await c.query(`CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON entries FOR EACH STATEMENT EXECUTE FUNCTION qtm_append_only()`);
       // The concept-order key shared by every instance (server/concept-orders.ts).
       await c.query(`INSERT INTO settings (name, value) VALUES ('order-key', $1) ON CONFLICT (name) DO NOTHING`, [randomBytes(32).toString('hex')]);
+    },
+  },
+  {
+    version: 2,
+    name: 'transparency log: entries, checkpoint, cosignatures',
+    up: async (c) => {
+      await c.query(`
+CREATE TABLE tlog_meta (
+  one    boolean PRIMARY KEY DEFAULT true CHECK (one),
+  origin text   NOT NULL,
+  size   bigint NOT NULL DEFAULT 0 CHECK (size >= 0),
+  -- The latest checkpoint with the log's signature only (what a reply's proof is made against),
+  -- and the same with the witnesses' cosignatures received for it (what /log/checkpoint serves).
+  signed text,
+  served text
+);
+
+-- The log's entries (src/tlog/leaf.ts: version, commitment, card tag), written in the same
+-- transaction as the tlog_meta row that counts them: idx is dense, 0 .. size - 1.
+CREATE TABLE tlog_entries (
+  idx            bigint PRIMARY KEY CHECK (idx >= 0),
+  transaction_id bigint NOT NULL UNIQUE CHECK (transaction_id BETWEEN 1 AND 4294967295),
+  commitment     bytea  NOT NULL UNIQUE CHECK (octet_length(commitment) = 32),
+  entry          bytea  NOT NULL
+);
+
+CREATE TABLE tlog_cosigned (
+  size bigint PRIMARY KEY CHECK (size >= 0),
+  text text   NOT NULL
+);`);
+      await c.query(`CREATE FUNCTION qtm_tlog_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the tlog_entries table is append-only (qtm log audit and every witness see a change)'; END $$`);
+      await c.query(`CREATE TRIGGER tlog_entries_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON tlog_entries FOR EACH STATEMENT EXECUTE FUNCTION qtm_tlog_append_only()`);
     },
   },
 ];

@@ -5,9 +5,20 @@
  * not wait for witnesses. Pushes go in rounds: one checkpoint to all witnesses at once, so that k
  * of n can cosign the same size; a checkpoint published during a round is pushed when it ends.
  */
-import type { LogDir } from './log-dir.js';
-import { dirSource } from './tile-source.js';
+import type { TileSource } from './tile-source.js';
 import { pushToWitness } from './witness-server.js';
+
+/** A log the server keeps (log-dir.ts, or store/pg-tlog.ts), as the pusher sees it. */
+export interface WitnessedLog {
+  /** The latest checkpoint this process signed, with the log's signature only. */
+  readonly signedCheckpoint: string;
+  /** The log's tiles, for the consistency proof a witness asks for. */
+  readonly source: TileSource;
+  /** Called after each checkpoint is signed. */
+  onPublish?: ((checkpoint: string, size: number) => void) | undefined;
+  /** Keeps the cosignature lines for that checkpoint; whether the served checkpoint carries them. */
+  addCosignatures(checkpoint: string, lines: string): boolean | Promise<boolean>;
+}
 
 export class WitnessPusher {
   private round: Promise<void> | undefined;
@@ -15,7 +26,7 @@ export class WitnessPusher {
   private stopped = false;
 
   constructor(
-    private readonly log: LogDir,
+    private readonly log: WitnessedLog,
     private readonly witnesses: readonly string[],
     private readonly report: (line: Record<string, unknown>) => void,
   ) {
@@ -50,9 +61,9 @@ export class WitnessPusher {
       const cut = text.indexOf('\n\n') + 2;
       await Promise.all(this.witnesses.map(async (w) => {
         try {
-          const cosigned = await pushToWitness(dirSource(this.log.www), text, w);
+          const cosigned = await pushToWitness(this.log.source, text, w);
           const lines = cosigned.slice(cut).split('\n').filter((l) => l.length && !text.slice(cut).split('\n').includes(l)).join('\n');
-          const served = this.log.addCosignatures(text, lines);
+          const served = await this.log.addCosignatures(text, lines);
           this.report({ time: new Date().toISOString(), event: 'log-cosigned', witness: w, size, served });
         } catch (err) {
           this.report({ time: new Date().toISOString(), event: 'log-witness-refused', witness: w, size, error: (err as Error).message });

@@ -30,13 +30,14 @@ import { InputError, RefusedError } from '../errors.js';
 import { tryLock, unlock } from '../util/lock-file.js';
 import { createSecretFile, readSecretFile } from '../util/secret-file.js';
 import { decodeSignedCheckpoint, encodeCheckpointBody, signCheckpoint, type Checkpoint } from './checkpoint.js';
-import { leafHash } from './hash.js';
 import { cardTag, monitorKey } from './card-tag.js';
 import { commitment, encodeEntry, entryBytesFor, LEAF_VERSION, LEAF_VERSION_TAGGED, type LeafInput } from './leaf.js';
 import type { TransparencyProof } from './bundle-proof.js';
-import { MemoryTree, consistencyProof, inclusionProof, treeRoot } from './merkle.js';
+import { LeafTree, entryKey } from './leaf-tree.js';
+import { addSignatureLines, noteBody, withLogSignatureOnly } from './cosigned.js';
 import type { NoteSigner } from './note.js';
-import { TILE_WIDTH, encodeEntryBundle, encodeHashTile, readHashTile, tilePath, type TileRef } from './tiles.js';
+import { dirSource, type TileSource } from './tile-source.js';
+import { TILE_WIDTH, tilePath, type TileRef } from './tiles.js';
 
 /** A signed transaction as the server hands it to the log: the card key selects the card's tag. */
 export interface SignedLeaf {
@@ -70,23 +71,20 @@ export const COSIGNED_DIR = 'cosigned';
 const LOCK_FILE = 'LOCK';
 
 export class LogDir implements TransparencyLog {
-  readonly tree = new MemoryTree();
-  private entries: Buffer = Buffer.alloc(0); // capacity; the first size * 33 bytes are the entries
-  /** Leaf index by commitment (latin1 of its 32 bytes). */
-  private readonly index = new Map<string, number>();
+  /** The entries, their tree and index; made when the entries' version is known (load). */
+  private leaves = new LeafTree(entryBytesFor(LEAF_VERSION));
   private queue: { entry: Buffer; resolve: (p: TransparencyProof) => void; reject: (e: Error) => void }[] = [];
   private flushing: Promise<void> | undefined;
   private published = 0;
   private closed = false;
   /** The entries' version and size, fixed for the log by its first entry. */
   private version: number = LEAF_VERSION;
-  private entryBytes = entryBytesFor(LEAF_VERSION);
   private tagSecret: Buffer | undefined;
   /** The latest checkpoint as the log signed it (what append() proves against). */
   private signed = '';
   private cosignedLatest = -1;
   /** Called after each checkpoint is written (the witness pusher listens here). */
-  onPublish?: (checkpoint: string, size: number) => void;
+  onPublish?: ((checkpoint: string, size: number) => void) | undefined;
 
   private constructor(
     readonly dir: string,
@@ -96,7 +94,17 @@ export class LogDir implements TransparencyLog {
   ) {}
 
   get size(): number {
-    return this.tree.size;
+    return this.leaves.size;
+  }
+
+  /** Where the log is, for a log line: its www/ directory. */
+  get label(): string {
+    return this.www;
+  }
+
+  /** What the server serves under /log/ (C2SP tlog-tiles): the www/ directory. */
+  get source(): TileSource {
+    return dirSource(this.www);
   }
 
   get www(): string {
@@ -135,9 +143,9 @@ export class LogDir implements TransparencyLog {
     } else {
       this.version = opts.tagCards ? LEAF_VERSION_TAGGED : LEAF_VERSION;
     }
-    this.entryBytes = entryBytesFor(this.version);
+    this.leaves = new LeafTree(entryBytesFor(this.version));
     if (this.version === LEAF_VERSION_TAGGED) this.tagSecret = tagSecretFor(this.dir, total === 0);
-    const ENTRY_BYTES = this.entryBytes;
+    const ENTRY_BYTES = this.leaves.entryBytes;
     const whole = total - (total % ENTRY_BYTES);
     if (whole !== total) {
       // A record torn by a crash: its append never resolved, so no receipt names it.
@@ -147,11 +155,10 @@ export class LogDir implements TransparencyLog {
     const buf = Buffer.alloc(whole);
     let at = 0;
     while (at < whole) at += readSync(this.fd, buf, at, whole - at, at);
-    this.entries = buf;
     for (let i = 0; i < whole / ENTRY_BYTES; i++) {
       const e = buf.subarray(i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
       if (e[0] !== this.version) throw new RefusedError(`log ${this.dir}: entry ${i} of ${ENTRIES_FILE} is version ${e[0]} in a log of version ${this.version} entries`, 'restore entries.bin from a backup');
-      this.addToTree(e);
+      this.leaves.add(e);
     }
     const cpPath = join(this.www, 'checkpoint');
     let from = 0;
@@ -166,7 +173,7 @@ export class LogDir implements TransparencyLog {
       if (cp.size > this.size) {
         throw new RefusedError(`log ${this.dir} holds ${this.size} entries but published a checkpoint of size ${cp.size}: ${ENTRIES_FILE} lost entries`, 'restore entries.bin from a backup; never sign a smaller tree');
       }
-      if (!Buffer.from(treeRoot(this.tree, cp.size)).equals(cp.root)) {
+      if (!this.leaves.root(cp.size).equals(cp.root)) {
         throw new RefusedError(`log ${this.dir}: ${ENTRIES_FILE} does not rebuild the published root of size ${cp.size}`, 'restore entries.bin from a backup');
       }
       from = cp.size;
@@ -183,19 +190,13 @@ export class LogDir implements TransparencyLog {
     }
   }
 
-  private addToTree(entry: Buffer): number {
-    const i = this.tree.append(leafHash(entry));
-    this.index.set(entryKey(entry), i);
-    return i;
-  }
-
   /** The index of a transaction already in the log (found by its commitment). */
   find(leaf: LeafInput): number | undefined {
-    return this.index.get(commitment(leaf).toString('latin1'));
+    return this.leaves.indexOfCommitment(commitment(leaf));
   }
 
   entryAt(i: number): Buffer {
-    return this.entries.subarray(i * this.entryBytes, (i + 1) * this.entryBytes);
+    return this.leaves.entryAt(i);
   }
 
   monitorKeyFor(cardKey: string): Buffer | undefined {
@@ -215,7 +216,7 @@ export class LogDir implements TransparencyLog {
     const size = this.published;
     return {
       index: i,
-      proof: inclusionProof(this.tree, i, size).map((p) => Buffer.from(p)),
+      proof: this.leaves.inclusionProof(i, size),
       checkpoint: this.signed,
       ...(this.version === LEAF_VERSION_TAGGED ? { tag: Buffer.from(e.subarray(33)) } : {}),
     };
@@ -229,7 +230,7 @@ export class LogDir implements TransparencyLog {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    const known = this.index.get(entryKey(entry));
+    const known = this.leaves.indexOf(entry);
     if (known !== undefined && this.published > known) return Promise.resolve(this.proofOf(known));
     return new Promise((resolve, reject) => {
       this.queue.push({ entry, resolve, reject });
@@ -247,12 +248,13 @@ export class LogDir implements TransparencyLog {
         const positions = new Map<string, number>();
         for (const b of batch) {
           const k = entryKey(b.entry);
-          if (this.index.has(k) || positions.has(k)) continue;
+          if (this.leaves.indexOf(b.entry) !== undefined || positions.has(k)) continue;
           positions.set(k, -1);
           fresh.push(b);
         }
         const data = Buffer.concat(fresh.map((b) => b.entry));
         const before = this.size;
+        const entryBytes = this.leaves.entryBytes;
         if (data.length) {
           try {
             let at = 0;
@@ -260,21 +262,14 @@ export class LogDir implements TransparencyLog {
             fsyncSync(this.fd);
           } catch (err) {
             // Not durable, so refused: cut what may have been written, or the file and tree would part.
-            try { ftruncateSync(this.fd, before * this.entryBytes); } catch { /* opening cuts or refuses it */ }
+            try { ftruncateSync(this.fd, before * entryBytes); } catch { /* opening cuts or refuses it */ }
             throw err;
           }
-          const need = (before * this.entryBytes) + data.length;
-          if (need > this.entries.length) {
-            const grown = Buffer.alloc(Math.max(need, this.entries.length * 2, 4096 * this.entryBytes));
-            this.entries.copy(grown, 0, 0, before * this.entryBytes);
-            this.entries = grown;
-          }
-          data.copy(this.entries, before * this.entryBytes);
-          for (const b of fresh) this.addToTree(b.entry);
+          for (const b of fresh) this.leaves.add(b.entry);
         }
         // From the last published size: tiles a failed publish left out are written now.
         if (this.published < this.size) this.publish(this.published, false);
-        for (const b of batch) b.resolve(this.proofOf(this.index.get(entryKey(b.entry))!));
+        for (const b of batch) b.resolve(this.proofOf(this.leaves.indexOf(b.entry)!));
       } catch (err) {
         for (const b of batch) b.reject(err as Error);
       }
@@ -294,10 +289,10 @@ export class LogDir implements TransparencyLog {
   private publish(from: number, tilesOnly: boolean): void {
     const size = this.size;
     for (const t of changedTiles(from, size)) {
-      writeTile(this.www, t, t.level === 'entries' ? this.entryBundle(t) : encodeHashTile(readHashTile(this.tree, t)));
+      writeTile(this.www, t, this.leaves.tile(t));
     }
     if (tilesOnly) return;
-    const cp: Checkpoint = { origin: this.origin, size, root: Buffer.from(treeRoot(this.tree)), extensions: [] };
+    const cp: Checkpoint = { origin: this.origin, size, root: this.leaves.root(), extensions: [] };
     // No fsync: entries.bin (fsync'd first) is what makes the leaves durable, and opening signs the
     // checkpoint again from it; one fsync per batch is the whole durability cost.
     const text = signCheckpoint(cp, this.signer);
@@ -305,12 +300,6 @@ export class LogDir implements TransparencyLog {
     this.signed = text;
     this.published = size;
     this.onPublish?.(text, size);
-  }
-
-  private entryBundle(t: TileRef): Buffer {
-    const out: Buffer[] = [];
-    for (let i = 0; i < t.width; i++) out.push(this.entryAt(t.index * TILE_WIDTH + i));
-    return encodeEntryBundle(out);
   }
 
   /**
@@ -321,20 +310,14 @@ export class LogDir implements TransparencyLog {
    * served checkpoint now carries them.
    */
   addCosignatures(checkpoint: string, lines: string): boolean {
-    const body = checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2);
+    const body = noteBody(checkpoint);
     const { checkpoint: cp } = decodeSignedCheckpoint(checkpoint);
-    if (cp.origin !== this.origin || cp.size > this.published || !Buffer.from(treeRoot(this.tree, cp.size)).equals(cp.root)) {
+    if (cp.origin !== this.origin || cp.size > this.published || !this.leaves.root(cp.size).equals(cp.root)) {
       throw new RefusedError(`cosignatures offered for a checkpoint this log did not sign (${cp.origin} at size ${cp.size})`);
     }
-    const logLine = `\u2014 ${this.origin} `;
-    const merge = (current: string): string | undefined => {
-      const have = new Set(current.split('\n'));
-      const fresh = lines.split('\n').filter((l) => l.length && !have.has(l));
-      return fresh.length ? current + fresh.map((l) => `${l}\n`).join('') : undefined;
-    };
     // The archived copy starts from the log's own signature line, then every cosignature received.
-    const archived = readCosigned(this.www, cp.size)?.toString('utf8') ?? body + checkpoint.slice(body.length).split('\n').filter((l) => l.startsWith(logLine)).map((l) => `${l}\n`).join('');
-    const next = merge(archived) ?? archived;
+    const archived = readCosigned(this.www, cp.size)?.toString('utf8') ?? withLogSignatureOnly(checkpoint, this.origin);
+    const next = addSignatureLines(archived, lines) ?? archived;
     mkdirSync(join(this.www, COSIGNED_DIR), { recursive: true });
     writeByRename(join(this.www, COSIGNED_DIR, String(cp.size)), Buffer.from(next, 'utf8'));
     if (cp.size >= this.cosignedLatest) {
@@ -344,7 +327,7 @@ export class LogDir implements TransparencyLog {
     const path = join(this.www, 'checkpoint');
     const current = readFileSync(path, 'utf8');
     if (!current.startsWith(body)) return false;
-    const served = merge(current);
+    const served = addSignatureLines(current, lines);
     if (served) writeByRename(path, Buffer.from(served, 'utf8'));
     return true;
   }
@@ -363,15 +346,15 @@ export class LogDir implements TransparencyLog {
   }
 
   inclusionProof(index: number, size = this.size): Uint8Array[] {
-    return inclusionProof(this.tree, index, size);
+    return this.leaves.inclusionProof(index, size);
   }
 
   consistencyProof(size1: number, size2 = this.size): Uint8Array[] {
-    return consistencyProof(this.tree, size1, size2);
+    return this.leaves.consistencyProof(size1, size2);
   }
 
   checkpointBody(): string {
-    return encodeCheckpointBody({ origin: this.origin, size: this.size, root: Buffer.from(treeRoot(this.tree)), extensions: [] });
+    return encodeCheckpointBody({ origin: this.origin, size: this.size, root: this.leaves.root(), extensions: [] });
   }
 
   async close(): Promise<void> {
@@ -402,10 +385,6 @@ export function changedTiles(from: number, to: number): TileRef[] {
   return out;
 }
 
-/** The log's index key of an entry: its commitment (bytes 1..32, the same in both versions). */
-function entryKey(entry: Buffer): string {
-  return entry.toString('latin1', 1, 33);
-}
 
 /** The archived cosigned checkpoint of a size (or the largest), if any. */
 export function readCosigned(www: string, which: number | 'latest'): Buffer | undefined {

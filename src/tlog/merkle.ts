@@ -216,6 +216,16 @@ export class MemoryTree implements NodeReader {
     this.counts[level] = count + 1;
   }
 
+  /**
+   * Forgets every leaf from `size` on (a batch whose commit failed). The node at level L, index N
+   * is complete and final once leaf (N+1)*2^L - 1 is in, so the first floor(size / 2^L) nodes of
+   * each level are exactly those of a tree of `size` leaves.
+   */
+  truncate(size: number): void {
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.size) throw new RangeError(`cannot truncate a tree of ${this.size} leaves to ${size}`);
+    for (let level = 0; level < this.counts.length; level++) this.counts[level] = Math.floor(size / 2 ** level);
+  }
+
   /** Appends one leaf hash; returns its index. */
   append(leaf: Uint8Array): number {
     const index = this.size;

@@ -7,7 +7,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initCa, issueKeyAndCertificate, type OpenCa } from '../../src/pki/ca.js';
@@ -26,6 +27,10 @@ import * as M from '../../src/protocol/messages.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { startPgCluster, type PgCluster } from '../pg-cluster.js';
 import { qtm } from '../helpers.js';
+import { cosigner } from '../../src/tlog/cosignature.js';
+import { readNoteKey, readVkeyFile } from '../../src/tlog/log-key.js';
+import { SIG_TYPE_COSIGNATURE_V1 } from '../../src/tlog/note.js';
+import { createWitnessServer } from '../../src/tlog/witness-server.js';
 
 const PASS = 'pg instances passphrase';
 const PIN = '123456';
@@ -173,7 +178,7 @@ test('transactions spread over two instances, one killed with SIGKILL mid-run: e
   await b.stop();
 });
 
-test('--workers 2 on PostgreSQL serves transactions; the embedded store refuses --workers 2, and PostgreSQL refuses --log', async (t) => {
+test('--workers 2 on PostgreSQL serves transactions; the embedded store refuses --workers 2, and PostgreSQL refuses a --log directory', async (t) => {
   if (!cluster) return t.skip('PostgreSQL not installed');
   const w = await start(['--workers', '2']);
   const card = await newCard();
@@ -206,7 +211,66 @@ test('--workers 2 on PostgreSQL serves transactions; the embedded store refuses 
   assert.equal(JSON.parse(qtm(['server', 'migrate', '--store', fresh, '--json']).stdout).applied.length, 0);
   const withLog = qtm(['server', 'start', ...serverArgs, '--store', url, '--log', join(dir, 'tlog'), '--log-key', join(dir, 'receipts'), '--port', '0'], { env: ENV });
   assert.equal(withLog.status, 2, withLog.stderr);
-  assert.match(withLog.stderr, /transparency log \(--log\).*PostgreSQL/);
+  assert.match(withLog.stderr, /PostgreSQL store keeps its transparency log in the database.*give --log-key without --log/);
+});
+
+test('the transparency log on PostgreSQL: two instances with one --log-key append to one log and serve it; receipts prove inclusion, a witness cosigns, the audit agrees', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  assert.equal(qtm(['log', 'init', '--out', join(dir, 'log'), '--origin', 'shop.example/log'], { env: ENV }).status, 0);
+  assert.equal(qtm(['log', 'witness-key', '--out', join(dir, 'w1'), '--name', 'witness.example/w1'], { env: ENV }).status, 0);
+  const vkey = join(dir, 'log.vkey');
+  mkdirSync(join(dir, 'w1-state'));
+  const witness = createWitnessServer({ logs: [readVkeyFile(vkey)], cosigner: cosigner(readNoteKey(join(dir, 'w1'), PASS, SIG_TYPE_COSIGNATURE_V1)), stateDir: join(dir, 'w1-state') });
+  await new Promise<void>((r) => witness.listen(0, '127.0.0.1', () => r()));
+  const witnessUrl = `http://127.0.0.1:${(witness.address() as AddressInfo).port}/`;
+  const logArgs = ['--log-key', join(dir, 'log'), '--log-witness', witnessUrl];
+  const [a, b] = [await start(logArgs), await start(logArgs)];
+  const httpsEnv = { NODE_EXTRA_CA_CERTS: caPem };
+  try {
+    // What was signed in this store before the log existed got its leaves when the first instance started.
+    assert.equal(sql(`SELECT count(*) FROM tlog_entries`), sql(`SELECT count(*) FROM transactions WHERE signed_by IS NOT NULL`));
+    const card = await newCard();
+    const bundles: { file: string; index: number }[] = [];
+    for (const s of [a, b, a, b]) {
+      const api = new QtmApi(s.url, readFileSync(caPem, 'utf8'));
+      try {
+        const r = await runTransaction({ api, card: card.client, trustAnchors: [ca.certificate], archive: card.archive, order: { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, hooks: { accept: async () => true, pin: async () => PIN } });
+        bundles.push({ file: r.bundleFile, index: JSON.parse(readFileSync(r.bundleFile, 'utf8')).transparency.index });
+      } finally {
+        api.close();
+      }
+    }
+    // One sequence of indices across both instances, in commit order, with no gap.
+    assert.deepEqual(bundles.map((x) => x.index), [0, 1, 2, 3].map((i) => bundles[0]!.index + i));
+    assert.equal(sql(`SELECT count(*) = max(idx) + 1 FROM tlog_entries`), 't');
+    for (const { file } of bundles) {
+      const v = qtm(['verify', file, '--trust', caPem, '--log-key', vkey, '--json']);
+      assert.equal(v.status, 0, v.stdout);
+    }
+    // Both serve the one log (HTTPS with the shop's private CA, as an auditor reads it); the
+    // audit rebuilds it through either and finds the store's set.
+    for (const s of [a, b]) {
+      const audit = qtm(['log', 'audit', '--store', url, '--log', `${s.url}/log/`, '--log-key', vkey, '--json'], { env: httpsEnv });
+      assert.equal(audit.status, 0, audit.stdout + audit.stderr);
+      assert.equal(JSON.parse(audit.stdout).ok, true);
+    }
+    // The customer's monitor finds exactly this card's four leaves, through A.
+    const keys = readdirSync(join(card.archive.dir, 'monitor-keys'));
+    assert.equal(keys.length, 1);
+    const m = qtm(['log', 'monitor', '--log', `${a.url}/log/`, '--log-key', vkey, '--state', join(dir, 'monitor.json'), '--card-key', join(card.archive.dir, 'monitor-keys', keys[0]!), '--json'], { env: httpsEnv });
+    assert.equal(m.status, 0, m.stderr);
+    assert.deepEqual(JSON.parse(m.stdout).cards[0].leaves, bundles.map((x) => x.index));
+    // The witness cosigned a checkpoint pushed by an instance (not a timed assertion: wait for it).
+    const last = bundles[3]!.index + 1;
+    for (let i = 0; i < 500 && Number(sql(`SELECT coalesce(max(size), 0) FROM tlog_cosigned`)) < last; i++) await new Promise((r) => setTimeout(r, 20));
+    const prove = qtm(['log', 'prove', bundles[0]!.file, '--log', `${b.url}/log/`, '--log-key', vkey, '--witness', join(dir, 'w1.vkey'), '--out', join(dir, 'witnessed.json')], { env: httpsEnv });
+    assert.equal(prove.status, 0, prove.stderr);
+    const v = qtm(['verify', join(dir, 'witnessed.json'), '--trust', caPem, '--log-key', vkey, '--witness', join(dir, 'w1.vkey'), '--json']);
+    assert.equal(v.status, 0, v.stdout);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+    await new Promise((r) => witness.close(r));
+  }
 });
 
 test('qtm server audit on PostgreSQL: clean, then a row edited with psql is found (exit 1), in the entries and in the transactions table', async (t) => {

@@ -128,3 +128,19 @@ test('shrinks, size 0 and proofs past the tree are refused', () => {
   assert.throws(() => treeRoot(tree, 11), RangeError);
   assert.throws(() => verifyInclusion(3, 3, leafHash(entry(3)), [], treeRoot(tree, 3)), /not in a tree of size 3/);
 });
+
+test('MemoryTree.truncate: a tree cut to k leaves and grown again is the tree of those leaves (property)', () => {
+  fc.assert(fc.property(fc.integer({ min: 0, max: 80 }), fc.integer({ min: 0, max: 80 }), fc.integer({ min: 0, max: 40 }), (n, cutAt, more) => {
+    const k = Math.min(cutAt, n);
+    const { tree, leaves } = build(n);
+    tree.truncate(k);
+    assert.equal(tree.size, k);
+    const extra = Array.from({ length: more }, (_, i) => leafHash(Buffer.from(`other ${i}`)));
+    for (const h of extra) tree.append(h);
+    const fresh = new MemoryTree();
+    for (const h of [...leaves.slice(0, k), ...extra]) fresh.append(h);
+    assert.deepEqual(Buffer.from(treeRoot(tree)), Buffer.from(treeRoot(fresh)));
+    for (let i = 0; i < tree.size; i += 7) assert.deepEqual(inclusionProof(tree, i).map((p) => Buffer.from(p)), inclusionProof(fresh, i).map((p) => Buffer.from(p)));
+  }), { numRuns: 200 });
+  assert.throws(() => new MemoryTree().truncate(1), RangeError);
+});

@@ -1,0 +1,181 @@
+/**
+ * The transparency log in a PostgreSQL store (store/pg-tlog.ts): several instances (PgLog
+ * objects, as several server processes hold) append to one log with dense indices, serve the same
+ * tiles, continue the same tree after a restart, forget a batch whose commit failed, and refuse a
+ * log changed behind their back. A real PostgreSQL (test/pg-cluster.ts).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { PgLog } from '../../src/store/pg-tlog.js';
+import { PgStore } from '../../src/store/pg-store.js';
+import { headSigner } from '../../src/store/head.js';
+import type { ConfirmedEntry, PreparedEntry } from '../../src/store/types.js';
+import { openCheckpoint } from '../../src/tlog/checkpoint.js';
+import { cardTag } from '../../src/tlog/card-tag.js';
+import { leafHash } from '../../src/tlog/hash.js';
+import { commitment, encodeEntry } from '../../src/tlog/leaf.js';
+import { treeRoot, verifyConsistency, verifyInclusion, consistencyProof } from '../../src/tlog/merkle.js';
+import { decodeSkey, decodeVkey, ed25519NoteSigner, ed25519NoteVerifier, encodeSkey, encodeVkey } from '../../src/tlog/note.js';
+import { withTiles } from '../../src/tlog/tile-source.js';
+import { tilePath, tilesForSize } from '../../src/tlog/tiles.js';
+import { startPgCluster, type PgCluster } from '../pg-cluster.js';
+
+const skey = decodeSkey(encodeSkey({ name: 'shop.example/log', type: 1, seed: Buffer.alloc(32, 9) }));
+const signer = ed25519NoteSigner(skey);
+const verifier = ed25519NoteVerifier(decodeVkey(encodeVkey(skey)));
+const otherKey = ed25519NoteSigner(decodeSkey(encodeSkey({ name: 'shop.example/log', type: 1, seed: Buffer.alloc(32, 10) })));
+const CARD = 'c'.repeat(64);
+const leaf = (i: number, pkg = `package ${i}`) => ({ transactionId: i + 1, package: Buffer.from(pkg), cardKey: CARD });
+
+let cluster: PgCluster | undefined;
+before(async (t) => {
+  cluster = await startPgCluster(t as never);
+});
+after(async () => {
+  await cluster?.stop();
+});
+
+async function freshLogDb(): Promise<string> {
+  const url = await cluster!.database();
+  await PgStore.migrate(url);
+  return url;
+}
+
+/** Checks a proof as `qtm verify --log-key` does: the checkpoint's signature, then inclusion. */
+function checkProof(p: Awaited<ReturnType<PgLog['append']>>, l: ReturnType<typeof leaf>, log: PgLog): void {
+  const cp = openCheckpoint(p.checkpoint, verifier).checkpoint;
+  const entry = encodeEntry({ ...l, tag: cardTag(log.monitorKeyFor(CARD), commitment(l)) });
+  assert.deepEqual(p.tag, entry.subarray(33));
+  verifyInclusion(p.index, cp.size, leafHash(entry), p.proof, cp.root);
+}
+
+test('two instances append to one log: dense indices in commit order, every proof verifies, both serve the same tree', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const [a, b] = [await PgLog.open(url, signer), await PgLog.open(url, signer)];
+  try {
+    // Interleaved and concurrent: each instance's batches take the sequencer lock in turn.
+    const proofs = await Promise.all(Array.from({ length: 300 }, (_, i) => (i % 3 === 0 ? b : a).append(leaf(i)).then((p) => ({ p, i }))));
+    assert.deepEqual(proofs.map((x) => x.p.index).sort((x, y) => x - y), Array.from({ length: 300 }, (_, i) => i));
+    for (const { p, i } of proofs) checkProof(p, leaf(i), a);
+    // A transaction keeps its index, through either instance.
+    const again = await Promise.all([a.append(leaf(17)), b.append(leaf(17))]);
+    assert.equal(again[0].index, proofs.find((x) => x.i === 17)!.p.index);
+    assert.equal(again[1].index, again[0].index);
+    // Both serve the database's checkpoint and tiles that rebuild its root.
+    const cpText = (await a.source.checkpoint()).toString();
+    assert.equal((await b.source.checkpoint()).toString(), cpText);
+    const cp = openCheckpoint(cpText, verifier).checkpoint;
+    assert.equal(cp.size, 300);
+    for (const src of [a.source, b.source]) assert.deepEqual(await withTiles(src, 300, (r) => Buffer.from(treeRoot(r))), cp.root);
+    for (const tile of tilesForSize(300)) assert.deepEqual(await b.source.tile(tile), await a.source.tile(tile), tilePath(tile));
+    // A tile beyond the tree is not served.
+    assert.equal(await a.source.tile({ level: 0, index: 1, width: 45 }), undefined);
+    // The card tags come from one secret in the database: the same monitoring key in both.
+    assert.deepEqual(a.monitorKeyFor(CARD), b.monitorKeyFor(CARD));
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+  // A restarted instance continues the same tree: consistent with what was published.
+  const c = await PgLog.open(url, signer);
+  try {
+    const before = openCheckpoint((await c.source.checkpoint()).toString(), verifier).checkpoint;
+    const p = await c.append(leaf(300));
+    assert.equal(p.index, 300);
+    checkProof(p, leaf(300), c);
+    const now = openCheckpoint(p.checkpoint, verifier).checkpoint;
+    const tree = await withTiles(c.source, now.size, (r) => consistencyProof(r, before.size, now.size));
+    verifyConsistency(before.size, now.size, tree, before.root, now.root);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a batch whose commit fails is forgotten by the tree: the next append gets the next index and a proof that verifies', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const log = await PgLog.open(url, signer);
+  try {
+    for (let i = 0; i < 5; i++) await log.append(leaf(i));
+    // The same transaction ID with another package: the database's UNIQUE (transaction_id) refuses
+    // the INSERT (the store never signs a transaction twice; here the test forces it).
+    await assert.rejects(log.append(leaf(2, 'another package for transaction 3')), /duplicate key value violates unique constraint/);
+    assert.equal(log.size, 5);
+    const p = await log.append(leaf(5));
+    assert.equal(p.index, 5);
+    checkProof(p, leaf(5), log);
+    assert.equal(cluster.psql(url, 'SELECT count(*), max(idx) FROM tlog_entries').stdout.trim(), '6|5');
+  } finally {
+    await log.close();
+  }
+});
+
+test('another key or another origin is refused; entries edited behind qtm\'s back stop the log', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const log = await PgLog.open(url, signer);
+  for (let i = 0; i < 3; i++) await log.append(leaf(i));
+  await log.close();
+  await assert.rejects(PgLog.open(url, otherKey), /signed by another key than the one given/);
+  await assert.rejects(PgLog.open(url, signer, 'other.example/log'), /keeps the log of shop.example\/log, not other.example\/log/);
+  // The table refuses changes; its owner can drop the guard, and the signed root shows the edit.
+  const refused = cluster.psql(url, `UPDATE tlog_entries SET entry = entry WHERE idx = 1`);
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /append-only/);
+  assert.equal(cluster.psql(url, `ALTER TABLE tlog_entries DISABLE TRIGGER tlog_entries_append_only;
+    UPDATE tlog_entries SET entry = set_byte(entry, 40, get_byte(entry, 40) # 1) WHERE idx = 1`).status, 0);
+  await assert.rejects(PgLog.open(url, signer), /tlog_entries does not rebuild the signed root/);
+  // A removed entry (a shrink) is refused too.
+  assert.equal(cluster.psql(url, `DELETE FROM tlog_entries WHERE idx = 2`).status, 0);
+  await assert.rejects(PgLog.open(url, signer), /tlog_entries lacks entries between 0 and 2 \(it has 2\)/);
+});
+
+test('catchUp appends the signed transactions of the store that have no leaf, once, whichever instance runs it', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const store = await PgStore.open(url, { heads: headSigner(publicKey, privateKey) });
+  const [a, b] = [await PgLog.open(url, signer), await PgLog.open(url, signer)];
+  try {
+    for (let id = 1; id <= 4; id++) {
+      const p: PreparedEntry = { type: 'prepared', transactionId: id, orderId: `order-${id}`, time: 1, content: 'YQ==', header: 'AA==', clientCertificate: '', cardSerial: '00000000000000AA', cardKey: CARD };
+      await store.append(p);
+      if (id === 4) continue; // prepared, never signed: no leaf
+      const c: ConfirmedEntry = { type: 'confirmed', transactionId: id, firstMessage: { signatureB: 'AA==', challenge: 'AA==', slot: 1, priority: 0 }, package: Buffer.from(`package ${id}`).toString('base64'), cardRecord: 'AA==', envelope: 'AA==' };
+      await store.appendSigned(c);
+    }
+    // Transaction 2 was logged by its confirm; 1 and 3 were cut short by a crash.
+    await a.append({ transactionId: 2, package: Buffer.from('package 2'), cardKey: CARD });
+    const added = await Promise.all([a.catchUp(), b.catchUp()]);
+    assert.equal(added[0] + added[1] >= 2, true);
+    assert.equal(cluster.psql(url, 'SELECT string_agg(transaction_id::text, \',\' ORDER BY transaction_id) FROM tlog_entries').stdout.trim(), '1,2,3');
+    assert.equal(await a.catchUp(), 0);
+  } finally {
+    await Promise.all([a.close(), b.close(), store.close()]);
+  }
+});
+
+test('cosignatures are kept per checkpoint size and served with the latest checkpoint by every instance', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const [a, b] = [await PgLog.open(url, signer), await PgLog.open(url, signer)];
+  try {
+    await a.append(leaf(0));
+    const cp1 = a.signedCheckpoint;
+    assert.equal(await b.addCosignatures(cp1, '\u2014 witness.example/w1 AAAA'), true);
+    assert.match((await a.source.checkpoint()).toString(), /— witness.example\/w1 AAAA\n$/);
+    await b.append(leaf(1));
+    // A cosignature for the older size is archived, not served with the newer checkpoint.
+    assert.equal(await a.addCosignatures(cp1, '\u2014 witness.example/w2 BBBB'), false);
+    const archived = (await b.source.cosigned!(1))!.toString();
+    assert.match(archived, /w1 AAAA\n.*w2 BBBB\n$/s);
+    assert.equal((await a.source.cosigned!('latest'))!.toString(), archived);
+    assert.doesNotMatch((await a.source.checkpoint()).toString(), /witness/);
+    // A checkpoint this log never signed is refused.
+    const forged = cp1.replace(/\n1\n/, '\n2\n');
+    await assert.rejects(a.addCosignatures(forged, '\u2014 witness.example/w1 CCCC'), /did not sign/);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
