@@ -11,12 +11,12 @@ import type { Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { matchRoute } from '../protocol/routes.js';
+import { allowedMethods, matchRoute } from '../protocol/routes.js';
 import * as M from '../protocol/messages.js';
 import { verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../protocol/card-authentication.js';
 import { QtmService } from './qtm-service.js';
-import { createJsonHttpsServer, HttpError, readJson, type Routed, type TrafficLimits } from '../http/server.js';
+import { createJsonHttpsServer, HttpError, methodNotAllowed, readJson, type Routed, type TrafficLimits } from '../http/server.js';
 import { clientKey, RateLimiter, type RateLimit } from '../http/rate-limit.js';
 
 export { RateLimiter, type RateLimit } from '../http/rate-limit.js';
@@ -67,9 +67,17 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const url = new URL(req.url ?? '/', 'https://qtm');
     const path = url.pathname;
     const method = req.method ?? 'GET';
-    if (method === 'GET' && o.logWww && path.startsWith('/log/')) return logFile(o.logWww, path.slice('/log/'.length));
+    if (o.logWww && path.startsWith('/log/')) {
+      const rel = path.slice('/log/'.length);
+      if (method === 'GET') return logFile(o.logWww, rel);
+      if (logResource(rel)) throw methodNotAllowed(method, path, ['GET']);
+    }
     const r = matchRoute(method, path);
-    if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
+    if (!r) {
+      const allowed = allowedMethods(path);
+      if (allowed.length) throw methodNotAllowed(method, path, allowed);
+      throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
+    }
     const wait = r.name !== 'health' && !identities.has(socket) ? anonymous.take(clientKey(socket.remoteAddress)) : 0;
     if (wait > 0) {
       const { perSecond, burst } = anonymous.limit;
@@ -146,27 +154,25 @@ export function createQtmServer(o: HttpServerOptions): Server {
 }
 
 
-/** C2SP tlog-tiles static paths: only the checkpoint and canonical tile paths, so no other file is reachable. */
-function logFile(www: string, rel: string): Routed {
-  let file: string;
-  let contentType = 'application/octet-stream';
-  let cacheControl = 'public, max-age=31536000, immutable';
-  if (rel === 'checkpoint' || rel === 'cosigned/latest') {
-    file = rel;
-    contentType = 'text/plain; charset=utf-8';
-    cacheControl = 'no-cache, max-age=2';
-  } else if (/^cosigned\/(0|[1-9][0-9]{0,15})$/.test(rel)) {
-    // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
-    file = rel;
-    contentType = 'text/plain; charset=utf-8';
-    cacheControl = 'no-cache, max-age=60';
-  } else {
-    try {
-      file = tilePath(decodeTilePath(rel));
-    } catch {
-      throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
-    }
+/**
+ * C2SP tlog-tiles static paths: only the checkpoint and canonical tile paths, so no other file is
+ * reachable. The file under www/ a path names, and how it is served; undefined: no such resource.
+ */
+function logResource(rel: string): { file: string; contentType: string; cacheControl: string } | undefined {
+  if (rel === 'checkpoint' || rel === 'cosigned/latest') return { file: rel, contentType: 'text/plain; charset=utf-8', cacheControl: 'no-cache, max-age=2' };
+  // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
+  if (/^cosigned\/(0|[1-9][0-9]{0,15})$/.test(rel)) return { file: rel, contentType: 'text/plain; charset=utf-8', cacheControl: 'no-cache, max-age=60' };
+  try {
+    return { file: tilePath(decodeTilePath(rel)), contentType: 'application/octet-stream', cacheControl: 'public, max-age=31536000, immutable' };
+  } catch {
+    return undefined;
   }
+}
+
+function logFile(www: string, rel: string): Routed {
+  const resource = logResource(rel);
+  if (!resource) throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
+  const { file, contentType, cacheControl } = resource;
   let data: Buffer;
   try {
     data = readFileSync(join(www, file));
