@@ -26,7 +26,7 @@ export const ERROR_CODES = [
   // the client's view of a server (exit 1 or 2)
   'E_SERVER', 'E_SERVER_AUTH', 'E_UNREACHABLE', 'E_UNKNOWN',
   // the HTTP layer
-  'E_BAD_URL', 'E_BAD_REQUEST', 'E_TIMEOUT', 'E_TOO_LARGE', 'E_NOT_FOUND', 'E_INTERNAL',
+  'E_BAD_URL', 'E_BAD_REQUEST', 'E_TIMEOUT', 'E_TOO_LARGE', 'E_NOT_FOUND', 'E_METHOD_NOT_ALLOWED', 'E_INTERNAL',
   // card authentication
   'E_NOT_AUTHENTICATED', 'E_NONCE', 'E_CLIENT_AUTH', 'E_CLIENT_CERT', 'E_CARD_KEY_CONFLICT',
   // the transaction core

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { examples } from '../cli/options.js';
 import { diag, out } from '../cli/output.js';
-import { readSecret } from '../cli/secrets.js';
+import { readSecret, secretOptions } from '../cli/secrets.js';
 import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
 import { LogStore } from '../store/log-store.js';
@@ -35,33 +35,40 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** Where the log and witness keys' passphrase comes from (the same as for every other key: src/cli/secrets.ts). */
+const KEY_PASSPHRASE_HELP = 'The key passphrase comes from --passphrase-file FILE (its first line; or --key-passphrase-file),\nQTM_KEY_PASSPHRASE, or a masked prompt on a terminal.';
+
 export function logCommand(): Command {
   const log = new Command('log').description('the transparency log: keys, inclusion proofs, witnesses, monitors, audits (C2SP tlog-tiles)');
 
-  log.command('init')
+  secretOptions(log.command('init'), [KEY_PASSPHRASE])
     .description('create the log\'s own Ed25519 signing key (separate from the receipt and TLS keys)')
-    .requiredOption('--out <prefix>', 'write PREFIX-key.pem (encrypted with QTM_KEY_PASSPHRASE) and PREFIX.vkey')
+    .requiredOption('--out <prefix>', 'write PREFIX-key.pem (encrypted with the key passphrase) and PREFIX.vkey')
     .requiredOption('--origin <name>', 'the log\'s name, the checkpoint origin (a schema-less URL: shop.example/log)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
 The .vkey is public: give it to auditors (qtm verify --log-key) and witnesses. The private key
 is never printed.
-` + examples('qtm log init --out keys/log --origin shop.example/log', 'qtm server start --config server.json --log ./tlog --log-key keys/log'))
+${KEY_PASSPHRASE_HELP}
+` + examples('qtm log init --out keys/log --origin shop.example/log', 'qtm log init --out keys/log --origin shop.example/log --passphrase-file ~/.config/qtm/key.pass',
+      'qtm server start --config server.json --log ./tlog --log-key keys/log'))
     .action(async (o: { out: string; origin: string; json?: boolean }) => {
-      const pass = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
+      const pass = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }, o);
       const r = writeNewNoteKey(o.out, o.origin, SIG_TYPE_ED25519, pass);
       if (o.json) out.json({ vkey: r.vkey, files: r.paths });
       else out.line(`log key ${r.vkey}\n  private ${r.paths.key} (encrypted)\n  public  ${r.paths.vkey}`);
     });
 
-  log.command('witness-key')
+  secretOptions(log.command('witness-key'), [KEY_PASSPHRASE])
     .description('create a witness\'s cosigning key (C2SP cosignature/v1, type 0x04)')
-    .requiredOption('--out <prefix>', 'write PREFIX-key.pem (encrypted with QTM_KEY_PASSPHRASE) and PREFIX.vkey')
+    .requiredOption('--out <prefix>', 'write PREFIX-key.pem (encrypted with the key passphrase) and PREFIX.vkey')
     .requiredOption('--name <name>', 'the witness\'s name (a schema-less URL: witness.example/w1)')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('qtm log witness-key --out keys/w1 --name witness.example/w1'))
+    .addHelpText('after', `
+${KEY_PASSPHRASE_HELP}
+` + examples('qtm log witness-key --out keys/w1 --name witness.example/w1', 'qtm log witness-key --out keys/w1 --name witness.example/w1 --passphrase-file w1.pass'))
     .action(async (o: { out: string; name: string; json?: boolean }) => {
-      const pass = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 });
+      const pass = await readSecret({ ...KEY_PASSPHRASE, confirm: true, minLength: 8 }, o);
       const r = writeNewNoteKey(o.out, o.name, SIG_TYPE_COSIGNATURE_V1, pass);
       if (o.json) out.json({ vkey: r.vkey, files: r.paths });
       else out.line(`witness key ${r.vkey}\n  private ${r.paths.key} (encrypted)\n  public  ${r.paths.vkey}`);
@@ -113,20 +120,23 @@ cosigned (nothing is written), 2 unusable input.
       else diag.line(`transaction ${pkg.transactionId}: leaf ${t.index} of the tree of size ${t.checkpoint.split('\n')[1]}, ${cosignatures ? `${cosignatures} cosignature(s)` : 'log-signed only'}; ${status}`);
     });
 
-  log.command('witness')
+  secretOptions(log.command('witness'), [KEY_PASSPHRASE])
     .description('cosign the log\'s checkpoint after checking it extends the last one this witness cosigned; refuse a fork or a shrink')
     .requiredOption('--log <dir-or-url>', 'the log\'s served prefix')
     .requiredOption('--log-key <vkey>', 'the log\'s public key')
-    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey; passphrase QTM_KEY_PASSPHRASE)')
+    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey)')
     .requiredOption('--state <file>', 'the last cosigned checkpoint (size and root), created on first use')
     .option('--out <file>', 'write the cosigned checkpoint here (default: stdout)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
-Run it on a schedule. Exit codes: 0 cosigned, 1 REFUSED (the log forked or shrank: nothing is
-signed and the state is kept), 2 unusable input.
-` + examples('qtm log witness --log https://shop.example/log/ --log-key shop-log.vkey --key keys/w1 --state w1-state.json --out cosigned.txt'))
+Run it on a schedule.
+${KEY_PASSPHRASE_HELP}
+Exit codes: 0 cosigned, 1 REFUSED (the log forked or shrank: nothing is signed and the state is
+kept) or a wrong passphrase, 2 unusable input (an unreadable passphrase file included).
+` + examples('qtm log witness --log https://shop.example/log/ --log-key shop-log.vkey --key keys/w1 --state w1-state.json --out cosigned.txt',
+      'qtm log witness --log https://shop.example/log/ --log-key shop-log.vkey --key keys/w1 --state w1-state.json --passphrase-file /etc/qtm/w1.pass'))
     .action(async (o: { log: string; logKey: string; key: string; state: string; out?: string; json?: boolean }) => {
-      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE), SIG_TYPE_COSIGNATURE_V1));
+      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE, o), SIG_TYPE_COSIGNATURE_V1));
       const r = await witness(sourceFor(o.log), readVkeyFile(o.logKey), w, o.state);
       if (o.out) writeFileAtomic(o.out, r.cosigned);
       if (o.json) out.json({ origin: r.checkpoint.origin, size: r.checkpoint.size, root: r.checkpoint.root.toString('base64'), status: r.status, cosigned: r.cosigned });
@@ -134,9 +144,9 @@ signed and the state is kept), 2 unusable input.
       else out.line(r.cosigned.trimEnd());
     });
 
-  log.command('witness-serve')
+  secretOptions(log.command('witness-serve'), [KEY_PASSPHRASE])
     .description('run a C2SP tlog-witness: POST /add-checkpoint cosigns a checkpoint whose consistency proof extends the last one it cosigned')
-    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey; passphrase QTM_KEY_PASSPHRASE)')
+    .requiredOption('--key <prefix>', 'the witness key (PREFIX-key.pem, PREFIX.vkey)')
     .requiredOption('--log-key <vkey>', 'a log this witness follows (repeatable)', collect, [])
     .requiredOption('--state-dir <dir>', 'where the last cosigned checkpoint of each log is kept')
     .option('--host <address>', 'bind address', '127.0.0.1')
@@ -145,12 +155,14 @@ signed and the state is kept), 2 unusable input.
 Prints one JSON line {"event":"listening","url":...} on stderr, and one per request.
 Answers as C2SP tlog-witness v1.0.0: 200 cosignature lines, 409 with the last cosigned size or on a
 fork, 422 for a consistency proof that does not verify, 403/404 for unknown keys or logs.
-` + examples('qtm log witness-serve --key keys/w1 --log-key shop-log.vkey --state-dir ./w1-state --port 8450'))
+${KEY_PASSPHRASE_HELP}
+` + examples('qtm log witness-serve --key keys/w1 --log-key shop-log.vkey --state-dir ./w1-state --port 8450',
+      'qtm log witness-serve --key keys/w1 --log-key shop-log.vkey --state-dir ./w1-state --passphrase-file /etc/qtm/w1.pass'))
     .action(async (o: { key: string; logKey: string[]; stateDir: string; host: string; port: string }) => {
       const { createWitnessServer } = await import('../tlog/witness-server.js');
       const { mkdirSync } = await import('node:fs');
       mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE), SIG_TYPE_COSIGNATURE_V1));
+      const w = cosigner(readNoteKey(o.key, await readSecret(KEY_PASSPHRASE, o), SIG_TYPE_COSIGNATURE_V1));
       const server = createWitnessServer({ logs: o.logKey.map((k) => readVkeyFile(k)), cosigner: w, stateDir: o.stateDir, log: (l) => process.stderr.write(`${JSON.stringify(l)}\n`) });
       await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(Number(o.port), o.host, () => resolve()); });
       const addr = server.address() as import('node:net').AddressInfo;

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import cluster from 'node:cluster';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { examples, parsePort, parsePositiveInt, parseProfile } from '../cli/options.js';
 import { diag, out, Progress } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
@@ -9,6 +9,7 @@ import { readIdentity } from '../pki/key-files.js';
 import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { loadCatalogue } from '../server/catalogue.js';
 import { startServer } from '../server/run-server.js';
+import { signerMarker } from '../server/signer-marker.js';
 import { auditStore } from '../server/audit.js';
 import { attestProxyBundle } from '../server/attest.js';
 import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
@@ -100,11 +101,6 @@ function storeFromEnv(): string | undefined {
   return process.env.QTM_STORE || undefined;
 }
 
-/** How a store is named in markers and messages: a directory resolved, a URL without its password. */
-function storeName(store: string): string {
-  return isPostgresUrl(store) ? redactUrl(store) : resolve(store);
-}
-
 /** A store for reading (audit, attest): the log store read-only beside its server, or PostgreSQL. */
 async function openForReading(store: string, heads?: ReturnType<typeof headSigner>): Promise<TransactionStore & { findingsFor(minHeadSeq?: number): Promise<import('../store/log-store.js').LogFindings> }> {
   if (isPostgresUrl(store)) {
@@ -113,32 +109,6 @@ async function openForReading(store: string, heads?: ReturnType<typeof headSigne
   }
   const s = LogStore.open(store, { readOnly: true, ...(heads ? { heads } : {}) });
   return Object.assign(s, { findingsFor: async () => s.findings });
-}
-
-/**
- * Beside the receipt key, a marker that it has signed in a store (PREFIX.signed.json): an empty
- * store started with a key that signed before would hand its transaction IDs out again.
- */
-function signerMarker(signerPrefix: string | undefined) {
-  const path = signerPrefix ? `${signerPrefix}.signed.json` : undefined;
-  return {
-    read(): { store: string; lastTransactionId: number } | undefined {
-      if (!path || !existsSync(path)) return undefined;
-      try {
-        const m = JSON.parse(readFileSync(path, 'utf8')) as { store?: unknown; lastTransactionId?: unknown };
-        if (typeof m.store !== 'string' || !Number.isSafeInteger(m.lastTransactionId)) throw new Error('fields');
-        return { store: m.store, lastTransactionId: m.lastTransactionId as number };
-      } catch {
-        throw new InputError(`${path} is not a qtm signer marker (store, lastTransactionId)`, 'restore it, or remove it knowing the key may then reuse transaction IDs');
-      }
-    },
-    write(store: string, lastTransactionId: number): void {
-      if (!path) return;
-      const before = this.read();
-      const last = Math.max(lastTransactionId, before && before.store === storeName(store) ? before.lastTransactionId : 0);
-      writeFileAtomic(path, JSON.stringify({ store: storeName(store), lastTransactionId: last, updated: new Date().toISOString() }, null, 2) + '\n', 0o600);
-    },
-  };
 }
 
 /**

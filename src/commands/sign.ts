@@ -4,7 +4,7 @@ import { cardOptions, examples, parseNonNegativeInt, parsePositiveInt } from '..
 import { diag, getVerbosity, out } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
-import { QtmApi } from '../client/api.js';
+import { QtmApi, type RateLimitWait } from '../client/api.js';
 import { Archive } from '../client/archive.js';
 import { askToAccept, renderContent } from '../cli/dialog.js';
 import { runTransaction, STEP_LABEL, type Step, type TransactionHooks } from '../client/transaction.js';
@@ -37,7 +37,13 @@ export function clientContext(o: ClientOptions) {
   if (!server) throw new InputError('no server given', 'pass --server https://HOST:PORT or set QTM_SERVER');
   if (!trust) throw new InputError('no trust anchor given', 'pass --trust CA.pem or set QTM_TRUST');
   const trustAnchors = loadTrustAnchors([trust]);
-  return { api: new QtmApi(server, trustAnchors.map((a) => a.toString()).join('')), trustAnchors };
+  return { api: new QtmApi(server, trustAnchors.map((a) => a.toString()).join(''), { retry: { onWait: sayWaiting } }), trustAnchors };
+}
+
+/** A 429 the client waits out (src/client/api.ts: the requests it may repeat, 30 s in all at most), said on stderr. */
+function sayWaiting(w: RateLimitWait): void {
+  // diag.info: left out under --quiet. Past a progress line left open ("  … step") on a terminal.
+  diag.info(`${process.stderr.isTTY ? '\n' : ''}  server busy (429 E_RATE_LIMITED: ${w.message}): waiting ${w.seconds} s, then ${w.method} ${w.path} again (retry ${w.retry} of ${w.maxRetries})`);
 }
 
 export function progressPrinter(enabled: boolean) {
@@ -83,6 +89,8 @@ is shown in a text-only dialog and nothing is signed unless you accept. With --f
 leaves the client only once the server's is in hand (or the TTP aborts the exchange for both).
 The record's time is the server's: one more than T seconds (default 120) from this computer's
 clock is refused before the card signs (E_CLOCK_SKEW); the time and T are in the output.
+A server that answers 429 (too many requests) with a Retry-After is waited out, up to 30 s in all
+and 3 retries per request, saying so on stderr; a longer wait fails at once (E_RATE_LIMITED, exit 1).
 Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or unreachable.
 ` + examples(
       'qtm sign --server https://127.0.0.1:8443 --trust ca/ca.pem --card alice.card.json --items PAPER-A4:2,PEN-BLUE:1',

@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { createJsonHttpsServer, HttpError, readJson, type TrafficLimits } from '../http/server.js';
+import { createJsonHttpsServer, HttpError, methodNotAllowed, readJson, type TrafficLimits } from '../http/server.js';
 import { InputError, isErrorCode } from '../errors.js';
 import { OID } from '../crypto/oids.js';
 import { Ttp, type TtpRequest } from './ttp.js';
@@ -50,7 +50,10 @@ export async function startTtp(p: TtpParts): Promise<RunningTtp> {
       const path = new URL(req.url ?? '/', 'https://ttp').pathname;
       if (req.method === 'GET' && path === '/health') return { body: { ok: true, fingerprint: ttp.fingerprint.toString('hex'), certificate: cert.toString() } };
       const kind = kinds.find(([p]) => p === path)?.[1];
-      if (req.method !== 'POST' || !kind) throw new HttpError('E_NOT_FOUND', `no route ${req.method} ${path}`);
+      if (req.method !== 'POST' || !kind) {
+        const allowed = path === '/health' ? ['GET'] : kind ? ['POST'] : [];
+        throw allowed.length ? methodNotAllowed(req.method ?? 'GET', path, allowed) : new HttpError('E_NOT_FOUND', `no route ${req.method} ${path}`);
+      }
       const { exchange, request } = decodeTtpRequest(kind, await readJson(req, MAX_BODY));
       const answer = await ttp.handle(exchange, request);
       if (answer.outcome === 'refused') throw new HttpError(isErrorCode(answer.code) ? answer.code : 'E_REFUSED', answer.reason);

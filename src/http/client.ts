@@ -6,7 +6,8 @@
  */
 import { Agent, request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { QtmError, ExitCode } from '../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { QtmError, ExitCode, type ErrorCode } from '../errors.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../protocol/card-authentication.js';
 
@@ -15,10 +16,79 @@ export class ServerError extends QtmError {
     readonly status: number,
     readonly serverCode: string,
     message: string,
+    code: ErrorCode = 'E_SERVER',
+    hint?: string,
   ) {
-    super(`server refused (${status} ${serverCode}): ${message}`, 'E_SERVER', status >= 500 ? ExitCode.usage : ExitCode.invalid);
+    super(`server refused (${status} ${serverCode}): ${message}`, code, status >= 500 ? ExitCode.usage : ExitCode.invalid, hint);
   }
 }
+
+/**
+ * A 429 the client did not (or no longer) wait out: the server's refusal, with the wait it asked
+ * for and why the client gave up. Code E_RATE_LIMITED, exit 1 like any other refusal.
+ */
+export class RateLimitedError extends ServerError {
+  constructor(
+    serverMessage: string,
+    /** The wait the server asked for (Retry-After), if it named one. */
+    readonly retryAfterSeconds: number | undefined,
+    why: string,
+  ) {
+    super(429, 'E_RATE_LIMITED', `${serverMessage}; ${why}`, 'E_RATE_LIMITED',
+      retryAfterSeconds === undefined ? 'try again later' : `try again in ${retryAfterSeconds} s or later`);
+  }
+}
+
+/**
+ * Retry-After (RFC 9110 10.2.3): delay-seconds (digits, at most 10) or an HTTP-date in GMT. The
+ * seconds to wait (0 for a date already past), or undefined for anything else (the obsolete
+ * asctime form, which names no zone, included): a wait not named is not waited.
+ */
+export function parseRetryAfter(value: string | undefined, now: number = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (/^\d{1,10}$/.test(v)) return Number(v);
+  if (!/^[A-Za-z]{3,9}, [^,]+ GMT$/.test(v)) return undefined;
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/**
+ * Whether a request the server refused with 429 may be sent again, and where: never; on any
+ * connection; or only on the connection it was refused on, because something the request needs
+ * lives there (the card's login, an authentication nonce), so a connection closed during the
+ * wait ends the retries.
+ */
+export type RetryRule = 'never' | 'any-connection' | 'same-connection';
+
+/** What the client does with a 429 (../http/server.ts sends Retry-After with each). */
+export interface RateLimitRetry {
+  /** Most times one request is sent again (default 3). */
+  readonly maxRetries?: number;
+  /** Most seconds waited in all for one request (default 30): a Retry-After that would pass it is not waited for. */
+  readonly maxWaitSeconds?: number;
+  /** Which requests may be sent again (default: GET on any connection, nothing else). */
+  readonly rule?: (method: string, path: string) => RetryRule;
+  /** Told before each wait: the CLI says so on stderr. */
+  readonly onWait?: (wait: RateLimitWait) => void;
+}
+
+export interface RateLimitWait {
+  readonly method: string;
+  readonly path: string;
+  /** Seconds about to be waited. */
+  readonly seconds: number;
+  /** Which retry this wait is for (1 for the first). */
+  readonly retry: number;
+  readonly maxRetries: number;
+  /** The server's refusal. */
+  readonly message: string;
+}
+
+export const DEFAULT_RETRY = { maxRetries: 3, maxWaitSeconds: 30 } as const;
+
+const defaultRule = (method: string): RetryRule => (method === 'GET' ? 'any-connection' : 'never');
 
 export class ServerUnreachableError extends QtmError {
   constructor(message: string) {
@@ -51,12 +121,21 @@ export interface TlsResumption {
   readonly onSession?: (session: Buffer) => void;
 }
 
+export interface ClientOptions extends TlsResumption {
+  /** Waiting out a 429 (default DEFAULT_RETRY, GET requests only). */
+  readonly retry?: RateLimitRetry;
+}
+
 export class JsonHttpsClient {
   private readonly agent: Agent;
   private socket: TLSSocket | undefined;
   private readonly base: URL;
+  private readonly resumption: TlsResumption;
+  private readonly retry: RateLimitRetry;
 
-  constructor(baseUrl: string, trustPem: string, private readonly resumption: TlsResumption = {}) {
+  constructor(baseUrl: string, trustPem: string, options: ClientOptions = {}) {
+    this.resumption = options;
+    this.retry = options.retry ?? {};
     try {
       this.base = new URL(baseUrl);
     } catch {
@@ -82,8 +161,46 @@ export class JsonHttpsClient {
     return this.socket.exportKeyingMaterial(EXPORTER_LENGTH, EXPORTER_LABEL, context);
   }
 
-  call<T>(method: 'GET' | 'POST', path: string, body?: unknown, decode?: (j: unknown) => T): Promise<T> {
+  /**
+   * Sends a request and decodes its answer. A 429 is waited out and the request sent again, as
+   * its Retry-After says, when the request may be repeated (`retry.rule`), the wait is named and
+   * the waits stay within `retry.maxWaitSeconds` in all, at most `retry.maxRetries` times;
+   * otherwise it fails at once with RateLimitedError naming the wait.
+   */
+  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, decode?: (j: unknown) => T): Promise<T> {
     const data = body === undefined ? undefined : JSON.stringify(body);
+    const maxRetries = this.retry.maxRetries ?? DEFAULT_RETRY.maxRetries;
+    const maxWait = this.retry.maxWaitSeconds ?? DEFAULT_RETRY.maxWaitSeconds;
+    const rule = (this.retry.rule ?? defaultRule)(method, path);
+    let waited = 0;
+    for (let retry = 1; ; retry++) {
+      let limited: { message: string; seconds: number | undefined; closing: boolean };
+      try {
+        return await this.send(method, path, data, decode);
+      } catch (err) {
+        if (!(err instanceof RateLimited)) throw err;
+        limited = err;
+      }
+      const { message, seconds } = limited;
+      const give = (why: string) => new RateLimitedError(message, seconds, why);
+      if (seconds === undefined) throw give('the server named no wait (Retry-After)');
+      if (rule === 'never') throw give(`${method} ${path} is not sent again on its own (repeating it is not known to be harmless)`);
+      if (retry > maxRetries) throw give(`still refused after ${maxRetries} retr${maxRetries === 1 ? 'y' : 'ies'} (${waited} s waited)`);
+      if (waited + seconds > maxWait) {
+        throw give(waited ? `another ${seconds} s would make ${waited + seconds} s, over the ${maxWait} s this client waits for one request` : `the server asks for a wait of ${seconds} s, over the ${maxWait} s this client waits for one request`);
+      }
+      const socket = this.socket;
+      if (rule === 'same-connection' && limited.closing) throw give(`the server closed the connection with its answer, and ${method} ${path} needs that connection (its card login)`);
+      this.retry.onWait?.({ method, path, seconds, retry, maxRetries, message });
+      await sleep(seconds * 1000);
+      waited += seconds;
+      if (rule === 'same-connection' && (!socket || socket.destroyed || socket !== this.socket)) {
+        throw give(`the server closed the connection during the ${waited} s wait, and ${method} ${path} needs that connection (its card login)`);
+      }
+    }
+  }
+
+  private send<T>(method: 'GET' | 'POST', path: string, data: string | undefined, decode?: (j: unknown) => T): Promise<T> {
     return new Promise((resolve, reject) => {
       const req = request(new URL(path, this.base), {
         method,
@@ -96,18 +213,24 @@ export class JsonHttpsClient {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const rateLimited = (message: string) => {
+            const retryAfter = res.headers['retry-after'];
+            return new RateLimited(message, parseRetryAfter(Array.isArray(retryAfter) ? undefined : retryAfter), res.headers.connection === 'close');
+          };
           let json: unknown;
           try {
             json = parseStrictJson(Buffer.concat(chunks).toString('utf8'), 'server answer');
           } catch (err) {
             // A refusal whose body is not JSON is still a refusal; an answer that is not strict
             // JSON (a repeated key: which value would be meant?) is malformed like any other.
-            if ((res.statusCode ?? 0) >= 400) return reject(new ServerError(res.statusCode ?? 0, 'E_JSON', 'the server answered something that is not JSON'));
+            if (status === 429) return reject(rateLimited('too many requests (the answer is not JSON)'));
+            if (status >= 400) return reject(new ServerError(status, 'E_JSON', 'the server answered something that is not JSON'));
             return reject(err);
           }
-          const status = res.statusCode ?? 0;
           if (status >= 400) {
-            const e = (json as { error?: { code?: string; message?: string } }).error;
+            const e = (json as { error?: { code?: string; message?: string } } | null)?.error;
+            if (status === 429) return reject(rateLimited(typeof e?.message === 'string' ? printable(e.message) : 'too many requests'));
             return reject(new ServerError(status, e?.code ?? 'E_UNKNOWN', e?.message ?? 'no reason given'));
           }
           try {
@@ -132,5 +255,26 @@ export class JsonHttpsClient {
 
   close(): void {
     this.agent.destroy();
+  }
+}
+
+/**
+ * The server's words as one line of text for a terminal (they are printed with each wait): control
+ * characters (escape sequences, line breaks) become "?", and at most 300 characters are kept.
+ */
+function printable(text: string): string {
+  const line = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '?');
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
+
+/** A 429 on its way from send() to call(), which decides whether to wait. */
+class RateLimited extends Error {
+  constructor(
+    override readonly message: string,
+    readonly seconds: number | undefined,
+    /** The answer said Connection: close. */
+    readonly closing: boolean,
+  ) {
+    super(message);
   }
 }

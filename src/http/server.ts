@@ -29,6 +29,14 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * A known path asked with a method it does not take (RFC 9110 15.5.6): 405 with an Allow header
+ * listing the methods it does take, and the usual JSON error. A path nobody serves stays 404.
+ */
+export function methodNotAllowed(method: string, path: string, allowed: readonly string[]): HttpError {
+  return new HttpError('E_METHOD_NOT_ALLOWED', `${path} does not take ${method}: use ${allowed.join(' or ')}`, { allow: allowed.join(', ') });
+}
+
 /** The status a code answers with (./status.ts); a code not listed is a refusal, 403. */
 export function statusOf(code: ErrorCode): number {
   return HTTP_STATUS[code] ?? 403;

@@ -44,7 +44,7 @@ export function readIdentity(prefix: string, passphrase: string): Identity {
   try {
     privateKey = decryptPrivateKey(readFileSync(paths.key, 'utf8'), passphrase);
   } catch {
-    throw new RefusedError(`wrong passphrase for ${paths.key}`, 'check QTM_KEY_PASSPHRASE');
+    throw new RefusedError(`wrong passphrase for ${paths.key}`, 'check QTM_KEY_PASSPHRASE, or the passphrase file given');
   }
   return { certificates, privateKey };
 }

@@ -34,7 +34,12 @@ const FIXED: Record<string, Route['name']> = {
 const ORDER = /^\/orders\/([\w-]{1,64})$/;
 const TRANSACTION = /^\/transactions\/(\d{1,10})(?:\/(escrow|confirm|redeliver|ack))?$/;
 
-/** The route a request names, or undefined (404). */
+/** The methods a path takes (the Allow header of a 405); none: no route has this path (404). */
+export function allowedMethods(path: string): ('GET' | 'POST')[] {
+  return (['GET', 'POST'] as const).filter((m) => matchRoute(m, path) !== undefined);
+}
+
+/** The route a request names, or undefined (a 405 if another method has it, see allowedMethods; else 404). */
 export function matchRoute(method: string, path: string): Route | undefined {
   const fixed = Object.hasOwn(FIXED, `${method} ${path}`) ? FIXED[`${method} ${path}`] : undefined;
   if (fixed) return { name: fixed } as Route;

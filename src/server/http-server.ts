@@ -11,12 +11,12 @@ import type { Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { matchRoute } from '../protocol/routes.js';
+import { allowedMethods, matchRoute } from '../protocol/routes.js';
 import * as M from '../protocol/messages.js';
 import { verifyCardAuthentication, type ClientIdentity } from './client-auth.js';
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from '../protocol/card-authentication.js';
 import { QtmService } from './qtm-service.js';
-import { createJsonHttpsServer, HttpError, readJson, type Routed, type TrafficLimits } from '../http/server.js';
+import { createJsonHttpsServer, HttpError, methodNotAllowed, readJson, type Routed, type TrafficLimits } from '../http/server.js';
 import { clientKey, RateLimiter, type RateLimit } from '../http/rate-limit.js';
 
 export { RateLimiter, type RateLimit } from '../http/rate-limit.js';
@@ -66,9 +66,17 @@ export function createQtmServer(o: HttpServerOptions): Server {
     const url = new URL(req.url ?? '/', 'https://qtm');
     const path = url.pathname;
     const method = req.method ?? 'GET';
-    if (method === 'GET' && o.logSource && path.startsWith('/log/')) return logResource(o.logSource, path.slice('/log/'.length));
+    if (o.logSource && path.startsWith('/log/')) {
+      const rel = path.slice('/log/'.length);
+      if (method === 'GET') return logResource(o.logSource, rel);
+      if (logPath(rel)) throw methodNotAllowed(method, path, ['GET']);
+    }
     const r = matchRoute(method, path);
-    if (!r) throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
+    if (!r) {
+      const allowed = allowedMethods(path);
+      if (allowed.length) throw methodNotAllowed(method, path, allowed);
+      throw new HttpError('E_NOT_FOUND', `no route ${method} ${path}`);
+    }
     const wait = r.name !== 'health' && !identities.has(socket) ? anonymous.take(clientKey(socket.remoteAddress)) : 0;
     if (wait > 0) {
       const { perSecond, burst } = anonymous.limit;
@@ -145,27 +153,34 @@ export function createQtmServer(o: HttpServerOptions): Server {
 }
 
 
-/** C2SP tlog-tiles static paths: only the checkpoint and canonical tile paths, so no other file is reachable. */
-async function logResource(src: TileSource, rel: string): Promise<Routed> {
-  const text = 'text/plain; charset=utf-8';
-  const notFound = () => new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
-  let found: { data: Buffer | undefined; contentType: string; cacheControl: string };
-  if (rel === 'checkpoint') {
-    found = { data: await src.checkpoint().catch(() => undefined), contentType: text, cacheControl: 'no-cache, max-age=2' };
-  } else if (rel === 'cosigned/latest') {
-    found = { data: await src.cosigned?.('latest'), contentType: text, cacheControl: 'no-cache, max-age=2' };
-  } else if (/^cosigned\/(0|[1-9][0-9]{0,15})$/.test(rel)) {
-    // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
-    found = { data: await src.cosigned?.(Number(rel.slice('cosigned/'.length))), contentType: text, cacheControl: 'no-cache, max-age=60' };
-  } else {
-    let tile: TileRef;
-    try {
-      tile = decodeTilePath(rel);
-    } catch {
-      throw notFound();
-    }
-    found = { data: await src.tile(tile), contentType: 'application/octet-stream', cacheControl: 'public, max-age=31536000, immutable' };
+/** What a path under /log/ names; undefined: no such resource. */
+type LogPath = { readonly kind: 'checkpoint' } | { readonly kind: 'cosigned'; readonly which: number | 'latest' } | { readonly kind: 'tile'; readonly tile: TileRef };
+
+/** C2SP tlog-tiles static paths: only the checkpoint, kept cosignatures and canonical tile paths. */
+function logPath(rel: string): LogPath | undefined {
+  if (rel === 'checkpoint') return { kind: 'checkpoint' };
+  if (rel === 'cosigned/latest') return { kind: 'cosigned', which: 'latest' };
+  if (/^cosigned\/(0|[1-9][0-9]{0,15})$/.test(rel)) return { kind: 'cosigned', which: Number(rel.slice('cosigned/'.length)) };
+  try {
+    return { kind: 'tile', tile: decodeTilePath(rel) };
+  } catch {
+    return undefined;
   }
-  if (!found.data) throw notFound();
+}
+
+/** A log resource from the log's TileSource (its www/ directory, or the database). */
+async function logResource(src: TileSource, rel: string): Promise<Routed> {
+  const path = logPath(rel);
+  const text = 'text/plain; charset=utf-8';
+  let found: { data: Buffer | undefined; contentType: string; cacheControl: string } | undefined;
+  if (path?.kind === 'checkpoint') {
+    found = { data: await src.checkpoint().catch(() => undefined), contentType: text, cacheControl: 'no-cache, max-age=2' };
+  } else if (path?.kind === 'cosigned') {
+    // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
+    found = { data: await src.cosigned?.(path.which), contentType: text, cacheControl: path.which === 'latest' ? 'no-cache, max-age=2' : 'no-cache, max-age=60' };
+  } else if (path?.kind === 'tile') {
+    found = { data: await src.tile(path.tile), contentType: 'application/octet-stream', cacheControl: 'public, max-age=31536000, immutable' };
+  }
+  if (!found?.data) throw new HttpError('E_NOT_FOUND', `no log resource ${rel}`);
   return { body: undefined, raw: { contentType: found.contentType, data: found.data, cacheControl: found.cacheControl } };
 }

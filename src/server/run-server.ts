@@ -44,7 +44,7 @@ export interface ServerParts {
   /** Offer the fair exchange through a TTP (claims 12-14). */
   readonly fair?: FairOptions;
   /**
-   * The receipt key signed transactions before (its marker, see commands/server.ts): an empty
+   * The receipt key signed transactions before (its marker: signer-marker.ts): an empty
    * store would hand their IDs out again, so it is refused unless firstTransactionId is given.
    */
   readonly signedBefore?: { readonly store: string; readonly lastTransactionId: number };

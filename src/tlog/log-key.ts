@@ -63,7 +63,7 @@ export function readNoteKey(prefix: string, passphrase: string, type: number): S
     seed = rawSeed(key);
   } catch (err) {
     if (err instanceof InputError) throw err;
-    throw new RefusedError(`wrong passphrase for ${paths.key}`, 'check QTM_KEY_PASSPHRASE');
+    throw new RefusedError(`wrong passphrase for ${paths.key}`, 'check QTM_KEY_PASSPHRASE, or the passphrase file given');
   }
   if (!publicFromSeed(seed).equals(vkey.publicKey)) throw new InputError(`${paths.key} and ${paths.vkey} are not one key pair`);
   return { name: vkey.name, keyId: vkey.keyId, type, seed, publicKey: vkey.publicKey };

@@ -8,8 +8,8 @@
  *   time) are open while `qtm sign` makes a whole transaction; then each is closed, no sooner
  *   than its timeout, the TLS ones with a 408 JSON answer.
  * - A 50 MB body is refused (413) before it is read, and the connection closed.
- * - Malformed JSON, wrong types, unknown paths, wrong methods, malformed HTTP, oversized
- *   headers: a 4xx JSON answer with a code, no stack trace, file path or secret.
+ * - Malformed JSON, wrong types, unknown paths, wrong methods (405 with Allow), malformed HTTP,
+ *   oversized headers: a 4xx JSON answer with a code, no stack trace, file path or secret.
  * - The per-client rate trips with 429 and Retry-After, and recovers after that time; the
  *   per-client connection cap closes the connection over it at once.
  * - The TTP shares the limits; the server still serves a whole transaction at the end.
@@ -272,13 +272,15 @@ test('attack: malformed JSON, wrong types, unknown paths and wrong methods get a
     [server, 'POST', '/transactions', '{"orderId":7,"content":[]}', 401, 'E_NOT_AUTHENTICATED'],
     [server, 'GET', '/etc/passwd', undefined, 404, 'E_NOT_FOUND'],
     [server, 'GET', '/../../store/log.jsonl', undefined, 404, 'E_NOT_FOUND'],
-    [server, 'DELETE', '/orders', undefined, 404, 'E_NOT_FOUND'],
-    [server, 'PUT', '/health', '{}', 404, 'E_NOT_FOUND'],
-    [server, 'GET', '/orders', undefined, 404, 'E_NOT_FOUND'],
+    [server, 'DELETE', '/orders', undefined, 405, 'E_METHOD_NOT_ALLOWED'],
+    [server, 'PUT', '/health', '{}', 405, 'E_METHOD_NOT_ALLOWED'],
+    [server, 'GET', '/orders', undefined, 405, 'E_METHOD_NOT_ALLOWED'],
     [ttp, 'POST', '/v1/abort', 'not json', 400, 'E_JSON'],
     [ttp, 'POST', '/v1/abort', '{"header":7}', 400, 'E_DECODE'],
-    [ttp, 'GET', '/v1/abort', undefined, 404, 'E_NOT_FOUND'],
+    [ttp, 'GET', '/v1/abort', undefined, 405, 'E_METHOD_NOT_ALLOWED'],
+    [ttp, 'DELETE', '/health', undefined, 405, 'E_METHOD_NOT_ALLOWED'],
     [ttp, 'GET', '/admin', undefined, 404, 'E_NOT_FOUND'],
+    [ttp, 'DELETE', '/admin', undefined, 404, 'E_NOT_FOUND'],
   ];
   for (const [p, method, path, body, status, code] of cases) {
     const c = client(p, '127.0.0.41');
@@ -289,6 +291,9 @@ test('attack: malformed JSON, wrong types, unknown paths and wrong methods get a
       assert.equal(a.json.error?.code, code, what);
       assert.ok((a.json.error?.message ?? '').length > 10, `${what}: says what was wrong`);
       assert.match(String(a.headers['content-type']), /^application\/json/);
+      // A wrong method on a known path names the methods it takes (RFC 9110 15.5.6).
+      if (status === 405) assert.equal(a.headers.allow, path === '/health' ? 'GET' : 'POST', what);
+      else assert.equal(a.headers.allow, undefined, what);
       assertNothingLeaks(a.text, what);
     } finally {
       c.close();

@@ -73,7 +73,9 @@ test('no command takes a secret in a flag; every command that reads one offers a
   const readers = { 'card issue': ['--ca-passphrase-file', '--sam-passphrase-file', '--pin-file', '--puk-file', '--pin-stdin'], 'card pin change': ['--pin-file', '--new-pin-file', '--pin-stdin'],
     'card pin unblock': ['--puk-file', '--new-pin-file', '--pin-stdin'], 'ca init': ['--passphrase-file'], 'ca issue': ['--ca-passphrase-file', '--key-passphrase-file'], 'sam init': ['--passphrase-file'],
     'key rewrap': ['--passphrase-file'], 'server start': ['--key-passphrase-file', '--sam-passphrase-file'], 'server attest': ['--passphrase-file'], 'ttp start': ['--passphrase-file'],
-    'warrant request': ['--passphrase-file'], 'warrant issue': ['--passphrase-file', '--pin-file', '--pin-stdin'], sign: ['--pin-file', '--pin-stdin'], 'receipts fetch': ['--pin-file', '--pin-stdin'] } as Record<string, string[]>;
+    'warrant request': ['--passphrase-file'], 'warrant issue': ['--passphrase-file', '--pin-file', '--pin-stdin'], sign: ['--pin-file', '--pin-stdin'], 'receipts fetch': ['--pin-file', '--pin-stdin'],
+    'log init': ['--passphrase-file', '--key-passphrase-file'], 'log witness-key': ['--passphrase-file', '--key-passphrase-file'],
+    'log witness': ['--passphrase-file', '--key-passphrase-file'], 'log witness-serve': ['--passphrase-file', '--key-passphrase-file'] } as Record<string, string[]>;
   const seen = new Set<string>();
   for (const p of commandPaths()) {
     const help = qtm([...p, '--help']).stdout;

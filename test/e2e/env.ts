@@ -36,7 +36,10 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function makeWorld(extra: Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency'>> | ((w: { dir: string; ca: OpenCa; sam: Sam }) => Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency'>> | Promise<Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency'>>>) = {}): Promise<World> {
+/** What a test may set of the server's parts (the rest makeWorld chooses). */
+export type WorldParts = Partial<Pick<ServerParts, 'proxy' | 'fair' | 'now' | 'transparency' | 'anonymousRate' | 'limits'>>;
+
+export async function makeWorld(extra: WorldParts | ((w: { dir: string; ca: OpenCa; sam: Sam }) => WorldParts | Promise<WorldParts>) = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'qtm-e2e-'));
   const ca = initCa(join(dir, 'ca'), { profile: 'v2', subject: 'CN=E2E CA', passphrase: 'e2e passphrase' });
   const tls = issueKeyAndCertificate(ca, { role: 'server', subject: 'CN=localhost' });
