@@ -117,14 +117,15 @@ export async function mirror(src: TileSource, logKey: Vkey, out: string, opts: M
   const lockPath = join(out, MIRROR_LOCK);
   const lock = tryLock(lockPath);
   if (!lock.taken) throw new InputError(`${out} is being mirrored${lock.holder ? ` by process ${lock.holder.pid}` : ''}`, 'one mirror run at a time per directory: wait for it');
+  let refused = true;
   try {
-    return await mirrorLocked(src, logKey, out, text, checkpoint, opts);
-  } catch (err) {
-    unlock(lockPath);
-    if (created) try { rmdirSync(out); } catch { /* not empty: keep it */ }
-    throw err;
+    const r = await mirrorLocked(src, logKey, out, text, checkpoint, opts);
+    refused = false;
+    return r;
   } finally {
     unlock(lockPath);
+    // Refused into a folder made for it: nothing is left behind.
+    if (refused && created) try { rmdirSync(out); } catch { /* not empty: keep it */ }
   }
 }
 
