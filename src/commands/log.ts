@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { examples } from '../cli/options.js';
-import { diag, out } from '../cli/output.js';
+import { diag, out, Progress } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { decodeBundle, encodeBundle } from '../bundle/proof-bundle.js';
 import { InputError } from '../errors.js';
@@ -15,6 +15,7 @@ import { cosigner } from '../tlog/cosignature.js';
 import { readNoteKey, readVkeyFile, writeNewNoteKey } from '../tlog/log-key.js';
 import { decodeNote, SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519 } from '../tlog/note.js';
 import { sourceFor } from '../tlog/tile-source.js';
+import { mirror } from '../tlog/mirror.js';
 import { KEY_PASSPHRASE } from '../cli/secret-sources.js';
 
 function readText(file: string): string {
@@ -39,7 +40,7 @@ function collect(value: string, previous: string[]): string[] {
 const KEY_PASSPHRASE_HELP = 'The key passphrase comes from --passphrase-file FILE (its first line; or --key-passphrase-file),\nQTM_KEY_PASSPHRASE, or a masked prompt on a terminal.';
 
 export function logCommand(): Command {
-  const log = new Command('log').description('the transparency log: keys, inclusion proofs, witnesses, monitors, audits (C2SP tlog-tiles)');
+  const log = new Command('log').description('the transparency log: keys, inclusion proofs, witnesses, monitors, audits, mirrors (C2SP tlog-tiles)');
 
   secretOptions(log.command('init'), [KEY_PASSPHRASE])
     .description('create the log\'s own Ed25519 signing key (separate from the receipt and TLS keys)')
@@ -227,6 +228,43 @@ watched transaction missing, 2 unusable input.
         for (const c of r.cards) out.line(`  card ${c.cardKey.slice(0, 16)}… (${c.label}): ${c.leaves.length} leaves${c.leaves.length ? ` [${c.leaves.join(', ')}]` : ''}${c.new.length ? `, new: ${c.new.join(', ')}` : ''}`);
       }
       process.exitCode = r.missing.length ? 1 : 0;
+    });
+
+  log.command('mirror')
+    .description('copy the log (a directory or a server\'s /log/) into a directory any static web server can serve, checking every tile against the signed checkpoint first')
+    .requiredOption('--log <dir-or-url>', 'the log\'s served prefix: its www/ directory or https://.../log/')
+    .requiredOption('--log-key <vkey>', 'the log\'s public key (.vkey file or vkey text)')
+    .requiredOption('--out <dir>', 'the mirror: serve this directory as the log\'s prefix (created on first use)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Run it on a schedule. The checkpoint must be signed by --log-key and extend the one the mirror
+already serves (RFC 9162 consistency proof); every tile fetched must be committed to by it (the
+tiles rebuild the signed root, each entry hashes to its tile). Tiles are written first, each by
+rename, and the checkpoint last, so the mirror never serves a checkpoint whose tiles are missing.
+Tiles the mirror already holds are not fetched again; older partial tiles are kept. The witnessed
+checkpoints (cosigned/<size>, cosigned/latest) are copied as they are: verifiers check them.
+A PostgreSQL shop's log is served only by its instances (https://HOST:PORT/log/); mirror it to
+publish it statically. With a private CA set NODE_EXTRA_CA_CERTS to its certificate.
+Exit codes: 0 mirrored (or already up to date), 1 the log misbehaves (a checkpoint not signed by
+the key, LOG FORKED, LOG SHRANK, a tile missing or not committed to by the checkpoint: nothing is
+written), 2 unusable input (an unreachable log, a --out that mirrors another log).
+` + examples('qtm log mirror --log https://shop.example:8443/log/ --log-key keys/log.vkey --out /var/www/log',
+      'qtm log mirror --log ./tlog/www --log-key keys/log.vkey --out ./mirror --json',
+      'qtm log monitor --log ./mirror --log-key keys/log.vkey --state monitor.json'))
+    .action(async (o: { log: string; logKey: string; out: string; json?: boolean }) => {
+      let progress: Progress | undefined;
+      const r = await mirror(sourceFor(o.log), readVkeyFile(o.logKey), o.out, {
+        onProgress: (done, total) => { (progress ??= new Progress(total, 'fetching tiles')).tick(done); },
+      });
+      progress?.done();
+      if (o.json) out.json(r);
+      else {
+        const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+        out.line(`${r.origin}: mirrored size ${r.size} (was ${r.previousSize}); ${r.status}`);
+        out.line(`  fetched ${r.fetched.tiles} tiles (${kib(r.fetched.bytes)}), kept ${r.kept} already mirrored; wrote ${r.written.files.length} files (${r.written.tiles} tiles, ${kib(r.written.bytes)})`);
+        if (r.cosigned.written.length) out.line(`  witnessed: ${r.cosigned.written.join(', ')}`);
+        for (const s of r.cosigned.skipped) diag.line(`  left out ${s.path}: ${s.reason}`);
+      }
     });
 
   log.command('audit')
