@@ -254,6 +254,10 @@ test('the transparency log on PostgreSQL: two instances with one --log-key appen
       assert.equal(audit.status, 0, audit.stdout + audit.stderr);
       assert.equal(JSON.parse(audit.stdout).ok, true);
     }
+    // Published statically: a mirror of what A serves, which the audit reads as it reads A.
+    const mirror = qtm(['log', 'mirror', '--log', `${a.url}/log/`, '--log-key', vkey, '--out', join(dir, 'mirror'), '--json'], { env: httpsEnv });
+    assert.equal(mirror.status, 0, mirror.stderr);
+    assert.equal(qtm(['log', 'audit', '--store', url, '--log', join(dir, 'mirror'), '--log-key', vkey]).status, 0);
     // The customer's monitor finds exactly this card's four leaves, through A.
     const keys = readdirSync(join(card.archive.dir, 'monitor-keys'));
     assert.equal(keys.length, 1);
