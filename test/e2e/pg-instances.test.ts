@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initCa, issueKeyAndCertificate, type OpenCa } from '../../src/pki/ca.js';
@@ -176,6 +176,45 @@ test('transactions spread over two instances, one killed with SIGKILL mid-run: e
   }
   assert.equal(sql(`SELECT count(*) FROM transactions WHERE state = 'confirmed'`), '0', 'a signed receipt never reached its card');
   await b.stop();
+});
+
+test('behind a TCP load balancer that passes TLS through, connections spread over two instances serve transactions end to end', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const backends = [await start(), await start()];
+  // Round robin per connection, bytes passed through untouched (HAProxy mode tcp, an L4 balancer).
+  let next = 0;
+  const balancer = createServer((client) => {
+    const port = Number(new URL(backends[next++ % backends.length]!.url).port);
+    const upstream = connect(port, '127.0.0.1');
+    client.pipe(upstream).pipe(client);
+    const end = () => { client.destroy(); upstream.destroy(); };
+    client.on('error', end);
+    upstream.on('error', end);
+  });
+  await new Promise<void>((r) => balancer.listen(0, '127.0.0.1', () => r()));
+  const front = `https://localhost:${(balancer.address() as AddressInfo).port}`;
+  const card = await newCard();
+  const served = () => backends.map((b) => (b.log().match(/"path":"\/transactions\/\d+\/ack"/g) ?? []).length);
+  const before = served();
+  try {
+    for (let i = 0; i < 4; i++) {
+      // Each run is one client connection (keep-alive): the card logs in on it, wherever it lands.
+      const api = new QtmApi(front, readFileSync(caPem, 'utf8'));
+      try {
+        const r = await runTransaction({ api, card: card.client, trustAnchors: [ca.certificate], archive: card.archive, order: { items: [{ sku: 'PAPER-A4', quantity: 1 }] }, hooks: { accept: async () => true, pin: async () => PIN } });
+        assert.equal(sql(`SELECT state FROM transactions WHERE id = ${r.transactionId}`), 'delivered');
+      } finally {
+        api.close();
+      }
+    }
+    // Request log lines reach this process through a pipe, after the replies: wait for all four.
+    const acks = () => served().map((n, i) => n - before[i]!);
+    for (let i = 0; i < 250 && acks()[0]! + acks()[1]! < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(acks(), [2, 2], 'each instance acknowledged two of the four');
+  } finally {
+    await new Promise((r) => balancer.close(r));
+    await Promise.all(backends.map((b) => b.stop()));
+  }
 });
 
 test('--workers 2 on PostgreSQL serves transactions; the embedded store refuses --workers 2, and PostgreSQL refuses a --log directory', async (t) => {
