@@ -61,6 +61,7 @@ export class PgLog implements TransparencyLog, WitnessedLog {
   private signed = '';
   private publishedSize = 0;
   private closed = false;
+  private refreshing: Promise<void> | undefined;
   onPublish?: ((checkpoint: string, size: number) => void) | undefined;
 
   private constructor(
@@ -280,12 +281,17 @@ export class PgLog implements TransparencyLog, WitnessedLog {
     return run;
   }
 
-  /** Brings the tree up to the database's latest checkpoint (before serving what it needs). */
+  /**
+   * Brings the tree up to the database's latest checkpoint (before serving what it needs).
+   * Concurrent callers share one look (readers asking for tiles past the tree at once cost one
+   * query; each client's requests are rate-limited by the HTTP layer besides).
+   */
   private refresh(): Promise<void> {
-    return this.serially(async () => {
+    this.refreshing ??= this.serially(async () => {
       const r = (await this.pool.query<{ size: string; signed: string | null }>('SELECT size, signed FROM tlog_meta')).rows[0];
       if (r) await this.readUpTo(this.pool, { size: Number(r.size), signed: r.signed });
-    });
+    }).finally(() => { this.refreshing = undefined; });
+    return this.refreshing;
   }
 
   /**
