@@ -45,6 +45,12 @@ const TAG_SECRET_SETTING = 'tlog-tag-secret';
 /** Entries read per query when catching up (a page of rows, not the whole table at once). */
 const PAGE = 20_000;
 
+/** A checkpoint signed in a transaction: this instance's own once that transaction committed. */
+interface Published {
+  readonly text: string;
+  readonly size: number;
+}
+
 interface Pending {
   readonly entry: Buffer;
   readonly transactionId: number;
@@ -106,11 +112,15 @@ export class PgLog implements TransparencyLog, WitnessedLog {
       }
       const log = new PgLog(pool, signer, origin, tagSecret, `tlog_entries in ${redactUrl(url)}`);
       // The first instance signs the empty tree, so the log is published from the start.
-      await log.serially(() => log.inTransaction(async (t) => {
-        const meta = await log.lockMeta(t);
-        await log.readUpTo(t, meta);
-        if (!meta.signed) await log.publish(t);
-      }));
+      await log.serially(async () => {
+        let first: Published | undefined;
+        await log.inTransaction(async (t) => {
+          const meta = await log.lockMeta(t);
+          await log.readUpTo(t, meta);
+          if (!meta.signed) first = await log.publish(t);
+        });
+        if (first) log.published(first);
+      });
       return log;
     } catch (err) {
       await pool.end().catch(() => {});
@@ -174,6 +184,7 @@ export class PgLog implements TransparencyLog, WitnessedLog {
   /** One batch in one transaction under the sequencer lock: new entries and their checkpoint. */
   private async appendBatch(batch: readonly Pending[]): Promise<void> {
     let undo: (() => void) | undefined;
+    let signed: Published | undefined;
     try {
       await this.inTransaction(async (t) => {
           const meta = await this.lockMeta(t);
@@ -188,18 +199,13 @@ export class PgLog implements TransparencyLog, WitnessedLog {
           }
           if (!fresh.length) return;
           const before = this.leaves.size;
-          const prior = { signed: this.signed, size: this.publishedSize };
-          undo = () => {
-            this.leaves.truncate(before);
-            this.signed = prior.signed;
-            this.publishedSize = prior.size;
-          };
+          undo = () => this.leaves.truncate(before);
           for (const b of fresh) this.leaves.add(b.entry);
           await t.query(
             `INSERT INTO tlog_entries (idx, transaction_id, commitment, entry)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])`,
             [fresh.map((_, i) => before + i), fresh.map((b) => b.transactionId), fresh.map((b) => b.entry.subarray(1, 33)), fresh.map((b) => b.entry)]);
-          await this.publish(t);
+          signed = await this.publish(t);
       });
     } catch (err) {
       // Not committed (the COMMIT itself may have failed): the tree forgets the batch, or it and
@@ -207,15 +213,25 @@ export class PgLog implements TransparencyLog, WitnessedLog {
       undo?.();
       throw err;
     }
+    if (signed) this.published(signed);
   }
 
-  /** Signs a checkpoint of the tree as it is, inside the transaction holding the lock. */
-  private async publish(t: pg.PoolClient): Promise<void> {
+  /**
+   * Signs a checkpoint of the tree as it is, inside the transaction holding the lock. It becomes
+   * this instance's checkpoint (published()) only once that transaction has committed: until then
+   * no proof is made against it, nor a tile served past the committed size (a COMMIT that fails,
+   * or a crash before it, would leave a reply holding a checkpoint the log never had: a fork).
+   */
+  private async publish(t: pg.PoolClient): Promise<Published> {
     const size = this.leaves.size;
     const text = signCheckpoint({ origin: this.origin, size, root: this.leaves.root(), extensions: [] }, this.signer);
     await t.query('UPDATE tlog_meta SET size = $1, signed = $2, served = $2', [size, text]);
-    this.signed = text;
-    this.publishedSize = size;
+    return { text, size };
+  }
+
+  private published(p: Published): void {
+    this.signed = p.text;
+    this.publishedSize = p.size;
   }
 
   private async lockMeta(t: pg.PoolClient): Promise<{ size: number; signed: string | null }> {
@@ -321,9 +337,10 @@ export class PgLog implements TransparencyLog, WitnessedLog {
         return Buffer.from(r.served, 'utf8');
       },
       tile: async (t) => {
+        // Committed leaves only: the tree may hold a batch whose commit is under way.
         const need = leavesFor(t);
-        if (need > this.leaves.size) await this.refresh();
-        if (need > this.leaves.size) return undefined;
+        if (need > this.publishedSize) await this.refresh();
+        if (need > this.publishedSize) return undefined;
         return this.leaves.tile(t);
       },
       cosigned: async (which) => {

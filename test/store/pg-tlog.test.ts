@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import pg from 'pg';
 import { PgLog } from '../../src/store/pg-tlog.js';
 import { PgStore } from '../../src/store/pg-store.js';
 import { headSigner } from '../../src/store/head.js';
@@ -177,5 +178,46 @@ test('cosignatures are kept per checkpoint size and served with the latest check
     await assert.rejects(a.addCosignatures(forged, '\u2014 witness.example/w1 CCCC'), /did not sign/);
   } finally {
     await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('an append of a leaf whose batch is still committing waits for that commit: a failed COMMIT hands out no proof of a checkpoint the log never published', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const log = await PgLog.open(url, signer);
+  const watch = new pg.Client({ connectionString: url });
+  await watch.connect();
+  try {
+    // The first COMMIT that changes tlog_meta waits for the test's advisory lock, then fails (a
+    // deferred trigger: the COMMIT itself fails, as on a lost connection or a full disk).
+    assert.equal(cluster.psql(url, `CREATE SEQUENCE fail_once;
+      CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF nextval('fail_once') = 1 THEN PERFORM pg_advisory_xact_lock(4242); RAISE EXCEPTION 'commit refused by the test'; END IF; RETURN NULL; END $$;
+      CREATE CONSTRAINT TRIGGER fail_commit AFTER UPDATE ON tlog_meta DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_commit();`).status, 0);
+    await watch.query('SELECT pg_advisory_lock(4242)');
+    const first = log.append(leaf(0)).then((p) => ({ p }), (err: Error) => ({ err }));
+    // Until the batch's COMMIT is under way (waiting for the lock inside the deferred trigger).
+    for (;;) {
+      const r = await watch.query(`SELECT 1 FROM pg_stat_activity WHERE query = 'COMMIT' AND wait_event_type = 'Lock'`);
+      if (r.rowCount) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // The same transaction again (a client's retry, or catch-up) while the commit is in flight.
+    const retry = log.append(leaf(0));
+    // Nor is its entry served as a tile before it is committed (it may never be).
+    const early = log.source.tile({ level: 'entries', index: 0, width: 1 });
+    await watch.query('SELECT pg_advisory_unlock(4242)');
+    assert.equal(await early, undefined);
+    const outcome = await first;
+    assert.match(String((outcome as { err?: Error }).err?.message), /commit refused by the test/);
+    const p = await retry;
+    // The retry's proof is of a checkpoint the database holds, and its leaf is there.
+    const meta = cluster.psql(url, `SELECT signed FROM tlog_meta`).stdout.trim();
+    assert.equal(p.checkpoint.trim(), meta);
+    checkProof(p, leaf(0), log);
+    assert.equal(cluster.psql(url, 'SELECT string_agg(idx::text || \':\' || transaction_id::text, \',\') FROM tlog_entries').stdout.trim(), `${p.index}:1`);
+  } finally {
+    await watch.end();
+    await log.close();
   }
 });
