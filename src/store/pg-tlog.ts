@@ -35,7 +35,7 @@ import type { WitnessedLog } from '../tlog/cosigning.js';
 import { LeafTree } from '../tlog/leaf-tree.js';
 import { commitment, encodeEntry, LEAF_VERSION_TAGGED, TAGGED_ENTRY_BYTES } from '../tlog/leaf.js';
 import type { SignedLeaf, TransparencyLog } from '../tlog/log-dir.js';
-import { decodeNote, type NoteSigner } from '../tlog/note.js';
+import { decodeNote, signNote, type NoteSigner } from '../tlog/note.js';
 import type { TileSource } from '../tlog/tile-source.js';
 import { TILE_HEIGHT, TILE_WIDTH, type TileRef } from '../tlog/tiles.js';
 import { checkVersion } from './pg-migrations.js';
@@ -267,7 +267,14 @@ export class PgLog implements TransparencyLog, WitnessedLog {
       }
     }
     if (meta.signed && (meta.size > this.publishedSize || !this.signed)) {
-      const cp = decodeSignedCheckpoint(meta.signed).checkpoint;
+      const { checkpoint: cp, note } = decodeSignedCheckpoint(meta.signed);
+      // Its signature, not only its key ID: a row written by hand (a rewritten entry with a root
+      // to match) or by an instance holding another key of the same name is not this log's.
+      // Ed25519 is deterministic (RFC 8032): signing the same text again gives the same line.
+      const mine = signNote(note.text, [this.signer]);
+      if (!meta.signed.split('\n').includes(mine.slice(note.text.length + 1).trimEnd())) {
+        throw new RefusedError(`the checkpoint of the log ${this.origin} in tlog_meta (size ${cp.size}) is not signed by this log key`, 'give every instance the same log key; if it is the one, the row was written behind qtm\'s back: restore the database from a backup');
+      }
       if (cp.size !== meta.size || !this.leaves.root(cp.size).equals(cp.root)) {
         throw new RefusedError(`tlog_entries does not rebuild the signed root of the log ${this.origin} at size ${cp.size}`, 'an entry was changed behind qtm\'s back: restore the database from a backup');
       }

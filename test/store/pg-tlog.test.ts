@@ -12,11 +12,11 @@ import { PgLog } from '../../src/store/pg-tlog.js';
 import { PgStore } from '../../src/store/pg-store.js';
 import { headSigner } from '../../src/store/head.js';
 import type { ConfirmedEntry, PreparedEntry } from '../../src/store/types.js';
-import { openCheckpoint } from '../../src/tlog/checkpoint.js';
+import { encodeCheckpointBody, openCheckpoint } from '../../src/tlog/checkpoint.js';
 import { cardTag } from '../../src/tlog/card-tag.js';
 import { leafHash } from '../../src/tlog/hash.js';
 import { commitment, encodeEntry } from '../../src/tlog/leaf.js';
-import { treeRoot, verifyConsistency, verifyInclusion, consistencyProof } from '../../src/tlog/merkle.js';
+import { MemoryTree, treeRoot, verifyConsistency, verifyInclusion, consistencyProof } from '../../src/tlog/merkle.js';
 import { decodeSkey, decodeVkey, ed25519NoteSigner, ed25519NoteVerifier, encodeSkey, encodeVkey } from '../../src/tlog/note.js';
 import { withTiles } from '../../src/tlog/tile-source.js';
 import { tilePath, tilesForSize } from '../../src/tlog/tiles.js';
@@ -219,5 +219,43 @@ test('an append of a leaf whose batch is still committing waits for that commit:
   } finally {
     await watch.end();
     await log.close();
+  }
+});
+
+test('a checkpoint in tlog_meta that the log key did not sign is refused: an administrator cannot rewrite an entry and the root beside it', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const log = await PgLog.open(url, signer);
+  for (let i = 0; i < 3; i++) await log.append(leaf(i));
+  const monitor = log.monitorKeyFor(CARD);
+  const genuine = log.signedCheckpoint;
+  await log.close();
+  // The owner drops the guard, swaps transaction 2's leaf for another package, and writes a
+  // checkpoint of the new root beside it, keeping the log's signature line (name and key ID right).
+  const entries = [0, 1, 2].map((i) => {
+    const l = i === 1 ? leaf(1, 'a package the customer never signed') : leaf(i);
+    return encodeEntry({ ...l, tag: cardTag(monitor, commitment(l)) });
+  });
+  const tree = new MemoryTree();
+  for (const e of entries) tree.append(leafHash(e));
+  const body = encodeCheckpointBody({ origin: 'shop.example/log', size: 3, root: Buffer.from(treeRoot(tree, 3)), extensions: [] });
+  const forged = `${body}\n${genuine.slice(genuine.indexOf('\n\n') + 2)}`;
+  assert.equal(cluster.psql(url, `ALTER TABLE tlog_entries DISABLE TRIGGER tlog_entries_append_only;
+    UPDATE tlog_entries SET entry = '\\x${entries[1]!.toString('hex')}', commitment = '\\x${entries[1]!.subarray(1, 33).toString('hex')}' WHERE idx = 1;
+    UPDATE tlog_meta SET signed = '${forged}', served = '${forged}'`).status, 0);
+  // Every instance (re)started on it refuses, before signing anything over the rewritten tree.
+  await assert.rejects(PgLog.open(url, signer), /not signed by this log key|signed by another key/);
+  assert.equal(cluster.psql(url, 'SELECT signed FROM tlog_meta').stdout.trim(), forged.trim());
+});
+
+test('two instances with different keys of one name starting on an empty log at once: the second is refused, not signing beside the first', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const opened = await Promise.allSettled([PgLog.open(url, signer), PgLog.open(url, otherKey)]);
+  try {
+    assert.equal(opened.filter((o) => o.status === 'fulfilled').length, 1, 'only one key may keep the log');
+    assert.match(String((opened.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason), /not signed by this log key|signed by another key/);
+  } finally {
+    for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
   }
 });
