@@ -59,14 +59,16 @@ export function isPostgresUrl(store: string): boolean {
 
 /** A URL fit for a log line or an error: the password replaced. */
 export function redactUrl(url: string): string {
+  // pg takes a password in the query too (?password=...): hidden whichever form the rest has.
+  const query = (s: string) => s.replace(/([?&][^=&#]*password=)[^&#]*/gi, '$1***');
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
-    return u.toString();
+    return query(u.toString());
   } catch {
     // pg also takes forms WHATWG URL refuses (postgres://user@/db?host=/socket): hide a password
     // between the user name and the @ all the same, and keep the rest readable.
-    return url.replace(/^([a-z]+:\/\/[^:@/]*):[^@]*@/i, '$1:***@');
+    return query(url.replace(/^([a-z]+:\/\/[^:@/]*):[^@]*@/i, '$1:***@'));
   }
 }
 
