@@ -111,8 +111,11 @@ export class PgLog implements TransparencyLog, WitnessedLog {
         c.release();
       }
       const log = new PgLog(pool, signer, origin, tagSecret, `tlog_entries in ${redactUrl(url)}`);
+      // The log as published, read and checked without the sequencer lock: a large log takes
+      // seconds to rebuild, and every instance's appends wait while that lock is held.
+      await log.refresh();
       // The first instance signs the empty tree, so the log is published from the start.
-      await log.serially(async () => {
+      if (!log.signed) await log.serially(async () => {
         let first: Published | undefined;
         await log.inTransaction(async (t) => {
           const meta = await log.lockMeta(t);

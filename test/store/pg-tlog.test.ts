@@ -259,3 +259,44 @@ test('two instances with different keys of one name starting on an empty log at 
     for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
   }
 });
+
+test('an instance starting on a published log reads it without the sequencer lock: the other instances\' appends do not wait for its rebuild', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const a = await PgLog.open(url, signer);
+  await Promise.all(Array.from({ length: 50 }, (_, i) => a.append(leaf(i))));
+  await a.close();
+  // Another instance's append batch holds the tlog_meta row lock (as it does for every batch; the
+  // rebuild of a large log takes seconds, all of which the shop's confirms would wait).
+  const holder = new pg.Client({ connectionString: url });
+  await holder.connect();
+  const watch = new pg.Client({ connectionString: url });
+  await watch.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM tlog_meta FOR UPDATE');
+    let done = false;
+    const opening = PgLog.open(url, signer).finally(() => { done = true; });
+    const waitsForLock = (async () => {
+      while (!done) {
+        const r = await watch.query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%FROM tlog_meta FOR UPDATE' AND wait_event_type = 'Lock'`);
+        if (r.rowCount) return true;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return false;
+    })();
+    const blocked = await Promise.race([opening.then(() => false), waitsForLock]);
+    await holder.query('COMMIT');
+    const b = await opening;
+    try {
+      assert.equal(blocked, false, 'the opening instance waited for the sequencer lock');
+      assert.equal(b.size, 50);
+      checkProof(await b.append(leaf(50)), leaf(50), b);
+    } finally {
+      await b.close();
+    }
+  } finally {
+    await holder.end();
+    await watch.end();
+  }
+});
