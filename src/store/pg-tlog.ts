@@ -310,7 +310,8 @@ export class PgLog implements TransparencyLog, WitnessedLog {
   /**
    * Brings the tree up to the database's latest checkpoint (before serving what it needs).
    * Concurrent callers share one look (readers asking for tiles past the tree at once cost one
-   * query; each client's requests are rate-limited by the HTTP layer besides).
+   * query; each client's requests are rate-limited by the HTTP layer besides). A look shared may
+   * have begun before its caller came; one begun after a settled one is always later than it.
    */
   private refresh(): Promise<void> {
     this.refreshing ??= this.serially(async () => {
@@ -349,6 +350,9 @@ export class PgLog implements TransparencyLog, WitnessedLog {
       tile: async (t) => {
         // Committed leaves only: the tree may hold a batch whose commit is under way.
         const need = leavesFor(t);
+        if (need > this.publishedSize) await this.refresh();
+        // The look shared may have read tlog_meta before this request came (and before the
+        // checkpoint its reader holds was committed): one look begun after it, before a 404.
         if (need > this.publishedSize) await this.refresh();
         if (need > this.publishedSize) return undefined;
         return this.leaves.tile(t);

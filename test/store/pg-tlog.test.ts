@@ -205,12 +205,17 @@ test('an append of a leaf whose batch is still committing waits for that commit:
     // The same transaction again (a client's retry, or catch-up) while the commit is in flight.
     const retry = log.append(leaf(0));
     // Nor is its entry served as a tile before it is committed (it may never be).
-    const early = log.source.tile({ level: 'entries', index: 0, width: 1 });
+    let early: Buffer | undefined | 'waiting' = 'waiting';
+    const tile = log.source.tile({ level: 'entries', index: 0, width: 1 }).then((b) => { early = b; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(early, 'waiting');
     await watch.query('SELECT pg_advisory_unlock(4242)');
-    assert.equal(await early, undefined);
     const outcome = await first;
     assert.match(String((outcome as { err?: Error }).err?.message), /commit refused by the test/);
     const p = await retry;
+    await tile;
+    // Served once committed (by the retry's batch), or not at all.
+    if (early !== undefined) assert.deepEqual(early, await log.source.tile({ level: 'entries', index: 0, width: 1 }));
     // The retry's proof is of a checkpoint the database holds, and its leaf is there.
     const meta = cluster.psql(url, `SELECT signed FROM tlog_meta`).stdout.trim();
     assert.equal(p.checkpoint.trim(), meta);
@@ -298,5 +303,44 @@ test('an instance starting on a published log reads it without the sequencer loc
   } finally {
     await holder.end();
     await watch.end();
+  }
+});
+
+test('a tile request that arrives while another reader\'s look at the database is under way gets the tile its checkpoint counts, not a 404', async (t) => {
+  if (!cluster) return t.skip('PostgreSQL not installed');
+  const url = await freshLogDb();
+  const [a, b] = [await PgLog.open(url, signer), await PgLog.open(url, signer)];
+  try {
+    await b.append(leaf(0));
+    // Instance a's next read of entries is held until the test lets it go (the database's latency,
+    // widened): its look at tlog_meta is then done, and counts one entry.
+    const pool = (a as unknown as { pool: pg.Pool }).pool;
+    const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    let reached!: () => void;
+    const atGate = new Promise<void>((r) => { reached = r; });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    let armed = true;
+    (pool as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+      if (armed && String(args[0]).includes('string_agg')) {
+        armed = false;
+        reached();
+        await gate;
+      }
+      return query(...args);
+    };
+    const first = a.source.tile({ level: 'entries', index: 0, width: 1 });
+    await atGate;
+    // Meanwhile another instance commits a second entry, and a reader gets that checkpoint from a.
+    await b.append(leaf(1));
+    const cp = openCheckpoint((await a.source.checkpoint()).toString(), verifier).checkpoint;
+    assert.equal(cp.size, 2);
+    const second = a.source.tile({ level: 'entries', index: 0, width: 2 });
+    release();
+    assert.ok(await first);
+    assert.ok(await second, 'the tile of the checkpoint a served was missing');
+    assert.deepEqual(await withTiles(a.source, 2, (r) => Buffer.from(treeRoot(r))), cp.root);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
   }
 });
