@@ -35,7 +35,7 @@
  * and everything after it to `transactions.log.unsigned-<time>` for the record and goes on
  * without them, an audit reports them. Other entries after the last head (at most
  * HEAD_INTERVAL_MS of them before a crash) may have been acknowledged: a writer keeps them,
- * warns, and signs a head over them (docs/THREATS.md, "The log store's unsigned window").
+ * warns, and signs a head over them (docs/THREATS.md, "The unsigned window").
  */
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, unlinkSync, write } from 'node:fs';
 import { createHash } from 'node:crypto';
