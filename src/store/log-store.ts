@@ -560,7 +560,9 @@ export class LogStore implements TransactionStore {
     const id = entry.transactionId;
     for (;;) {
       // Check and claim with no await between them: the event loop makes this one atomic step.
-      const existing = this.record(id)?.confirmed;
+      // Still 'prepared' in the index: no confirmed or resolved entry was written (either moves
+      // the state on), so there is nothing to read back (a read and parse of the prepared entry).
+      const existing = this.tx.state(id) === 'prepared' ? undefined : this.record(id)?.confirmed;
       if (existing) return { stored: false, existing };
       const inFlight = this.signing.get(id);
       if (!inFlight) break;
