@@ -21,7 +21,19 @@
  * postmaster and backends, from /proc: beside qtm's, not in the ratio) and the database's
  * committed transactions per qtm transaction (pg_stat_database.xact_commit, reads included).
  *
- * Figures are noisy on a shared machine: the clients and the server share its cores.
+ * Figures are noisy on a shared machine: the clients and the server share its cores. A window of
+ * 30 s at ~15 tx/s still includes V8 compiling the server's code (5-10% of its CPU then); a
+ * longer --seconds shows less of it.
+ *
+ * Profiling the server (issue 10, the hot path), through the environment:
+ *   QTM_BENCH_PROFILE_SERVER=DIR  the server runs with --cpu-prof, its profile written to DIR
+ *                                 when the bench stops it (load it in Chrome DevTools);
+ *   QTM_BENCH_SERVER_ARGS='...'   more node flags for the server, e.g. --perf-basic-prof to
+ *                                 sample it with `perf record -g -p PID` (the PID is printed);
+ *   QTM_BENCH_QTM=FILE            another build's dist/bin/qtm.js as the server, to compare two
+ *                                 versions under the same bench.
+ * The V8 profile counts time blocked in a system call (fsync, a pipe write) as the function's; perf
+ * samples CPU only, OpenSSL and the kernel included.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';

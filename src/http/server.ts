@@ -52,16 +52,10 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) throw new HttpError('E_TOO_LARGE', `request body of ${declared} bytes is over ${max} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw new HttpError('E_TOO_LARGE', `request body over ${max} bytes`);
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readBody(req, max);
   let text: string;
   try {
-    text = UTF8.decode(Buffer.concat(chunks)) || 'null';
+    text = UTF8.decode(body) || 'null';
   } catch {
     throw new HttpError('E_JSON', 'request body is not valid UTF-8');
   }
@@ -71,6 +65,58 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
   } catch (err) {
     throw new HttpError('E_JSON', err instanceof DecodeError ? err.message : 'request body is not JSON');
   }
+}
+
+/**
+ * The body, at most `max` bytes, read with the stream's events: what `for await (const chunk of
+ * req)` did (an async iterator and a promise per chunk were 1-2% of the server's CPU per
+ * transaction, issue 10), with the same outcomes: past `max` the request (not its socket) is
+ * destroyed and E_TOO_LARGE thrown; an error or a close before the end rejects.
+ */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        done();
+        // What leaving `for await` early did (node's stream destroyer for a server request): the
+        // request is destroyed without its socket, which the 413 answer and the close still need.
+        (req as { socket: unknown }).socket = null;
+        req.destroy();
+        reject(new HttpError('E_TOO_LARGE', `request body over ${max} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    const onClose = () => {
+      done();
+      const err: NodeJS.ErrnoException = new Error('Premature close');
+      err.code = 'ERR_STREAM_PREMATURE_CLOSE';
+      reject(err);
+    };
+    if (req.readableEnded) return onEnd();
+    if (req.destroyed) return onClose();
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 export interface Routed {

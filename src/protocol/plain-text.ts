@@ -52,8 +52,25 @@ function classify(ch: string): string | undefined {
   return undefined;
 }
 
-/** Returns the text if `bytes` is acceptable plain text; throws PlainTextError otherwise. */
+/**
+ * Returns the text if `bytes` is acceptable plain text; throws PlainTextError otherwise.
+ *
+ * Bytes that are all printable ASCII, newline or tab are accepted without the per-character
+ * classification: no ASCII character other than the C0 controls and DEL is refused above (none
+ * is bidirectional, invisible, a format, private-use, unassigned or separator character). Any
+ * other byte takes the full path, which names what is wrong and where. A property test checks
+ * the two agree on every ASCII input. (Issue 10: the server checks each order it is given.)
+ */
 export function checkPlainText(bytes: Uint8Array): string {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if ((b < 0x20 && b !== 0x0a && b !== 0x09) || b >= 0x7f) return checkPlainTextFully(bytes);
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+}
+
+/** checkPlainText without its ASCII shortcut (exported for the tests). */
+export function checkPlainTextFully(bytes: Uint8Array): string {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);

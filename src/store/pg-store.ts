@@ -22,12 +22,20 @@
  *   3. takes transaction IDs from the counter in that row (`last_id`), so IDs have no gaps: a
  *      rolled-back commit hands none out (a sequence would leave holes, and the audit reads a hole
  *      in the IDs as a removed transaction);
- *   4. inserts the entries (one statement), and stores the head (last seq and hash) signed with
- *      the receipt key in the chain row, then commits.
+ *   4. inserts the entries (one statement), and, when the commit holds a receipt (a confirmed or
+ *      resolved entry), stores the head (last seq and hash) signed with the receipt key in the
+ *      chain row, then commits.
  * A promise resolves only after COMMIT returned: the entry is durable and visible to every other
- * connection before any reply goes out. One RSA signature per group commit (~0.3 ms), not per
- * entry: under load many entries share it, and no entry is ever acknowledged outside a signed head
- * (there is no unsigned window: the head is in the same database transaction as the entries).
+ * connection before any reply goes out. Heads follow the log store's policy (./log-store.ts):
+ * a receipt is never acknowledged outside a signed head (its head is in the same database
+ * transaction); other entries (prepared, delivered...) get theirs within HEAD_INTERVAL_MS (a
+ * timer of the instance that wrote them commits a head), or sooner from any instance's next
+ * receipt, since the chain is one line and a head covers everything before it; an instance also
+ * signs whatever is unsigned when it opens and when it closes (what one killed with SIGKILL
+ * left). One RSA signature per transaction instead of one per commit, taken while holding the
+ * chain row's lock that every instance waits on. docs/THREATS.md, "The unsigned window", says
+ * what an entry waiting for its head is exposed to; the audit notes such a tail while it is
+ * young and reports it as a problem once no head came for it.
  *
  * exclusive(id, task): an in-process queue per transaction, then a session-level
  * pg_advisory_lock(EXCLUSIVE_NS + id) on a connection checked out of a separate small pool for
@@ -41,12 +49,22 @@ import { GENESIS_HASH, headStatement, lineHash, type HeadSigner, type SignedHead
 import { cardKeyOfEntry, fold, type AlreadySigned, type ConfirmedEntry, type PrepareOptions, type PreparedEntry, type ResolvedEntry, type StoreEntry, type TransactionRecord, type TransactionState, type TransactionStore } from './types.js';
 import { checkVersion, migrate } from './pg-migrations.js';
 import { InputError } from '../errors.js';
-import type { LogFindings } from './log-store.js';
+import { HEAD_INTERVAL_MS, type LogFindings } from './log-store.js';
 
 /** Advisory lock keys of exclusive(): this prefix ("qtmx" in ASCII) in the high 32 bits, the transaction ID in the low. */
 const EXCLUSIVE_NS = 0x71746d78n << 32n;
 /** pg_try_advisory_lock keys of claim(): "qtms" in the high 32 bits. */
 const CLAIM_NS = 0x71746d73n << 32n;
+
+/**
+ * An audit notes entries after the last head that hold no receipt while the oldest is younger
+ * than the head interval and this much more (a commit, a busy writer); older, no instance is
+ * signing them, and they are a problem.
+ */
+export const AUDIT_HEAD_GRACE_MS = 4000;
+
+/** Entries that sign a transaction: their commit carries a signed head. */
+const SIGNING = new Set(['confirmed', 'resolved']);
 
 /** int8 as a JavaScript number: every bigint qtm stores (IDs, seq, Unix seconds) is below 2^53. */
 const TYPES = {
@@ -81,6 +99,8 @@ export interface PgOpenOptions {
   readonly migrate?: boolean;
   /** Connections for reads (default 10) and for exclusive() (default 10). */
   readonly poolSize?: number;
+  /** How soon a commit without a receipt gets a signed head (default HEAD_INTERVAL_MS). */
+  readonly headIntervalMs?: number;
 }
 
 type Job =
@@ -106,6 +126,9 @@ export class PgStore implements TransactionStore {
   private writer: pg.Client | undefined;
   private closed = false;
   private readonly turns = new Map<number, Promise<unknown>>();
+  /** A head is due (this instance's timer, open, close) though no receipt waits. */
+  private headWanted = false;
+  private headTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -131,6 +154,8 @@ export class PgStore implements TransactionStore {
       } finally {
         c.release();
       }
+      // What an instance stopped with SIGKILL left unsigned (entries without a receipt) is signed now.
+      if (options.heads && !options.readOnly) await store.signHeadNow();
     } catch (err) {
       await store.end();
       throw err;
@@ -200,16 +225,25 @@ export class PgStore implements TransactionStore {
     return c;
   }
 
+  /** A head over whatever is unsigned, on the next commit (one with no entries if none waits). */
+  private signHeadNow(): Promise<void> {
+    this.headWanted = true;
+    this.flushing ??= this.flush();
+    return this.flushing;
+  }
+
   private async flush(): Promise<void> {
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 || this.headWanted) {
       // Let appends made in the same tick join this commit.
       await new Promise((r) => setImmediate(r));
       const batch = this.queue;
       this.queue = [];
+      const headWanted = this.headWanted;
+      this.headWanted = false;
       let client: pg.Client | undefined;
       try {
         client = await this.writerClient();
-        const done = await this.commit(client, batch);
+        const done = await this.commit(client, batch, headWanted);
         for (const d of done) d();
       } catch (err) {
         // The commit's outcome may be unknown (the connection broke during COMMIT): nothing in it
@@ -223,15 +257,27 @@ export class PgStore implements TransactionStore {
           }
         }
         for (const j of batch) j.reject(err as Error);
+        // A head asked for and not made: the timer asks again (a new one, as an unsigned commit would start).
+        if (headWanted) this.startHeadTimer();
       }
     }
     this.flushing = undefined;
   }
 
+  /** Within the interval, a head covers this instance's commits that had none (unless a receipt's commit did first). */
+  private startHeadTimer(): void {
+    if (!this.options.heads || this.headTimer || this.closed) return;
+    this.headTimer = setTimeout(() => {
+      this.headTimer = undefined;
+      if (!this.closed) void this.signHeadNow().catch(() => {});
+    }, this.options.headIntervalMs ?? HEAD_INTERVAL_MS);
+    this.headTimer.unref();
+  }
+
   /** One group commit; returns what to call once it committed (resolutions and per-job refusals). */
-  private async commit(c: pg.Client, batch: Job[]): Promise<(() => void)[]> {
+  private async commit(c: pg.Client, batch: Job[], headWanted = false): Promise<(() => void)[]> {
     await c.query('BEGIN');
-    const chain = (await c.query<{ seq: number; hash: string; last_id: number }>('SELECT seq, hash, last_id FROM qtm_chain FOR UPDATE')).rows[0];
+    const chain = (await c.query<{ seq: number; hash: string; last_id: number; head_seq: number | null }>('SELECT seq, hash, last_id, head_seq FROM qtm_chain FOR UPDATE')).rows[0];
     if (!chain) throw new Error('the qtm_chain row is missing: the database was not migrated by qtm, or it was tampered with');
     // What the checks need, read under the lock: every commit before this one is visible.
     const ids = [...new Set(batch.flatMap((j) => (j.kind === 'prepared' ? [] : [j.entry.transactionId])))];
@@ -309,24 +355,33 @@ export class PgStore implements TransactionStore {
         after.push(() => j.reject(err as Error));
       }
     }
-    if (rows.length === 0) {
+    // A receipt's commit carries its head; others wait for the timer, or a head asked for now.
+    const signHead = this.options.heads !== undefined && seq > (chain.head_seq ?? 0) && (headWanted || rows.some((r) => SIGNING.has(r.type)));
+    if (rows.length === 0 && !signHead) {
       await c.query('COMMIT');
       return after;
     }
-    await c.query(
+    if (rows.length) await c.query(
       `INSERT INTO entries (seq, transaction_id, type, line, prev, hash, card_key_hint)
        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])`,
       [rows.map((r) => r.seq), rows.map((r) => r.transactionId), rows.map((r) => r.type), rows.map((r) => r.line), rows.map((r) => r.prev), rows.map((r) => r.hash), rows.map((r) => r.cardKey)],
     );
-    const sig = this.options.heads ? this.options.heads.sign(headStatement({ seq, hash })) : null;
+    const sig = signHead ? this.options.heads!.sign(headStatement({ seq, hash })) : null;
     await c.query(
       `UPDATE qtm_chain SET seq = $1, hash = $2, last_id = $3, head_seq = CASE WHEN $4::bytea IS NULL THEN head_seq ELSE $1 END,
-         head_hash = CASE WHEN $4::bytea IS NULL THEN head_hash ELSE $2 END, head_sig = COALESCE($4::bytea, head_sig), head_at = now()`,
+         head_hash = CASE WHEN $4::bytea IS NULL THEN head_hash ELSE $2 END, head_sig = COALESCE($4::bytea, head_sig),
+         head_at = CASE WHEN $4::bytea IS NULL THEN head_at ELSE now() END`,
       [seq, hash, lastId, sig],
     );
     await c.query('COMMIT');
     this.stats.commits++;
     this.stats.entries += rows.length;
+    if (sig) {
+      clearTimeout(this.headTimer);
+      this.headTimer = undefined;
+    } else if (rows.length) {
+      this.startHeadTimer();
+    }
     return after;
   }
 
@@ -489,13 +544,11 @@ export class PgStore implements TransactionStore {
     }
     let seq = 0;
     let prev = GENESIS_HASH;
-    let count = 0;
     for (let from = 0; ;) {
       const page = await this.rows<{ seq: number; transaction_id: number; type: string; line: string; prev: string; hash: string }>(
         'SELECT seq, transaction_id, type, line, prev, hash FROM entries WHERE seq > $1 ORDER BY seq LIMIT 2000', [from]);
       if (page.length === 0) break;
       for (const r of page) {
-        count++;
         from = r.seq;
         let parsed: { seq?: unknown; prev?: unknown; type?: unknown; transactionId?: unknown } | undefined;
         try {
@@ -523,12 +576,28 @@ export class PgStore implements TransactionStore {
       const at = chain.head_seq === seq ? prev : (await this.rows<{ line: string }>('SELECT line FROM entries WHERE seq = $1', [chain.head_seq])).map((r) => lineHash(Buffer.from(r.line, 'utf8')))[0];
       if (at !== head.hash) f.problems.push(`the signed head names entry ${head.seq} ${head.hash.slice(0, 16)}…, but the chain there is ${at === undefined ? 'missing' : `${at.slice(0, 16)}…`} (entries before it were changed or removed)`);
       else if (this.options.heads && !this.options.heads.verify(headStatement(head), head.sig)) f.problems.push('the signed head does not verify with the receipt key');
-      if (seq > head.seq) f.problems.push(`${seq - head.seq} entries after the last signed head (from entry ${head.seq + 1}): the server never acknowledged them (inserted by someone without its key)`);
-    } else if (count > 0) {
-      f.problems.push('the store holds entries but no signed head');
     }
+    const headSeq = f.lastHead?.seq ?? 0;
+    if (seq > headSeq) await this.unsignedTail(f, headSeq, seq - headSeq);
     await this.checkProjection(f);
     return f;
+  }
+
+  /**
+   * Entries after the last head: a receipt there was never acknowledged (its head commits with
+   * it); others wait up to the head interval for theirs, so a young tail is a note, an old one a
+   * problem (no instance signed it: the one that wrote it was killed and none has started since,
+   * or someone without the key inserted it).
+   */
+  private async unsignedTail(f: LogFindings, headSeq: number, n: number): Promise<void> {
+    const r = (await this.rows<{ receipts: number; age_ms: number | null }>(
+      `SELECT count(*) FILTER (WHERE type = ANY($2::text[]))::int8 AS receipts, (extract(epoch FROM now() - min(written_at)) * 1000)::float8 AS age_ms
+         FROM entries WHERE seq > $1`, [headSeq, [...SIGNING]]))[0]!;
+    const what = `${n} entries after the last signed head (from entry ${headSeq + 1})`;
+    const wait = (this.options.headIntervalMs ?? HEAD_INTERVAL_MS) + AUDIT_HEAD_GRACE_MS;
+    if (r.receipts > 0) f.problems.push(`${what}, ${r.receipts} of them a receipt: the server never acknowledged them (inserted by someone without its key)`);
+    else if ((r.age_ms ?? 0) <= wait) f.notes.push(`${what}, none a receipt, the oldest ${Math.round(r.age_ms ?? 0)} ms old: a running instance signs them within ${this.options.headIntervalMs ?? HEAD_INTERVAL_MS} ms`);
+    else f.problems.push(`${what}, none a receipt, unsigned for ${Math.round((r.age_ms ?? 0) / 1000)} s: no instance signed them (the one that wrote them stopped with SIGKILL and none started since, or someone without the key inserted them); starting an instance signs them`);
   }
 
   /** The transactions table must be what the entries fold to: an edit there is a finding too. */
@@ -561,7 +630,10 @@ export class PgStore implements TransactionStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Nothing left unsigned behind a clean stop (this instance's entries, or a killed one's).
+    if (this.options.heads && !this.options.readOnly) await this.signHeadNow().catch(() => {});
     this.closed = true;
+    clearTimeout(this.headTimer);
     await this.flushing;
     await this.end();
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkPlainText, PlainTextError } from '../../src/protocol/plain-text.js';
+import { checkPlainText, checkPlainTextFully, PlainTextError } from '../../src/protocol/plain-text.js';
 
 test('accepts ordinary multilingual text with newlines and tabs', () => {
   const text = 'Order 42\n\tÄpfel 2 × € 3,50\nΚαλημέρα, 日本語, עברית, emoji 🙂\n';
@@ -61,4 +61,23 @@ test('property: any byte string is either accepted unchanged or refused with Pla
       assert.ok(e instanceof PlainTextError, String(e));
     }
   }), { numRuns: 3000 });
+});
+
+test('property: on ASCII bytes (controls and DEL included) the shortcut and the full check agree: the same text, or the same refusal', () => {
+  const outcome = (f: () => string) => {
+    try {
+      return { text: f() };
+    } catch (err) {
+      assert.ok(err instanceof PlainTextError);
+      return { error: (err as Error).message };
+    }
+  };
+  const mostlyPrintable = fc.oneof({ weight: 20, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 0x7f }) });
+  fc.assert(fc.property(fc.array(mostlyPrintable, { maxLength: 200 }), (codes) => {
+    const bytes = Uint8Array.from(codes);
+    assert.deepEqual(outcome(() => checkPlainText(bytes)), outcome(() => checkPlainTextFully(bytes)));
+  }), { numRuns: 3000 });
+  // A view into a larger buffer reads only its own bytes.
+  const whole = Buffer.from('xxorder 1\nyy');
+  assert.equal(checkPlainText(whole.subarray(2, 10)), 'order 1\n');
 });

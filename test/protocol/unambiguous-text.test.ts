@@ -4,7 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AmbiguousTextError, checkUnambiguousText, skeleton } from '../../src/protocol/unambiguous-text.js';
+import fc from 'fast-check';
+import { AmbiguousTextError, checkUnambiguousCharacters, checkUnambiguousText, skeleton } from '../../src/protocol/unambiguous-text.js';
 import { PlainTextError } from '../../src/protocol/plain-text.js';
 import { codePointNotes, renderContent } from '../../src/cli/dialog.js';
 
@@ -20,6 +21,21 @@ test('Pay \\u0430pple: a Cyrillic a inside a Latin word is refused, named and pl
   refuses('\u{1D429}ay', /U\+1D429 .* is drawn like the ASCII "p"/);
   refuses('2 \u00D7 3', /U\+00D7 "\u00D7" is drawn like the ASCII "x"/);
   assert.equal(skeleton('\u0440\u0430\u0443'), 'pay', 'the confusables data maps Cyrillic р а у to p a y');
+});
+
+test('plain ASCII text takes the fast path, which the full checks agree with: none of them can refuse it', () => {
+  // Printable ASCII, newlines and tabs: what plain text allows below U+0080.
+  const asciiText = fc.array(fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.constantFrom(0x0a, 0x09)), { maxLength: 300 }).map((cs) => String.fromCharCode(...cs));
+  fc.assert(fc.property(asciiText, (text) => {
+    assert.equal(checkUnambiguousText(Buffer.from(text)), text);
+    assert.equal(checkUnambiguousCharacters(text), text);
+  }), { numRuns: 2000 });
+  // One non-ASCII character anywhere leaves the fast path: refused where it stands.
+  fc.assert(fc.property(asciiText, asciiText, (a, b) => {
+    assert.throws(() => checkUnambiguousText(Buffer.from(`${a}\uFF50${b}`)), (e: unknown) => e instanceof AmbiguousTextError && e.byteOffset === Buffer.byteLength(a));
+  }), { numRuns: 300 });
+  // ASCII controls other than newline and tab are still refused by the plain-text check first.
+  assert.throws(() => checkUnambiguousText(Buffer.from('pay\x1b[2Jnow')), (e: unknown) => e instanceof PlainTextError && /escape character/.test((e as Error).message));
 });
 
 test('a combining accent beside its precomposed twin: not NFC, refused', () => {

@@ -239,7 +239,7 @@ for (const [name, make] of Object.entries(SUBJECTS)) {
         assert.ok(await b.get(id), `transaction ${id} acknowledged but not visible to another instance`);
         assert.deepEqual(await b.pendingFor(KEY_A), []);
         // A commit without a receipt may wait for its head (the log store signs those within
-        // HEAD_INTERVAL_MS: docs/THREATS.md, "The log store's unsigned window"); any head verifies.
+        // HEAD_INTERVAL_MS: docs/THREATS.md, "The unsigned window"; the PostgreSQL store likewise); any head verifies.
         const head = await b.head();
         if (head) assert.ok(heads.verify(headStatement(head), head.sig));
       }
@@ -334,12 +334,72 @@ describe('store contract: postgres only', () => {
     }
     assert.ok(acknowledged.length > 20, `only ${acknowledged.length} appends happened`);
     assert.equal(new Set(acknowledged).size, acknowledged.length, 'an ID was acknowledged twice');
+    // The last one killed left prepared entries without their head (they wait HEAD_INTERVAL_MS):
+    // the next instance to start signs them.
+    await (await PgStore.open(url, { heads })).close();
     const s = await PgStore.open(url, { readOnly: true, heads: headSigner(publicKey) });
     t.after(() => s.close());
     for (const id of acknowledged) assert.ok(await s.get(id), `acknowledged transaction ${id} is lost`);
     const counts = cluster.psql(url, 'SELECT count(*), count(DISTINCT transaction_id), max(transaction_id) FROM entries').stdout.trim().split('|').map(Number);
     assert.equal(counts[0], counts[1], 'a transaction has two prepared entries');
     assert.equal(counts[2], counts[0], 'the IDs have a gap: the counter handed one out without its entry');
-    assert.deepEqual((await s.findings()).problems, []);
+    const f = await s.findings();
+    assert.deepEqual(f.problems, []);
+    assert.deepEqual(f.notes, [], 'nothing is left unsigned');
+  });
+
+  test('heads as the log store signs them: with each receipt\'s commit, within the interval of the instance that wrote other entries, at open and at close; an audit notes a young unsigned tail and reports an old one', async (t) => {
+    if (cluster === null) cluster = await startPgCluster(t);
+    if (!cluster) return;
+    const url = await cluster.database();
+    await PgStore.migrate(url);
+    const a = await PgStore.open(url, { heads, headIntervalMs: 200 });
+    const b = await PgStore.open(url, { heads, headIntervalMs: 600_000 });
+    const audit = await PgStore.open(url, { readOnly: true, heads: headSigner(publicKey) });
+    t.after(async () => {
+      await a.close();
+      await b.close();
+      await audit.close();
+    });
+    const chainHead = () => cluster!.psql(url, 'SELECT coalesce(head_seq, 0) FROM qtm_chain').stdout.trim();
+    const until = async (seq: string) => {
+      // Waits on the store's own timer, not on a speed.
+      for (let i = 0; i < 200 && chainHead() !== seq; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(chainHead(), seq);
+    };
+
+    await b.append(prepared(1));
+    assert.equal(chainHead(), '0', 'a prepare alone waits for its head');
+    let f = await audit.findings();
+    assert.deepEqual(f.problems, []);
+    assert.match(f.notes.join('\n'), /^1 entries after the last signed head \(from entry 1\), none a receipt, the oldest \d+ ms old: a running instance signs them within 1000 ms$/);
+
+    await a.appendSigned(confirmed(1));
+    assert.equal(chainHead(), '2', 'the receipt\'s commit carries a head, over the other instance\'s entry too');
+    assert.equal((await b.head())!.seq, 2);
+    assert.ok(heads.verify(headStatement((await b.head())!), (await b.head())!.sig));
+
+    // Unsigned for longer than the interval and the grace: no instance is signing them.
+    await b.append({ type: 'delivered', transactionId: 1, proof: 'AAAAAAAAAAA=', at: new Date().toISOString() });
+    cluster.psql(url, `ALTER TABLE entries DISABLE TRIGGER entries_append_only; UPDATE entries SET written_at = now() - interval '1 minute' WHERE seq = 3; ALTER TABLE entries ENABLE TRIGGER entries_append_only`);
+    f = await audit.findings();
+    assert.match(f.problems.join('\n'), /^1 entries after the last signed head \(from entry 3\), none a receipt, unsigned for 60 s: no instance signed them/);
+
+    // A's timer signs its own entry, and with it the chain before it.
+    await a.append(prepared(2));
+    await until('4');
+    f = await audit.findings();
+    assert.deepEqual([f.problems, f.notes], [[], []]);
+
+    // A clean stop signs what is left; an open signs what a killed instance left.
+    await b.append(prepared(3));
+    await b.close();
+    assert.equal(chainHead(), '5');
+    await a.append(prepared(4));
+    const c = await PgStore.open(url, { heads, headIntervalMs: 600_000 });
+    assert.equal(chainHead(), '6');
+    await c.close();
+    f = await audit.findings();
+    assert.deepEqual([f.problems, f.notes], [[], []]);
   });
 });
