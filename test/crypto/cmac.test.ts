@@ -1,7 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fc from 'fast-check';
-import { cmac as nobleCmac } from '@noble/ciphers/aes.js';
 import { aesCmac } from '../../src/crypto/cmac.js';
 import { an10922DiversifyAes128, deriveCardKeys, diversificationInput } from '../../src/crypto/diversify.js';
 import { QTM_AID } from '../../src/card/app-spec.js';
@@ -24,16 +22,6 @@ for (const [len, mac] of RFC4493) {
     assert.deepEqual(aesCmac(RFC4493_KEY, RFC4493_MESSAGE.subarray(0, len)), h(mac));
   });
 }
-
-test('AES-CMAC on node:crypto AES agrees with @noble/ciphers\' audited CMAC for any key and message (0 to 100 bytes)', () => {
-  fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.uint8Array({ maxLength: 100 }), (key, message) => {
-    assert.deepEqual(aesCmac(key, message), Buffer.from(nobleCmac(message, key)));
-  }), { numRuns: 500 });
-});
-
-test('AES-CMAC refuses a key that is not 16 bytes', () => {
-  assert.throws(() => aesCmac(Buffer.alloc(24), Buffer.alloc(1)), /16 bytes, got 24/);
-});
 
 test('AN10922 AES-128 diversification matches the application note\'s published example', () => {
   // Master key, UID 04782E21801D80, AID 3042F5, system identifier "NXP Abu" (4E585020416275).
