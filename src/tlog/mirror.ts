@@ -21,7 +21,7 @@
  * (readers holding an older checkpoint still ask for them). One mirror run at a time per
  * directory (DIR/.mirror-lock).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DecodeError, InputError } from '../errors.js';
 import { removeStaleTemps, writeFileAtomic, fsyncDirectory } from '../util/fs.js';
@@ -85,18 +85,7 @@ function readMirrorHead(out: string, logKey: Vkey): { checkpoint: Checkpoint; te
 /** Writes `data` by rename after an fsync (the folder is fsync'd by the caller, once). */
 function writeDurable(path: string, data: Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
+  writeFileAtomic(path, data, 0o644, { syncDirectory: false });
 }
 
 /** The root of the 256 hashes of a full tile: the node it stands for in the tile above. */

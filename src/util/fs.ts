@@ -8,7 +8,7 @@ import { isRunning } from './lock-file.js';
  * The temp file is `<target>.<pid>.<ms>.tmp`; one left by a killed writer is removed by
  * removeStaleTemps() when its owner opens the folder again.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, opts: { readonly syncDirectory?: boolean } = {}): void {
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
   const fd = openSync(tmp, 'w', mode);
   try {
@@ -21,7 +21,8 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   }
   closeSync(fd);
   renameSync(tmp, path);
-  fsyncDirectory(dirname(path));
+  // A writer of many files in one folder fsyncs the folder once, after the last (opts.syncDirectory false).
+  if (opts.syncDirectory !== false) fsyncDirectory(dirname(path));
 }
 
 export function fsyncDirectory(dir: string): void {
