@@ -231,7 +231,9 @@ export class JsonHttpsClient {
           if (status >= 400) {
             const e = (json as { error?: { code?: string; message?: string } } | null)?.error;
             if (status === 429) return reject(rateLimited(typeof e?.message === 'string' ? printable(e.message) : 'too many requests'));
-            return reject(new ServerError(status, e?.code ?? 'E_UNKNOWN', e?.message ?? 'no reason given'));
+            // The server's words reach a terminal: one printable line, and a code of the known shape.
+            const code = typeof e?.code === 'string' && /^E_[A-Z0-9_]{1,40}$/.test(e.code) ? e.code : 'E_UNKNOWN';
+            return reject(new ServerError(status, code, typeof e?.message === 'string' ? printable(e.message) : 'no reason given'));
           }
           try {
             resolve(decode ? decode(json) : (json as T));
@@ -259,7 +261,7 @@ export class JsonHttpsClient {
 }
 
 /**
- * The server's words as one line of text for a terminal (they are printed with each wait): control
+ * The server's words as one line of text for a terminal (a refusal's reason is printed): control
  * characters (escape sequences, line breaks) become "?", and at most 300 characters are kept.
  */
 function printable(text: string): string {

@@ -249,3 +249,27 @@ test('attack: a server answer with a repeated key is refused by qtm sign before 
     hostile.close();
   }
 });
+
+test('attack: a server refusal carrying terminal escape sequences and line breaks reaches qtm sign\'s stderr as one printable line', async () => {
+  // A hostile (or compromised) server tries to rewrite the user's terminal or forge more lines.
+  const hostile = createHttpsServer({ key: tlsIdentity.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: tlsIdentity.certificate.toString(), minVersion: 'TLSv1.3' }, (req, res) => {
+    req.resume();
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'E_\u001b[2J', message: `refused\u001b]0;owned\u0007\nqtm: VALID receipt ${'x'.repeat(1000)}` } }));
+  });
+  await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
+  try {
+    const port = (hostile.address() as AddressInfo).port;
+    const r = await qtmAsync(['sign', '--server', `https://localhost:${port}`, '--trust', join(dir, 'ca', 'ca.pem'), '--card', join(dir, 'alice.card.json'),
+      '--archive', join(dir, 'archive'), '--items', 'PAPER-A4:1', '--yes'], { env: { QTM_PIN: '123456' } });
+    assert.notEqual(r.status, 0);
+    assert.doesNotMatch(r.stderr, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'no control character from the server reaches the terminal');
+    const line = r.stderr.split('\n').find((l) => l.includes('refused'));
+    assert.ok(line, r.stderr);
+    assert.match(line, /refused\?\]0;owned\?\?qtm: VALID receipt x+…/);
+    assert.ok(line.length < 500, 'the reason is cut at 300 characters');
+    assert.doesNotMatch(r.stderr, /^qtm: VALID/m, 'no forged line of its own');
+  } finally {
+    hostile.close();
+  }
+});
