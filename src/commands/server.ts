@@ -218,8 +218,8 @@ instance appends to it and serves it under /log/.
       if (isPkcs11Uri(c.tls)) throw new InputError('the TLS key cannot be in a PKCS#11 token', 'keep --tls a key file (PREFIX.pem, PREFIX-key.pem); the receipt key (--signer) and the SAM (--sam) may be in the token');
       await preparePkcs11([c.signer, c.sam, ...(c.warrants ? warrantTokenReferences(c.warrants) : [])], o.pkcs11Module);
       const keyPass = await readSecret(KEY_PASSPHRASE, o);
-      // The marker of a receipt key lives beside its files; a key in a token has none.
-      const marker = signerMarker(isPkcs11Uri(c.signer) ? undefined : c.signer);
+      // The marker of a receipt key lives beside it: beside its files, or in its token.
+      const marker = signerMarker(c.signer);
       const running = await startServer({
         tls: readIdentity(c.tls, keyPass),
         signer: isPkcs11Uri(c.signer) ? await readSigningIdentity(c.signer) : readIdentity(c.signer, keyPass),

@@ -279,8 +279,8 @@ export function openSession(ref: TokenRef): TokenSession {
   }
 }
 
-export type ObjectClass = 'secret-key' | 'private' | 'public' | 'cert';
-const CLASS: Record<ObjectClass, string> = { 'secret-key': 'CKO_SECRET_KEY', private: 'CKO_PRIVATE_KEY', public: 'CKO_PUBLIC_KEY', cert: 'CKO_CERTIFICATE' };
+export type ObjectClass = 'secret-key' | 'private' | 'public' | 'cert' | 'data';
+const CLASS: Record<ObjectClass, string> = { 'secret-key': 'CKO_SECRET_KEY', private: 'CKO_PRIVATE_KEY', public: 'CKO_PUBLIC_KEY', cert: 'CKO_CERTIFICATE', data: 'CKO_DATA' };
 
 export function findObjects(s: TokenSession, cls: ObjectClass, by: { label?: string; id?: Buffer }): Handle[] {
   const template: Template = [{ type: ck('CKA_CLASS'), value: ck(CLASS[cls]) }];

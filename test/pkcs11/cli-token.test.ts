@@ -74,6 +74,12 @@ test('every key in a token: sam init, ca init/issue, card issue (one and a batch
   } finally {
     await server.stop();
   }
+  // The token remembers that its receipt key signed in ./store (a data object beside the key): an
+  // empty store started with it is refused, as with key files (issue 18).
+  const reuse = qtm(['server', 'start', '--tls', join(dir, 'tls'), '--signer', tok.uri('receipts'), '--sam', tok.uri('master'), '--trust', ca.certificate, '--store', join(dir, 'store-proxy'), '--port', '0'], { env });
+  assert.equal(reuse.status, 2, reuse.stderr);
+  assert.match(reuse.stderr, /this receipt key signed transactions up to at least 2 in the store .*store, and this store is empty: it would hand their IDs out again/);
+  assert.match(reuse.stderr, /--first-id 3/);
   const proxy = await startServerProcess(['--tls', join(dir, 'tls'), '--signer', tok.uri('receipts'), '--sam', tok.uri('master'), '--trust', ca.certificate,
     // The same receipt key signed in ./store: this store's IDs start beyond them (issue 18).
     '--store', join(dir, 'store-proxy'), '--first-id', '1000', '--warrants', join(dir, 'warrants'), '--on-behalf-of', join(dir, 'xavier.pem')], env);
