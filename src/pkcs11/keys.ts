@@ -16,6 +16,7 @@ import type { Sam } from '../sam/sam.js';
 import { InputError } from '../errors.js';
 import { assertLabelFree, attribute, ck, ckr, findObject, findObjects, openSession, tokenRef, ulongArray, type Handle, type TokenRef, type TokenSession } from './token.js';
 import { X509Certificate as X509 } from 'node:crypto';
+import forge from 'node-forge';
 
 /** DER OID of prime256v1 (CKA_EC_PARAMS). */
 const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex');
@@ -112,24 +113,19 @@ export function storeTokenCertificate(uri: string, certificate: X509Certificate,
   ]);
 }
 
-/** The DER subject Name of a certificate (TBSCertificate: [0] version, serial, signature, issuer, validity, subject). */
+/**
+ * The DER subject Name of a certificate (CKA_SUBJECT). node:crypto gives the subject only as text,
+ * so node-forge's ASN.1 reader parses the certificate: TBSCertificate is [0] version (explicit,
+ * optional), serial, signature, issuer, validity, subject.
+ */
 function subjectDer(cert: Buffer): Buffer {
-  const tlv = (b: Buffer, at: number) => {
-    let len = b[at + 1]!;
-    let head = 2;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      len = b.readUIntBE(at + 2, n);
-      head += n;
-    }
-    return { start: at, body: at + head, end: at + head + len };
-  };
-  const tbs = tlv(cert, tlv(cert, 0).body);
-  let at = tbs.body;
-  if (cert[at] === 0xa0) at = tlv(cert, at).end; // explicit version
-  for (let i = 0; i < 4; i++) at = tlv(cert, at).end; // serial, signature, issuer, validity
-  const subject = tlv(cert, at);
-  return cert.subarray(subject.start, subject.end);
+  const certificate = forge.asn1.fromDer(forge.util.createBuffer(cert.toString('binary')));
+  const tbs = (certificate.value as forge.asn1.Asn1[])[0]!;
+  const fields = tbs.value as forge.asn1.Asn1[];
+  const versioned = fields[0]!.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && fields[0]!.type === 0;
+  const subject = fields[versioned ? 5 : 4];
+  if (!subject || subject.type !== forge.asn1.Type.SEQUENCE) throw new InputError('the certificate has no subject Name where X.509 puts it', 'issue it again with qtm ca issue', 'E_DECODE');
+  return Buffer.from(forge.asn1.toDer(subject).getBytes(), 'binary');
 }
 
 /**

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes, verify } from 'node:crypto';
-import { generateTokenKeyPair, generateTokenMasterKey, importTokenMasterKeyForTest, tokenSam, tokenSigner } from '../../src/pkcs11/keys.js';
-import { attribute, ck, findObject, openSession, tokenRef } from '../../src/pkcs11/token.js';
+import { generateTokenKeyPair, generateTokenMasterKey, importTokenMasterKeyForTest, storeTokenCertificate, tokenSam, tokenSigner } from '../../src/pkcs11/keys.js';
+import { fixtureIdentity } from '../helpers.js';
+import { attribute, ck, findObject, findObjects, openSession, tokenRef } from '../../src/pkcs11/token.js';
 import { deriveCardKeys } from '../../src/crypto/diversify.js';
 import { QTM_AID } from '../../src/card/app-spec.js';
 import { signBytes, verifyBytes } from '../../src/crypto/keys.js';
@@ -73,4 +74,22 @@ test('file SAM and token SAM with the same master key give the same card keys (A
     assert.deepEqual(sam.cardKeys(serial), deriveCardKeys(master, serial, QTM_AID));
   }
   assert.deepEqual(tokenSam(tok.uri('master'), tok.module).cardKeys(h('0102030405060708')), deriveCardKeys(master, h('0102030405060708'), QTM_AID));
+});
+
+test('a certificate stored beside its key carries its DER subject Name (CKA_SUBJECT), read with node-forge\'s ASN.1 reader', (t) => {
+  if (!requireSoftHsm(t)) return;
+  const tok = softHsmToken(t);
+  generateTokenKeyPair(tok.uri('receipts'), 'rsa2048', tok.module);
+  const cert = fixtureIdentity('server-v2').certificates[0]!;
+  storeTokenCertificate(tok.uri('receipts'), cert, tok.module);
+  const s = openSession(tokenRef(tok.uri('receipts'), tok.module));
+  const [h] = findObjects(s, 'cert', { label: 'receipts' });
+  const subject = attribute(s, h!, 'CKA_SUBJECT');
+  // A Name SEQUENCE cut out of the certificate itself: the subject's, not the issuer's.
+  assert.equal(subject[0], 0x30);
+  assert.ok(cert.raw.includes(subject));
+  const cn = (dn: string) => /CN=([^\n,]+)/.exec(dn)![1]!;
+  assert.notEqual(cn(cert.subject), cn(cert.issuer));
+  assert.ok(subject.includes(Buffer.from(cn(cert.subject))));
+  assert.ok(!subject.includes(Buffer.from(cn(cert.issuer))));
 });
