@@ -83,8 +83,9 @@ test('qtm sign: PIN from stdin; refusals with clear one-line errors and exit cod
   assert.match(down.stderr, /cannot reach https:\/\/localhost:1: ECONNREFUSED \(check --server/);
 });
 
+/** tmux on a server of this test process's own (-L), never one another run on the machine shares or stops. */
 function tmux(args: string[]): string {
-  return spawnSync('tmux', args, { encoding: 'utf8' }).stdout;
+  return spawnSync('tmux', ['-L', `qtm-test-${process.pid}`, ...args], { encoding: 'utf8' }).stdout;
 }
 
 async function waitForScreen(session: string, pattern: RegExp, ms = 20_000): Promise<string> {

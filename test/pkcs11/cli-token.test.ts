@@ -223,7 +223,8 @@ test('at a terminal, the token PIN is asked once, masked, and never echoed', asy
   const { ok } = runner(tok);
   ok(['sam', 'init', '--pkcs11', tok.uri('master')]);
   ok(['ca', 'init', '--out', join(dir, 'ca'), '--pkcs11', tok.uri('ca')]);
-  const tmux = (args: string[]) => spawnSync('tmux', args, { encoding: 'utf8' }).stdout;
+  // Its own tmux server (-L): never one another run on the machine shares or stops.
+  const tmux = (args: string[]) => spawnSync('tmux', ['-L', `qtm-test-${process.pid}`, ...args], { encoding: 'utf8' }).stdout;
   const session = `qtm-pin-${process.pid}`;
   const exitFile = join(dir, 'exit');
   const cmd = [process.execPath, join(ROOT, 'dist', 'bin', 'qtm.js'), 'card', 'issue', '--ca', join(dir, 'ca'), '--sam', tok.uri('master'), '--holder', 'CN=Tty', '--card', join(dir, 'tty.card.json')].map((a) => `'${a}'`).join(' ');
