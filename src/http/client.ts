@@ -262,12 +262,16 @@ export class JsonHttpsClient {
 
 /**
  * The server's words as one line of text for a terminal (a refusal's reason is printed): control
- * characters (escape sequences, line breaks) become "?", and at most 300 characters are kept.
+ * characters (escape sequences, line breaks) become "?", and at most MAX_REASON characters are
+ * kept: qtm's own reasons name certificates and dates and run to several hundred characters.
  */
 function printable(text: string): string {
   const line = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '?');
-  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+  return line.length > MAX_REASON ? `${line.slice(0, MAX_REASON)}…` : line;
 }
+
+/** The longest reason from a server the client prints. */
+const MAX_REASON = 2000;
 
 /** A 429 on its way from send() to call(), which decides whether to wait. */
 class RateLimited extends Error {

@@ -255,7 +255,7 @@ test('attack: a server refusal carrying terminal escape sequences and line break
   const hostile = createHttpsServer({ key: tlsIdentity.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: tlsIdentity.certificate.toString(), minVersion: 'TLSv1.3' }, (req, res) => {
     req.resume();
     res.writeHead(400, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { code: 'E_\u001b[2J', message: `refused\u001b]0;owned\u0007\nqtm: VALID receipt ${'x'.repeat(1000)}` } }));
+    res.end(JSON.stringify({ error: { code: 'E_\u001b[2J', message: `refused\u001b]0;owned\u0007\nqtm: VALID receipt ${'x'.repeat(5000)}` } }));
   });
   await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
   try {
@@ -267,7 +267,7 @@ test('attack: a server refusal carrying terminal escape sequences and line break
     const line = r.stderr.split('\n').find((l) => l.includes('refused'));
     assert.ok(line, r.stderr);
     assert.match(line, /refused\?\]0;owned\?\?qtm: VALID receipt x+…/);
-    assert.ok(line.length < 500, 'the reason is cut at 300 characters');
+    assert.ok(line.length < 2100, 'the reason is cut at 2,000 characters');
     assert.doesNotMatch(r.stderr, /^qtm: VALID/m, 'no forged line of its own');
   } finally {
     hostile.close();

@@ -171,7 +171,7 @@ test('attack: a 429 naming no wait, or garbage, is not waited; a request not kno
 });
 
 test('attack: a 429 whose message carries terminal escapes or line breaks is printed as one plain line', async (t) => {
-  const s = await stubServer(t, () => { throw new HttpError('E_RATE_LIMITED', `busy\x1b]0;pwned\x07\n\rqtm: signed ${'x'.repeat(400)}`, { 'retry-after': 0 }); });
+  const s = await stubServer(t, () => { throw new HttpError('E_RATE_LIMITED', `busy\x1b]0;pwned\x07\n\rqtm: signed ${'x'.repeat(2400)}`, { 'retry-after': 0 }); });
   const c = client(s.url, 'qtm', { maxRetries: 1 });
   const err = await refusal(c.c.call('GET', PATHS.health));
   c.c.close();
