@@ -688,6 +688,7 @@ async function connect(pool: pg.Pool, url: string): Promise<PoolClient> {
   }
 }
 
-function connectError(err: Error & { code?: string }, url: string): Error {
+/** A connection refused, as one line naming the store (its password hidden) and what to check. */
+export function connectError(err: Error & { code?: string }, url: string): Error {
   return new InputError(`cannot connect to the PostgreSQL store ${redactUrl(url)}: ${err.message}`, 'check the URL (postgres://USER@HOST/DATABASE), that PostgreSQL runs, and that the role may log in');
 }

@@ -32,14 +32,14 @@ import { cardTag, monitorKey } from '../tlog/card-tag.js';
 import { decodeSignedCheckpoint, signCheckpoint } from '../tlog/checkpoint.js';
 import { addSignatureLines, noteBody, withLogSignatureOnly } from '../tlog/cosigned.js';
 import type { WitnessedLog } from '../tlog/cosigning.js';
-import { LeafTree } from '../tlog/leaf-tree.js';
+import { LeafTree, entryKey } from '../tlog/leaf-tree.js';
 import { commitment, encodeEntry, LEAF_VERSION_TAGGED, TAGGED_ENTRY_BYTES } from '../tlog/leaf.js';
 import type { SignedLeaf, TransparencyLog } from '../tlog/log-dir.js';
 import { decodeNote, signNote, type NoteSigner } from '../tlog/note.js';
 import type { TileSource } from '../tlog/tile-source.js';
 import { TILE_HEIGHT, TILE_WIDTH, type TileRef } from '../tlog/tiles.js';
 import { checkVersion } from './pg-migrations.js';
-import { redactUrl } from './pg-store.js';
+import { connectError, redactUrl } from './pg-store.js';
 
 const TAG_SECRET_SETTING = 'tlog-tag-secret';
 /** Entries read per query when catching up (a page of rows, not the whole table at once). */
@@ -91,7 +91,7 @@ export class PgLog implements TransparencyLog, WitnessedLog {
       try {
         c = await pool.connect();
       } catch (err) {
-        throw new InputError(`cannot connect to the PostgreSQL store ${redactUrl(url)}: ${(err as Error).message}`, 'check the URL, that PostgreSQL runs, and that the role may log in');
+        throw connectError(err as Error, url);
       }
       let tagSecret: Buffer;
       try {
@@ -195,7 +195,7 @@ export class PgLog implements TransparencyLog, WitnessedLog {
           const fresh: Pending[] = [];
           const seen = new Set<string>();
           for (const b of batch) {
-            const k = b.entry.toString('latin1', 1, 33);
+            const k = entryKey(b.entry);
             if (this.leaves.indexOf(b.entry) !== undefined || seen.has(k)) continue;
             seen.add(k);
             fresh.push(b);

@@ -28,8 +28,8 @@ import { removeStaleTemps, writeFileAtomic, fsyncDirectory } from '../util/fs.js
 import { tryLock, unlock } from '../util/lock-file.js';
 import { decodeSignedCheckpoint, openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { checkExtends, fetchCheckpoint, LogMisbehaviourError } from './client-ops.js';
-import { leafHash, nodeHash, HASH_SIZE } from './hash.js';
-import { treeRoot, consistencyProof, verifyConsistency } from './merkle.js';
+import { leafHash, HASH_SIZE } from './hash.js';
+import { MemoryTree, treeRoot, consistencyProof, verifyConsistency } from './merkle.js';
 import { ed25519NoteVerifier, type Vkey } from './note.js';
 import type { TileSource } from './tile-source.js';
 import { TILE_WIDTH, TileReader, decodeEntryBundle, decodeHashTile, tilePath, tilesForSize, type TileRef } from './tiles.js';
@@ -88,15 +88,11 @@ function writeDurable(path: string, data: Uint8Array): void {
   writeFileAtomic(path, data, 0o644, { syncDirectory: false });
 }
 
-/** The root of the 256 hashes of a full tile: the node it stands for in the tile above. */
+/** The root of the 256 hashes of a full tile: the node it stands for in the tile above (RFC 6962 hashing of them as a tree's bottom row). */
 function fullTileRoot(hashes: readonly Buffer[]): Buffer {
-  let level: Buffer[] = [...hashes];
-  while (level.length > 1) {
-    const next: Buffer[] = [];
-    for (let i = 0; i < level.length; i += 2) next.push(Buffer.from(nodeHash(level[i]!, level[i + 1]!)));
-    level = next;
-  }
-  return level[0]!;
+  const tree = new MemoryTree();
+  for (const h of hashes) tree.append(h);
+  return Buffer.from(treeRoot(tree));
 }
 
 export async function mirror(src: TileSource, logKey: Vkey, out: string, opts: MirrorOptions = {}): Promise<MirrorResult> {
