@@ -22,6 +22,7 @@ import { clientKey, RateLimiter, type RateLimit } from '../http/rate-limit.js';
 export { RateLimiter, type RateLimit } from '../http/rate-limit.js';
 import { decodeTilePath, type TileRef } from '../tlog/tiles.js';
 import type { TileSource } from '../tlog/tile-source.js';
+import { QtmError } from '../errors.js';
 
 export interface HttpServerOptions {
   readonly service: QtmService;
@@ -174,7 +175,12 @@ async function logResource(src: TileSource, rel: string): Promise<Routed> {
   const text = 'text/plain; charset=utf-8';
   let found: { data: Buffer | undefined; contentType: string; cacheControl: string } | undefined;
   if (path?.kind === 'checkpoint') {
-    found = { data: await src.checkpoint().catch(() => undefined), contentType: text, cacheControl: 'no-cache, max-age=2' };
+    // A source says "no checkpoint" with a qtm error (404); a database that fails is a 500, not a missing log.
+    const data = await src.checkpoint().catch((err: unknown) => {
+      if (err instanceof QtmError) return undefined;
+      throw err;
+    });
+    found = { data, contentType: text, cacheControl: 'no-cache, max-age=2' };
   } else if (path?.kind === 'cosigned') {
     // A size's checkpoint with the cosignatures kept for it (src/tlog/log-dir.ts): more may arrive.
     found = { data: await src.cosigned?.(path.which), contentType: text, cacheControl: path.which === 'latest' ? 'no-cache, max-age=2' : 'no-cache, max-age=60' };

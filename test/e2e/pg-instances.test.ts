@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initCa, issueKeyAndCertificate, type OpenCa } from '../../src/pki/ca.js';
@@ -310,6 +311,21 @@ test('the transparency log on PostgreSQL: two instances with one --log-key appen
     assert.equal(prove.status, 0, prove.stderr);
     const v = qtm(['verify', join(dir, 'witnessed.json'), '--trust', caPem, '--log-key', vkey, '--witness', join(dir, 'w1.vkey'), '--json']);
     assert.equal(v.status, 0, v.stdout);
+    // The database failing under the log is a server error, not "no checkpoint" (a monitor must not read a 404 as a log withdrawn).
+    const status = () => new Promise<number>((resolve, reject) => {
+      const u = new URL(`${a.url}/log/checkpoint`);
+      const req = httpsRequest({ host: u.hostname, port: u.port, path: u.pathname, ca: readFileSync(caPem, 'utf8') }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(await status(), 200);
+    sql(`ALTER TABLE tlog_meta RENAME TO tlog_meta_away`);
+    try {
+      assert.equal(await status(), 500);
+    } finally {
+      sql(`ALTER TABLE tlog_meta_away RENAME TO tlog_meta`);
+    }
+    assert.equal(await status(), 200);
   } finally {
     await Promise.all([a.stop(), b.stop()]);
     await new Promise((r) => witness.close(r));
