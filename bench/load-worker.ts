@@ -2,8 +2,8 @@
  * One client process of the load generator (bench/load.ts): a worker thread of the bench, never
  * the server's process. It runs `cards.length` transaction loops side by side, each with its own
  * pre-issued in-memory card, as `qtm sign --yes` would (the card's PIN check and signature happen
- * here), until the deadline. Or, in 'bare' mode, sessions against a bare TLS server that carry
- * the same number of requests of the same sizes.
+ * here), until the deadline. Or, in 'bare' mode, sessions against a comparison server (bare TLS, or
+ * the floor: bench/floor-server.ts) that carry the same number of requests of the same sizes.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { X509Certificate } from 'node:crypto';
@@ -118,7 +118,8 @@ async function bareLoop(out: WorkerOutput): Promise<void> {
     const api = loop.client();
     const t0 = performance.now();
     try {
-      for (const [req, res] of input.sizes!) await api.call('POST', '/x', { pad: 'x'.repeat(Math.max(0, req - 22)), reply: res });
+      // /x/N: the floor server does request N's share of a transaction's work (bench/floor-server.ts).
+      for (const [i, [req, res]] of input.sizes!.entries()) await api.call('POST', `/x/${i}`, { pad: 'x'.repeat(Math.max(0, req - 22)), reply: res });
       out.done.push([Date.now(), performance.now() - t0]);
     } finally {
       loop.done(api);
