@@ -13,8 +13,14 @@
  * this run), plus the two receipt signatures (signature A and the server signature,
  * node:crypto with the receipt key, measured in this run). Goal: server CPU <= 1.3x the bound.
  *
+ * The floor (bench/floor-server.ts) is the same bare server doing, in the same sessions, what the
+ * issue itself requires of a transaction beyond that bound, and nothing else: a third receipt-key
+ * signature (the store head of the commit holding the receipt), the card's two signatures
+ * verified, three store appends fsync'd before their replies. floor / bound says how much of the
+ * 1.3 those guarantees take by themselves; qtm / floor, what qtm's own code adds to them.
+ *
  *   npm run bench -- load [--store DIR|postgres://...|postgres] [--tls-key rsa2048|p256] [--resume]
- *                         [--seconds N] [--loops N]
+ *                         [--seconds N] [--warm N] [--loops N]
  *
  * `--store postgres` starts a throwaway PostgreSQL cluster (test/pg-cluster.ts; skipped without
  * PostgreSQL); with PostgreSQL the bench also reports the cluster's CPU per transaction (its
@@ -248,6 +254,8 @@ export async function benchLoad(argv: readonly string[] = []): Promise<void> {
     const qtmWire = Math.max(...probe!.out.map((x) => x.wireBytes ?? 0));
     bare = await startComparison(s, 'bare');
     floor = await startComparison(s, 'floor', floorWork(sizes));
+    // Their warm-up (V8 compiling their code), as the probe was qtm's: unpaced, outside any window.
+    await run({ ...o, warmSeconds: 0, seconds: 3 }, [bare, floor].map((c) => ({ server: c.server, inputs: [{ ...common, mode: 'bare' as const, url: c.url, cards: [], loops: 1, sizes }] })));
     const rows: { workers: number; cpu: number; bound: number; floor: number }[] = [];
     // Measured once, with nothing else running: the best of five half-second samples. A sample
     // taken inside the window ran beside the server and clients, so its wall time per signature
