@@ -105,10 +105,12 @@ async function qtmLoop(image: CardImage, i: number, out: WorkerOutput): Promise<
   Object.assign(out, { wireBytes: loop.wireBytes, resumed: out.resumed + loop.resumed, connections: out.connections + loop.connections });
 }
 
+/** Sessions started by this worker's loops (all of them: they run at qtm's concurrency, paced by its count). */
+let sessions = 0;
+
 async function bareLoop(out: WorkerOutput): Promise<void> {
   const loop = new Loop();
   const paced = input.paced ? new Int32Array(input.paced) : undefined;
-  let sessions = 0;
   while (Date.now() < input.until) {
     if (paced && Atomics.load(paced, 0) <= sessions) {
       await new Promise((r) => setTimeout(r, 2));
