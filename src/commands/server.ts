@@ -156,7 +156,10 @@ async function runWorkers(c: ReturnType<typeof withConfig>, o: StartOptions): Pr
 /** The server's side of the fair exchange: the TTP it offers, reached over HTTPS. */
 function fairOptions(url: string, certFile: string, trustFile: string, deadlineSeconds: number): FairOptions {
   const certificates = certificatesFromPemBundle(readFileSync(certFile, 'utf8'), certFile);
-  const client = new TtpClient(url, readFileSync(trustFile, 'utf8'));
+  // A 429 from the TTP is waited out (src/fair/ttp-client.ts), each wait one line in the server's log.
+  const client = new TtpClient(url, readFileSync(trustFile, 'utf8'), {
+    retry: { onWait: (w) => diag.line(JSON.stringify({ time: new Date().toISOString(), event: 'ttp-busy', path: w.path, seconds: w.seconds, retry: w.retry, of: w.maxRetries, message: w.message })) },
+  });
   return { ttp: { url, certificates, request: (e, r) => client.request(e, r) }, deadlineSeconds };
 }
 

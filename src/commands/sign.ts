@@ -5,6 +5,7 @@ import { diag, getVerbosity, out } from '../cli/output.js';
 import { readSecret, secretOptions } from '../cli/secrets.js';
 import { withCard, type CardChoice } from '../card/open-card.js';
 import { QtmApi, type RateLimitWait } from '../client/api.js';
+import { TtpClient } from '../fair/ttp-client.js';
 import { Archive } from '../client/archive.js';
 import { askToAccept, renderContent } from '../cli/dialog.js';
 import { runTransaction, STEP_LABEL, type Step, type TransactionHooks } from '../client/transaction.js';
@@ -37,13 +38,21 @@ export function clientContext(o: ClientOptions) {
   if (!server) throw new InputError('no server given', 'pass --server https://HOST:PORT or set QTM_SERVER');
   if (!trust) throw new InputError('no trust anchor given', 'pass --trust CA.pem or set QTM_TRUST');
   const trustAnchors = loadTrustAnchors([trust]);
-  return { api: new QtmApi(server, trustAnchors.map((a) => a.toString()).join(''), { retry: { onWait: sayWaiting } }), trustAnchors };
+  const trustPem = trustAnchors.map((a) => a.toString()).join('');
+  return {
+    api: new QtmApi(server, trustPem, { retry: { onWait: sayWaiting('server') } }),
+    trustAnchors,
+    /** The fair exchange's TTP, its 429s waited out and said as the server's are. */
+    ttp: (url: string) => new TtpClient(url, trustPem, { retry: { onWait: sayWaiting('TTP') } }),
+  };
 }
 
-/** A 429 the client waits out (src/client/api.ts: the requests it may repeat, 30 s in all at most), said on stderr. */
-function sayWaiting(w: RateLimitWait): void {
-  // diag.info: left out under --quiet. Past a progress line left open ("  … step") on a terminal.
-  diag.info(`${process.stderr.isTTY ? '\n' : ''}  server busy (429 E_RATE_LIMITED: ${w.message}): waiting ${w.seconds} s, then ${w.method} ${w.path} again (retry ${w.retry} of ${w.maxRetries})`);
+/** A 429 the client waits out (src/client/api.ts and src/fair/ttp-client.ts: the requests it may repeat, 30 s in all at most), said on stderr. */
+function sayWaiting(who: 'server' | 'TTP') {
+  return (w: RateLimitWait): void => {
+    // diag.info: left out under --quiet. Past a progress line left open ("  … step") on a terminal.
+    diag.info(`${process.stderr.isTTY ? '\n' : ''}  ${who} busy (429 E_RATE_LIMITED: ${w.message}): waiting ${w.seconds} s, then ${w.method} ${w.path} again (retry ${w.retry} of ${w.maxRetries})`);
+  };
 }
 
 export function progressPrinter(enabled: boolean) {
@@ -103,7 +112,7 @@ Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or u
       const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
       if (!o.yes && !interactive) throw new InputError('not on a terminal: nobody can read and accept the order', 'pass --yes for an unattended run');
       const order = o.order ? { concept: readConceptOrder(o.order) } : { items: parseItems(o.items!) };
-      const { api, trustAnchors } = clientContext(o);
+      const { api, trustAnchors, ttp } = clientContext(o);
       const archive = await Archive.open(o.archive);
       const hooks: TransactionHooks = {
         accept: async (content) => {
@@ -118,7 +127,7 @@ Exit codes: 0 signed and delivered, 1 refused or declined, 2 unusable input or u
         },
       };
       try {
-        const result = await withCard(o, (card) => runTransaction({ api, card, trustAnchors, archive, order, hooks, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.fair ? { fair: true } : {}), ...(o.clockTolerance !== undefined ? { clockToleranceSeconds: o.clockTolerance } : {}) }));
+        const result = await withCard(o, (card) => runTransaction({ api, card, trustAnchors, archive, order, hooks, ttp, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.fair ? { fair: true } : {}), ...(o.clockTolerance !== undefined ? { clockToleranceSeconds: o.clockTolerance } : {}) }));
         const summary = { transactionId: result.transactionId, serverId: result.serverId, slot: result.slot, proof: result.bundleFile, apdus: result.apdus, replaced: result.replaced?.record?.transactionId ?? null, ...(result.fair ? { fair: result.fair } : {}), recordTime: result.recordTime, clockToleranceSeconds: result.clockToleranceSeconds, ms: Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, Number(v.toFixed(1))])) };
         if (o.json) return out.json(summary);
         out.line(`signed: transaction ${result.transactionId} on server ${result.serverId.slice(0, 16)}…, receipt in card slot ${result.slot}, proof ${result.bundleFile}`);

@@ -13,6 +13,7 @@ import { makeVerifiableEscrow } from '../../src/fair/verifiable-escrow.js';
 import { abortRequestStatement, escrowOfXStatement, resolveRequestStatement, verifyAbortToken, type Exchange } from '../../src/fair/ttp.js';
 import { startTtp, type RunningTtp } from '../../src/fair/ttp-server.js';
 import { TtpClient } from '../../src/fair/ttp-client.js';
+import type { RateLimitedError, RateLimitWait } from '../../src/http/client.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { qtm } from '../helpers.js';
@@ -77,6 +78,45 @@ test('over HTTPS: an abort gives a token anyone can check; a forged abort is ref
   assert.match(forged.outcome === 'refused' ? forged.reason : '', /only the originator/);
   const a = await client.request(t.exchange, { kind: 'abort', proof: signBytes(profile, server.privateKey, abortRequestStatement(label)) });
   assert.ok(a.outcome === 'aborted' && verifyAbortToken(ttpId.certificate.publicKey, label, a.token));
+});
+
+test('over HTTPS: a TTP at its rate limit answers 429; the client waits out its Retry-After and gets the decision, or says E_RATE_LIMITED when told not to wait', async (t) => {
+  // One request every 2 s per address, no burst: the second request at once is refused.
+  const busyDir = mkdtempSync(join(tmpdir(), 'qtm-ttp-busy-'));
+  const busy = await startTtp({ identity: ttpId, tls: ttpTls, trustAnchors: [ca.certificate], storeDir: join(busyDir, 'ttp'), host: '127.0.0.1', port: 0, log: () => {}, limits: { rate: { perSecond: 0.5, burst: 1 } } });
+  const url = busy.url.replace('127.0.0.1', 'localhost');
+  const waits: RateLimitWait[] = [];
+  const patient = new TtpClient(url, ca.certificate.toString(), { retry: { onWait: (w) => waits.push(w) } });
+  const impatient = new TtpClient(url, ca.certificate.toString(), { retry: { maxRetries: 0 } });
+  t.after(async () => {
+    patient.close();
+    impatient.close();
+    await busy.close();
+    rmSync(busyDir, { recursive: true, force: true });
+  });
+  const first = exchange();
+  const abort = (e: typeof first) => ({ kind: 'abort' as const, proof: signBytes(profile, server.privateKey, abortRequestStatement(busy.ttp.label(e.exchange))) });
+  const a = await patient.request(first.exchange, abort(first));
+  assert.equal(a.outcome, 'aborted');
+  // The token is spent: told not to wait, the client names the refusal and the wait.
+  const second = exchange();
+  await assert.rejects(impatient.request(second.exchange, abort(second)), (err: RateLimitedError) => {
+    assert.equal(err.code, 'E_RATE_LIMITED');
+    assert.ok(err.retryAfterSeconds !== undefined && err.retryAfterSeconds >= 1, String(err.retryAfterSeconds));
+    return true;
+  });
+  // A resolve at once: refused with 429, waited out, sent again, and decided once.
+  const y = signBytes(profile, card.privateKey, first.exchange.header);
+  const label = busy.ttp.label(first.exchange);
+  const escrowX = oaepEncrypt(ttpId.certificate.publicKey, first.x, label);
+  const r = await patient.request(first.exchange, { kind: 'resolve-client', y, escrowX, escrowXSignature: signBytes(profile, server.privateKey, escrowOfXStatement(label, escrowX)) });
+  assert.ok(r.outcome === 'aborted' && verifyAbortToken(ttpId.certificate.publicKey, label, r.token), 'the exchange stays aborted: the repeat got the one decision');
+  assert.ok(waits.length >= 1, 'the client waited at least once');
+  for (const w of waits) {
+    assert.equal(w.path, '/v1/resolve/client');
+    assert.match(w.message, /too many requests/);
+    assert.ok(w.seconds >= 1 && w.seconds <= 2, String(w.seconds));
+  }
 });
 
 test('the TTP refuses to start with a key too small for the escrows, or its TLS key as escrow key', async () => {
