@@ -12,7 +12,7 @@ import { checkPlainText } from '../protocol/plain-text.js';
 import { decodeHeader, encodeHeader, encodePackage, encodeServerSigned, type PackageHeader, type WarrantBinding } from '../protocol/qtm-package.js';
 import type { Profile } from '../protocol/profile.js';
 import type { FirstMessage, OrderItem, PreparedTransaction, SecondMessage, ThirdMessage } from '../protocol/messages.js';
-import type { TransactionRecord, TransactionStore } from '../store/types.js';
+import { fold, type PreparedEntry, type TransactionRecord, type TransactionStore } from '../store/types.js';
 import { withCardKeys, type Sam } from '../sam/sam.js';
 import { composeOrder, type Catalogue } from './catalogue.js';
 import { checkOrder, newOrderNonce, orderIdFor, ORDER_LIFETIME_SECONDS } from './concept-orders.js';
@@ -119,9 +119,10 @@ export class QtmService {
     // The store picks the ID in the same durable write as the entry (no ID twice, none lost),
     // and one transaction per order: a retried prepare, through this instance or another, gets
     // the same transaction; another card gets E_ORDER_TAKEN.
+    let built: PreparedEntry | undefined;
     const { transactionId, created } = await this.o.store.appendPrepared((id) => {
       const header = encodeHeader(headerFor({ profile: this.o.profile, transactionId: id, time, content: order.content, server: signer, partyA, partyB: { certificates: client.certificates } }));
-      return {
+      return built = {
         type: 'prepared',
         transactionId: id,
         orderId,
@@ -135,7 +136,9 @@ export class QtmService {
         ...(fair ? { fair: this.fair!.makeEscrowOfX(header, time + this.fair!.deadlineSeconds) } : {}),
       };
     }, { orderId, ...(this.o.firstTransactionId !== undefined ? { firstId: this.o.firstTransactionId } : {}) });
-    const stored = await this.o.store.get(transactionId);
+    // The record this call created is the entry it just committed; one that existed is read back
+    // (a retried prepare, through this instance or another), to be answered or refused.
+    const stored = created && built?.transactionId === transactionId ? fold(undefined, built) : await this.o.store.get(transactionId);
     if (!stored) throw new Error(`transaction ${transactionId} was prepared but cannot be read back`);
     if (!created && !belongsTo(stored, client)) throw new ServiceError('E_ORDER_TAKEN', `order "${orderId}" is already being signed by another card`);
     return this.preparedMessage(stored);
