@@ -6,6 +6,8 @@
  *   ECDSA: the DER SEQUENCE { r, s } (a token's raw r||s is converted here).
  */
 import { createPublicKey, sign, type KeyObject } from 'node:crypto';
+import forge from 'node-forge';
+import { bigintOf, unsignedIntegerContent } from './der-integer.js';
 
 export type SignatureHash = 'sha1' | 'sha256';
 
@@ -54,23 +56,16 @@ export function sameKey(a: SigningKey, b: SigningKey): boolean {
   return publicKeyOf(a).equals(publicKeyOf(b));
 }
 
-/** A raw ECDSA signature r||s (what PKCS#11 CKM_ECDSA returns) as DER SEQUENCE { INTEGER r, INTEGER s }. */
+/**
+ * A raw ECDSA signature r||s (what PKCS#11 CKM_ECDSA returns) as DER SEQUENCE { INTEGER r, INTEGER s }
+ * (RFC 3279 2.2.3), built with node-forge's ASN.1 encoder: node:crypto can sign and verify either
+ * form but cannot turn one into the other.
+ */
 export function ecdsaRawToDer(raw: Uint8Array): Buffer {
   if (raw.length === 0 || raw.length % 2 !== 0) throw new RangeError(`raw ECDSA signature must be r||s of equal halves, got ${raw.length} bytes`);
-  const integer = (half: Uint8Array) => {
-    let i = 0;
-    while (i < half.length - 1 && half[i] === 0) i++;
-    const v = Buffer.from(half.subarray(i));
-    const body = v[0]! & 0x80 ? Buffer.concat([Buffer.of(0), v]) : v;
-    return Buffer.concat([Buffer.of(0x02), derLength(body.length), body]);
-  };
+  const { asn1 } = forge;
+  const integer = (half: Uint8Array) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, unsignedIntegerContent(bigintOf(half)));
   const n = raw.length / 2;
-  const body = Buffer.concat([integer(raw.subarray(0, n)), integer(raw.subarray(n))]);
-  return Buffer.concat([Buffer.of(0x30), derLength(body.length), body]);
-}
-
-function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.of(n);
-  if (n < 0x100) return Buffer.of(0x81, n);
-  return Buffer.of(0x82, n >> 8, n & 0xff);
+  const sequence = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [integer(raw.subarray(0, n)), integer(raw.subarray(n))]);
+  return Buffer.from(asn1.toDer(sequence).getBytes(), 'binary');
 }

@@ -24,6 +24,7 @@ import { createHash, sign as nodeSign, verify as nodeVerify, type KeyObject, typ
 import forge from 'node-forge';
 import { keyFingerprint } from '../crypto/keys.js';
 import { OID, oidDerContent } from '../crypto/oids.js';
+import { unsignedIntegerContent } from '../crypto/der-integer.js';
 import { keyIdentifier, readExtension, signatureAlgorithm } from '../crypto/x509.js';
 import { DecodeError, InputError } from '../errors.js';
 
@@ -90,17 +91,9 @@ function timeNode(d: Date): Node {
     : asn1.create(asn1.Class.UNIVERSAL, asn1.Type.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(d));
 }
 
-function integerBytes(n: bigint): string {
-  if (n < 0n) throw new RangeError('a CRL number is never negative');
-  let hex = n.toString(16);
-  if (hex.length % 2) hex = '0' + hex;
-  if (parseInt(hex.slice(0, 2), 16) & 0x80) hex = '00' + hex;
-  return bin(Buffer.from(hex, 'hex'));
-}
-
 function serialBytes(serialHex: string): string {
   if (!/^[0-9A-Fa-f]{1,40}$/.test(serialHex)) throw new RangeError(`"${serialHex}" is not a certificate serial`);
-  return integerBytes(BigInt('0x' + serialHex));
+  return unsignedIntegerContent(BigInt('0x' + serialHex));
 }
 
 function issuerNameNode(issuer: X509Certificate): Node {
@@ -135,7 +128,7 @@ export function buildTbsCertList(content: CrlContent, issuer: X509Certificate): 
   const aki = seq([asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, false, keyIdentifier(issuer.publicKey))]);
   fields.push(asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [seq([
     extension(AUTHORITY_KEY_ID, aki),
-    extension(CRL_NUMBER, asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, integerBytes(content.crlNumber))),
+    extension(CRL_NUMBER, asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, unsignedIntegerContent(content.crlNumber))),
   ])]));
   return { tbs: der(seq(fields)), algorithm };
 }
