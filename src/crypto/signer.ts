@@ -7,7 +7,7 @@
  */
 import { createPublicKey, sign, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
-import { bigintOf, unsignedIntegerContent } from './der-integer.js';
+import { toBigInt, unsignedIntegerContent } from './integers.js';
 
 export type SignatureHash = 'sha1' | 'sha256';
 
@@ -64,7 +64,7 @@ export function sameKey(a: SigningKey, b: SigningKey): boolean {
 export function ecdsaRawToDer(raw: Uint8Array): Buffer {
   if (raw.length === 0 || raw.length % 2 !== 0) throw new RangeError(`raw ECDSA signature must be r||s of equal halves, got ${raw.length} bytes`);
   const { asn1 } = forge;
-  const integer = (half: Uint8Array) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, unsignedIntegerContent(bigintOf(half)));
+  const integer = (half: Uint8Array) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, unsignedIntegerContent(toBigInt(half)));
   const n = raw.length / 2;
   const sequence = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [integer(raw.subarray(0, n)), integer(raw.subarray(n))]);
   return Buffer.from(asn1.toDer(sequence).getBytes(), 'binary');

@@ -4,16 +4,7 @@
  * are done here with BigInt. No private-key operation happens here.
  */
 import { constants, createHash, publicEncrypt, type KeyObject } from 'node:crypto';
-
-export function toBigInt(bytes: Uint8Array): bigint {
-  return bytes.length ? BigInt(`0x${Buffer.from(bytes).toString('hex')}`) : 0n;
-}
-
-export function toBytes(n: bigint, length: number): Buffer {
-  const hex = n.toString(16).padStart(length * 2, '0');
-  if (hex.length > length * 2) throw new RangeError(`value does not fit in ${length} bytes`);
-  return Buffer.from(hex, 'hex');
-}
+import { toBigInt, toBytes } from '../crypto/integers.js';
 
 export interface RsaPublic {
   readonly key: KeyObject;

@@ -11,7 +11,8 @@ import { createHash, randomBytes, verify as verifySignature, type KeyObject } fr
 import { spkiDer } from '../crypto/keys.js';
 import { decodeEscrow, encodeEscrow, type EscrowPair } from './escrow-format.js';
 import { OAEP_SEED_LENGTH, oaepDecrypt, oaepEncryptWithSeed, oaepKey } from './oaep.js';
-import { emsaPkcs1v15Sha256, invMod, mulMod, powE, rsaPublic, toBigInt, toBytes, type RsaPublic } from './rsa-math.js';
+import { emsaPkcs1v15Sha256, invMod, mulMod, powE, rsaPublic, type RsaPublic } from './rsa-math.js';
+import { toBigInt, toBytes } from '../crypto/integers.js';
 
 export const DEFAULT_PAIRS = 128;
 /** Fewer pairs than this would let a cheater pass with a probability worth trying for. */

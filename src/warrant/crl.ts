@@ -24,7 +24,7 @@ import { createHash, sign as nodeSign, verify as nodeVerify, type KeyObject, typ
 import forge from 'node-forge';
 import { keyFingerprint } from '../crypto/keys.js';
 import { OID, oidDerContent } from '../crypto/oids.js';
-import { unsignedIntegerContent } from '../crypto/der-integer.js';
+import { unsignedIntegerContent } from '../crypto/integers.js';
 import { keyIdentifier, readExtension, signatureAlgorithm } from '../crypto/x509.js';
 import { DecodeError, InputError } from '../errors.js';
 

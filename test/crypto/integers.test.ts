@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import forge from 'node-forge';
-import { bigintOf, unsignedIntegerContent } from '../../src/crypto/der-integer.js';
+import { toBigInt, unsignedIntegerContent } from '../../src/crypto/integers.js';
 
 const hex = (s: string) => Buffer.from(s, 'binary').toString('hex');
 
@@ -13,9 +13,9 @@ test('unsignedIntegerContent: X.690 8.3.2 minimal contents (zero, the top bit, l
   assert.equal(hex(unsignedIntegerContent(0x80n)), '0080');
   assert.equal(hex(unsignedIntegerContent(0xffn)), '00ff');
   assert.equal(hex(unsignedIntegerContent(0x100n)), '0100');
-  assert.equal(hex(unsignedIntegerContent(bigintOf(Buffer.from('00007f01', 'hex')))), '7f01');
+  assert.equal(hex(unsignedIntegerContent(toBigInt(Buffer.from('00007f01', 'hex')))), '7f01');
   assert.throws(() => unsignedIntegerContent(-1n), RangeError);
-  assert.equal(bigintOf(Buffer.alloc(0)), 0n);
+  assert.equal(toBigInt(Buffer.alloc(0)), 0n);
 });
 
 test('unsignedIntegerContent: any non-negative number round-trips through a DER INTEGER, in the fewest octets', () => {
@@ -24,9 +24,9 @@ test('unsignedIntegerContent: any non-negative number round-trips through a DER 
     // Positive in two's complement, and no octet to spare: a leading 00 only before a set top bit.
     assert.equal(content[0]! & 0x80, 0);
     if (content.length > 1) assert.ok(content[0] !== 0 || (content[1]! & 0x80) !== 0, content.toString('hex'));
-    assert.equal(bigintOf(content), n);
+    assert.equal(toBigInt(content), n);
     const { asn1 } = forge;
     const der = asn1.toDer(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, content.toString('binary'))).getBytes();
-    assert.equal(bigintOf(Buffer.from(asn1.fromDer(der, true).value as string, 'binary')), n);
+    assert.equal(toBigInt(Buffer.from(asn1.fromDer(der, true).value as string, 'binary')), n);
   }), { numRuns: 300 });
 });
